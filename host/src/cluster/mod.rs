@@ -1,0 +1,140 @@
+//! Read-only access to a cluster: everything the agent and the plugins may see.
+//!
+//! One trait, [`Cluster`], with two implementations: [`DumpCluster`] over a directory written by
+//! `kubectl cluster-info dump`, and (in the controller) a live one over `kube::Client`. Objects
+//! travel as JSON with `kind` and `apiVersion` set, the shape `kubectl get -o json` prints, so
+//! tools and plugins see the same thing whichever implementation answers.
+
+mod dump;
+mod kinds;
+mod logs;
+mod usage;
+mod workload;
+
+pub use dump::DumpCluster;
+pub use kinds::ResourceKind;
+pub use logs::{ContainerLog, LogRequest, Logs, parse_dump_logs};
+pub use usage::{
+    NodeUsage, ResourceAmounts, cpu_millis, format_bytes, format_millis, memory_bytes, node_usage,
+    pod_requests,
+};
+pub use workload::resolve_workload;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use serde_json::Value;
+
+/// A Kubernetes object as JSON, shared rather than copied.
+pub type Object = Arc<Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A dump file or directory is missing, unreadable or malformed.
+    #[error("{path}: {message}")]
+    Dump { path: String, message: String },
+    /// An object exists but does not have the shape its kind requires.
+    #[error("{kind} {name}: {message}")]
+    Malformed {
+        kind: String,
+        name: String,
+        message: String,
+    },
+    /// Logs are not available for the container asked for.
+    #[error("logs of {namespace}/{pod}: {message}")]
+    Logs {
+        namespace: String,
+        pod: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+}
+
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+/// Everything the operator may read. Implementations never return Secret values (a Secret shows
+/// its keys only).
+#[async_trait]
+pub trait Cluster: Send + Sync {
+    /// Where the data comes from, for messages ("dump tests/fixtures/dump", "cluster https://...").
+    fn source(&self) -> String;
+
+    /// One object, or `None` when it does not exist. `namespace` is ignored for cluster-scoped kinds.
+    async fn get(
+        &self,
+        kind: ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Object>>;
+
+    /// Every object of a kind in a namespace, or in all namespaces when `namespace` is `None`.
+    async fn list(&self, kind: ResourceKind, namespace: Option<&str>) -> Result<Vec<Object>>;
+
+    /// A container's log, the previous instance's when `previous` is set.
+    async fn logs(&self, request: &LogRequest) -> Result<Logs>;
+
+    /// Events whose involved object is the given one, oldest first.
+    async fn events_for(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<Vec<Event>>;
+
+    /// Every Pod in a namespace (or all), typed. The default converts `list`; implementations
+    /// that hold typed Pods already may answer directly.
+    async fn pods(&self, namespace: Option<&str>) -> Result<Vec<Pod>> {
+        self.list(ResourceKind::Pod, namespace)
+            .await?
+            .iter()
+            .map(|o| typed::<Pod>(o))
+            .collect()
+    }
+}
+
+/// Converts a JSON object into a k8s-openapi type, naming the object when it does not fit.
+pub fn typed<T: serde::de::DeserializeOwned>(object: &Value) -> Result<T> {
+    T::deserialize(object).map_err(|e| ClusterError::Malformed {
+        kind: object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("object")
+            .to_string(),
+        name: object_name(object),
+        message: e.to_string(),
+    })
+}
+
+/// `namespace/name` (or `name` for cluster-scoped objects) of a JSON object.
+pub fn object_name(object: &Value) -> String {
+    let meta = &object["metadata"];
+    match (meta["namespace"].as_str(), meta["name"].as_str()) {
+        (Some(ns), Some(name)) => format!("{ns}/{name}"),
+        (None, Some(name)) => name.to_string(),
+        _ => "<unnamed>".to_string(),
+    }
+}
+
+/// Removes Secret values, keeping the keys: the one rule every implementation applies before an
+/// object leaves this module.
+pub fn redact_secret(object: &mut Value) {
+    for field in ["data", "stringData"] {
+        if let Some(map) = object.get_mut(field).and_then(Value::as_object_mut) {
+            for value in map.values_mut() {
+                *value = Value::String("<redacted>".into());
+            }
+        }
+    }
+    // The last-applied annotation carries the whole Secret, values included.
+    if let Some(annotations) = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}

@@ -1,0 +1,275 @@
+//! Node allocatable against what the Pods on it request, computed the way `kubectl describe node`
+//! and the scheduler do.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube_quantity::ParsedQuantity;
+use serde::Serialize;
+
+/// CPU in millicores and memory in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAmounts {
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+}
+
+impl ResourceAmounts {
+    fn add(&mut self, other: ResourceAmounts) {
+        self.cpu_millis += other.cpu_millis;
+        self.memory_bytes += other.memory_bytes;
+    }
+
+    fn max(self, other: ResourceAmounts) -> ResourceAmounts {
+        ResourceAmounts {
+            cpu_millis: self.cpu_millis.max(other.cpu_millis),
+            memory_bytes: self.memory_bytes.max(other.memory_bytes),
+        }
+    }
+
+    pub fn saturating_sub(self, other: ResourceAmounts) -> ResourceAmounts {
+        ResourceAmounts {
+            cpu_millis: (self.cpu_millis - other.cpu_millis).max(0),
+            memory_bytes: (self.memory_bytes - other.memory_bytes).max(0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeUsage {
+    pub node: String,
+    pub allocatable: ResourceAmounts,
+    pub allocatable_pods: i64,
+    /// Sum of the effective requests of the non-terminated Pods bound to the node.
+    pub requests: ResourceAmounts,
+    pub limits: ResourceAmounts,
+    /// Allocatable minus requests: what the scheduler can still place here.
+    pub free: ResourceAmounts,
+    pub pods: usize,
+    pub ready: bool,
+    pub unschedulable: bool,
+    /// `key=value:Effect` for each taint.
+    pub taints: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Millicores of a CPU quantity, rounded up as Kubernetes does.
+pub fn cpu_millis(q: &Quantity) -> Option<i64> {
+    let parsed = ParsedQuantity::try_from(q).ok()?;
+    Some((parsed.to_bytes_f64()? * 1000.0).ceil() as i64)
+}
+
+/// Bytes of a memory quantity, rounded up.
+pub fn memory_bytes(q: &Quantity) -> Option<i64> {
+    let parsed = ParsedQuantity::try_from(q).ok()?;
+    Some(parsed.to_bytes_f64()?.ceil() as i64)
+}
+
+fn amounts(map: Option<&BTreeMap<String, Quantity>>) -> ResourceAmounts {
+    let Some(map) = map else {
+        return ResourceAmounts::default();
+    };
+    ResourceAmounts {
+        cpu_millis: map.get("cpu").and_then(cpu_millis).unwrap_or(0),
+        memory_bytes: map.get("memory").and_then(memory_bytes).unwrap_or(0),
+    }
+}
+
+fn container_amounts(c: &Container) -> (ResourceAmounts, ResourceAmounts) {
+    let resources = c.resources.as_ref();
+    let limits = amounts(resources.and_then(|r| r.limits.as_ref()));
+    let mut requests = amounts(resources.and_then(|r| r.requests.as_ref()));
+    // A limit without a request defaults the request to the limit.
+    if requests.cpu_millis == 0 {
+        requests.cpu_millis = limits.cpu_millis;
+    }
+    if requests.memory_bytes == 0 {
+        requests.memory_bytes = limits.memory_bytes;
+    }
+    (requests, limits)
+}
+
+/// A Pod's effective requests and limits: the regular containers and sidecars together, or the
+/// largest init container with the sidecars started before it, whichever is larger; plus overhead.
+pub fn pod_requests(pod: &Pod) -> (ResourceAmounts, ResourceAmounts) {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Default::default();
+    };
+    let mut requests = ResourceAmounts::default();
+    let mut limits = ResourceAmounts::default();
+    for c in &spec.containers {
+        let (r, l) = container_amounts(c);
+        requests.add(r);
+        limits.add(l);
+    }
+    let mut sidecars = (ResourceAmounts::default(), ResourceAmounts::default());
+    let mut init_peak = (ResourceAmounts::default(), ResourceAmounts::default());
+    for c in spec.init_containers.iter().flatten() {
+        let (r, l) = container_amounts(c);
+        if c.restart_policy.as_deref() == Some("Always") {
+            sidecars.0.add(r);
+            sidecars.1.add(l);
+            requests.add(r);
+            limits.add(l);
+        } else {
+            let mut with_sidecars = sidecars;
+            with_sidecars.0.add(r);
+            with_sidecars.1.add(l);
+            init_peak = (
+                init_peak.0.max(with_sidecars.0),
+                init_peak.1.max(with_sidecars.1),
+            );
+        }
+    }
+    let mut requests = requests.max(init_peak.0);
+    let mut limits = limits.max(init_peak.1);
+    let overhead = amounts(spec.overhead.as_ref());
+    requests.add(overhead);
+    limits.add(overhead);
+    (requests, limits)
+}
+
+/// Usage of one node, from the Pods bound to it that have not terminated.
+pub fn node_usage(node: &Node, pods: &[Pod]) -> NodeUsage {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let status = node.status.as_ref();
+    let allocatable_map = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
+    let allocatable = amounts(allocatable_map);
+    let allocatable_pods = allocatable_map
+        .and_then(|m| m.get("pods"))
+        .and_then(|q| q.0.parse().ok())
+        .unwrap_or(0);
+    let mut usage = NodeUsage {
+        node: name.clone(),
+        allocatable,
+        allocatable_pods,
+        ready: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True"),
+        unschedulable: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+        taints: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| match &t.value {
+                        Some(v) => format!("{}={}:{}", t.key, v, t.effect),
+                        None => format!("{}:{}", t.key, t.effect),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        labels: node.metadata.labels.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    for pod in pods {
+        let on_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str());
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if !on_node || matches!(phase, Some("Succeeded" | "Failed")) {
+            continue;
+        }
+        let (r, l) = pod_requests(pod);
+        usage.requests.add(r);
+        usage.limits.add(l);
+        usage.pods += 1;
+    }
+    usage.free = usage.allocatable.saturating_sub(usage.requests);
+    usage
+}
+
+/// Bytes as a person reads them: `3Gi`, `1.2Gi`, `512Mi`.
+pub fn format_bytes(bytes: i64) -> String {
+    const UNITS: [(&str, f64); 4] = [
+        ("Ti", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        ("Gi", 1024.0 * 1024.0 * 1024.0),
+        ("Mi", 1024.0 * 1024.0),
+        ("Ki", 1024.0),
+    ];
+    for (unit, size) in UNITS {
+        let value = bytes as f64 / size;
+        if value >= 1.0 {
+            let text = format!("{value:.1}");
+            return format!("{}{unit}", text.trim_end_matches(".0"));
+        }
+    }
+    bytes.to_string()
+}
+
+/// Millicores as a person reads them: `500m`, `2`, `1.5`.
+pub fn format_millis(millis: i64) -> String {
+    if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_quantities() {
+        assert_eq!(cpu_millis(&Quantity("500m".into())), Some(500));
+        assert_eq!(cpu_millis(&Quantity("2".into())), Some(2000));
+        assert_eq!(cpu_millis(&Quantity("0.25".into())), Some(250));
+        assert_eq!(
+            memory_bytes(&Quantity("3Gi".into())),
+            Some(3 * 1024 * 1024 * 1024)
+        );
+        assert_eq!(
+            memory_bytes(&Quantity("8023460Ki".into())),
+            Some(8023460 * 1024)
+        );
+        assert_eq!(memory_bytes(&Quantity("1G".into())), Some(1_000_000_000));
+        assert_eq!(memory_bytes(&Quantity("lots".into())), None);
+        assert_eq!(format_bytes(3 * 1024 * 1024 * 1024), "3Gi");
+        assert_eq!(format_bytes(1288490189), "1.2Gi");
+        assert_eq!(format_millis(500), "500m");
+    }
+
+    #[test]
+    fn sums_requests_of_running_pods_like_kubectl_describe_node() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "node-a"},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        let pod = |name: &str, node: &str, phase: &str, mem: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {"nodeName": node, "containers": [
+                    {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": mem}}},
+                    {"name": "b", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}
+                ], "initContainers": [
+                    {"name": "big-init", "resources": {"requests": {"cpu": "3", "memory": "1Mi"}}}
+                ]},
+                "status": {"phase": phase}
+            }))
+            .unwrap()
+        };
+        let pods = vec![
+            pod("one", "node-a", "Running", "2Gi"),
+            pod("done", "node-a", "Succeeded", "4Gi"),
+            pod("elsewhere", "node-b", "Running", "4Gi"),
+        ];
+        let usage = node_usage(&node, &pods);
+        assert_eq!(usage.pods, 1);
+        // cpu: max(250m + 1 (limit as request), 3 init) = 3
+        assert_eq!(usage.requests.cpu_millis, 3000);
+        assert_eq!(usage.requests.memory_bytes, 3 * 1024 * 1024 * 1024);
+        assert_eq!(usage.free.memory_bytes, 5 * 1024 * 1024 * 1024);
+        assert!(usage.ready);
+    }
+}

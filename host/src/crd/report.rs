@@ -1,0 +1,282 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::FailureClass;
+
+/// One investigation of one failing workload: what failed (spec, written by the operator when it
+/// opens the report), what the agent found and suggests (status), and the human decision
+/// (`spec.decision`, written with kubectl).
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "sre-operator.dev",
+    version = "v1alpha1",
+    kind = "DiagnosticReport",
+    plural = "diagnosticreports",
+    singular = "diagnosticreport",
+    namespaced,
+    shortname = "dr",
+    shortname = "diag",
+    category = "sre",
+    status = "DiagnosticReportStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Pod","type":"string","jsonPath":".spec.pod.name"}"#,
+    printcolumn = r#"{"name":"Class","type":"string","jsonPath":".spec.failure.class"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".spec.failure.reason","priority":1}"#,
+    printcolumn = r#"{"name":"Workload","type":"string","jsonPath":".spec.workload.name","priority":1}"#,
+    printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".spec.decision","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(oldSelf.decision) || (has(self.decision) && self.decision == oldSelf.decision)"
+).message("spec.decision is final once set; open a new report instead"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.pod == oldSelf.pod && self.workload == oldSelf.workload"
+).message("spec.pod and spec.workload are written by the operator and cannot change"))]
+pub struct DiagnosticReportSpec {
+    pub pod: PodRef,
+    pub workload: WorkloadRef,
+    pub failure: Failure,
+    /// The DebugPolicy that selected the Pod.
+    pub policy: String,
+    /// The human decision: set it to `Approved` to apply the suggested patch, `Rejected` to close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+}
+
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PodRef {
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default)]
+    pub uid: String,
+}
+
+/// The Pod's owner as a person thinks of it: ReplicaSet resolved to its Deployment, Job to its
+/// CronJob; a bare Pod is its own workload.
+#[derive(
+    KubeSchema, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    pub api_version: String,
+    pub kind: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub class: FailureClass,
+    /// The most specific reason known (`Error`, `InsufficientMemory`, `UntoleratedTaint`, ...).
+    pub reason: String,
+    /// The container the failure is about, when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Facts read from the Pod's status and events, one per line.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub evidence: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Decision {
+    Approved,
+    Rejected,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Phase {
+    Analyzing,
+    AwaitingApproval,
+    Approved,
+    Applied,
+    Resolved,
+    Unresolved,
+    Rejected,
+    NoFix,
+    Failed,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiagnosticReportStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<Findings>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasoning_chain: Vec<ReasoningStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested_patch: Option<SuggestedPatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<SafetyVerdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brain: Option<BrainUsage>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Why the report is Failed, NoFix or Unresolved, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Findings {
+    pub summary: String,
+    pub root_cause: String,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReasoningStep {
+    pub observation: String,
+    pub thought: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ToolAction>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ToolAction {
+    pub tool: String,
+    #[schemars(schema_with = "super::any_json")]
+    pub arguments: serde_json::Value,
+    /// The tool's answer, truncated.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SuggestedPatch {
+    pub target: TargetRef,
+    /// RFC 6902 operations, `test` guards first.
+    #[schemars(length(min = 1, max = 64))]
+    pub patch: Vec<PatchOperation>,
+    pub explanation: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One RFC 6902 operation, as `kubectl patch --type json` takes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PatchOperation {
+    pub op: PatchOp,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::optional_any_json")]
+    pub value: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PatchOp {
+    Add,
+    Remove,
+    Replace,
+    Move,
+    Copy,
+    Test,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SafetyVerdict {
+    pub verdict: Verdict,
+    /// The filter that decided (a plugin name, or `host` for the host's own checks).
+    pub filter: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Verdict {
+    Allowed,
+    Denied,
+    Rewritten,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrainUsage {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub steps: u32,
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+/// The report name for a workload and failure class: deterministic, so that however many Pods of
+/// a workload fail and however often the operator restarts, there is one name to create.
+pub fn report_name(workload: &WorkloadRef, class: FailureClass) -> String {
+    let base = format!(
+        "{}-{}-{}",
+        workload.kind.to_ascii_lowercase(),
+        workload.name,
+        class.as_str().to_ascii_lowercase()
+    );
+    const MAX: usize = 253;
+    if base.len() <= MAX {
+        return base;
+    }
+    // Keep a readable prefix and make it unique with a digest of the whole name.
+    let digest = Sha256::digest(base.as_bytes());
+    let suffix: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let mut prefix = base[..MAX - suffix.len() - 1]
+        .trim_end_matches(['-', '.'])
+        .to_string();
+    prefix.push('-');
+    prefix.push_str(&suffix);
+    prefix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_are_stable_and_bounded() {
+        let w = WorkloadRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "payment".into(),
+        };
+        assert_eq!(
+            report_name(&w, FailureClass::Pending),
+            "deployment-payment-pending"
+        );
+        assert_eq!(
+            report_name(&w, FailureClass::OomKilled),
+            "deployment-payment-oomkilled"
+        );
+        let long = WorkloadRef {
+            name: "a".repeat(250),
+            ..w
+        };
+        let name = report_name(&long, FailureClass::CrashLoopBackOff);
+        assert_eq!(name.len(), 253);
+        assert_eq!(name, report_name(&long, FailureClass::CrashLoopBackOff));
+        assert_ne!(name, report_name(&long, FailureClass::Pending));
+    }
+}

@@ -1,0 +1,367 @@
+//! Each class on objects shaped the way the kubelet and the scheduler write them.
+
+use super::*;
+use serde_json::{Value, json};
+
+const UID: &str = "5b7c1f0e-3a2d-4c53-9d1e-0f6a8e2b7c41";
+
+fn pod(spec: Value, status: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "app-7d9f8c6b5-x2k4p", "namespace": "default", "uid": UID,
+                     "labels": {"app": "app", "pod-template-hash": "7d9f8c6b5"}},
+        "spec": spec,
+        "status": status,
+    }))
+    .unwrap()
+}
+
+fn event(reason: &str, type_: &str, message: &str, field_path: Option<&str>, count: i32) -> Event {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("app-7d9f8c6b5-x2k4p.{}", reason.to_lowercase()), "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "namespace": "default", "name": "app-7d9f8c6b5-x2k4p",
+                           "uid": UID, "apiVersion": "v1", "fieldPath": field_path},
+        "reason": reason, "message": message, "type": type_, "count": count,
+        "source": {"component": "kubelet", "host": "node-a"},
+        "firstTimestamp": "2026-11-25T09:00:00Z", "lastTimestamp": "2026-11-25T09:40:00Z"
+    }))
+    .unwrap()
+}
+
+fn app_spec() -> Value {
+    json!({"nodeName": "node-a", "containers": [{
+        "name": "app", "image": "registry.example.com/app:1.8.2",
+        "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8081, "scheme": "HTTP"}, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/live", "port": "http", "scheme": "HTTP"}, "periodSeconds": 10, "failureThreshold": 3}
+    }]})
+}
+
+fn running_status(container_status: Value) -> Value {
+    json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+        {"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": [container_status]})
+}
+
+#[test]
+fn crash_loop_with_exit_code_and_restarts() {
+    let p = pod(
+        app_spec(),
+        running_status(json!({
+            "name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "", "ready": false, "restartCount": 6,
+            "state": {"waiting": {"reason": "CrashLoopBackOff",
+                "message": "back-off 5m0s restarting failed container=app pod=app-7d9f8c6b5-x2k4p_default(5b7c1f0e)"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                "startedAt": "2026-11-25T09:41:05Z", "finishedAt": "2026-11-25T09:41:07Z"}}
+        })),
+    );
+    let events = [event(
+        "BackOff",
+        "Warning",
+        "Back-off restarting failed container app in pod app-7d9f8c6b5-x2k4p_default(5b7c1f0e)",
+        Some("spec.containers{app}"),
+        34,
+    )];
+    let found = detect(&p, &events);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let d = &found[0];
+    assert_eq!(d.class, FailureClass::CrashLoopBackOff);
+    assert_eq!(d.reason, "Error");
+    assert_eq!(d.container.as_deref(), Some("app"));
+    let evidence = d.evidence.join("\n");
+    assert!(evidence.contains("restarted 6 times"), "{evidence}");
+    assert!(
+        evidence.contains("exited with code 1 (Error) after 2s"),
+        "{evidence}"
+    );
+    assert!(evidence.contains("BackOff (x34"), "{evidence}");
+}
+
+#[test]
+fn exit_code_127_is_command_not_found() {
+    let p = pod(
+        app_spec(),
+        running_status(json!({
+            "name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 127, "reason": "Error"}}
+        })),
+    );
+    let d = &detect(&p, &[])[0];
+    assert_eq!(d.reason, "CommandNotFound");
+    assert!(
+        d.evidence.iter().any(|e| e.contains("command not found")),
+        "{:?}",
+        d.evidence
+    );
+}
+
+#[test]
+fn oom_killed_crash_loop_is_oom_not_crash_loop() {
+    let p = pod(
+        app_spec(),
+        running_status(json!({
+            "name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 7,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+        })),
+    );
+    let found = detect(&p, &[]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].class, FailureClass::OomKilled);
+    let evidence = found[0].evidence.join("\n");
+    assert!(
+        evidence.contains("memory request 128Mi, limit 256Mi"),
+        "{evidence}"
+    );
+    assert!(evidence.contains("code 137 (OOMKilled"), "{evidence}");
+}
+
+#[test]
+fn oom_killed_then_running_again_is_still_reported() {
+    let p = pod(
+        app_spec(),
+        running_status(json!({
+            "name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 1,
+            "state": {"running": {"startedAt": "2026-11-25T09:00:00Z"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+        })),
+    );
+    assert_eq!(detect(&p, &[])[0].class, FailureClass::OomKilled);
+}
+
+#[test]
+fn image_pull_not_found_and_auth_are_told_apart() {
+    let status = |message: &str| {
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "app", "image": "registry.example.com/app:v2", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull", "message": message}}}]})
+    };
+    let not_found = "rpc error: code = NotFound desc = failed to pull and unpack image \"registry.example.com/app:v2\": failed to resolve reference \"registry.example.com/app:v2\": registry.example.com/app:v2: not found";
+    let d = &detect(&pod(app_spec(), status(not_found)), &[])[0];
+    assert_eq!(
+        (d.class, d.reason.as_str()),
+        (FailureClass::ImagePullBackOff, "ImageNotFound")
+    );
+    let auth = "failed to pull and unpack image \"ghcr.io/acme/api:2.1.0\": failed to resolve reference \"ghcr.io/acme/api:2.1.0\": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://ghcr.io/token?scope=repository%3Aacme%2Fapi%3Apull&service=ghcr.io: 401 Unauthorized";
+    let d = &detect(&pod(app_spec(), status(auth)), &[])[0];
+    assert_eq!(d.reason, "RegistryAuthFailed");
+}
+
+#[test]
+fn config_error_names_the_missing_key_or_object() {
+    let status = |message: &str| {
+        json!({"phase": "Pending", "containerStatuses": [{"name": "app", "image": "x", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}}]})
+    };
+    let d = &detect(
+        &pod(
+            app_spec(),
+            status("couldn't find key DATABASE_URL in ConfigMap billing/billing-config"),
+        ),
+        &[],
+    )[0];
+    assert_eq!(d.class, FailureClass::CreateContainerConfigError);
+    assert_eq!(d.reason, "ConfigMapKeyNotFound");
+    assert!(
+        d.evidence
+            .contains(&"missing: key DATABASE_URL in ConfigMap billing/billing-config".to_string()),
+        "{:?}",
+        d.evidence
+    );
+    let d = &detect(
+        &pod(
+            app_spec(),
+            status("secret \"ledger-db-credentials\" not found"),
+        ),
+        &[],
+    )[0];
+    assert_eq!(d.reason, "SecretNotFound");
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e == "missing: Secret ledger-db-credentials")
+    );
+}
+
+#[test]
+fn unschedulable_pod_reads_the_scheduler() {
+    let msg = "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
+    let p = pod(
+        json!({"containers": [{"name": "payment", "image": "x",
+            "resources": {"requests": {"cpu": "500m", "memory": "3Gi"}, "limits": {"memory": "3Gi"}}}]}),
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": msg}]}),
+    );
+    let events = [event("FailedScheduling", "Warning", msg, None, 12)];
+    let found = detect(&p, &events);
+    assert_eq!(found.len(), 1);
+    let d = &found[0];
+    assert_eq!(
+        (d.class, d.reason.as_str()),
+        (FailureClass::Pending, "InsufficientMemory")
+    );
+    assert!(
+        d.evidence
+            .contains(&"scheduler: 3 node(s): Insufficient memory".to_string()),
+        "{:?}",
+        d.evidence
+    );
+    assert!(
+        d.evidence
+            .contains(&"the Pod requests cpu 500m and memory 3Gi in all".to_string()),
+        "{:?}",
+        d.evidence
+    );
+}
+
+#[test]
+fn pending_but_scheduled_pod_is_not_unschedulable() {
+    let p = pod(
+        app_spec(),
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+    );
+    assert!(detect(&p, &[]).is_empty());
+}
+
+#[test]
+fn failing_readiness_probe_on_an_unready_pod() {
+    let p = pod(
+        app_spec(),
+        running_status(
+            json!({"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-11-25T09:00:00Z"}}}),
+        ),
+    );
+    let events = [event(
+        "Unhealthy",
+        "Warning",
+        "Readiness probe failed: Get \"http://10.244.2.17:8081/healthz\": dial tcp 10.244.2.17:8081: connect: connection refused",
+        Some("spec.containers{app}"),
+        40,
+    )];
+    let found = detect(&p, &events);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let d = &found[0];
+    assert_eq!(
+        (d.class, d.reason.as_str()),
+        (FailureClass::ProbeFailure, "ReadinessProbeFailed")
+    );
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.contains("readinessProbe httpGet http:8081/healthz")),
+        "{:?}",
+        d.evidence
+    );
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.contains("ports 8080/TCP (http)")),
+        "{:?}",
+        d.evidence
+    );
+}
+
+#[test]
+fn liveness_kills_are_a_probe_failure_not_a_crash_loop() {
+    let p = pod(
+        app_spec(),
+        running_status(
+            json!({"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}}),
+        ),
+    );
+    let events = [
+        event(
+            "Unhealthy",
+            "Warning",
+            "Liveness probe failed: HTTP probe failed with statuscode: 503",
+            Some("spec.containers{app}"),
+            9,
+        ),
+        event(
+            "Killing",
+            "Normal",
+            "Container app failed liveness probe, will be restarted",
+            Some("spec.containers{app}"),
+            3,
+        ),
+    ];
+    let found = detect(&p, &events);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        (found[0].class, found[0].reason.as_str()),
+        (FailureClass::ProbeFailure, "LivenessProbeFailed")
+    );
+}
+
+#[test]
+fn a_readiness_blip_on_a_ready_pod_and_a_healthy_restart_are_not_failures() {
+    let p = pod(
+        app_spec(),
+        json!({"phase": "Running", "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true,
+            "restartCount": 1, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}),
+    );
+    let events = [event(
+        "Unhealthy",
+        "Warning",
+        "Readiness probe failed: connection refused",
+        Some("spec.containers{app}"),
+        1,
+    )];
+    assert!(detect(&p, &events).is_empty());
+}
+
+#[test]
+fn init_container_crash_loop_and_events_of_a_previous_pod_with_the_same_name() {
+    let p = pod(
+        json!({"nodeName": "node-a", "initContainers": [{"name": "migrate", "image": "x", "command": ["/bin/migrate", "--up"]}],
+               "containers": [{"name": "app", "image": "x"}]}),
+        json!({"phase": "Pending",
+            "initContainerStatuses": [{"name": "migrate", "image": "x", "imageID": "", "ready": false, "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}}}],
+            "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+    );
+    let mut stale = event(
+        "Unhealthy",
+        "Warning",
+        "Readiness probe failed: x",
+        Some("spec.containers{app}"),
+        5,
+    );
+    stale.involved_object.uid = Some("another-pod-uid".into());
+    let found = detect(&p, &[stale]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].container.as_deref(), Some("migrate"));
+    assert!(
+        found[0]
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("init container migrate"))
+    );
+    assert!(
+        found[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("/bin/migrate --up"))
+    );
+}
+
+#[test]
+fn succeeded_pods_are_healthy() {
+    let p = pod(
+        app_spec(),
+        json!({"phase": "Succeeded", "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+    );
+    assert!(detect(&p, &[]).is_empty());
+}

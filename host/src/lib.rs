@@ -1,0 +1,13 @@
+//! sre-operator: a Kubernetes operator that diagnoses failing Pods like an on-call SRE.
+//!
+//! Data flows one way: Pod → [`failure`] detection → [`policy`] match → [`triage`] (one report per
+//! workload and failure class) → agent → patch review → approval → apply. [`cluster`] is the
+//! read-only view of a cluster (live or a dump) every step reads through; [`crd`] holds the two
+//! custom resources.
+
+pub mod cli;
+pub mod cluster;
+pub mod crd;
+pub mod failure;
+pub mod policy;
+pub mod triage;

@@ -1,0 +1,179 @@
+use super::*;
+use serde_json::json;
+
+pub(crate) const SEED_POLICY: &str = r#"
+apiVersion: sre-operator.dev/v1alpha1
+kind: DebugPolicy
+metadata:
+  name: protect-critical-services
+spec:
+  rules:
+    - namespaces: ["default"]
+      selector:
+        matchLabels:
+          app: critical-app
+"#;
+
+fn pod(namespace: &str, labels: serde_json::Value) -> Pod {
+    serde_json::from_value(
+        json!({"metadata": {"name": "p", "namespace": namespace, "labels": labels}}),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_seed_policy_validates_and_selects_what_it_says() {
+    let policies = parse_policies(SEED_POLICY, "seed.yaml").unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].spec.cooldown, "10m");
+    assert_eq!(policies[0].spec.approval, Approval::Manual);
+    let set = PolicySet::compile(&policies).unwrap();
+    let critical = pod("default", json!({"app": "critical-app"}));
+    assert!(
+        set.select(&critical, FailureClass::CrashLoopBackOff)
+            .is_some()
+    );
+    assert!(set.select(&critical, FailureClass::Pending).is_some());
+    assert!(
+        set.select(
+            &pod("production", json!({"app": "critical-app"})),
+            FailureClass::Pending
+        )
+        .is_none()
+    );
+    assert!(
+        set.select(
+            &pod("default", json!({"app": "web"})),
+            FailureClass::Pending
+        )
+        .is_none()
+    );
+}
+
+#[test]
+fn the_seed_policy_with_its_original_group_is_refused_with_the_fix() {
+    let original = SEED_POLICY.replace("sre-operator.dev/v1alpha1", "example.com/v1");
+    let err = parse_policies(&original, "seed.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "seed.yaml: DebugPolicy protect-critical-services: apiVersion is \"example.com/v1\"; use sre-operator.dev/v1alpha1"
+    );
+}
+
+#[test]
+fn schema_violations_are_named() {
+    let cases = [
+        ("conditions: [Crashing]", "spec.rules.0.conditions.0"),
+        ("cooldown: ten minutes", "spec.cooldown"),
+        (
+            "brain: {provider: rules, maxSteps: 0}",
+            "spec.brain.maxSteps",
+        ),
+        ("approval: Sometimes", "spec.approval"),
+    ];
+    for (extra, path) in cases {
+        let text = format!(
+            "apiVersion: sre-operator.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p}}\nspec:\n  rules: [{{}}]\n  {}\n",
+            extra.replace(
+                "conditions: [Crashing]",
+                "rules: [{conditions: [Crashing]}]"
+            )
+        );
+        let err = parse_policies(&text, "p.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("p.yaml: DebugPolicy p: "), "{err}");
+        assert!(err.contains(path), "{extra}: {err}");
+    }
+    let err = parse_policies(
+        "apiVersion: sre-operator.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec: {rules: []}\n",
+        "p.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("spec.rules"), "{err}");
+}
+
+#[test]
+fn match_expressions_namespaces_and_conditions() {
+    let text = r#"
+apiVersion: sre-operator.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: tiers}
+spec:
+  rules:
+    - namespaces: [shop, billing]
+      selector:
+        matchExpressions:
+          - {key: tier, operator: In, values: [frontend, api]}
+          - {key: canary, operator: DoesNotExist}
+      conditions: [CrashLoopBackOff, OOMKilled]
+"#;
+    let set = PolicySet::compile(&parse_policies(text, "t.yaml").unwrap()).unwrap();
+    let api = pod("shop", json!({"tier": "api"}));
+    assert!(set.select(&api, FailureClass::CrashLoopBackOff).is_some());
+    assert!(set.select(&api, FailureClass::OomKilled).is_some());
+    assert!(
+        set.select(&api, FailureClass::Pending).is_none(),
+        "class outside the rule's conditions"
+    );
+    assert!(
+        set.select(
+            &pod("shop", json!({"tier": "api", "canary": "yes"})),
+            FailureClass::CrashLoopBackOff
+        )
+        .is_none()
+    );
+    assert!(
+        set.select(
+            &pod("shop", json!({"tier": "db"})),
+            FailureClass::CrashLoopBackOff
+        )
+        .is_none()
+    );
+    assert!(
+        set.select(
+            &pod("web", json!({"tier": "api"})),
+            FailureClass::CrashLoopBackOff
+        )
+        .is_none()
+    );
+    assert!(set.selects_pod(&api));
+}
+
+#[test]
+fn a_bad_selector_operator_names_the_policy_and_rule() {
+    let text = r#"
+apiVersion: sre-operator.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: broken}
+spec:
+  rules:
+    - selector:
+        matchExpressions: [{key: tier, operator: Near, values: [a]}]
+"#;
+    let err = parse_policies(text, "b.yaml").unwrap_err().to_string();
+    assert!(
+        err.starts_with("b.yaml: DebugPolicy broken: spec.rules[0]: selector:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_default_policy_selects_everything_and_several_documents_load() {
+    let set = PolicySet::compile(&[default_policy()]).unwrap();
+    for class in FailureClass::ALL {
+        assert!(set.select(&pod("anywhere", json!({})), class).is_some());
+    }
+    let two = format!(
+        "{SEED_POLICY}\n---\n{}",
+        SEED_POLICY.replace("protect-critical-services", "second")
+    );
+    assert_eq!(parse_policies(&two, "two.yaml").unwrap().len(), 2);
+    assert!(
+        parse_policies("", "empty.yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("holds no DebugPolicy")
+    );
+}

@@ -1,0 +1,134 @@
+//! From Pods to reports: detect failures, keep those a policy selects, resolve each Pod's workload
+//! and open one report per workload and failure class. Shared by `diagnose` and the controller.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ObjectMeta;
+
+use crate::cluster::{Cluster, Result, resolve_workload};
+use crate::crd::{DiagnosticReport, DiagnosticReportSpec, PodRef, report_name};
+use crate::failure::{Detection, detect};
+use crate::policy::{DedupKey, PolicySet};
+
+pub const MANAGED_BY: &str = "sre-operator";
+pub const CLASS_LABEL: &str = "sre-operator.dev/failure-class";
+
+/// Evidence lines naming the other failing Pods of a workload, at most this many.
+const MAX_SIBLINGS: usize = 5;
+
+/// A new report (no status yet) for a Pod's failure.
+pub fn new_report(
+    pod: &Pod,
+    workload: crate::crd::WorkloadRef,
+    detection: Detection,
+    policy: &str,
+) -> DiagnosticReport {
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGED_BY.to_string(),
+        ),
+        (
+            CLASS_LABEL.to_string(),
+            detection.class.as_str().to_ascii_lowercase(),
+        ),
+    ]);
+    if workload.name.len() <= 63 {
+        labels.insert("sre-operator.dev/workload".into(), workload.name.clone());
+    }
+    DiagnosticReport {
+        metadata: ObjectMeta {
+            name: Some(report_name(&workload, detection.class)),
+            namespace: Some(namespace.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: DiagnosticReportSpec {
+            pod: PodRef {
+                namespace,
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                uid: pod.metadata.uid.clone().unwrap_or_default(),
+            },
+            workload,
+            failure: detection.into(),
+            policy: policy.to_string(),
+            decision: None,
+        },
+        status: None,
+    }
+}
+
+/// Every report the selected failing Pods call for, ordered by namespace and name.
+pub async fn triage(cluster: &dyn Cluster, policies: &PolicySet) -> Result<Vec<DiagnosticReport>> {
+    let mut pods = cluster.pods(None).await?;
+    pods.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    let mut reports: BTreeMap<DedupKey, (DiagnosticReport, Vec<String>)> = BTreeMap::new();
+    for pod in &pods {
+        if !policies.selects_pod(pod) {
+            continue;
+        }
+        let (namespace, name) = (
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let events = cluster
+            .events_for("Pod", namespace, name, pod.metadata.uid.as_deref())
+            .await?;
+        let detections = detect(pod, &events);
+        if detections.is_empty() {
+            continue;
+        }
+        let workload = resolve_workload(cluster, pod).await?;
+        for detection in detections {
+            let Some(policy) = policies.select(pod, detection.class) else {
+                continue;
+            };
+            let key = DedupKey {
+                namespace: namespace.to_string(),
+                workload: workload.clone(),
+                class: detection.class,
+            };
+            match reports.get_mut(&key) {
+                Some((_, siblings)) => siblings.push(name.to_string()),
+                None => {
+                    let report = new_report(pod, workload.clone(), detection, &policy.name);
+                    reports.insert(key, (report, Vec::new()));
+                }
+            }
+        }
+    }
+    Ok(reports
+        .into_values()
+        .map(|(mut report, siblings)| {
+            if !siblings.is_empty() {
+                let shown: Vec<&str> = siblings
+                    .iter()
+                    .take(MAX_SIBLINGS)
+                    .map(String::as_str)
+                    .collect();
+                let more = siblings.len().saturating_sub(MAX_SIBLINGS);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                report.spec.failure.evidence.push(format!(
+                    "{} other Pod(s) of {} {} fail the same way: {}{more}",
+                    siblings.len(),
+                    report.spec.workload.kind,
+                    report.spec.workload.name,
+                    shown.join(", ")
+                ));
+            }
+            report
+        })
+        .collect())
+}

@@ -1,0 +1,230 @@
+//! `sre-operator diagnose` as a user runs it, on the bundled dump and on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sre_operator::crd::DiagnosticReport;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sre-operator"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn reports(args: &[&str]) -> Vec<DiagnosticReport> {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("--output json prints JSON");
+    assert_eq!(list["kind"], "List");
+    serde_json::from_value(list["items"].clone()).expect("items are DiagnosticReports")
+}
+
+#[test]
+fn finds_every_planted_failure_and_no_healthy_pod() {
+    let dump = repo("tests/fixtures/dump");
+    let found = reports(&[
+        "diagnose",
+        "--dump",
+        dump.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let mut summary: Vec<(String, String, String, String)> = found
+        .iter()
+        .map(|r| {
+            (
+                r.spec.pod.namespace.clone(),
+                r.spec.workload.name.clone(),
+                r.spec.failure.class.to_string(),
+                r.spec.failure.reason.clone(),
+            )
+        })
+        .collect();
+    summary.sort();
+    let expected = [
+        ("batch", "report-worker", "OOMKilled", "OOMKilled"),
+        (
+            "billing",
+            "invoice-api",
+            "CreateContainerConfigError",
+            "ConfigMapKeyNotFound",
+        ),
+        (
+            "billing",
+            "ledger",
+            "CreateContainerConfigError",
+            "SecretNotFound",
+        ),
+        (
+            "data",
+            "analytics",
+            "Pending",
+            "UnboundPersistentVolumeClaim",
+        ),
+        ("data", "gpu-trainer", "Pending", "NodeSelectorMismatch"),
+        ("default", "critical-app", "CrashLoopBackOff", "Error"),
+        ("production", "payment", "Pending", "InsufficientMemory"),
+        ("shop", "frontend", "ImagePullBackOff", "ImageNotFound"),
+        (
+            "shop",
+            "internal-api",
+            "ImagePullBackOff",
+            "RegistryAuthFailed",
+        ),
+        ("web", "api", "ProbeFailure", "ReadinessProbeFailed"),
+        ("web", "search", "ProbeFailure", "LivenessProbeFailed"),
+    ]
+    .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()));
+    assert_eq!(summary, expected);
+
+    for r in &found {
+        assert_eq!(
+            r.spec.workload.kind, "Deployment",
+            "ReplicaSets resolve to their Deployment"
+        );
+        assert!(!r.spec.failure.evidence.is_empty());
+        assert_eq!(
+            r.metadata.namespace.as_deref(),
+            Some(r.spec.pod.namespace.as_str())
+        );
+        assert!(!r.spec.pod.uid.is_empty());
+    }
+    let crash = found
+        .iter()
+        .find(|r| r.spec.workload.name == "critical-app")
+        .unwrap();
+    assert_eq!(
+        crash.metadata.name.as_deref(),
+        Some("deployment-critical-app-crashloopbackoff")
+    );
+    let evidence = crash.spec.failure.evidence.join("\n");
+    assert!(evidence.contains("restarted 6 times"), "{evidence}");
+    assert!(
+        evidence.contains("1 other Pod(s) of Deployment critical-app fail the same way"),
+        "two Pods, one report: {evidence}"
+    );
+    let payment = found
+        .iter()
+        .find(|r| r.spec.workload.name == "payment")
+        .unwrap();
+    assert!(
+        payment
+            .spec
+            .failure
+            .evidence
+            .iter()
+            .any(|e| e == "the Pod requests cpu 500m and memory 3Gi in all")
+    );
+    let config = found
+        .iter()
+        .find(|r| r.spec.workload.name == "invoice-api")
+        .unwrap();
+    assert!(
+        config
+            .spec
+            .failure
+            .evidence
+            .iter()
+            .any(|e| e == "missing: key DATABASE_URL in ConfigMap billing/billing-config")
+    );
+}
+
+#[test]
+fn the_seed_policy_selects_only_the_seed_crash_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("seed.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: sre-operator.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: protect-critical-services}\n\
+         spec:\n  rules:\n    - namespaces: [\"default\"]\n      selector:\n        matchLabels:\n          app: critical-app\n",
+    )
+    .unwrap();
+    let dump = repo("tests/fixtures/dump");
+    let found = reports(&[
+        "diagnose",
+        "--dump",
+        dump.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].spec.policy, "protect-critical-services");
+    assert_eq!(found[0].spec.failure.class.to_string(), "CrashLoopBackOff");
+}
+
+#[test]
+fn text_and_yaml_output() {
+    let dump = repo("tests/fixtures/dump");
+    let out = run(&["diagnose", "--dump", dump.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("production/payment-6d5f7c9b8-7xk2p  Pending (InsufficientMemory)"),
+        "{text}"
+    );
+    assert!(text.contains("workload: Deployment payment"), "{text}");
+    assert!(text.trim_end().ends_with("11 report(s) to open."), "{text}");
+    let out = run(&["diagnose", "--dump", dump.to_str().unwrap(), "-o", "yaml"]);
+    let list: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 11);
+    assert_eq!(list["items"][0]["apiVersion"], "sre-operator.dev/v1alpha1");
+    assert_eq!(list["items"][0]["kind"], "DiagnosticReport");
+}
+
+fn one_line_error(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "expected a failure for {args:?}");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_one_line_naming_the_input() {
+    let err = one_line_error(&["diagnose", "--dump", "/nonexistent/dump"]);
+    assert!(
+        err.starts_with("error: /nonexistent/dump: no such directory"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("shop")).unwrap();
+    std::fs::write(
+        dir.path().join("shop/pods.json"),
+        "{\"kind\": \"PodList\", \"items\": [",
+    )
+    .unwrap();
+    let err = one_line_error(&["diagnose", "--dump", dir.path().to_str().unwrap()]);
+    assert!(err.contains("shop/pods.json: invalid JSON"), "{err}");
+
+    let dump = repo("tests/fixtures/dump");
+    let err = one_line_error(&[
+        "diagnose",
+        "--dump",
+        dump.to_str().unwrap(),
+        "--policy",
+        "/nonexistent/policy.yaml",
+    ]);
+    assert!(
+        err.starts_with("error: /nonexistent/policy.yaml: cannot read"),
+        "{err}"
+    );
+
+    let out = run(&["diagnose"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dump <DIR>"));
+}
