@@ -9,5 +9,6 @@ pub mod cli;
 pub mod cluster;
 pub mod crd;
 pub mod failure;
+pub mod plugin;
 pub mod policy;
 pub mod triage;

@@ -9,11 +9,23 @@ use kube_quantity::ParsedQuantity;
 use serde::Serialize;
 
 /// CPU in millicores and memory in bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ResourceAmounts {
     pub cpu_millis: i64,
     pub memory_bytes: i64,
+}
+
+/// Serialized with readable twins (`"memory": "1.2Gi"`) so that no reader has to format bytes.
+impl Serialize for ResourceAmounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("ResourceAmounts", 4)?;
+        s.serialize_field("cpuMillis", &self.cpu_millis)?;
+        s.serialize_field("memoryBytes", &self.memory_bytes)?;
+        s.serialize_field("cpu", &format_millis(self.cpu_millis))?;
+        s.serialize_field("memory", &format_bytes(self.memory_bytes))?;
+        s.end()
+    }
 }
 
 impl ResourceAmounts {

@@ -1,0 +1,214 @@
+//! `plugins.yaml`: which components to load, as which world, with which limits and settings.
+//!
+//! ```yaml
+//! plugins:
+//!   - name: k8s-reader
+//!     world: tool
+//!     file: k8s_reader.wasm
+//!     sha256: 3f5a...            # optional for files; checked when given
+//!     limits: {memory: 64Mi, timeout: 2s, output: 256Ki}
+//!     settings: {}
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::World;
+use crate::crd::parse_duration;
+
+pub const MANIFEST_FILE: &str = "plugins.yaml";
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(default)]
+    pub plugins: Vec<ManifestEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestEntry {
+    pub name: String,
+    /// `tool`, `patch-filter` or `policy-filter`.
+    pub world: String,
+    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Linear memory, as a Kubernetes quantity (`64Mi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Wall-clock time per call (`2s`, `500ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Bytes a call may return (`256Ki`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// Limits in force for every call of a plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    /// Kubewarden's 2 s default deadline; memory and output sized for JSON-handling tools.
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(2),
+            output_bytes: 256 << 10,
+        }
+    }
+}
+
+/// Ceilings a manifest cannot exceed, whatever it asks.
+const MAX_MEMORY: usize = 1 << 30;
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_OUTPUT: usize = 4 << 20;
+
+fn bytes(field: &str, text: &str) -> Result<usize, String> {
+    let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(text.to_string());
+    crate::cluster::memory_bytes(&q)
+        .filter(|b| *b > 0)
+        .map(|b| b as usize)
+        .ok_or_else(|| format!("limits.{field}: {text:?} is not a size like 64Mi"))
+}
+
+impl LimitsSpec {
+    pub fn resolve(&self) -> Result<Limits, String> {
+        let default = Limits::default();
+        let limits = Limits {
+            memory_bytes: self
+                .memory
+                .as_deref()
+                .map(|m| bytes("memory", m))
+                .transpose()?
+                .unwrap_or(default.memory_bytes),
+            timeout: self
+                .timeout
+                .as_deref()
+                .map(|t| parse_duration("limits.timeout", t))
+                .transpose()?
+                .unwrap_or(default.timeout),
+            output_bytes: self
+                .output
+                .as_deref()
+                .map(|o| bytes("output", o))
+                .transpose()?
+                .unwrap_or(default.output_bytes),
+        };
+        if limits.memory_bytes > MAX_MEMORY {
+            return Err(format!(
+                "limits.memory is above the host's ceiling of {}",
+                crate::cluster::format_bytes(MAX_MEMORY as i64)
+            ));
+        }
+        if limits.timeout > MAX_TIMEOUT || limits.timeout.is_zero() {
+            return Err(format!(
+                "limits.timeout must be between 1ms and {MAX_TIMEOUT:?}"
+            ));
+        }
+        if limits.output_bytes > MAX_OUTPUT {
+            return Err(format!(
+                "limits.output is above the host's ceiling of {}",
+                crate::cluster::format_bytes(MAX_OUTPUT as i64)
+            ));
+        }
+        Ok(limits)
+    }
+}
+
+impl ManifestEntry {
+    pub fn world(&self) -> Result<World, String> {
+        self.world.parse()
+    }
+
+    /// The settings as the JSON the plugin's `configure` receives.
+    pub fn settings_json(&self) -> Result<String, String> {
+        match &self.settings {
+            None => Ok("{}".into()),
+            Some(v @ serde_json::Value::Object(_)) => Ok(v.to_string()),
+            Some(_) => Err("settings must be a mapping".into()),
+        }
+    }
+
+    /// The file name, refusing anything that would leave the plugin directory.
+    pub fn checked_file(&self) -> Result<&str, String> {
+        let f = self.file.as_str();
+        if f.is_empty() || f.starts_with('/') || f.split(['/', '\\']).any(|part| part == "..") {
+            return Err(format!(
+                "file {f:?} must be a path inside the plugin directory"
+            ));
+        }
+        Ok(f)
+    }
+}
+
+pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
+    let manifest: Manifest = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in &manifest.plugins {
+        if !seen.insert(entry.name.as_str()) {
+            return Err(format!("plugin {} is listed twice", entry.name));
+        }
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_resolve_with_defaults_and_ceilings() {
+        let spec = LimitsSpec {
+            memory: Some("32Mi".into()),
+            timeout: Some("500ms".into()),
+            output: None,
+        };
+        let l = spec.resolve().unwrap();
+        assert_eq!(l.memory_bytes, 32 << 20);
+        assert_eq!(l.timeout, Duration::from_millis(500));
+        assert_eq!(l.output_bytes, 256 << 10);
+        let err = LimitsSpec {
+            memory: Some("8Gi".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("ceiling"), "{err}");
+        let err = LimitsSpec {
+            timeout: Some("soon".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("limits.timeout"), "{err}");
+    }
+
+    #[test]
+    fn manifests_refuse_duplicates_unknown_fields_and_escaping_paths() {
+        let text = "plugins:\n- {name: a, world: tool, file: a.wasm}\n- {name: a, world: tool, file: b.wasm}\n";
+        assert!(parse_manifest(text).unwrap_err().contains("listed twice"));
+        assert!(
+            parse_manifest("plugins:\n- {name: a, world: tool, file: a.wasm, colour: red}\n")
+                .is_err()
+        );
+        let m =
+            parse_manifest("plugins:\n- {name: a, world: tool, file: ../../etc/passwd}\n").unwrap();
+        assert!(m.plugins[0].checked_file().is_err());
+    }
+}

@@ -1,0 +1,361 @@
+//! The set of loaded plugins, loaded from a plugin directory (in a cluster: the mounted plugin
+//! ConfigMap) or from the built-ins embedded in the binary, and swapped atomically when the
+//! directory changes. A call holds the set it started with, so it finishes on that version.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{
+    CallError, ClusterAccess, LoadedPlugin, MANIFEST_FILE, Manifest, PluginSource, Runtime,
+    ToolSpec, World, parse_manifest,
+};
+
+/// A plugin the operator would not load, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    pub plugin: String,
+    pub reason: String,
+}
+
+/// A tool the agent may call.
+#[derive(Clone)]
+pub struct ToolInfo {
+    pub plugin: Arc<LoadedPlugin>,
+    pub name: String,
+    pub description: String,
+    /// The arguments' JSON Schema.
+    pub parameters: Value,
+    validator: Arc<jsonschema::Validator>,
+}
+
+/// Plugins loaded together from one manifest.
+#[derive(Default)]
+pub struct PluginSet {
+    source: String,
+    plugins: Vec<Arc<LoadedPlugin>>,
+    tools: BTreeMap<String, ToolInfo>,
+    refusals: Vec<Refusal>,
+}
+
+const BUILTIN_MANIFEST: &str = include_str!("../../../plugins/plugins.yaml");
+const BUILTIN_FILES: [(&str, &[u8]); 3] = [
+    (
+        "k8s_reader.wasm",
+        include_bytes!(concat!(env!("SRE_OPERATOR_WASM_DIR"), "/k8s_reader.wasm")),
+    ),
+    (
+        "patch_safety.wasm",
+        include_bytes!(concat!(env!("SRE_OPERATOR_WASM_DIR"), "/patch_safety.wasm")),
+    ),
+    (
+        "policy_filter.wasm",
+        include_bytes!(concat!(
+            env!("SRE_OPERATOR_WASM_DIR"),
+            "/policy_filter.wasm"
+        )),
+    ),
+];
+
+fn valid_tool_name(name: &str) -> bool {
+    // What OpenAI-compatible function calling accepts.
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl PluginSet {
+    /// Loads every entry of a manifest; an entry that fails is refused with its reason and the
+    /// others load.
+    pub fn load(
+        runtime: &Runtime,
+        manifest: &Manifest,
+        read: impl Fn(&str) -> Result<Vec<u8>, String>,
+        source: String,
+    ) -> PluginSet {
+        let mut set = PluginSet {
+            source,
+            ..Default::default()
+        };
+        for entry in &manifest.plugins {
+            let refuse = |set: &mut PluginSet, reason: String| {
+                tracing::warn!(plugin = %entry.name, %reason, "plugin refused");
+                set.refusals.push(Refusal {
+                    plugin: entry.name.clone(),
+                    reason,
+                });
+            };
+            let bytes = match entry.checked_file().and_then(|f| read(f)) {
+                Ok(bytes) => bytes,
+                Err(reason) => {
+                    refuse(&mut set, reason);
+                    continue;
+                }
+            };
+            let plugin = match runtime.load(PluginSource {
+                entry,
+                bytes: &bytes,
+            }) {
+                Ok(p) => Arc::new(p),
+                Err(reason) => {
+                    refuse(&mut set, reason);
+                    continue;
+                }
+            };
+            match set.index_tools(&plugin) {
+                Ok(tools) => {
+                    set.tools
+                        .extend(tools.into_iter().map(|t| (t.name.clone(), t)));
+                    tracing::info!(plugin = %plugin.name, world = %plugin.world, digest = %&plugin.digest[..12], "plugin loaded");
+                    set.plugins.push(plugin);
+                }
+                Err(reason) => refuse(&mut set, reason),
+            }
+        }
+        set
+    }
+
+    fn index_tools(&self, plugin: &Arc<LoadedPlugin>) -> Result<Vec<ToolInfo>, String> {
+        if plugin.world != World::Tool {
+            return Ok(Vec::new());
+        }
+        let specs: Vec<ToolSpec> = plugin.describe().map_err(|e| e.to_string())?;
+        let mut tools = Vec::new();
+        for spec in specs {
+            if !valid_tool_name(&spec.name) {
+                return Err(format!(
+                    "tool name {:?} must be 1-64 letters, digits, _ or -",
+                    spec.name
+                ));
+            }
+            if let Some(other) = self.tools.get(&spec.name) {
+                return Err(format!(
+                    "tool {} is already offered by plugin {}",
+                    spec.name, other.plugin.name
+                ));
+            }
+            let parameters: Value = serde_json::from_str(&spec.parameters)
+                .map_err(|e| format!("tool {}: parameters are not JSON: {e}", spec.name))?;
+            if parameters.get("type").and_then(Value::as_str) != Some("object") {
+                return Err(format!(
+                    "tool {}: parameters must be a JSON Schema of type object",
+                    spec.name
+                ));
+            }
+            let validator = jsonschema::validator_for(&parameters).map_err(|e| {
+                format!(
+                    "tool {}: parameters are not a valid JSON Schema: {e}",
+                    spec.name
+                )
+            })?;
+            tools.push(ToolInfo {
+                plugin: plugin.clone(),
+                name: spec.name,
+                description: spec.description,
+                parameters,
+                validator: Arc::new(validator),
+            });
+        }
+        Ok(tools)
+    }
+
+    /// The plugins embedded in the binary: k8s-reader, patch-safety and policy-filter.
+    pub fn builtin(runtime: &Runtime) -> PluginSet {
+        let manifest = parse_manifest(BUILTIN_MANIFEST).expect("the built-in manifest parses");
+        let read = |file: &str| {
+            BUILTIN_FILES
+                .iter()
+                .find(|(name, _)| *name == file)
+                .map(|(_, bytes)| bytes.to_vec())
+                .ok_or_else(|| format!("{file} is not built in"))
+        };
+        PluginSet::load(runtime, &manifest, read, "built-in plugins".into())
+    }
+
+    /// Loads `DIR/plugins.yaml` and the files it names. A manifest that cannot be read or parsed
+    /// is an error naming it; a plugin that cannot be loaded is a refusal.
+    pub fn from_dir(runtime: &Runtime, dir: &Path) -> Result<PluginSet, String> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let manifest = parse_manifest(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let read = |file: &str| {
+            std::fs::read(dir.join(file))
+                .map_err(|e| format!("cannot read {}: {e}", dir.join(file).display()))
+        };
+        Ok(PluginSet::load(
+            runtime,
+            &manifest,
+            read,
+            dir.display().to_string(),
+        ))
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+        &self.plugins
+    }
+
+    pub fn refusals(&self) -> &[Refusal] {
+        &self.refusals
+    }
+
+    pub fn tools(&self) -> impl Iterator<Item = &ToolInfo> {
+        self.tools.values()
+    }
+
+    pub fn tool(&self, name: &str) -> Option<&ToolInfo> {
+        self.tools.get(name)
+    }
+
+    pub fn by_world(&self, world: World) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
+        self.plugins.iter().filter(move |p| p.world == world)
+    }
+
+    /// Checks the arguments against the tool's schema and calls it, on a blocking thread.
+    pub async fn invoke(
+        &self,
+        tool: &str,
+        arguments: &Value,
+        access: ClusterAccess,
+    ) -> Result<String, CallError> {
+        let info = self
+            .tool(tool)
+            .ok_or_else(|| CallError::UnknownTool(tool.to_string()))?;
+        let problems: Vec<String> = info
+            .validator
+            .iter_errors(arguments)
+            .map(|e| e.to_string())
+            .collect();
+        if !problems.is_empty() {
+            return Err(CallError::InvalidArguments {
+                plugin: info.plugin.name.clone(),
+                call: format!("invoke {tool}"),
+                message: problems.join("; "),
+            });
+        }
+        let (plugin, tool, arguments) =
+            (info.plugin.clone(), tool.to_string(), arguments.to_string());
+        tokio::task::spawn_blocking(move || plugin.invoke_tool(&tool, &arguments, access))
+            .await
+            .unwrap_or_else(|e| {
+                Err(CallError::UnknownTool(format!(
+                    "the call could not run: {e}"
+                )))
+            })
+    }
+}
+
+/// The plugin set in force, reloaded when its directory changes.
+pub struct PluginRegistry {
+    runtime: Arc<Runtime>,
+    dir: Option<PathBuf>,
+    current: RwLock<Arc<PluginSet>>,
+    fingerprint: Mutex<Option<String>>,
+}
+
+/// What identifies a directory's content cheaply: the manifest's text and, for each file it
+/// names, where it really lives (a ConfigMap update swaps the `..data` symlink to a new folder),
+/// its size and its modification time.
+fn fingerprint(dir: &Path) -> String {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
+    let mut print = format!("{:?}\n{text}", std::fs::canonicalize(&manifest_path).ok());
+    if let Ok(manifest) = parse_manifest(&text) {
+        for entry in &manifest.plugins {
+            let path = dir.join(&entry.file);
+            let meta = std::fs::metadata(&path).ok();
+            print.push_str(&format!(
+                "\n{:?} {:?} {:?}",
+                std::fs::canonicalize(&path).ok(),
+                meta.as_ref().map(|m| m.len()),
+                meta.and_then(|m| m.modified().ok())
+            ));
+        }
+    }
+    print
+}
+
+impl PluginRegistry {
+    pub fn builtin(runtime: Arc<Runtime>) -> PluginRegistry {
+        let set = PluginSet::builtin(&runtime);
+        PluginRegistry {
+            runtime,
+            dir: None,
+            current: RwLock::new(Arc::new(set)),
+            fingerprint: Mutex::new(None),
+        }
+    }
+
+    pub fn from_dir(runtime: Arc<Runtime>, dir: PathBuf) -> Result<PluginRegistry, String> {
+        let before = fingerprint(&dir);
+        let set = PluginSet::from_dir(&runtime, &dir)?;
+        let stable = fingerprint(&dir) == before;
+        Ok(PluginRegistry {
+            runtime,
+            dir: Some(dir),
+            current: RwLock::new(Arc::new(set)),
+            fingerprint: Mutex::new(stable.then_some(before)),
+        })
+    }
+
+    /// The set in force now; a caller keeps it for the whole call.
+    pub fn current(&self) -> Arc<PluginSet> {
+        self.current.read().expect("plugin set lock").clone()
+    }
+
+    /// Reloads when the directory changed. The old set stays in force if the manifest is broken.
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let Some(dir) = &self.dir else {
+            return Ok(false);
+        };
+        let before = fingerprint(dir);
+        if self
+            .fingerprint
+            .lock()
+            .expect("fingerprint lock")
+            .as_deref()
+            == Some(before.as_str())
+        {
+            return Ok(false);
+        }
+        let set = PluginSet::from_dir(&self.runtime, dir)?;
+        // A swap while we read makes the next look reload again.
+        let stable = fingerprint(dir) == before;
+        *self.fingerprint.lock().expect("fingerprint lock") = stable.then_some(before);
+        tracing::info!(
+            dir = %dir.display(),
+            loaded = set.plugins().len(),
+            refused = set.refusals().len(),
+            "plugin directory changed; new plugin set in force"
+        );
+        *self.current.write().expect("plugin set lock") = Arc::new(set);
+        Ok(true)
+    }
+
+    /// Polls the directory every `every` and reloads on change, until the task is dropped.
+    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                let r = registry.clone();
+                match tokio::task::spawn_blocking(move || r.reload_if_changed()).await {
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "plugin reload failed; keeping the current plugins")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "plugin reload task failed"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        })
+    }
+}
