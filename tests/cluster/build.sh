@@ -68,6 +68,11 @@ exec 9>"$cache_root/$key/.build.lock"
 if ! flock -n 9; then
     echo "build.sh: another build of $key is running; waiting for it" >&2
     flock 9
+    if all_present; then
+        echo "build.sh: the other run built $key" >&2
+        echo "$bin"
+        exit 0
+    fi
 fi
 
 command -v go >/dev/null || { echo "build.sh: go is not installed (Go 1.26 or newer is needed)" >&2; exit 1; }

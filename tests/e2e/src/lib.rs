@@ -14,6 +14,9 @@
 //! selected by the label `sre-operator.dev/fault` (see [`fault`]); container logs come from
 //! files written by [`TestCluster::set_logs`].
 //!
+//! A cluster kept in a static (one shared by the tests of a binary) is stopped when the
+//! process exits.
+//!
 //! When `SRE_OPERATOR_E2E_KUBECONFIG` names a kubeconfig, [`TestCluster::start`] uses that
 //! cluster instead of starting one (fault stages and logs then need a cluster started by this
 //! harness, e.g. `tests/cluster/up.sh`).
@@ -360,7 +363,12 @@ options:
 
 /// Polls `check` every 100 ms until it returns true; fails after `timeout` or when a
 /// component of cluster `id` has exited.
-async fn wait_until<F, Fut>(id: Option<u64>, timeout: Duration, what: &str, mut check: F) -> Result<()>
+async fn wait_until<F, Fut>(
+    id: Option<u64>,
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
@@ -377,7 +385,9 @@ where
             Err(e) => last_err = Some(e),
         }
         if Instant::now() > deadline {
-            let detail = last_err.map(|e| format!(" (last error: {e:#})")).unwrap_or_default();
+            let detail = last_err
+                .map(|e| format!(" (last error: {e:#})"))
+                .unwrap_or_default();
             bail!("timed out after {timeout:?} waiting for {what}{detail}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -434,12 +444,29 @@ impl TestCluster {
 
     /// Starts a cluster of its own on loopback, whatever the environment says.
     pub async fn start_local(opts: ClusterOptions) -> Result<TestCluster> {
+        match Self::start_local_once(&opts).await {
+            // A free port was taken by someone else between choosing and binding it: once more.
+            Err(e) if format!("{e:#}").contains("address already in use") => {
+                eprintln!("sre-e2e: a port was taken meanwhile, starting again: {e:#}");
+                Self::start_local_once(&opts).await
+            }
+            other => other,
+        }
+    }
+
+    async fn start_local_once(opts: &ClusterOptions) -> Result<TestCluster> {
         let t0 = Instant::now();
         let bin = match &opts.bin_dir {
             Some(b) => b.clone(),
             None => tokio::task::spawn_blocking(ensure_binaries).await??,
         };
-        for b in ["etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kwok"] {
+        for b in [
+            "etcd",
+            "kube-apiserver",
+            "kube-scheduler",
+            "kube-controller-manager",
+            "kwok",
+        ] {
             if !bin.join(b).exists() {
                 bail!("{} is missing from {}", b, bin.display());
             }
@@ -483,13 +510,22 @@ impl TestCluster {
             .arg("--advertise-address=127.0.0.1")
             .arg(format!("--secure-port={api_port}"))
             .arg(format!("--tls-cert-file={}", pki.server_crt.display()))
-            .arg(format!("--tls-private-key-file={}", pki.server_key.display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                pki.server_key.display()
+            ))
             .arg(format!("--client-ca-file={}", pki.ca_crt.display()))
             .arg("--authorization-mode=Node,RBAC")
             .arg("--enable-admission-plugins=NodeRestriction,ServiceAccount")
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-            .arg(format!("--service-account-key-file={}", pki.sa_pub.display()))
-            .arg(format!("--service-account-signing-key-file={}", pki.sa_key.display()))
+            .arg(format!(
+                "--service-account-key-file={}",
+                pki.sa_pub.display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_key.display()
+            ))
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             // The advertise address is loopback; no kubernetes Endpoints to keep.
             .arg("--endpoint-reconciler-type=none")
@@ -509,13 +545,18 @@ impl TestCluster {
         )?;
         let client = client_for(&kubeconfig).await?;
 
-        wait_until(Some(id), opts.start_timeout, "kube-apiserver /readyz", || {
-            let client = client.clone();
-            async move {
-                let req = http::Request::get("/readyz").body(Vec::new())?;
-                Ok(client.request_text(req).await? == "ok")
-            }
-        })
+        wait_until(
+            Some(id),
+            opts.start_timeout,
+            "kube-apiserver /readyz",
+            || {
+                let client = client.clone();
+                async move {
+                    let req = http::Request::get("/readyz").body(Vec::new())?;
+                    Ok(client.request_text(req).await? == "ok")
+                }
+            },
+        )
         .await?;
         let t_api = t0.elapsed();
 
@@ -541,23 +582,28 @@ impl TestCluster {
         for n in &opts.nodes {
             nodes.create(&PostParams::default(), &n.to_node()?).await?;
         }
-        wait_until(Some(id), opts.start_timeout, "kwok's CRDs to be established", || {
-            let crds = crds.clone();
-            let names = crd_names.clone();
-            async move {
-                for name in names {
-                    let crd = crds.get(&name).await?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-                    if !established {
-                        return Ok(false);
+        wait_until(
+            Some(id),
+            opts.start_timeout,
+            "kwok's CRDs to be established",
+            || {
+                let crds = crds.clone();
+                let names = crd_names.clone();
+                async move {
+                    for name in names {
+                        let crd = crds.get(&name).await?;
+                        let established = crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c.type_ == "Established" && c.status == "True")
+                        });
+                        if !established {
+                            return Ok(false);
+                        }
                     }
+                    Ok(true)
                 }
-                Ok(true)
-            }
-        })
+            },
+        )
         .await?;
 
         let kc = format!("--kubeconfig={}", kubeconfig.display());
@@ -569,7 +615,9 @@ impl TestCluster {
         };
 
         let mut cmd = Command::new(bin.join("kube-scheduler"));
-        cmd.arg(&kc).arg("--leader-elect=false").arg("--secure-port=0");
+        cmd.arg(&kc)
+            .arg("--leader-elect=false")
+            .arg("--secure-port=0");
         qps(&mut cmd);
         cmd.args(extra("kube-scheduler"));
         process::spawn(id, "kube-scheduler", cmd, &log("kube-scheduler"))?;
@@ -578,10 +626,19 @@ impl TestCluster {
         cmd.arg(&kc)
             .arg("--leader-elect=false")
             .arg("--secure-port=0")
-            .arg(format!("--service-account-private-key-file={}", pki.sa_key.display()))
+            .arg(format!(
+                "--service-account-private-key-file={}",
+                pki.sa_key.display()
+            ))
             .arg(format!("--root-ca-file={}", pki.ca_crt.display()))
-            .arg(format!("--cluster-signing-cert-file={}", pki.ca_crt.display()))
-            .arg(format!("--cluster-signing-key-file={}", pki.ca_key.display()))
+            .arg(format!(
+                "--cluster-signing-cert-file={}",
+                pki.ca_crt.display()
+            ))
+            .arg(format!(
+                "--cluster-signing-key-file={}",
+                pki.ca_key.display()
+            ))
             // The controllers use the admin credentials. With their own ServiceAccounts (true,
             // as kubeadm does) the cluster took 8 s instead of 3 s to be ready here: each
             // controller waits for its token. The operator's own RBAC is not affected.
@@ -589,14 +646,21 @@ impl TestCluster {
             .arg("--cluster-name=sre-e2e");
         qps(&mut cmd);
         cmd.args(extra("kube-controller-manager"));
-        process::spawn(id, "kube-controller-manager", cmd, &log("kube-controller-manager"))?;
+        process::spawn(
+            id,
+            "kube-controller-manager",
+            cmd,
+            &log("kube-controller-manager"),
+        )?;
 
         let kwok_yaml = root.join("kwok.yaml");
         std::fs::write(&kwok_yaml, kwok_config(&opts.extra_stages)?)?;
         let mut cmd = Command::new(bin.join("kwok"));
         cmd.arg(&kc)
             .arg(format!("--config={}", kwok_yaml.display()))
-            .arg(format!("--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake"))
+            .arg(format!(
+                "--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake"
+            ))
             .arg("--node-ip=127.0.0.1")
             .arg(format!("--node-port={kwok_port}"))
             .arg(format!("--server-address=127.0.0.1:{kwok_port}"))
@@ -620,10 +684,15 @@ impl TestCluster {
         let names: Vec<String> = opts.nodes.iter().map(|n| n.name.clone()).collect();
         cluster.wait_nodes_ready(&names, opts.start_timeout).await?;
         let sas: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), "default");
-        wait_until(Some(id), opts.start_timeout, "the default ServiceAccount in default", || {
-            let sas = sas.clone();
-            async move { Ok(sas.get_opt("default").await?.is_some()) }
-        })
+        wait_until(
+            Some(id),
+            opts.start_timeout,
+            "the default ServiceAccount in default",
+            || {
+                let sas = sas.clone();
+                async move { Ok(sas.get_opt("default").await?.is_some()) }
+            },
+        )
         .await?;
         let ready_after = t0.elapsed();
         if std::env::var_os("SRE_OPERATOR_E2E_QUIET").is_none() {
@@ -810,9 +879,13 @@ impl TestCluster {
                 }],
             },
         });
-        api.patch(&name, &PatchParams::apply("sre-e2e").force(), &Patch::Apply(&obj))
-            .await
-            .with_context(|| format!("creating ClusterLogs {name}"))?;
+        api.patch(
+            &name,
+            &PatchParams::apply("sre-e2e").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .with_context(|| format!("creating ClusterLogs {name}"))?;
         Ok(())
     }
 

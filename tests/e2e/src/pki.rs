@@ -74,8 +74,23 @@ fn signed_cert(dir: &Path, name: &str, subject: &str, extensions: &str) -> Resul
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "3650", "-extfile", "openssl.cnf", "-extensions", extensions, "-out", &crt,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            extensions,
+            "-out",
+            &crt,
         ],
     )?;
     let _ = std::fs::remove_file(dir.join(csr));
@@ -90,8 +105,16 @@ pub(crate) fn make(dir: &Path) -> Result<Pki> {
     let mut args = vec!["req", "-x509", "-new", "-nodes", "-config", "openssl.cnf"];
     args.extend(EC);
     args.extend([
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650", "-subj", "/CN=sre-e2e-ca",
-        "-extensions", "ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=sre-e2e-ca",
+        "-extensions",
+        "ca",
     ]);
     openssl(dir, &args)?;
     signed_cert(dir, "server", "/CN=kube-apiserver", "server")?;
@@ -99,7 +122,13 @@ pub(crate) fn make(dir: &Path) -> Result<Pki> {
     openssl(
         dir,
         &[
-            "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key",
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "sa.key",
         ],
     )?;
     openssl(dir, &["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;

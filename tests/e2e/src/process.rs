@@ -40,7 +40,11 @@ impl Owned {
         if let Some(dir) = self.dir.take() {
             if std::env::var_os(crate::KEEP_ENV).is_some_and(|v| !v.is_empty()) {
                 let path = dir.keep();
-                eprintln!("sre-e2e: kept {} ({} is set)", path.display(), crate::KEEP_ENV);
+                eprintln!(
+                    "sre-e2e: kept {} ({} is set)",
+                    path.display(),
+                    crate::KEEP_ENV
+                );
                 return;
             }
             let path = dir.path().to_path_buf();
@@ -225,11 +229,29 @@ fn spawner_spawn(cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("sre-e2e spawner thread is gone"))?
 }
 
+/// Held while clusters are being stopped outside of Drop (signal, process exit).
+static STOPPING: Mutex<()> = Mutex::new(());
+
+/// At process exit: stop the clusters that were never dropped (one kept in a static and shared
+/// by the tests of a binary, say), or wait for a signal handler that is stopping them.
+extern "C" fn at_exit() {
+    let _stopping = STOPPING.lock().unwrap_or_else(|e| e.into_inner());
+    let clusters: Vec<Owned> = std::mem::take(&mut *live()).into_values().collect();
+    for c in clusters {
+        c.stop();
+    }
+}
+
 /// On SIGINT, SIGTERM or SIGHUP: stop every live cluster (newest process first), remove its
-/// folder, and exit with 128 + the signal number. Installed once, when the first cluster starts.
+/// folder, and exit with 128 + the signal number. At process exit: stop what is left.
+/// Installed once, when the first cluster starts.
 fn install_signal_cleanup() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
+        // SAFETY: registers a plain extern "C" function.
+        unsafe {
+            libc::atexit(at_exit);
+        }
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sre-e2e-signals".into())
@@ -249,6 +271,9 @@ fn install_signal_cleanup() {
                         _ = term.recv() => libc::SIGTERM,
                         _ = hup.recv() => libc::SIGHUP,
                     };
+                    // Held until _exit: a process exit meanwhile (the test failing because
+                    // its cluster went away) waits in at_exit instead of cutting this short.
+                    let _stopping = STOPPING.lock().unwrap_or_else(|e| e.into_inner());
                     let clusters: Vec<Owned> = std::mem::take(&mut *live()).into_values().collect();
                     if !clusters.is_empty() {
                         eprintln!(
@@ -259,7 +284,8 @@ fn install_signal_cleanup() {
                     for c in clusters {
                         c.stop();
                     }
-                    std::process::exit(128 + signo);
+                    // SAFETY: ends the process at once; everything of ours is cleaned up.
+                    unsafe { libc::_exit(128 + signo) };
                 });
             })
             .expect("starting the sre-e2e signal thread");

@@ -46,7 +46,10 @@ async fn main() -> Result<()> {
         let (component, arg) = a
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--extra-arg wants COMPONENT=ARG, not {a}"))?;
-        extra_args.entry(component.into()).or_default().push(arg.into());
+        extra_args
+            .entry(component.into())
+            .or_default()
+            .push(arg.into());
     }
     let opts = ClusterOptions {
         extra_args,
@@ -75,7 +78,10 @@ async fn main() -> Result<()> {
     println!("kubeconfig: {}", cluster.kubeconfig().display());
     println!("kubectl:    {kubectl}   (v1.36.3, matches the server)");
     println!("logs:       {}", cluster.dir().join("logs").display());
-    println!("ready in {:.1} s. Try:", cluster.ready_after().as_secs_f64());
+    println!(
+        "ready in {:.1} s. Try:",
+        cluster.ready_after().as_secs_f64()
+    );
     println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
     println!("  {kubectl} get nodes");
     println!("Ctrl-C stops the cluster and removes its folder.");
@@ -86,8 +92,10 @@ async fn main() -> Result<()> {
         let pids = cluster.pids();
         for (name, pid) in &pids {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                eprintln!("{name} (pid {pid}) has exited; its log:\n{}",
-                    sre_e2e::log_tail(&cluster.component_log(name), 30));
+                eprintln!(
+                    "{name} (pid {pid}) has exited; its log:\n{}",
+                    sre_e2e::log_tail(&cluster.component_log(name), 30)
+                );
                 drop(cluster);
                 std::process::exit(1);
             }
