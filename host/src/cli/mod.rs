@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::cluster::{Cluster, DumpCluster};
 use crate::crd;
+use crate::plugin::{PluginSet, Runtime};
 use crate::policy::{PolicySet, default_policy, load_policy_files};
 use crate::triage::triage;
 
@@ -35,11 +36,28 @@ pub struct Cli {
 pub enum Command {
     /// Diagnose the failing Pods of a cluster dump (`kubectl cluster-info dump --output-directory DIR`).
     Diagnose(DiagnoseArgs),
+    /// List or check the WebAssembly plugins of a plugin directory (or the built-in ones).
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
     /// Print both CustomResourceDefinitions as YAML, or write them to a folder.
     Crds {
         /// Write one file per CRD here (what `crds/` holds) instead of printing.
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Print each plugin: its world, file, digest, limits and tools, and any refusal.
+    List {
+        /// A folder with plugins.yaml and the components it names; the built-in plugins when omitted.
+        dir: Option<PathBuf>,
+    },
+    /// Like `list`, and exit non-zero when any plugin is refused: run it before shipping a plugin.
+    Check {
+        /// A folder with plugins.yaml and the components it names.
+        dir: PathBuf,
     },
 }
 
@@ -70,8 +88,30 @@ pub enum OutputFormat {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Diagnose(args) => diagnose(args).await,
+        Command::Plugins(command) => plugins(command),
         Command::Crds { output_dir } => write_crds(output_dir),
     }
+}
+
+fn plugins(command: PluginsCommand) -> Result<()> {
+    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let (dir, strict) = match command {
+        PluginsCommand::List { dir } => (dir, false),
+        PluginsCommand::Check { dir } => (Some(dir), true),
+    };
+    let set = match &dir {
+        Some(dir) => PluginSet::from_dir(&runtime, dir).map_err(anyhow::Error::msg)?,
+        None => PluginSet::builtin(&runtime),
+    };
+    output::plugins(&mut std::io::stdout().lock(), &set)?;
+    if strict && !set.refusals().is_empty() {
+        anyhow::bail!(
+            "{} of {} plugins refused",
+            set.refusals().len(),
+            set.refusals().len() + set.plugins().len()
+        );
+    }
+    Ok(())
 }
 
 async fn diagnose(args: DiagnoseArgs) -> Result<()> {

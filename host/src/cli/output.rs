@@ -6,7 +6,9 @@ use anyhow::Result;
 use kube::ResourceExt;
 use serde_json::json;
 
+use crate::cluster::format_bytes;
 use crate::crd::DiagnosticReport;
+use crate::plugin::PluginSet;
 use crate::policy::PolicySet;
 
 pub fn text(
@@ -70,5 +72,42 @@ pub fn json(out: &mut impl Write, reports: &[DiagnosticReport]) -> Result<()> {
 
 pub fn yaml(out: &mut impl Write, reports: &[DiagnosticReport]) -> Result<()> {
     out.write_all(serde_yaml::to_string(&as_list(reports))?.as_bytes())?;
+    Ok(())
+}
+
+pub fn plugins(out: &mut impl Write, set: &PluginSet) -> Result<()> {
+    writeln!(
+        out,
+        "plugins from {}: {} loaded, {} refused",
+        set.source(),
+        set.plugins().len(),
+        set.refusals().len()
+    )?;
+    for plugin in set.plugins() {
+        let l = plugin.limits;
+        writeln!(
+            out,
+            "\n{}  ({}, {}, sha256 {})\n  limits: memory {}, timeout {:?}, output {}",
+            plugin.name,
+            plugin.world,
+            format_bytes(plugin.size as i64),
+            &plugin.digest[..16],
+            format_bytes(l.memory_bytes as i64),
+            l.timeout,
+            format_bytes(l.output_bytes as i64)
+        )?;
+        for tool in set.tools().filter(|t| t.plugin.name == plugin.name) {
+            let first = tool
+                .description
+                .split(". ")
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('.');
+            writeln!(out, "  tool {}: {first}", tool.name)?;
+        }
+    }
+    for refusal in set.refusals() {
+        writeln!(out, "\nREFUSED {}: {}", refusal.plugin, refusal.reason)?;
+    }
     Ok(())
 }

@@ -38,9 +38,12 @@ impl ArtifactCache {
         if !path.is_file() {
             return None;
         }
+        // Read into memory rather than mapped: a mapped file that is truncated later (a cleanup,
+        // a full disk) would fault the whole process.
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the file was written by `store` below from `Component::serialize` into a folder
         // only this user can write, under a name that pins the source digest and the engine.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "discarding an unusable compiled plugin");

@@ -222,7 +222,7 @@ pub struct Runtime {
     patch_linker: Linker<CallState>,
     policy_linker: Linker<CallState>,
     cache: Option<cache::ArtifactCache>,
-    _ticker: Ticker,
+    ticker: Arc<Ticker>,
 }
 
 /// A plugin's template, by world.
@@ -243,6 +243,8 @@ pub struct LoadedPlugin {
     settings: String,
     template: Template,
     engine: Engine,
+    /// Deadlines need the epoch to advance for as long as any plugin can be called.
+    _ticker: Arc<Ticker>,
 }
 
 /// A manifest entry with the component's bytes.
@@ -295,7 +297,7 @@ impl Runtime {
             None => None,
         };
         Ok(Arc::new(Runtime {
-            _ticker: Ticker::start(engine.clone()),
+            ticker: Arc::new(Ticker::start(engine.clone())),
             engine,
             tool_linker,
             patch_linker,
@@ -381,6 +383,7 @@ impl Runtime {
             settings,
             template,
             engine: self.engine.clone(),
+            _ticker: self.ticker.clone(),
         };
         // Settings are checked once at load, so a bad one fails now and not at first use.
         plugin.check_settings().map_err(|e| match e {

@@ -8,8 +8,9 @@ use sre_operator::plugin::cluster;
 
 struct Hostile;
 
-const TOOLS: [&str; 9] = [
+const TOOLS: [&str; 10] = [
     "echo",
+    "slow",
     "spin",
     "hog",
     "trap",
@@ -44,6 +45,14 @@ impl Guest for Hostile {
     fn invoke(name: String, arguments: String) -> Result<String, ToolError> {
         match name.as_str() {
             "echo" => Ok(arguments),
+            "slow" => {
+                // Busy for a while, then answers: a call that is still running during a reload.
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_millis(300) {
+                    std::hint::black_box(0);
+                }
+                Ok(format!("slow done {arguments}"))
+            }
             "spin" => {
                 let mut x: u64 = 0;
                 loop {

@@ -1,0 +1,684 @@
+//! The plugin runtime with real compiled components: the built-in plugins on the bundled dump,
+//! and a deliberately hostile component against every limit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sre_operator::cluster::DumpCluster;
+use sre_operator::plugin::{
+    CallError, ClusterAccess, DecideContext, Decision, PluginRegistry, PluginSet, Review,
+    ReviewContext, Runtime, World, sha256_hex,
+};
+
+fn wasm(file: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("SRE_OPERATOR_WASM_DIR")).join(file)).unwrap()
+}
+
+fn fixture_access(namespace: &str) -> ClusterAccess {
+    let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump");
+    ClusterAccess::new(Arc::new(DumpCluster::load(dump).unwrap()), namespace)
+}
+
+fn runtime() -> Arc<Runtime> {
+    Runtime::new(None).unwrap()
+}
+
+/// A plugin directory holding the given files and manifest.
+fn plugin_dir(files: &[(&str, Vec<u8>)], manifest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    std::fs::write(dir.path().join("plugins.yaml"), manifest).unwrap();
+    dir
+}
+
+async fn call(
+    set: &PluginSet,
+    tool: &str,
+    args: Value,
+    access: &ClusterAccess,
+) -> Result<String, CallError> {
+    set.invoke(tool, &args, access.clone()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_built_in_tools_answer_from_the_bundled_dump() {
+    let set = PluginSet::builtin(&runtime());
+    assert!(set.refusals().is_empty(), "{:?}", set.refusals());
+    let tools: Vec<&str> = set.tools().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        tools,
+        [
+            "check_service",
+            "fetch_logs",
+            "get_resource_usage",
+            "inspect_object",
+            "list_events",
+            "list_nodes_capacity"
+        ]
+    );
+
+    let default = fixture_access("default");
+    let logs = call(
+        &set,
+        "fetch_logs",
+        json!({"pod": "critical-app-7d4b9c6f5-h8x2m", "previous": true}),
+        &default,
+    )
+    .await
+    .unwrap();
+    assert!(logs.contains("Connection refused to redis:6379"), "{logs}");
+    assert!(
+        logs.starts_with("# note: a cluster dump holds only the current log"),
+        "{logs}"
+    );
+    let short = call(
+        &set,
+        "fetch_logs",
+        json!({"pod": "critical-app-7d4b9c6f5-h8x2m", "lines": 3}),
+        &default,
+    )
+    .await
+    .unwrap();
+    assert_eq!(short.trim_end().lines().count(), 3, "{short}");
+
+    let redis: Value = serde_json::from_str(
+        &call(&set, "check_service", json!({"name": "redis"}), &default)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(redis["exists"], false);
+    assert_eq!(redis["similar"][0]["name"], "redis-master");
+    assert_eq!(redis["similar"][0]["ports"][0]["port"], 6379);
+    let master: Value = serde_json::from_str(
+        &call(
+            &set,
+            "check_service",
+            json!({"name": "redis-master"}),
+            &default,
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(master["exists"], true);
+    assert_eq!(master["readyEndpoints"], 1);
+
+    let production = fixture_access("production");
+    let deployment: Value = serde_json::from_str(
+        &call(
+            &set,
+            "inspect_object",
+            json!({"kind": "deploy", "name": "payment"}),
+            &production,
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"],
+        "3Gi"
+    );
+    let usage: Value = serde_json::from_str(
+        &call(
+            &set,
+            "get_resource_usage",
+            json!({"nodeName": "node-b"}),
+            &production,
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        usage["free"]["memoryBytes"],
+        7921060i64 * 1024 - 6522 * 1024 * 1024
+    );
+    assert_eq!(usage["free"]["memory"], "1.2Gi");
+    let nodes: Value = serde_json::from_str(
+        &call(&set, "list_nodes_capacity", json!({}), &production)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 3);
+    let payment_pod = "payment-6d5f7c9b8-7xk2p";
+    let events: Value = serde_json::from_str(
+        &call(
+            &set,
+            "list_events",
+            json!({"kind": "Pod", "name": payment_pod}),
+            &production,
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "FailedScheduling" && e["count"] == 7),
+        "{events}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_arguments_are_checked_before_the_plugin_runs() {
+    let set = PluginSet::builtin(&runtime());
+    let access = fixture_access("default");
+    let err = call(&set, "fetch_logs", json!({"container": "app"}), &access)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::InvalidArguments { plugin, .. } if plugin == "k8s-reader"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("\"pod\" is a required property"),
+        "{err}"
+    );
+    let err = call(&set, "no_such_tool", json!({}), &access)
+        .await
+        .unwrap_err();
+    assert_eq!(err, CallError::UnknownTool("no_such_tool".into()));
+    let err = call(
+        &set,
+        "inspect_object",
+        json!({"kind": "Deployment", "name": "nope"}),
+        &access,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not found: Deployment nope in namespace default"),
+        "{err}"
+    );
+    let err = call(
+        &set,
+        "inspect_object",
+        json!({"kind": "ClusterRole", "name": "admin"}),
+        &access,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown kind \"ClusterRole\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn patch_safety_and_policy_filter_run_as_components() {
+    let set = PluginSet::builtin(&runtime());
+    let safety = set.by_world(World::PatchFilter).next().unwrap();
+    let target = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "critical-app"},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "REDIS_HOST", "value": "redis"}]}]}}}});
+    let context = ReviewContext {
+        namespace: "default".into(),
+        pod: "p".into(),
+        failure_class: "CrashLoopBackOff".into(),
+        author: "rules".into(),
+    };
+    let good = json!([
+        {"op": "test", "path": "/spec/template/spec/containers/0/env/0/value", "value": "redis"},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/env/0/value", "value": "redis-master"}
+    ]);
+    assert_eq!(
+        safety
+            .review(&target.to_string(), &good.to_string(), &context)
+            .unwrap(),
+        Review::Allow
+    );
+    let evil = json!([{"op": "add", "path": "/spec/template/spec/hostNetwork", "value": true}]);
+    match safety
+        .review(&target.to_string(), &evil.to_string(), &context)
+        .unwrap()
+    {
+        Review::Deny(reason) => assert!(reason.contains("host's network"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+
+    let filter = set.by_world(World::PolicyFilter).next().unwrap();
+    let ctx = DecideContext {
+        policy: "p".into(),
+        namespace: None,
+        now: "2026-11-25T10:00:00Z".into(),
+    };
+    let pod = |restarts: u32| {
+        json!({"metadata": {"name": "w"}, "status": {"containerStatuses": [{"name": "app", "restartCount": restarts}]}}).to_string()
+    };
+    let crash = json!({"class": "CrashLoopBackOff", "container": "app"}).to_string();
+    assert_eq!(
+        filter.decide(&pod(6), &crash, &ctx).unwrap(),
+        Decision::Investigate
+    );
+    assert!(
+        matches!(filter.decide(&pod(1), &crash, &ctx).unwrap(), Decision::Skip(r) if r.contains("below the threshold of 3"))
+    );
+}
+
+/// A small dump with a Secret in `shop` and a Pod in `kube-system`, for scope tests.
+fn scoped_dump() -> (tempfile::TempDir, ClusterAccess) {
+    let dir = tempfile::tempdir().unwrap();
+    for ns in ["shop", "kube-system"] {
+        std::fs::create_dir(dir.path().join(ns)).unwrap();
+        std::fs::write(
+            dir.path().join(ns).join("pods.json"),
+            json!({"kind": "PodList", "apiVersion": "v1", "items": [{"metadata": {"name": format!("{ns}-pod")}, "spec": {"containers": [{"name": "c"}]}}]}).to_string(),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("shop/secrets.json"),
+        json!({"kind": "SecretList", "items": [{"metadata": {"name": "db-credentials"}, "data": {"password": "aHVudGVyMg=="}}]}).to_string(),
+    )
+    .unwrap();
+    let access = ClusterAccess::new(Arc::new(DumpCluster::load(dir.path()).unwrap()), "shop");
+    (dir, access)
+}
+
+const HOSTILE_MANIFEST: &str = "plugins:
+  - name: hostile
+    world: tool
+    file: hostile_tool.wasm
+    limits: {memory: 16Mi, timeout: 300ms, output: 64Ki}
+  - name: k8s-reader
+    world: tool
+    file: k8s_reader.wasm
+";
+
+fn hostile_set() -> (tempfile::TempDir, PluginSet) {
+    let dir = plugin_dir(
+        &[
+            ("hostile_tool.wasm", wasm("hostile_tool.wasm")),
+            ("k8s_reader.wasm", wasm("k8s_reader.wasm")),
+        ],
+        HOSTILE_MANIFEST,
+    );
+    let set = PluginSet::from_dir(&runtime(), dir.path()).unwrap();
+    assert!(set.refusals().is_empty(), "{:?}", set.refusals());
+    (dir, set)
+}
+
+/// Runs a hostile tool, then checks that a good call of the same plugin still succeeds.
+async fn hostile(tool: &str) -> Result<String, CallError> {
+    let (_dir, set) = hostile_set();
+    let (_dump, access) = scoped_dump();
+    let result = call(&set, tool, json!({}), &access).await;
+    assert_eq!(
+        call(&set, "echo", json!({"still": "alive"}), &access)
+            .await
+            .unwrap(),
+        r#"{"still":"alive"}"#
+    );
+    call(
+        &set,
+        "inspect_object",
+        json!({"kind": "Pod", "name": "shop-pod"}),
+        &access,
+    )
+    .await
+    .unwrap();
+    result
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_loop_hits_the_deadline() {
+    let err = hostile("spin").await.unwrap_err();
+    assert!(
+        matches!(&err, CallError::Deadline { plugin, call, limit } if plugin == "hostile" && call == "invoke spin" && limit.as_millis() == 300),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "plugin hostile: invoke spin ran past its deadline of 300ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_bomb_hits_the_memory_limit() {
+    let err = hostile("hog").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin hostile: invoke hog hit its memory limit of 16777216 bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_fails_its_call() {
+    let err = hostile("trap").await.unwrap_err();
+    assert!(
+        matches!(&err, CallError::Trap { call, .. } if call == "invoke trap"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_output_is_stopped() {
+    let err = hostile("flood").await.unwrap_err();
+    assert!(
+        matches!(&err, CallError::Memory { .. } | CallError::Output { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_stderr_is_stopped() {
+    let err = hostile("chatter").await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CallError::Stdio {
+                stream: "stderr",
+                ..
+            } | CallError::Deadline { .. }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_show_keys_only_and_other_namespaces_are_forbidden() {
+    let secret = hostile("read_secret").await.unwrap();
+    assert!(!secret.contains("aHVudGVyMg=="), "{secret}");
+    assert!(
+        secret.contains("\"password\":\"<redacted>\""),
+        "keys stay visible: {secret}"
+    );
+    let err = hostile("other_namespace").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Forbidden(\"namespace kube-system is outside this investigation"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_state_survives_between_calls() {
+    let (_dir, set) = hostile_set();
+    let (_dump, access) = scoped_dump();
+    assert_eq!(
+        call(&set, "leak_state", json!({}), &access).await.unwrap(),
+        "1"
+    );
+    assert_eq!(
+        call(&set, "leak_state", json!({}), &access).await.unwrap(),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_over_the_cap_is_refused() {
+    let manifest = "plugins:\n  - {name: hostile, world: tool, file: h.wasm, limits: {memory: 64Mi, output: 1Ki}}\n";
+    let dir = plugin_dir(&[("h.wasm", wasm("hostile_tool.wasm"))], manifest);
+    let set = PluginSet::from_dir(&runtime(), dir.path()).unwrap();
+    let (_dump, access) = scoped_dump();
+    let err = call(&set, "echo", json!({"pad": "x".repeat(2000)}), &access)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Output { limit: 1024, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("over its output limit of 1024 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_plugins_are_refused_with_the_reason_and_the_rest_load() {
+    let reader = wasm("k8s_reader.wasm");
+    let digest = sha256_hex(&reader);
+    let mut tampered = reader.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    let manifest = format!(
+        "plugins:
+  - {{name: good, world: tool, file: reader.wasm, sha256: {digest}}}
+  - {{name: tampered, world: tool, file: tampered.wasm, sha256: {digest}}}
+  - {{name: wrong-world, world: tool, file: safety.wasm}}
+  - {{name: core-module, world: tool, file: core.wasm}}
+  - {{name: not-wasm, world: tool, file: notes.txt}}
+  - {{name: unknown-world, world: sidecar, file: reader.wasm}}
+  - {{name: picky, world: tool, file: hostile.wasm, settings: {{reject: true}}}}
+  - {{name: missing, world: tool, file: missing.wasm}}
+  - {{name: escaping, world: tool, file: ../reader.wasm}}
+  - {{name: greedy, world: tool, file: hostile.wasm, limits: {{memory: 64Gi}}}}
+"
+    );
+    let dir = plugin_dir(
+        &[
+            ("reader.wasm", reader),
+            ("tampered.wasm", tampered),
+            ("safety.wasm", wasm("patch_safety.wasm")),
+            ("core.wasm", b"\0asm\x01\0\0\0".to_vec()),
+            ("notes.txt", b"hello".to_vec()),
+            ("hostile.wasm", wasm("hostile_tool.wasm")),
+        ],
+        &manifest,
+    );
+    let set = PluginSet::from_dir(&runtime(), dir.path()).unwrap();
+    let loaded: Vec<&str> = set.plugins().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(loaded, ["good"]);
+    let reason = |name: &str| {
+        set.refusals()
+            .iter()
+            .find(|r| r.plugin == name)
+            .map(|r| r.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("tampered").starts_with("sha256 mismatch: the manifest says"),
+        "{}",
+        reason("tampered")
+    );
+    assert!(
+        reason("wrong-world").contains("tool"),
+        "{}",
+        reason("wrong-world")
+    );
+    assert!(
+        reason("core-module").contains("is a core WebAssembly module, not a component"),
+        "{}",
+        reason("core-module")
+    );
+    assert!(
+        reason("not-wasm").contains("is not a WebAssembly component"),
+        "{}",
+        reason("not-wasm")
+    );
+    assert!(
+        reason("unknown-world").contains("unknown world \"sidecar\""),
+        "{}",
+        reason("unknown-world")
+    );
+    assert_eq!(
+        reason("picky"),
+        "settings rejected: this plugin refuses settings that contain \"reject\""
+    );
+    assert!(
+        reason("missing").contains("cannot read"),
+        "{}",
+        reason("missing")
+    );
+    assert!(
+        reason("escaping").contains("must be a path inside the plugin directory"),
+        "{}",
+        reason("escaping")
+    );
+    assert!(
+        reason("greedy").contains("limits.memory is above the host's ceiling"),
+        "{}",
+        reason("greedy")
+    );
+    assert_eq!(set.refusals().len(), 9);
+
+    let broken = plugin_dir(&[], "plugins: [oops");
+    let Err(err) = PluginSet::from_dir(&runtime(), broken.path()) else {
+        panic!("a broken manifest loads")
+    };
+    assert!(err.contains("plugins.yaml:"), "{err}");
+}
+
+#[test]
+fn compiled_components_are_cached_and_a_broken_cache_entry_is_recompiled() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = plugin_dir(
+        &[("reader.wasm", wasm("k8s_reader.wasm"))],
+        "plugins:\n  - {name: r, world: tool, file: reader.wasm}\n",
+    );
+    let first = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    assert!(
+        PluginSet::from_dir(&first, dir.path())
+            .unwrap()
+            .refusals()
+            .is_empty()
+    );
+    let artifacts: Vec<PathBuf> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    let name = artifacts[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        name.starts_with(&sha256_hex(&wasm("k8s_reader.wasm"))) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+
+    // A restart loads from the cache.
+    let second = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    let set = PluginSet::from_dir(&second, dir.path()).unwrap();
+    assert_eq!(set.tools().count(), 6);
+
+    std::fs::write(&artifacts[0], b"garbage").unwrap();
+    let third = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    let set = PluginSet::from_dir(&third, dir.path()).unwrap();
+    assert!(
+        set.refusals().is_empty(),
+        "a broken cache entry is recompiled: {:?}",
+        set.refusals()
+    );
+    assert!(
+        std::fs::metadata(&artifacts[0]).unwrap().len() > 1000,
+        "and replaced"
+    );
+}
+
+/// Lays out a version of a plugin directory the way the kubelet writes a ConfigMap volume:
+/// the files in a timestamped folder, `..data` pointing at it, and each key a symlink through
+/// `..data`. Switching versions swaps `..data` atomically.
+fn configmap_version(root: &Path, version: &str, files: &[(&str, Vec<u8>)], manifest: &str) {
+    let folder = root.join(format!("..{version}"));
+    std::fs::create_dir(&folder).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(folder.join(name), bytes).unwrap();
+    }
+    std::fs::write(folder.join("plugins.yaml"), manifest).unwrap();
+    let tmp = root.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, root.join("..data")).unwrap();
+    for name in files.iter().map(|(n, _)| *n).chain(["plugins.yaml"]) {
+        let link = root.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_reload_swaps_the_set_and_a_call_in_flight_finishes_on_the_old_one() {
+    let root = tempfile::tempdir().unwrap();
+    let v1 = "plugins:\n  - {name: tools, world: tool, file: tools.wasm, limits: {timeout: 5s}}\n";
+    configmap_version(
+        root.path(),
+        "2026_11_25_10_00_00.1",
+        &[("tools.wasm", wasm("hostile_tool.wasm"))],
+        v1,
+    );
+    let registry =
+        Arc::new(PluginRegistry::from_dir(runtime(), root.path().to_path_buf()).unwrap());
+    assert!(
+        registry.current().tool("slow").is_some(),
+        "{:?}",
+        registry.current().refusals()
+    );
+    assert!(
+        !registry.reload_if_changed().unwrap(),
+        "nothing changed yet"
+    );
+
+    let (_dump, access) = scoped_dump();
+    let old = registry.current();
+    let in_flight = tokio::spawn({
+        let access = access.clone();
+        async move { old.invoke("slow", &json!({"v": 1}), access).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    // Version 2: the same file name now holds k8s-reader.
+    configmap_version(
+        root.path(),
+        "2026_11_25_10_05_00.2",
+        &[("tools.wasm", wasm("k8s_reader.wasm"))],
+        v1,
+    );
+    assert!(registry.reload_if_changed().unwrap());
+    let current = registry.current();
+    assert!(current.tool("slow").is_none());
+    assert!(current.tool("fetch_logs").is_some());
+
+    assert_eq!(in_flight.await.unwrap().unwrap(), r#"slow done {"v":1}"#);
+
+    // A broken manifest keeps the plugins in force.
+    configmap_version(
+        root.path(),
+        "2026_11_25_10_10_00.3",
+        &[("tools.wasm", wasm("k8s_reader.wasm"))],
+        "plugins: [",
+    );
+    assert!(registry.reload_if_changed().is_err());
+    assert!(registry.current().tool("fetch_logs").is_some());
+}
+
+#[test]
+fn plugins_check_names_each_refusal_and_fails() {
+    let manifest = "plugins:\n  - {name: reader, world: tool, file: r.wasm}\n  - {name: filter, world: policy-filter, file: r.wasm}\n";
+    let dir = plugin_dir(&[("r.wasm", wasm("k8s_reader.wasm"))], manifest);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sre-operator"))
+            .args(args)
+            .env("SRE_OPERATOR_CACHE", dir.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["plugins", "check", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("1 loaded, 1 refused"), "{stdout}");
+    assert!(
+        stdout.contains("tool fetch_logs: Read the last lines of a container's log"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("REFUSED filter: "), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: 1 of 2 plugins refused"));
+
+    let out = run(&["plugins", "list"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("plugins from built-in plugins: 3 loaded, 0 refused")
+    );
+}
