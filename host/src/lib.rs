@@ -5,10 +5,12 @@
 //! read-only view of a cluster (live or a dump) every step reads through; [`crd`] holds the two
 //! custom resources.
 
+pub mod agent;
 pub mod cli;
 pub mod cluster;
 pub mod crd;
 pub mod failure;
+pub mod patch;
 pub mod plugin;
 pub mod policy;
 pub mod triage;

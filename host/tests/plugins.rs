@@ -56,7 +56,8 @@ async fn the_built_in_tools_answer_from_the_bundled_dump() {
             "get_resource_usage",
             "inspect_object",
             "list_events",
-            "list_nodes_capacity"
+            "list_nodes_capacity",
+            "rollout_history"
         ]
     );
 
@@ -561,7 +562,7 @@ fn compiled_components_are_cached_and_a_broken_cache_entry_is_recompiled() {
     // A restart loads from the cache.
     let second = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
     let set = PluginSet::from_dir(&second, dir.path()).unwrap();
-    assert_eq!(set.tools().count(), 6);
+    assert_eq!(set.tools().count(), 7);
 
     std::fs::write(&artifacts[0], b"garbage").unwrap();
     let third = Runtime::new(Some(cache.path().to_path_buf())).unwrap();

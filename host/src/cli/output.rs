@@ -14,6 +14,7 @@ use crate::policy::PolicySet;
 pub fn text(
     out: &mut impl Write,
     reports: &[DiagnosticReport],
+    skipped: &[(DiagnosticReport, String)],
     pods: usize,
     source: &str,
     policies: &PolicySet,
@@ -24,39 +25,170 @@ pub fn text(
         "sre-operator: {source}: {pods} Pods, policy {}",
         policy_names.join(", ")
     )?;
-    if reports.is_empty() {
+    if reports.is_empty() && skipped.is_empty() {
         writeln!(out, "No failing Pod is selected by the policies.")?;
         return Ok(());
     }
     for report in reports {
-        let spec = &report.spec;
-        let failure = &spec.failure;
+        write_report(out, report)?;
+    }
+    for (report, reason) in skipped {
         writeln!(out)?;
         writeln!(
             out,
-            "{}/{}  {} ({})",
-            spec.pod.namespace, spec.pod.name, failure.class, failure.reason
+            "{}/{}  {}  skipped by {reason}",
+            report.spec.pod.namespace, report.spec.pod.name, report.spec.failure.class
         )?;
-        let container = failure
-            .container
-            .as_deref()
-            .map(|c| format!("   container: {c}"))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "  workload: {} {}   policy: {}   report: {}{container}",
-            spec.workload.kind,
-            spec.workload.name,
-            spec.policy,
-            report.name_any()
-        )?;
-        writeln!(out, "  evidence:")?;
-        for line in &failure.evidence {
-            writeln!(out, "    - {line}")?;
-        }
     }
     writeln!(out)?;
-    writeln!(out, "{} report(s) to open.", reports.len())?;
+    let mut by_phase = std::collections::BTreeMap::new();
+    for r in reports {
+        let phase = r
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "detected".into());
+        *by_phase.entry(phase).or_insert(0) += 1;
+    }
+    let phases: Vec<String> = by_phase.iter().map(|(p, n)| format!("{n} {p}")).collect();
+    let skipped_note = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(", {} skipped", skipped.len())
+    };
+    writeln!(
+        out,
+        "{} report(s): {}{skipped_note}.",
+        reports.len(),
+        phases.join(", ")
+    )?;
+    Ok(())
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn write_report(out: &mut impl Write, report: &DiagnosticReport) -> Result<()> {
+    let spec = &report.spec;
+    let failure = &spec.failure;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "== {}/{}  {} ({})",
+        spec.pod.namespace, spec.pod.name, failure.class, failure.reason
+    )?;
+    let container = failure
+        .container
+        .as_deref()
+        .map(|c| format!("   container: {c}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "   workload: {} {}   policy: {}   report: {}{container}",
+        spec.workload.kind,
+        spec.workload.name,
+        spec.policy,
+        report.name_any()
+    )?;
+    let Some(status) = &report.status else {
+        writeln!(out, "   evidence:")?;
+        for line in &failure.evidence {
+            writeln!(out, "     - {line}")?;
+        }
+        return Ok(());
+    };
+    let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+    let brain = status
+        .brain
+        .as_ref()
+        .map(|b| {
+            let model = b
+                .model
+                .as_deref()
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default();
+            let tokens = if b.prompt_tokens + b.completion_tokens > 0 {
+                format!(", {} tokens", b.prompt_tokens + b.completion_tokens)
+            } else {
+                String::new()
+            };
+            format!("{}{model}, {} tool call(s){tokens}", b.kind, b.steps)
+        })
+        .unwrap_or_default();
+    writeln!(out, "   phase: {phase}   brain: {brain}")?;
+    if let Some(f) = &status.findings {
+        writeln!(out, "\n   Findings")?;
+        writeln!(out, "     Summary:    {}", f.summary)?;
+        writeln!(out, "     Root cause: {}", f.root_cause)?;
+        if !f.evidence.is_empty() {
+            writeln!(out, "     Evidence:")?;
+            for e in &f.evidence {
+                writeln!(out, "       - {e}")?;
+            }
+        }
+    }
+    if !status.reasoning_chain.is_empty() {
+        writeln!(out, "\n   Reasoning")?;
+        for (i, step) in status.reasoning_chain.iter().enumerate() {
+            writeln!(out, "     {}. Observation: {}", i + 1, step.observation)?;
+            writeln!(out, "        Thought:     {}", step.thought)?;
+            if let Some(action) = &step.action {
+                writeln!(
+                    out,
+                    "        Action:      {} {}",
+                    action.tool, action.arguments
+                )?;
+                let first = action.result.lines().take(3).collect::<Vec<_>>().join(" ");
+                let first: String = first.chars().take(160).collect();
+                writeln!(out, "        Result:      {first}")?;
+            }
+        }
+    }
+    if let Some(p) = &status.suggested_patch {
+        writeln!(
+            out,
+            "\n   Suggested patch for {} {}/{}",
+            p.target.kind, p.target.namespace, p.target.name
+        )?;
+        writeln!(
+            out,
+            "{}",
+            indent(&serde_json::to_string_pretty(&p.patch)?, "     ")
+        )?;
+        writeln!(out, "     Why: {}", p.explanation)?;
+    }
+    if let Some(s) = &status.safety {
+        let reason = s
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        writeln!(out, "   Safety: {:?} by {}{reason}", s.verdict, s.filter)?;
+    }
+    if let Some(m) = &status.message {
+        writeln!(
+            out,
+            "   {}: {m}",
+            if status.phase == Some(crate::crd::Phase::Failed) {
+                "Failed"
+            } else {
+                "Recommendation"
+            }
+        )?;
+    }
+    if status.phase == Some(crate::crd::Phase::AwaitingApproval) {
+        writeln!(
+            out,
+            "   Approve: kubectl patch dr {} -n {} --type merge -p '{{\"spec\":{{\"decision\":\"Approved\"}}}}'",
+            report.name_any(),
+            spec.pod.namespace
+        )?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,24 @@ pub struct DumpCluster {
     events: HashMap<EventKey, Vec<Event>>,
     logs: HashMap<(String, String), Vec<ContainerLog>>,
     namespaces: BTreeSet<String>,
+    /// (kind, namespace) lists read from a file; "" for cluster-scoped kinds.
+    loaded: std::collections::HashSet<(ResourceKind, String)>,
+}
+
+/// What `kubectl cluster-info dump` writes; other kinds are in a dump only when a user added them.
+fn kubectl_dumps(kind: ResourceKind) -> bool {
+    matches!(
+        kind,
+        ResourceKind::Node
+            | ResourceKind::Namespace
+            | ResourceKind::Pod
+            | ResourceKind::Event
+            | ResourceKind::Service
+            | ResourceKind::ReplicationController
+            | ResourceKind::Deployment
+            | ResourceKind::ReplicaSet
+            | ResourceKind::DaemonSet
+    )
 }
 
 fn dump_error(path: &Path, message: impl Into<String>) -> ClusterError {
@@ -147,6 +165,7 @@ impl DumpCluster {
             events: HashMap::new(),
             logs: HashMap::new(),
             namespaces: BTreeSet::new(),
+            loaded: Default::default(),
         };
         for kind in ResourceKind::ALL.into_iter().filter(|k| !k.namespaced()) {
             if let Some(path) = find_file(&root, kind.dump_file_stem()) {
@@ -234,6 +253,7 @@ impl DumpCluster {
     }
 
     fn insert(&mut self, kind: ResourceKind, namespace: &str, items: Vec<Value>) {
+        self.loaded.insert((kind, namespace.to_string()));
         let list = self
             .objects
             .entry(kind)
@@ -255,6 +275,27 @@ impl DumpCluster {
     /// The namespaces the dump holds.
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
         self.namespaces.iter().map(String::as_str)
+    }
+
+    /// Whether the dump can answer for a kind: kubectl's own kinds always can (a missing file
+    /// means none); others only where a user added their file.
+    fn holds(&self, kind: ResourceKind, namespace: Option<&str>) -> Result<()> {
+        if kubectl_dumps(kind) {
+            return Ok(());
+        }
+        let held = match namespace {
+            Some(ns) => self.loaded.contains(&(kind, ns.to_string())),
+            None => self.loaded.iter().any(|(k, _)| *k == kind),
+        };
+        if held {
+            return Ok(());
+        }
+        let ns = namespace.filter(|n| !n.is_empty()).unwrap_or("NS");
+        Err(ClusterError::Unsupported(format!(
+            "the dump holds no {plural} (kubectl cluster-info dump does not write them); add them with \
+             `kubectl get {plural} -n {ns} -o json > DIR/{ns}/{plural}.json`",
+            plural = kind.plural()
+        )))
     }
 
     fn pod_container_names(&self, namespace: &str, pod: &str) -> Option<Vec<String>> {
@@ -287,6 +328,7 @@ impl Cluster for DumpCluster {
         } else {
             ""
         };
+        self.holds(kind, Some(namespace))?;
         Ok(self
             .by_name
             .get(&(kind, namespace.to_string(), name.to_string()))
@@ -294,6 +336,7 @@ impl Cluster for DumpCluster {
     }
 
     async fn list(&self, kind: ResourceKind, namespace: Option<&str>) -> Result<Vec<Object>> {
+        self.holds(kind, namespace.filter(|_| kind.namespaced()))?;
         let Some(by_ns) = self.objects.get(&kind) else {
             return Ok(Vec::new());
         };

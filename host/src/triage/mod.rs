@@ -132,3 +132,53 @@ pub async fn triage(cluster: &dyn Cluster, policies: &PolicySet) -> Result<Vec<D
         })
         .collect())
 }
+
+/// Asks every loaded policy-filter plugin whether the report's Pod is worth an investigation.
+/// `Some(reason)` means skip. A filter that fails does not block the investigation: the error
+/// is logged and the next filter decides.
+pub async fn screen(
+    plugins: &crate::plugin::PluginSet,
+    cluster: &dyn Cluster,
+    report: &DiagnosticReport,
+    pod: &Pod,
+    now: &str,
+) -> Option<String> {
+    use crate::plugin::{DecideContext, Decision, World};
+    let filters: Vec<_> = plugins.by_world(World::PolicyFilter).cloned().collect();
+    if filters.is_empty() {
+        return None;
+    }
+    let namespace = cluster
+        .get(
+            crate::cluster::ResourceKind::Namespace,
+            None,
+            &report.spec.pod.namespace,
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|ns| ns.to_string());
+    let pod_json = serde_json::to_string(pod).unwrap_or_default();
+    let failure_json = serde_json::to_string(&report.spec.failure).unwrap_or_default();
+    for filter in filters {
+        let context = DecideContext {
+            policy: report.spec.policy.clone(),
+            namespace: namespace.clone(),
+            now: now.to_string(),
+        };
+        let (pod_json, failure_json, name) =
+            (pod_json.clone(), failure_json.clone(), filter.name.clone());
+        let decision =
+            tokio::task::spawn_blocking(move || filter.decide(&pod_json, &failure_json, &context))
+                .await;
+        match decision {
+            Ok(Ok(Decision::Investigate)) => {}
+            Ok(Ok(Decision::Skip(reason))) => return Some(format!("{name}: {reason}")),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "policy filter failed; not skipping on its account")
+            }
+            Err(e) => tracing::warn!(filter = %name, error = %e, "policy filter could not run"),
+        }
+    }
+    None
+}

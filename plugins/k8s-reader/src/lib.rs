@@ -85,6 +85,15 @@ impl Guest for Reader {
                 }}),
             ),
             spec(
+                "rollout_history",
+                "The ReplicaSets of a Deployment, newest revision first, with each revision's \
+                 images, resource requests and how many of its Pods are ready: which revision \
+                 last worked.",
+                json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+                    "name": string_param("Deployment name")
+                }}),
+            ),
+            spec(
                 "list_nodes_capacity",
                 "Every node with its allocatable CPU and memory, what the Pods on it request, what \
                  is free, readiness, taints and labels.",
@@ -107,6 +116,7 @@ impl Guest for Reader {
             "get_resource_usage" => get_resource_usage(&args),
             "list_events" => list_events(&args),
             "check_service" => check_service(&args),
+            "rollout_history" => rollout_history(&args),
             "list_nodes_capacity" => list_nodes_capacity(),
             other => Err(ToolError::UnknownTool(other.to_string())),
         }
@@ -338,6 +348,55 @@ fn ports_of(ports: &Value) -> Vec<Value> {
         .flatten()
         .map(|p| json!({"name": p.get("name"), "port": p.get("port"), "targetPort": p.get("targetPort"), "protocol": p.get("protocol")}))
         .collect()
+}
+
+fn rollout_history(args: &Value) -> Result<String, ToolError> {
+    let name = required(args, "name")?;
+    let sets = parse(cluster::list_objects("ReplicaSet", None, None).map_err(host_error)?)?;
+    let mut revisions: Vec<(i64, Value)> = sets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rs| {
+            rs.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten().any(|o| {
+                o.get("kind").and_then(Value::as_str) == Some("Deployment") && o.get("name").and_then(Value::as_str) == Some(name)
+            })
+        })
+        .map(|rs| {
+            let revision = rs
+                .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+                .and_then(Value::as_str)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            let containers: Vec<Value> = rs
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| json!({"name": c.get("name"), "image": c.get("image"), "resources": c.get("resources")}))
+                .collect();
+            let summary = json!({
+                "revision": revision,
+                "replicaSet": rs.pointer("/metadata/name"),
+                "created": rs.pointer("/metadata/creationTimestamp"),
+                "replicas": rs.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                "readyReplicas": rs.pointer("/status/readyReplicas").cloned().unwrap_or(json!(0)),
+                "availableReplicas": rs.pointer("/status/availableReplicas").cloned().unwrap_or(json!(0)),
+                "containers": containers,
+            });
+            (revision, summary)
+        })
+        .collect();
+    if revisions.is_empty() {
+        return Err(ToolError::Failed(format!(
+            "no ReplicaSet of Deployment {name} in namespace {}",
+            cluster::namespace()
+        )));
+    }
+    revisions.sort_by(|a, b| b.0.cmp(&a.0));
+    pretty(&Value::Array(
+        revisions.into_iter().map(|(_, v)| v).collect(),
+    ))
 }
 
 fn list_nodes_capacity() -> Result<String, ToolError> {

@@ -1,0 +1,395 @@
+//! The agent: one Observe-Think-Act loop, two brains behind one trait.
+//!
+//! A [`Brain`] investigates a [`Case`] through a [`Session`]: every tool call goes through
+//! [`Session::act`], which enforces the budgets, calls the plugin, redacts and truncates the
+//! answer and records the step in the reasoning chain. The brain ends with a [`Conclusion`]; the
+//! suggested patch then passes [`crate::patch::review`], and [`investigate`] turns it all into
+//! the report's status.
+
+pub mod llm;
+pub mod redact;
+pub mod rules;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde_json::Value;
+
+use crate::cluster::Cluster;
+use crate::crd::{
+    BrainUsage, DiagnosticReport, DiagnosticReportStatus, Findings, Phase, ReasoningStep,
+    SuggestedPatch, ToolAction,
+};
+use crate::plugin::{CallError, ClusterAccess, PluginSet, ReviewContext};
+use redact::{redact_answer, redact_text};
+
+/// Limits on one investigation. Running out of any ends the report as `Failed`, naming it.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    pub max_steps: u32,
+    pub max_tokens: u64,
+    /// Bytes of a tool's answer kept in the chain and sent to a model.
+    pub max_tool_output: usize,
+    pub deadline: Duration,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_steps: 8,
+            max_tokens: 60_000,
+            max_tool_output: 8 << 10,
+            deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Budget {
+    /// The policy's `spec.brain` overrides.
+    pub fn with_policy(mut self, brain: Option<&crate::crd::BrainSpec>) -> Budget {
+        if let Some(b) = brain {
+            if let Some(steps) = b.max_steps {
+                self.max_steps = steps;
+            }
+            if let Some(tokens) = b.max_tokens {
+                self.max_tokens = u64::from(tokens);
+            }
+            if let Some(timeout) = b
+                .timeout
+                .as_deref()
+                .and_then(|t| crate::crd::parse_duration("timeout", t).ok())
+            {
+                self.deadline = timeout;
+            }
+        }
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum AgentError {
+    #[error("the step budget of {0} steps ran out before a conclusion")]
+    Steps(u32),
+    #[error("the token budget of {limit} tokens ran out ({used} used)")]
+    Tokens { limit: u64, used: u64 },
+    #[error("the investigation deadline of {0:?} passed")]
+    Deadline(Duration),
+    #[error("the model's answer was invalid twice: {0}")]
+    InvalidAnswer(String),
+    #[error("the model endpoint failed: {0}")]
+    Endpoint(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What is under investigation.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub report: DiagnosticReport,
+    pub pod: Pod,
+}
+
+impl Case {
+    pub fn namespace(&self) -> &str {
+        &self.report.spec.pod.namespace
+    }
+}
+
+/// A JSON Patch the brain proposes, before review.
+pub type ProposedPatch = SuggestedPatch;
+
+/// How a brain ends an investigation.
+#[derive(Clone, Debug, Default)]
+pub struct Conclusion {
+    pub findings: Findings,
+    pub patch: Option<ProposedPatch>,
+    /// What a person should do when there is no patch (or besides it).
+    pub recommendation: Option<String>,
+}
+
+/// A tool's answer as the brain sees it: redacted and truncated, or the error as text.
+#[derive(Clone, Debug)]
+pub struct ToolOutcome {
+    pub ok: bool,
+    pub text: String,
+}
+
+/// One investigation's state: budgets, the reasoning chain, token use.
+pub struct Session {
+    plugins: Arc<PluginSet>,
+    access: ClusterAccess,
+    budget: Budget,
+    started: Instant,
+    pub steps: Vec<ReasoningStep>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub tool_calls: u32,
+}
+
+/// Longest tool result kept in `status.reasoningChain`: the report is for a person, not a log.
+const CHAIN_RESULT_CHARS: usize = 600;
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} more bytes]", &text[..end], text.len() - end)
+}
+
+impl Session {
+    pub fn new(plugins: Arc<PluginSet>, access: ClusterAccess, budget: Budget) -> Session {
+        Session {
+            plugins,
+            access,
+            budget,
+            started: Instant::now(),
+            steps: Vec::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            tool_calls: 0,
+        }
+    }
+
+    pub fn plugins(&self) -> &PluginSet {
+        &self.plugins
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    fn check_clock(&self) -> Result<(), AgentError> {
+        if self.started.elapsed() > self.budget.deadline {
+            return Err(AgentError::Deadline(self.budget.deadline));
+        }
+        Ok(())
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.budget.deadline.saturating_sub(self.started.elapsed())
+    }
+
+    /// Records a step of observation and thought with no action.
+    pub fn note(&mut self, observation: impl Into<String>, thought: impl Into<String>) {
+        self.steps.push(ReasoningStep {
+            observation: redact_text(&observation.into()),
+            thought: redact_text(&thought.into()),
+            action: None,
+        });
+    }
+
+    /// Observe, think, act: calls a tool and records the step. A failing tool is an answer
+    /// the brain can read; only budgets end the investigation.
+    pub async fn act(
+        &mut self,
+        observation: impl Into<String>,
+        thought: impl Into<String>,
+        tool: &str,
+        arguments: Value,
+    ) -> Result<ToolOutcome, AgentError> {
+        self.check_clock()?;
+        if self.steps.iter().filter(|s| s.action.is_some()).count() as u32 >= self.budget.max_steps
+        {
+            return Err(AgentError::Steps(self.budget.max_steps));
+        }
+        self.tool_calls += 1;
+        let call = self.plugins.invoke(tool, &arguments, self.access.clone());
+        let result = match tokio::time::timeout(self.remaining(), call).await {
+            Ok(result) => result,
+            Err(_) => return Err(AgentError::Deadline(self.budget.deadline)),
+        };
+        let outcome = match result {
+            Ok(text) => ToolOutcome {
+                ok: true,
+                text: truncate(&redact_answer(&text), self.budget.max_tool_output),
+            },
+            Err(e) => {
+                let text = match &e {
+                    CallError::UnknownTool(t) => format!("error: there is no tool named {t:?}"),
+                    other => format!("error: {other}"),
+                };
+                ToolOutcome {
+                    ok: false,
+                    text: redact_text(&text),
+                }
+            }
+        };
+        let mut arguments = arguments;
+        redact::redact_json(&mut arguments);
+        self.steps.push(ReasoningStep {
+            observation: redact_text(&observation.into()),
+            thought: redact_text(&thought.into()),
+            action: Some(ToolAction {
+                tool: tool.to_string(),
+                arguments,
+                result: truncate(&outcome.text, CHAIN_RESULT_CHARS),
+            }),
+        });
+        Ok(outcome)
+    }
+
+    /// Counts a model call's tokens against the budget.
+    pub fn add_tokens(&mut self, prompt: u64, completion: u64) -> Result<(), AgentError> {
+        self.prompt_tokens += prompt;
+        self.completion_tokens += completion;
+        let used = self.prompt_tokens + self.completion_tokens;
+        if used > self.budget.max_tokens {
+            return Err(AgentError::Tokens {
+                limit: self.budget.max_tokens,
+                used,
+            });
+        }
+        self.check_clock()
+    }
+}
+
+#[async_trait]
+pub trait Brain: Send + Sync {
+    /// `rules` or `openai`.
+    fn kind(&self) -> &'static str;
+    fn model(&self) -> Option<String>;
+    async fn investigate(
+        &self,
+        case: &Case,
+        session: &mut Session,
+    ) -> Result<Conclusion, AgentError>;
+}
+
+/// Everything an investigation needs from outside.
+#[derive(Clone)]
+pub struct Investigator {
+    pub brain: Arc<dyn Brain>,
+    pub plugins: Arc<PluginSet>,
+    pub cluster: Arc<dyn Cluster>,
+    pub budget: Budget,
+}
+
+fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.chars().take(1000).collect(),
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+        observed_generation: None,
+    }
+}
+
+/// Runs the brain on a case and reviews its patch; the result is the report's status.
+pub async fn investigate(investigator: &Investigator, case: &Case) -> DiagnosticReportStatus {
+    let started_at = Time(k8s_openapi::jiff::Timestamp::now());
+    let access = ClusterAccess::new(investigator.cluster.clone(), case.namespace());
+    let mut session = Session::new(
+        investigator.plugins.clone(),
+        access,
+        investigator.budget.clone(),
+    );
+    let outcome = investigator.brain.investigate(case, &mut session).await;
+    let mut status = DiagnosticReportStatus {
+        started_at: Some(started_at),
+        finished_at: Some(Time(k8s_openapi::jiff::Timestamp::now())),
+        reasoning_chain: std::mem::take(&mut session.steps),
+        brain: Some(BrainUsage {
+            kind: investigator.brain.kind().to_string(),
+            model: investigator.brain.model(),
+            steps: session.tool_calls,
+            prompt_tokens: session.prompt_tokens,
+            completion_tokens: session.completion_tokens,
+        }),
+        ..Default::default()
+    };
+    let conclusion = match outcome {
+        Ok(c) => c,
+        Err(e) => {
+            let message = format!("investigation failed: {e}");
+            status.phase = Some(Phase::Failed);
+            status.conditions = vec![condition(
+                "Analyzed",
+                false,
+                "InvestigationFailed",
+                &message,
+            )];
+            status.message = Some(message);
+            return status;
+        }
+    };
+    let mut findings = conclusion.findings;
+    findings.summary = redact_text(&findings.summary);
+    findings.root_cause = redact_text(&findings.root_cause);
+    findings.evidence = findings.evidence.iter().map(|e| redact_text(e)).collect();
+    status.findings = Some(findings);
+    status.message = conclusion.recommendation.map(|r| redact_text(&r));
+    match conclusion.patch {
+        None => {
+            status.phase = Some(Phase::NoFix);
+            let message = status
+                .message
+                .clone()
+                .unwrap_or_else(|| "no safe patch follows from the evidence".into());
+            status.conditions = vec![condition("Analyzed", true, "NoFix", &message)];
+        }
+        Some(patch) => {
+            let context = ReviewContext {
+                namespace: case.namespace().to_string(),
+                pod: case.report.spec.pod.name.clone(),
+                failure_class: case.report.spec.failure.class.to_string(),
+                author: investigator
+                    .brain
+                    .model()
+                    .unwrap_or_else(|| investigator.brain.kind().to_string()),
+            };
+            let workload = &case.report.spec.workload;
+            let (verdict, rewritten) =
+                if patch.target.kind != workload.kind || patch.target.name != workload.name {
+                    let reason = format!(
+                        "a patch may only target the failing Pod's workload {} {}, not {} {}",
+                        workload.kind, workload.name, patch.target.kind, patch.target.name
+                    );
+                    (
+                        crate::crd::SafetyVerdict {
+                            verdict: crate::crd::Verdict::Denied,
+                            filter: crate::patch::HOST_FILTER.into(),
+                            reason: Some(reason),
+                        },
+                        None,
+                    )
+                } else {
+                    crate::patch::review(
+                        &investigator.plugins,
+                        investigator.cluster.as_ref(),
+                        &patch,
+                        context,
+                    )
+                    .await
+                };
+            let allowed = verdict.verdict != crate::crd::Verdict::Denied;
+            let reason = verdict.reason.clone().unwrap_or_default();
+            status.suggested_patch = Some(rewritten.unwrap_or(patch));
+            status.safety = Some(verdict);
+            if allowed {
+                status.phase = Some(Phase::AwaitingApproval);
+                status.conditions = vec![condition(
+                    "Analyzed",
+                    true,
+                    "PatchSuggested",
+                    "a patch passed review and awaits approval",
+                )];
+            } else {
+                // The patch stays for a person to read; it can never be applied.
+                status.phase = Some(Phase::NoFix);
+                let message = format!("the suggested patch was denied: {reason}");
+                status.conditions = vec![condition("Analyzed", true, "PatchDenied", &message)];
+                status.message.get_or_insert(message);
+            }
+        }
+    }
+    status
+}
