@@ -5,11 +5,9 @@
 //! and the patch still faces the host check and the patch-safety filter.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
-use async_openai::error::OpenAIError;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
@@ -22,9 +20,6 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub struct LlmBrain {
     client: Client<OpenAIConfig>,
     model: String,
-    /// Attempts per request when the endpoint answers 429 or 5xx or cannot be reached.
-    attempts: u32,
-    backoff: Duration,
 }
 
 const SYSTEM_PROMPT: &str = r#"You are a senior on-call SRE investigating one failing Kubernetes Pod.
@@ -194,21 +189,6 @@ fn case_message(case: &Case) -> String {
     redact_text(&text)
 }
 
-fn retryable(e: &OpenAIError) -> bool {
-    match e {
-        OpenAIError::ApiError(r) => {
-            r.status_code.as_u16() == 429 || r.status_code.is_server_error()
-        }
-        OpenAIError::Reqwest(e) => {
-            e.is_timeout()
-                || e.is_connect()
-                || e.status()
-                    .is_some_and(|s| s.as_u16() == 429 || s.is_server_error())
-        }
-        _ => false,
-    }
-}
-
 impl LlmBrain {
     pub fn new(
         base_url: Option<String>,
@@ -221,42 +201,18 @@ impl LlmBrain {
         LlmBrain {
             client: Client::with_config(config),
             model: model.into(),
-            attempts: 4,
-            backoff: Duration::from_millis(500),
         }
     }
 
-    /// The first retry waits this long, doubling after.
-    pub fn with_backoff(mut self, backoff: Duration, attempts: u32) -> LlmBrain {
-        self.backoff = backoff;
-        self.attempts = attempts.max(1);
-        self
-    }
-
+    /// One chat completion. async-openai already retries 429, 5xx and connection errors with
+    /// exponential backoff (honouring Retry-After); what still fails here is final.
     async fn complete(&self, request: &Value, session: &Session) -> Result<Value, AgentError> {
-        let mut wait = self.backoff;
-        let mut attempt = 1;
-        loop {
-            let chat = self.client.chat();
-            let call = chat.create_byot::<&Value, Value>(request);
-            let result = tokio::time::timeout(session.remaining(), call)
-                .await
-                .map_err(|_| AgentError::Deadline(session.budget().deadline))?;
-            match result {
-                Ok(response) => return Ok(response),
-                Err(e) if retryable(&e) && attempt < self.attempts => {
-                    tracing::warn!(attempt, error = %e, "model endpoint failed; retrying in {wait:?}");
-                    tokio::time::sleep(wait.min(session.remaining())).await;
-                    wait *= 2;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(AgentError::Endpoint(format!(
-                        "{} (after {attempt} attempt(s))",
-                        redact_text(&e.to_string())
-                    )));
-                }
-            }
+        let chat = self.client.chat();
+        let call = chat.create_byot::<&Value, Value>(request);
+        match tokio::time::timeout(session.remaining(), call).await {
+            Err(_) => Err(AgentError::Deadline(session.budget().deadline)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(AgentError::Endpoint(redact_text(&e.to_string()))),
         }
     }
 }

@@ -132,15 +132,26 @@ pub struct Session {
 /// Longest tool result kept in `status.reasoningChain`: the report is for a person, not a log.
 const CHAIN_RESULT_CHARS: usize = 600;
 
-fn truncate(text: &str, max: usize) -> String {
+/// Keeps the head and the tail of a long text: a log's last lines and an object's identity both
+/// matter more than its middle.
+pub fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [{} more bytes]", &text[..end], text.len() - end)
+    let boundary = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head = boundary(max / 3);
+    let tail = boundary(text.len() - (max - max / 3));
+    format!(
+        "{}\n… [{} bytes omitted] …\n{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
 }
 
 impl Session {
