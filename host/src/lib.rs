@@ -8,9 +8,11 @@
 pub mod agent;
 pub mod cli;
 pub mod cluster;
+pub mod controller;
 pub mod crd;
 pub mod failure;
 pub mod patch;
 pub mod plugin;
 pub mod policy;
+pub mod telemetry;
 pub mod triage;

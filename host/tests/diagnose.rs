@@ -170,14 +170,29 @@ fn text_and_yaml_output() {
     let out = run(&["diagnose", "--dump", dump.to_str().unwrap()]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("== production/payment-6d5f7c9b8-7xk2p  Pending (InsufficientMemory)"), "{text}");
+    assert!(
+        text.contains("== production/payment-6d5f7c9b8-7xk2p  Pending (InsufficientMemory)"),
+        "{text}"
+    );
     assert!(text.contains("workload: Deployment payment"), "{text}");
     assert!(text.contains("Root cause: Insufficient memory: the Pod requests 3Gi memory; the most free allocatable on any node it may use is 1.2Gi on node-b"), "{text}");
     assert!(text.contains("Safety: Allowed by patch-safety"), "{text}");
-    assert!(text.trim_end().ends_with("11 report(s): 4 AwaitingApproval, 7 NoFix."), "{text}");
-    let out = run(&["diagnose", "--dump", dump.to_str().unwrap(), "--detect-only"]);
+    assert!(
+        text.trim_end()
+            .ends_with("11 report(s): 4 AwaitingApproval, 7 NoFix."),
+        "{text}"
+    );
+    let out = run(&[
+        "diagnose",
+        "--dump",
+        dump.to_str().unwrap(),
+        "--detect-only",
+    ]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.trim_end().ends_with("11 report(s): 11 detected."), "{text}");
+    assert!(
+        text.trim_end().ends_with("11 report(s): 11 detected."),
+        "{text}"
+    );
     let out = run(&["diagnose", "--dump", dump.to_str().unwrap(), "-o", "yaml"]);
     let list: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 11);

@@ -46,6 +46,8 @@ pub enum Command {
     /// List or check the WebAssembly plugins of a plugin directory (or the built-in ones).
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Run the operator against a cluster (in-cluster config, or KUBECONFIG / ~/.kube/config).
+    Run(RunArgs),
     /// Print both CustomResourceDefinitions as YAML, or write them to a folder.
     Crds {
         /// Write one file per CRD here (what `crds/` holds) instead of printing.
@@ -138,8 +140,170 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Diagnose(args) => diagnose(args).await,
         Command::Plugins(command) => plugins(command),
+        Command::Run(args) => run_operator(args).await,
         Command::Crds { output_dir } => write_crds(output_dir),
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Namespaces to watch (repeat or comma-separate); all when omitted.
+    #[arg(
+        long = "namespace",
+        env = "SRE_OPERATOR_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// The plugin directory (in a cluster: the mounted plugin ConfigMap), reloaded on change;
+    /// the built-in plugins when omitted.
+    #[arg(long, env = "SRE_OPERATOR_PLUGIN_DIR", value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+
+    /// `rules` or `openai` (OPENAI_API_KEY, OPENAI_BASE_URL, --model).
+    #[arg(long, value_enum, default_value_t = BrainChoice::Rules, env = "SRE_OPERATOR_BRAIN")]
+    pub brain: BrainChoice,
+
+    #[arg(long, env = "OPENAI_MODEL")]
+    pub model: Option<String>,
+
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = crate::agent::llm::DEFAULT_BASE_URL)]
+    pub base_url: String,
+
+    #[arg(long, env = "SRE_OPERATOR_MAX_STEPS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub max_steps: u32,
+
+    #[arg(long, env = "SRE_OPERATOR_MAX_TOKENS", default_value_t = 60_000)]
+    pub max_tokens: u64,
+
+    /// Wall-clock budget per investigation.
+    #[arg(long, env = "SRE_OPERATOR_TIMEOUT", default_value = "2m")]
+    pub timeout: String,
+
+    /// Reconciles (and so investigations) at once, per controller.
+    #[arg(long, env = "SRE_OPERATOR_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// How long a rollout may take after a patch before the report is Unresolved.
+    #[arg(long, env = "SRE_OPERATOR_VERIFY_TIMEOUT", default_value = "5m")]
+    pub verify_timeout: String,
+
+    /// How long finished reports are kept.
+    #[arg(long, env = "SRE_OPERATOR_RETENTION", default_value = "168h")]
+    pub retention: String,
+
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, env = "SRE_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: std::net::SocketAddr,
+
+    /// Hold a coordination.k8s.io Lease so that of several replicas only one acts.
+    #[arg(long, env = "SRE_OPERATOR_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+
+    /// The Lease's namespace (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sre-operator")]
+    pub lease_namespace: String,
+
+    /// How often the plugin directory is checked for changes.
+    #[arg(long, env = "SRE_OPERATOR_PLUGIN_POLL", default_value = "5s")]
+    pub plugin_poll: String,
+}
+
+async fn run_operator(args: RunArgs) -> Result<()> {
+    let duration =
+        |field: &str, v: &str| crate::crd::parse_duration(field, v).map_err(anyhow::Error::msg);
+    let settings = crate::controller::Settings {
+        namespaces: args
+            .namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect(),
+        budget: Budget {
+            max_steps: args.max_steps,
+            max_tokens: args.max_tokens,
+            deadline: duration("--timeout", &args.timeout)?,
+            ..Budget::default()
+        },
+        concurrency: args.concurrency,
+        verify_timeout: duration("--verify-timeout", &args.verify_timeout)?,
+        retention: duration("--retention", &args.retention)?,
+    };
+    let brain: Arc<dyn Brain> = match args.brain {
+        BrainChoice::Rules => Arc::new(RulesBrain),
+        BrainChoice::Openai => {
+            let model = args
+                .model
+                .clone()
+                .context("--brain openai needs --model (or OPENAI_MODEL)")?;
+            Arc::new(LlmBrain::new(
+                Some(args.base_url.clone()),
+                std::env::var("OPENAI_API_KEY").ok(),
+                model,
+            ))
+        }
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the cluster: no in-cluster config and no usable kubeconfig")?;
+    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let registry = Arc::new(match &args.plugins {
+        Some(dir) => crate::plugin::PluginRegistry::from_dir(runtime, dir.clone())
+            .map_err(anyhow::Error::msg)?,
+        None => crate::plugin::PluginRegistry::builtin(runtime),
+    });
+    let _watch = registry.spawn_watch(duration("--plugin-poll", &args.plugin_poll)?);
+    let plugins = registry.current();
+    tracing::info!(
+        namespaces = ?settings.namespaces,
+        brain = ?args.brain,
+        model = ?args.model,
+        plugins = plugins.plugins().len(),
+        refused = plugins.refusals().len(),
+        max_steps = settings.budget.max_steps,
+        max_tokens = settings.budget.max_tokens,
+        timeout = ?settings.budget.deadline,
+        concurrency = settings.concurrency,
+        verify_timeout = ?settings.verify_timeout,
+        retention = ?settings.retention,
+        leader_election = args.leader_election,
+        "sre-operator starting"
+    );
+    let metrics = Arc::new(crate::telemetry::Metrics::default());
+    let readiness = crate::telemetry::Readiness::default();
+    let http = tokio::spawn(crate::telemetry::serve(
+        args.http_addr,
+        metrics.clone(),
+        readiness.clone(),
+    ));
+    let (leader, _lease) = if args.leader_election {
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("sre-operator-{}", std::process::id()));
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "sre-operator")
+            .with_namespace(args.lease_namespace.clone())
+            .with_identity(identity)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await
+            .context("cannot set up leader election")?;
+        let (rx, task) = manager.watch().await;
+        (rx, Some(task))
+    } else {
+        (tokio::sync::watch::channel(true).1, None)
+    };
+    let parts = crate::controller::RunParts {
+        client,
+        plugins: registry,
+        brain,
+        settings,
+        metrics,
+        readiness,
+        leader,
+    };
+    let result = crate::controller::run(parts).await;
+    http.abort();
+    result
 }
 
 fn plugins(command: PluginsCommand) -> Result<()> {

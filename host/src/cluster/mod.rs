@@ -7,12 +7,14 @@
 
 mod dump;
 mod kinds;
+mod live;
 mod logs;
 mod usage;
 mod workload;
 
 pub use dump::DumpCluster;
 pub use kinds::ResourceKind;
+pub use live::LiveCluster;
 pub use logs::{ContainerLog, LogRequest, Logs, parse_dump_logs};
 pub use usage::{
     NodeUsage, ResourceAmounts, cpu_millis, format_bytes, format_millis, memory_bytes, node_usage,

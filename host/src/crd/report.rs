@@ -129,6 +129,29 @@ pub struct DiagnosticReportStatus {
     /// Why the report is Failed, NoFix or Unresolved, in one sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The patch target's resourceVersion when the patch was reviewed: a different one at apply
+    /// time means the target drifted and the patch is reviewed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_resource_version: Option<String>,
+    /// The apply, recorded before it happens so a restart never applies twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ApplyRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyRecord {
+    /// When the operator decided to apply (the intent).
+    pub started_at: Time,
+    /// When the API server accepted the patch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<Time>,
+    /// The patch that undoes this one (test the new values, put the old ones back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollback_patch: Vec<PatchOperation>,
+    /// The workload's generation after the patch, for verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_generation: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
