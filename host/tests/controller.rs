@@ -1,0 +1,468 @@
+//! The report state machine against a mocked API service (the tower-test pattern of kube-rs's
+//! controller-rs): every request the operator makes is recorded and answered here, so the tests
+//! see exactly what it writes. Reads go through a cluster dump.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use http::{Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use sre_operator::agent::Budget;
+use sre_operator::agent::rules::RulesBrain;
+use sre_operator::cluster::DumpCluster;
+use sre_operator::controller::{Context, Settings, reconcile_report};
+use sre_operator::crd::{
+    ApplyRecord, DebugPolicy, Decision, DiagnosticReport, DiagnosticReportStatus, PatchOp,
+    PatchOperation, Phase, SafetyVerdict, SuggestedPatch, TargetRef, Verdict,
+};
+use sre_operator::plugin::{PluginRegistry, Runtime};
+use sre_operator::telemetry::Metrics;
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    uri: String,
+    body: Value,
+}
+
+/// How the mocked API server answers a PATCH of the Deployment.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Accept,
+    Conflict,
+}
+
+fn registry() -> Arc<PluginRegistry> {
+    static R: OnceLock<Arc<PluginRegistry>> = OnceLock::new();
+    R.get_or_init(|| Arc::new(PluginRegistry::builtin(Runtime::new(None).unwrap())))
+        .clone()
+}
+
+fn mock(target: Target) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let uri = request.uri().to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            log.lock().unwrap().push(Seen {
+                method: method.clone(),
+                uri: uri.clone(),
+                body: body.clone(),
+            });
+            let (status, reply) = if uri.contains("/deployments/") && method == "PATCH" {
+                if target == Target::Conflict && !uri.contains("dryRun") {
+                    (
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "the object has been modified", "reason": "Conflict", "code": 409}),
+                    )
+                } else {
+                    (
+                        StatusCode::OK,
+                        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "critical-app", "namespace": "default", "generation": 5}}),
+                    )
+                }
+            } else if uri.contains("/events") {
+                (StatusCode::CREATED, body)
+            } else {
+                (StatusCode::OK, report(Phase::Analyzing, None))
+            };
+            let response = Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap();
+            send.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), seen)
+}
+
+fn dump() -> Arc<DumpCluster> {
+    Arc::new(
+        DumpCluster::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump"))
+            .unwrap(),
+    )
+}
+
+/// The Deployment's resourceVersion in the bundled dump.
+fn target_version() -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/dump/default/deployments.json"),
+    )
+    .unwrap();
+    let list: Value = serde_json::from_str(&text).unwrap();
+    let d = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["metadata"]["name"] == "critical-app")
+        .unwrap();
+    d["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn redis_patch(old: &str, new: &str) -> Vec<PatchOperation> {
+    let path = "/spec/template/spec/containers/0/env/0/value".to_string();
+    vec![
+        PatchOperation {
+            op: PatchOp::Test,
+            path: path.clone(),
+            from: None,
+            value: Some(json!(old)),
+        },
+        PatchOperation {
+            op: PatchOp::Replace,
+            path,
+            from: None,
+            value: Some(json!(new)),
+        },
+    ]
+}
+
+fn report(phase: Phase, decision: Option<Decision>) -> Value {
+    serde_json::to_value(report_object(
+        phase,
+        decision,
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        false,
+    ))
+    .unwrap()
+}
+
+fn report_object(
+    phase: Phase,
+    decision: Option<Decision>,
+    patch: Vec<PatchOperation>,
+    target_rv: Option<String>,
+    intent: bool,
+) -> DiagnosticReport {
+    let mut r: DiagnosticReport = serde_json::from_value(json!({
+        "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DiagnosticReport",
+        "metadata": {"name": "deployment-critical-app-crashloopbackoff", "namespace": "default", "generation": 2, "uid": "r-1"},
+        "spec": {"pod": {"namespace": "default", "name": "critical-app-7d4b9c6f5-h8x2m", "uid": "a69e1828-f3e0-4043-9cc9-8e3f0e2f3d2e"},
+                 "workload": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "critical-app"},
+                 "failure": {"class": "CrashLoopBackOff", "reason": "Error", "evidence": []},
+                 "policy": "protect-critical-services"}
+    }))
+    .unwrap();
+    r.spec.decision = decision;
+    r.status = Some(DiagnosticReportStatus {
+        phase: Some(phase),
+        suggested_patch: Some(SuggestedPatch {
+            target: TargetRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: "default".into(),
+                name: "critical-app".into(),
+            },
+            patch,
+            explanation: "point REDIS_HOST at redis-master".into(),
+        }),
+        safety: Some(SafetyVerdict {
+            verdict: Verdict::Allowed,
+            filter: "patch-safety".into(),
+            reason: None,
+        }),
+        target_resource_version: target_rv,
+        apply: intent.then(|| ApplyRecord {
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
+            applied_at: None,
+            rollback_patch: vec![],
+            target_generation: None,
+        }),
+        ..Default::default()
+    });
+    r
+}
+
+fn context(client: Client, policies: Vec<DebugPolicy>) -> Arc<Context> {
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for p in policies {
+        writer.apply_watcher_event(&watcher::Event::InitApply(p));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    Arc::new(Context {
+        client: client.clone(),
+        cluster: dump(),
+        policies: store,
+        plugins: registry(),
+        brain: Arc::new(RulesBrain),
+        settings: Settings {
+            namespaces: vec![],
+            budget: Budget::default(),
+            concurrency: 2,
+            verify_timeout: std::time::Duration::from_secs(300),
+            retention: std::time::Duration::from_secs(3600),
+        },
+        metrics: Arc::new(Metrics::default()),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "sre-operator".into(),
+                instance: None,
+            },
+        ),
+        leader: tokio::sync::watch::channel(true).1,
+    })
+}
+
+fn writes(seen: &Arc<Mutex<Vec<Seen>>>, needle: &str) -> Vec<Seen> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method == "PATCH" && s.uri.contains(needle))
+        .cloned()
+        .collect()
+}
+
+fn status_phases(seen: &Arc<Mutex<Vec<Seen>>>) -> Vec<String> {
+    writes(seen, "/status")
+        .iter()
+        .filter_map(|s| s.body["status"]["phase"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_records_the_intent_then_dry_runs_then_applies_guarded_by_the_version() {
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![]);
+    // First pass: the intent is recorded and nothing else is touched.
+    let approved = report_object(
+        Phase::Approved,
+        Some(Decision::Approved),
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        false,
+    );
+    reconcile_report(Arc::new(approved), ctx.clone())
+        .await
+        .unwrap();
+    assert!(
+        writes(&seen, "/deployments/").is_empty(),
+        "no patch before the intent is recorded"
+    );
+    let intent = writes(&seen, "/status");
+    assert!(
+        intent[0].body["status"]["apply"]["startedAt"].is_string(),
+        "{:?}",
+        intent[0].body
+    );
+
+    // Second pass: dry run, then the real patch with a test on the reviewed resourceVersion.
+    let with_intent = report_object(
+        Phase::Approved,
+        Some(Decision::Approved),
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        true,
+    );
+    reconcile_report(Arc::new(with_intent), ctx.clone())
+        .await
+        .unwrap();
+    let patches = writes(&seen, "/deployments/critical-app");
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert!(patches[0].uri.contains("dryRun=All"), "{}", patches[0].uri);
+    assert!(!patches[1].uri.contains("dryRun"), "{}", patches[1].uri);
+    assert_eq!(
+        patches[1].body[0],
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": target_version()})
+    );
+    assert_eq!(patches[1].body[2]["value"], "redis-master");
+    let last = writes(&seen, "/status").last().unwrap().body.clone();
+    assert_eq!(last["status"]["phase"], "Applied");
+    assert_eq!(
+        last["status"]["apply"]["rollbackPatch"][1],
+        json!({"op": "replace", "path": "/spec/template/spec/containers/0/env/0/value", "value": "redis"})
+    );
+    assert_eq!(last["status"]["apply"]["targetGeneration"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_while_approved_never_applies_twice() {
+    // The patch already landed before the restart: the Deployment holds the new value.
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![]);
+    let replayed = report_object(
+        Phase::Approved,
+        Some(Decision::Approved),
+        redis_patch("redis-master", "redis"),
+        Some(target_version()),
+        true,
+    );
+    // (the dump holds REDIS_HOST=redis, so a patch whose new value is "redis" is already applied)
+    reconcile_report(Arc::new(replayed), ctx).await.unwrap();
+    assert!(
+        writes(&seen, "/deployments/").is_empty(),
+        "nothing is sent twice"
+    );
+    assert_eq!(status_phases(&seen), ["Applied"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejection_applies_nothing() {
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![]);
+    let rejected = report_object(
+        Phase::AwaitingApproval,
+        Some(Decision::Rejected),
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        false,
+    );
+    reconcile_report(Arc::new(rejected), ctx).await.unwrap();
+    assert!(writes(&seen, "/deployments/").is_empty());
+    assert_eq!(status_phases(&seen), ["Rejected"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_is_reviewed_again_and_a_stale_patch_fails_with_the_reason() {
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![]);
+    // Reviewed against another version, and its guard no longer matches what the object holds.
+    let drifted = report_object(
+        Phase::Approved,
+        Some(Decision::Approved),
+        redis_patch("cache", "redis-master"),
+        Some("1".into()),
+        true,
+    );
+    reconcile_report(Arc::new(drifted), ctx).await.unwrap();
+    assert!(writes(&seen, "/deployments/").is_empty());
+    let last = writes(&seen, "/status").last().unwrap().body.clone();
+    assert_eq!(last["status"]["phase"], "Failed");
+    assert!(
+        last["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed since the analysis"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resource_version_conflict_is_retried_not_failed() {
+    let (client, seen) = mock(Target::Conflict);
+    let ctx = context(client, vec![]);
+    let approved = report_object(
+        Phase::Approved,
+        Some(Decision::Approved),
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        true,
+    );
+    reconcile_report(Arc::new(approved), ctx).await.unwrap();
+    assert_eq!(
+        writes(&seen, "/deployments/").len(),
+        2,
+        "dry run, then the conflicting patch"
+    );
+    assert!(
+        status_phases(&seen).is_empty(),
+        "the report stays Approved and is retried"
+    );
+}
+
+fn policy(approval: &str) -> DebugPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DebugPolicy",
+        "metadata": {"name": "protect-critical-services"},
+        "spec": {"rules": [{"namespaces": ["default"]}], "approval": approval}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_approval_approves_only_allowed_patches() {
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![policy("Auto")]);
+    let allowed = report_object(
+        Phase::AwaitingApproval,
+        None,
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        false,
+    );
+    reconcile_report(Arc::new(allowed), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(status_phases(&seen), ["Approved"]);
+
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![policy("Auto")]);
+    let mut denied = report_object(
+        Phase::AwaitingApproval,
+        None,
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        false,
+    );
+    denied.status.as_mut().unwrap().safety = Some(SafetyVerdict {
+        verdict: Verdict::Denied,
+        filter: "patch-safety".into(),
+        reason: Some("no".into()),
+    });
+    reconcile_report(Arc::new(denied), ctx).await.unwrap();
+    assert!(
+        status_phases(&seen).is_empty(),
+        "a denied patch waits for nobody"
+    );
+
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![policy("Manual")]);
+    let manual = report_object(
+        Phase::AwaitingApproval,
+        None,
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        false,
+    );
+    reconcile_report(Arc::new(manual), ctx).await.unwrap();
+    assert!(
+        status_phases(&seen).is_empty(),
+        "Manual waits for spec.decision"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_patch_set_to_approved_by_hand_is_never_applied() {
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![]);
+    let mut forced = report_object(
+        Phase::Approved,
+        None,
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        true,
+    );
+    forced.status.as_mut().unwrap().safety = Some(SafetyVerdict {
+        verdict: Verdict::Denied,
+        filter: "patch-safety".into(),
+        reason: Some("touches securityContext".into()),
+    });
+    reconcile_report(Arc::new(forced), ctx).await.unwrap();
+    assert!(writes(&seen, "/deployments/").is_empty());
+    let last = writes(&seen, "/status").last().unwrap().body.clone();
+    assert_eq!(last["status"]["phase"], "Failed");
+    assert!(
+        last["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("denied and can never be applied"),
+        "{last}"
+    );
+}
