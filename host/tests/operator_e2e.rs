@@ -1,0 +1,754 @@
+//! The operator end to end, against a real control plane on loopback (`sre_e2e`: etcd,
+//! kube-apiserver, scheduler, controller-manager and kwok for nodes), with `sre-operator run`
+//! as a separate process.
+//!
+//! One test, one cluster, the scenarios in sequence (start-up dominates; CI has 2 cores):
+//!
+//! 1. install `crds/` and the policies (the seed's `protect-critical-services` for
+//!    `default`/`app: critical-app`, and `protect-payment` for `production`/`app: payment`);
+//! 2. the seed's Pending scenario: `payment` requests 12Gi on 8Gi nodes, the real scheduler
+//!    says `Insufficient memory`, the report reaches NoFix with the numbers;
+//! 3. the seed's crash loop: `critical-app` has `REDIS_HOST=redis`, no Service `redis`, and
+//!    `redis-master` with a ready Pod behind it; the report proposes `redis-master`, is approved
+//!    with `kubectl patch`, the Deployment gets the new value, and the report ends `Resolved`;
+//! 4. rejection: `critical-app-worker` (the same mistake) is rejected and nothing changes;
+//! 5. a restart while `Approved`: `critical-app-cron` is approved and the operator killed at
+//!    once; after a restart the patch is applied exactly once.
+//!
+//! With `SRE_OPERATOR_E2E_KUBECONFIG` the harness uses that cluster; the crash-loop scenarios
+//! need the project's kwok stages and logs (a cluster started by `tests/cluster/up.sh`).
+//! `SRE_OPERATOR_E2E_SKIP_FAULTS=1` runs only the Pending scenario there.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, fault};
+
+const PREVIOUS_LOG: &str = "\
+2026-11-25T09:41:06.118Z  INFO critical_app: starting critical-app version=1.8.2 commit=4f2a9c1 pid=1
+2026-11-25T09:41:06.124Z  INFO cache: connecting to redis host=redis port=6379 pool_size=8
+2026-11-25T09:41:06.131Z  WARN cache: dial tcp: connect to redis:6379 failed: Connection refused, retrying attempt=1 max_attempts=3 backoff_ms=500
+2026-11-25T09:41:07.512Z ERROR cache: dial tcp: connect to redis:6379 failed: Connection refused
+Error: Connection refused to redis:6379";
+const CURRENT_LOG: &str = "\
+2026-11-25T09:41:20.101Z  INFO critical_app: starting critical-app version=1.8.2 commit=4f2a9c1 pid=1
+2026-11-25T09:41:20.107Z  INFO cache: connecting to redis host=redis port=6379 pool_size=8";
+
+/// `sre-operator run` as a child process; killed (SIGKILL) on drop.
+struct Operator {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(cluster: &TestCluster, log: PathBuf) -> Result<Operator> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_sre-operator"))
+            .args([
+                "run",
+                "--namespace",
+                "default,production",
+                "--http-addr",
+                &format!("127.0.0.1:{port}"),
+                "--verify-timeout",
+                "60s",
+            ])
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .env("RUST_LOG", "info")
+            .env("SRE_OPERATOR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting sre-operator run")?;
+        let mut op = Operator {
+            child: Some(child),
+            log,
+        };
+        // Up when its HTTP endpoint accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = op.child.as_mut().unwrap().try_wait()? {
+                bail!("sre-operator exited ({status}):\n{}", op.tail());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "sre-operator did not listen on {port} within 30 s:\n{}",
+                    op.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(op)
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn report_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sre-operator.dev", "v1alpha1", "DiagnosticReport"),
+        "diagnosticreports",
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn phase_of(report: &Value) -> &str {
+    report["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// Polls the report until its phase is one of `phases`; on timeout fails with the report and
+/// the operator's log.
+async fn wait_phase(
+    api: &Api<DynamicObject>,
+    name: &str,
+    phases: &[&str],
+    timeout: Duration,
+    op: &Operator,
+) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let report = match api.get_opt(name).await? {
+            Some(r) => serde_json::to_value(r)?,
+            None => Value::Null,
+        };
+        if phases.contains(&phase_of(&report)) {
+            return Ok(report);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "report {name} not in {phases:?} after {timeout:?}; it is:\n{}\n--- operator log (tail) ---\n{}",
+                serde_json::to_string_pretty(&report["status"])?,
+                op.tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn kubectl(cluster: &TestCluster, args: &[&str]) -> Result<String> {
+    let out = cluster.kubectl().args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn decide(cluster: &TestCluster, ns: &str, report: &str, decision: &str) -> Result<()> {
+    let body = json!({ "spec": { "decision": decision } }).to_string();
+    kubectl(
+        cluster,
+        &[
+            "-n", ns, "patch", "dr", report, "--type", "merge", "-p", &body,
+        ],
+    )?;
+    Ok(())
+}
+
+/// A one-replica Deployment; `fault` labels the Pod template for the kwok fault stages.
+fn deployment(
+    name: &str,
+    labels: Value,
+    fault: Option<&str>,
+    env: Value,
+    resources: Value,
+) -> Result<Deployment> {
+    let mut pod_labels = labels.clone();
+    let mut annotations = json!({});
+    if let Some(f) = fault {
+        pod_labels[fault::LABEL] = f.into();
+        annotations = json!({ fault::BACKOFF_ANNOTATION: "1s", fault::DELAY_ANNOTATION: "300ms" });
+    }
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name, "labels": labels },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": labels },
+            "template": {
+                "metadata": { "labels": pod_labels, "annotations": annotations },
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{
+                        "name": "app",
+                        "image": format!("registry.example.com/shop/{name}:1.8.2"),
+                        "env": env,
+                        "resources": resources,
+                    }],
+                },
+            },
+        },
+    }))?)
+}
+
+async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply("operator-e2e").force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .with_context(|| format!("applying {name}"))?;
+    Ok(())
+}
+
+fn env_value(d: &Deployment, var: &str) -> Option<String> {
+    d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == var)?
+        .value
+        .clone()
+}
+
+fn generation(d: &Deployment) -> i64 {
+    d.metadata.generation.unwrap_or(0)
+}
+
+/// Removes the fault label from a Deployment's Pod template. The fake kubelet cannot run the
+/// real application: the label is what made its Pods crash, and a fix to the environment does
+/// not remove it. Removing it stands for "the fixed application now starts".
+fn let_pods_run(cluster: &TestCluster, ns: &str, name: &str) -> Result<()> {
+    let path = format!(
+        "/spec/template/metadata/labels/{}",
+        fault::LABEL.replace('~', "~0").replace('/', "~1")
+    );
+    let body = json!([{ "op": "remove", "path": path }]).to_string();
+    kubectl(
+        cluster,
+        &[
+            "-n",
+            ns,
+            "patch",
+            "deployment",
+            name,
+            "--type",
+            "json",
+            "-p",
+            &body,
+        ],
+    )?;
+    Ok(())
+}
+
+fn crashloop_seen(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref())
+                    == Some("CrashLoopBackOff")
+            })
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_end_to_end() -> Result<()> {
+    let t_suite = Instant::now();
+    let cluster = TestCluster::start(ClusterOptions {
+        nodes: vec![
+            NodeSpec::new("kwok-node-0").memory("8Gi"),
+            NodeSpec::new("kwok-node-1").memory("8Gi"),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let t_cluster = t_suite.elapsed();
+    let client = cluster.client();
+    let faults = std::env::var_os("SRE_OPERATOR_E2E_SKIP_FAULTS").is_none();
+    if cluster.is_external() {
+        eprintln!(
+            "operator-e2e: using the cluster of $SRE_OPERATOR_E2E_KUBECONFIG; the crash-loop \
+             scenarios need this project's kwok stages and logs{}",
+            if faults {
+                " (set SRE_OPERATOR_E2E_SKIP_FAULTS=1 to run only the Pending scenario)"
+            } else {
+                ": skipped (SRE_OPERATOR_E2E_SKIP_FAULTS)"
+            }
+        );
+        // A cluster used before: start from a clean slate.
+        for (ns, what) in [
+            (
+                "default",
+                "deployment/critical-app deployment/critical-app-worker deployment/critical-app-cron deployment/redis-master service/redis-master",
+            ),
+            ("production", "deployment/payment"),
+        ] {
+            let mut args = vec!["-n", ns, "delete", "--ignore-not-found", "--wait=true"];
+            args.extend(what.split(' '));
+            let _ = kubectl(&cluster, &args);
+        }
+        let _ = kubectl(
+            &cluster,
+            &["delete", "dr", "--all", "-A", "--ignore-not-found"],
+        );
+    }
+
+    // --- 1. CRDs and policies -------------------------------------------------------------
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
+    kubectl(&cluster, &["apply", "--server-side", "-f", crds])?;
+    kubectl(
+        &cluster,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/debugpolicies.sre-operator.dev",
+            "crd/diagnosticreports.sre-operator.dev",
+        ],
+    )?;
+    let policies = json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "sre-operator.dev/v1alpha1",
+                "kind": "DebugPolicy",
+                "metadata": { "name": "protect-critical-services" },
+                "spec": { "rules": [{
+                    "namespaces": ["default"],
+                    "selector": { "matchLabels": { "app": "critical-app" } },
+                }] },
+            },
+            {
+                "apiVersion": "sre-operator.dev/v1alpha1",
+                "kind": "DebugPolicy",
+                "metadata": { "name": "protect-payment" },
+                "spec": { "rules": [{
+                    "namespaces": ["production"],
+                    "selector": { "matchLabels": { "app": "payment" } },
+                }] },
+            },
+        ],
+    });
+    let policy_file = cluster.dir().join("operator-e2e-policies.json");
+    std::fs::write(&policy_file, policies.to_string())?;
+    kubectl(&cluster, &["apply", "-f", policy_file.to_str().unwrap()])?;
+    cluster.create_namespace("production").await?;
+
+    // Logs first, so that the first investigation already finds them.
+    if faults {
+        cluster
+            .set_logs("default", None, "app", CURRENT_LOG, PREVIOUS_LOG)
+            .await?;
+    }
+
+    let mut op = Operator::start(&cluster, cluster.dir().join("sre-operator.log"))?;
+
+    // --- 2. The Pending scenario: 12Gi on 8Gi nodes ------------------------------------
+    let prod_deps: Api<Deployment> = Api::namespaced(client.clone(), "production");
+    apply(
+        &prod_deps,
+        "payment",
+        &deployment(
+            "payment",
+            json!({ "app": "payment" }),
+            None,
+            json!([]),
+            json!({ "requests": { "memory": "12Gi", "cpu": "250m" } }),
+        )?,
+    )
+    .await?;
+
+    // --- 3/4/5 set-up: redis-master and three crash-looping workloads --------------------
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let crash_names = ["critical-app", "critical-app-worker", "critical-app-cron"];
+    let mut crash_times = Vec::new();
+    if faults {
+        apply(
+            &deps,
+            "redis-master",
+            &deployment(
+                "redis-master",
+                json!({ "app": "redis" }),
+                None,
+                json!([]),
+                json!({}),
+            )?,
+        )
+        .await?;
+        let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+        apply(
+            &svcs,
+            "redis-master",
+            &serde_json::from_value(json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": { "name": "redis-master" },
+                "spec": {
+                    "selector": { "app": "redis" },
+                    "ports": [{ "name": "redis", "port": 6379, "targetPort": 6379 }],
+                },
+            }))?,
+        )
+        .await?;
+        // Wait for a ready endpoint behind redis-master (kwok's pod-ready stage, then the
+        // EndpointSlice controller).
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let list = slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=redis-master"))
+                .await?;
+            let ready = list.items.iter().any(|s| {
+                s.endpoints
+                    .iter()
+                    .flatten()
+                    .any(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+            });
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("redis-master has no ready endpoint after 60 s: {list:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let reports = report_api(&client, "default");
+        for name in crash_names {
+            let component = name
+                .trim_start_matches("critical-app")
+                .trim_start_matches('-');
+            let component = if component.is_empty() {
+                "api"
+            } else {
+                component
+            };
+            apply(
+                &deps,
+                name,
+                &deployment(
+                    name,
+                    json!({ "app": "critical-app", "component": component }),
+                    Some(fault::CRASHLOOP),
+                    json!([{ "name": "REDIS_HOST", "value": "redis" },
+                           { "name": "REDIS_PORT", "value": "6379" }]),
+                    json!({}),
+                )?,
+            )
+            .await?;
+        }
+        // Time from each workload's first Pod (seen) and its first CrashLoopBackOff (seen) to
+        // its report existing, polled every 25 ms.
+        let t0 = Instant::now();
+        let mut pod_seen = [None::<Instant>; 3];
+        let mut crash_seen = [None::<Instant>; 3];
+        let mut report_seen = [None::<Instant>; 3];
+        while report_seen.iter().any(Option::is_none) {
+            if t0.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "crash-loop reports missing after 60 s (pods seen {pod_seen:?}, crash seen {crash_seen:?}, reports {report_seen:?})\n--- operator log ---\n{}",
+                    op.tail()
+                );
+            }
+            let list = pods
+                .list(&ListParams::default().labels("app=critical-app"))
+                .await?;
+            let now = Instant::now();
+            for (i, name) in crash_names.iter().enumerate() {
+                let prefix = format!("{name}-");
+                let mine = list.items.iter().filter(|p| {
+                    let n = p.metadata.name.as_deref().unwrap_or("");
+                    // critical-app-<rs>-<pod> but not critical-app-worker-...
+                    n.strip_prefix(&prefix)
+                        .is_some_and(|rest| rest.matches('-').count() == 1)
+                });
+                let mine: Vec<&Pod> = mine.collect();
+                if !mine.is_empty() && pod_seen[i].is_none() {
+                    pod_seen[i] = Some(now);
+                }
+                if mine.iter().any(|p| crashloop_seen(p)) && crash_seen[i].is_none() {
+                    crash_seen[i] = Some(now);
+                }
+                if report_seen[i].is_none() {
+                    let rname = format!("deployment-{name}-crashloopbackoff");
+                    if reports.get_opt(&rname).await?.is_some() {
+                        report_seen[i] = Some(Instant::now());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        for i in 0..3 {
+            let r = report_seen[i].unwrap();
+            let since = |t: Option<Instant>| {
+                t.map(|t| format!("{:.2} s", r.saturating_duration_since(t).as_secs_f64()))
+                    .unwrap_or_else(|| "n/a".into())
+            };
+            let line = format!(
+                "{}: Pod seen -> report {}; CrashLoopBackOff seen -> report {}",
+                crash_names[i],
+                since(pod_seen[i]),
+                since(crash_seen[i]),
+            );
+            eprintln!("operator-e2e: {line}");
+            crash_times.push(line);
+        }
+    }
+
+    // --- 2 (assert). Pending → NoFix with the numbers -----------------------------------
+    let prod_reports = report_api(&client, "production");
+    let t = Instant::now();
+    let pending = wait_phase(
+        &prod_reports,
+        "deployment-payment-pending",
+        &["NoFix"],
+        Duration::from_secs(90),
+        &op,
+    )
+    .await?;
+    eprintln!(
+        "operator-e2e: payment reached NoFix {:.1} s after the crash-loop set-up",
+        t.elapsed().as_secs_f64()
+    );
+    let findings = pending["status"]["findings"].to_string();
+    assert_eq!(
+        pending["spec"]["failure"]["class"], "Pending",
+        "{pending:#}"
+    );
+    assert!(
+        findings.contains("Insufficient memory"),
+        "findings: {findings}"
+    );
+    assert!(
+        findings.contains("12Gi"),
+        "the request is not in the findings: {findings}"
+    );
+    assert!(
+        findings.contains("8Gi"),
+        "the most free memory is not in the findings: {findings}"
+    );
+    assert!(pending["status"]["suggestedPatch"].is_null(), "{pending:#}");
+
+    if !faults {
+        op.kill();
+        eprintln!(
+            "operator-e2e: crash-loop scenarios skipped; suite took {:.1} s",
+            t_suite.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+
+    // --- 3. The crash loop: AwaitingApproval with REDIS_HOST → redis-master -------------
+    let reports = report_api(&client, "default");
+    for name in crash_names {
+        let rname = format!("deployment-{name}-crashloopbackoff");
+        let r = wait_phase(
+            &reports,
+            &rname,
+            &["AwaitingApproval"],
+            Duration::from_secs(60),
+            &op,
+        )
+        .await?;
+        let ops = r["status"]["suggestedPatch"]["patch"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            ops.iter()
+                .any(|o| o["op"] == "replace" && o["value"] == "redis-master"),
+            "{rname}: no replace with redis-master in {:#}",
+            r["status"]["suggestedPatch"]
+        );
+        assert_eq!(r["status"]["suggestedPatch"]["target"]["name"], name);
+        let evidence = r["status"]["findings"].to_string();
+        assert!(
+            evidence.contains("redis-master"),
+            "{rname}: findings {evidence}"
+        );
+    }
+
+    // --- 4. Reject critical-app-worker: nothing changes -----------------------------------
+    let worker_before = deps.get("critical-app-worker").await?;
+    decide(
+        &cluster,
+        "default",
+        "deployment-critical-app-worker-crashloopbackoff",
+        "Rejected",
+    )?;
+    let rejected = wait_phase(
+        &reports,
+        "deployment-critical-app-worker-crashloopbackoff",
+        &["Rejected"],
+        Duration::from_secs(30),
+        &op,
+    )
+    .await?;
+    assert!(rejected["status"]["apply"].is_null(), "{rejected:#}");
+
+    // --- 5. A restart while Approved applies exactly once ------------------------------
+    let cron_before = deps.get("critical-app-cron").await?;
+    decide(
+        &cluster,
+        "default",
+        "deployment-critical-app-cron-crashloopbackoff",
+        "Approved",
+    )?;
+    op.kill(); // at once: the operator may have done nothing, recorded the intent, or applied
+    let mut op = Operator::start(&cluster, cluster.dir().join("sre-operator.log"))?;
+    let cron = wait_phase(
+        &reports,
+        "deployment-critical-app-cron-crashloopbackoff",
+        &["Applied", "Resolved", "Unresolved"],
+        Duration::from_secs(60),
+        &op,
+    )
+    .await?;
+    let cron_after = deps.get("critical-app-cron").await?;
+    assert_eq!(
+        generation(&cron_after),
+        generation(&cron_before) + 1,
+        "the patch must be applied exactly once: {:#}",
+        cron["status"]
+    );
+    assert_eq!(
+        env_value(&cron_after, "REDIS_HOST").as_deref(),
+        Some("redis-master")
+    );
+    assert_eq!(
+        cron["status"]["apply"]["targetGeneration"].as_i64(),
+        Some(generation(&cron_after)),
+        "{:#}",
+        cron["status"]
+    );
+
+    // --- 3 (cont.). Approve critical-app with kubectl, then Applied and Resolved ---------
+    let app_before = deps.get("critical-app").await?;
+    assert_eq!(
+        env_value(&app_before, "REDIS_HOST").as_deref(),
+        Some("redis")
+    );
+    decide(
+        &cluster,
+        "default",
+        "deployment-critical-app-crashloopbackoff",
+        "Approved",
+    )?;
+    let applied = wait_phase(
+        &reports,
+        "deployment-critical-app-crashloopbackoff",
+        &["Applied", "Resolved", "Unresolved"],
+        Duration::from_secs(30),
+        &op,
+    )
+    .await?;
+    let app_after = deps.get("critical-app").await?;
+    assert_eq!(
+        env_value(&app_after, "REDIS_HOST").as_deref(),
+        Some("redis-master"),
+        "{:#}",
+        applied["status"]
+    );
+    assert_eq!(generation(&app_after), generation(&app_before) + 1);
+    assert!(
+        !applied["status"]["apply"]["rollbackPatch"]
+            .as_array()
+            .map(Vec::is_empty)
+            .unwrap_or(true),
+        "no rollback patch recorded: {:#}",
+        applied["status"]
+    );
+    // The fake kubelet cannot run the real app; the fault label is what made it crash.
+    let_pods_run(&cluster, "default", "critical-app")?;
+    let t_verify = Instant::now();
+    let resolved = wait_phase(
+        &reports,
+        "deployment-critical-app-crashloopbackoff",
+        &["Resolved", "Unresolved"],
+        Duration::from_secs(90),
+        &op,
+    )
+    .await?;
+    assert_eq!(
+        phase_of(&resolved),
+        "Resolved",
+        "{:#}\n--- operator log ---\n{}",
+        resolved["status"],
+        op.tail()
+    );
+    eprintln!(
+        "operator-e2e: critical-app Resolved {:.1} s after its Pods could run",
+        t_verify.elapsed().as_secs_f64()
+    );
+    // The new Pods run.
+    let running = pods
+        .list(&ListParams::default().labels("app=critical-app,component=api"))
+        .await?;
+    assert!(
+        running.items.iter().any(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && !crashloop_seen(p)
+        }),
+        "no running critical-app Pod"
+    );
+
+    // --- 4 (cont.). Still nothing changed on the rejected workload ---------------------
+    let worker_after = deps.get("critical-app-worker").await?;
+    assert_eq!(generation(&worker_after), generation(&worker_before));
+    assert_eq!(
+        env_value(&worker_after, "REDIS_HOST").as_deref(),
+        Some("redis")
+    );
+    let worker_report = reports
+        .get("deployment-critical-app-worker-crashloopbackoff")
+        .await?;
+    assert_eq!(phase_of(&serde_json::to_value(worker_report)?), "Rejected");
+
+    op.kill();
+    eprintln!(
+        "operator-e2e: cluster ready in {:.1} s; suite took {:.1} s",
+        t_cluster.as_secs_f64(),
+        t_suite.elapsed().as_secs_f64()
+    );
+    for line in &crash_times {
+        eprintln!("operator-e2e: {line}");
+    }
+    Ok(())
+}
