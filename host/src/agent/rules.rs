@@ -169,6 +169,20 @@ fn guarded_replace(path: String, old: Value, new: Value) -> Vec<PatchOperation> 
     ]
 }
 
+/// A conclusion whose fix is the given guarded operations on the workload.
+fn fixed(
+    case: &Case,
+    findings: Findings,
+    operations: Vec<PatchOperation>,
+    explanation: String,
+) -> Conclusion {
+    Conclusion {
+        findings,
+        patch: Some(patch(case, operations, explanation)),
+        recommendation: None,
+    }
+}
+
 fn patch(case: &Case, operations: Vec<PatchOperation>, explanation: String) -> SuggestedPatch {
     SuggestedPatch {
         target: target(case),
@@ -630,15 +644,12 @@ async fn dependency(
         let explanation = format!(
             "Set {name} from {old:?} to {new:?}, the Service that exists and serves {endpoint}'s port."
         );
-        return Ok(Conclusion {
-            findings: findings(summary, root_cause, evidence),
-            patch: Some(patch(
-                case,
-                guarded_replace(path, json!(old), json!(new)),
-                explanation,
-            )),
-            recommendation: None,
-        });
+        return Ok(fixed(
+            case,
+            findings(summary, root_cause, evidence),
+            guarded_replace(path, json!(old), json!(new)),
+            explanation,
+        ));
     }
     let ready = svc["readyEndpoints"].as_u64().unwrap_or(0);
     let not_ready: Vec<String> = svc["notReadyPods"]
@@ -701,15 +712,12 @@ async fn dependency(
                     let explanation = format!(
                         "Point {name} at port {right}, the port Service {service_name} serves."
                     );
-                    return Ok(Conclusion {
-                        findings: findings(summary, root_cause, evidence),
-                        patch: Some(patch(
-                            case,
-                            guarded_replace(path, json!(old), json!(new)),
-                            explanation,
-                        )),
-                        recommendation: None,
-                    });
+                    return Ok(fixed(
+                        case,
+                        findings(summary, root_cause, evidence),
+                        guarded_replace(path, json!(old), json!(new)),
+                        explanation,
+                    ));
                 }
             }
         }
@@ -1091,15 +1099,12 @@ async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError>
                             current.0
                         );
                         let path = format!("{}/resources/requests/memory", template.container_path);
-                        return Ok(Conclusion {
-                            findings: findings(summary, root_cause, evidence),
-                            patch: Some(patch(
-                                case,
-                                guarded_replace(path, json!(current.0), json!(old)),
-                                explanation,
-                            )),
-                            recommendation: None,
-                        });
+                        return Ok(fixed(
+                            case,
+                            findings(summary, root_cause, evidence),
+                            guarded_replace(path, json!(current.0), json!(old)),
+                            explanation,
+                        ));
                     }
                 }
             }
@@ -1637,19 +1642,16 @@ async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclusion, Agent
                     let explanation = format!(
                         "Point container {container}'s {probe_field} at port {right}, the port it declares and listens on."
                     );
-                    return Ok(Conclusion {
-                        findings: findings(summary, root_cause, evidence),
-                        patch: Some(patch(
-                            case,
-                            guarded_replace(
-                                format!("{}{relative}", template.container_path),
-                                expected,
-                                json!(right),
-                            ),
-                            explanation,
-                        )),
-                        recommendation: None,
-                    });
+                    return Ok(fixed(
+                        case,
+                        findings(summary, root_cause, evidence),
+                        guarded_replace(
+                            format!("{}{relative}", template.container_path),
+                            expected,
+                            json!(right),
+                        ),
+                        explanation,
+                    ));
                 }
             }
         }
