@@ -10,15 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::cluster::{Cluster, DumpCluster};
 use std::sync::Arc;
 
-use futures::StreamExt;
-
 use crate::agent::llm::LlmBrain;
 use crate::agent::rules::RulesBrain;
-use crate::agent::{Brain, Budget, Case, Investigator, investigate};
+use crate::agent::{Brain, Budget};
 use crate::crd;
 use crate::plugin::{PluginSet, Runtime};
 use crate::policy::{PolicySet, default_policy, load_policy_files};
-use crate::triage::{screen, triage};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Diagnose the failing Pods of a cluster dump (`kubectl cluster-info dump --output-directory DIR`).
     Diagnose(DiagnoseArgs),
+    /// Score the diagnosis of every scenario under DIR (a dump and its expected.yaml each):
+    /// class, root cause, patch and phase per scenario; non-zero exit when a must-pass one fails.
+    Eval(EvalArgs),
     /// List or check the WebAssembly plugins of a plugin directory (or the built-in ones).
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -136,9 +136,63 @@ pub enum OutputFormat {
     Yaml,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// A folder of scenarios (`NAME/dump/` and `NAME/expected.yaml` each), or one scenario.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// `table` for a person, `json` for machines.
+    #[arg(long, short = 'o', value_enum, default_value_t = EvalOutput::Table)]
+    pub output: EvalOutput,
+
+    /// Only the scenarios whose name contains this, or that carry this tag (repeatable).
+    #[arg(long, value_name = "NAME|TAG")]
+    pub only: Vec<String>,
+
+    /// `rules` (deterministic playbooks) or `openai` (any OpenAI-compatible endpoint).
+    #[arg(long, value_enum, default_value_t = BrainChoice::Rules, env = "SRE_OPERATOR_BRAIN")]
+    pub brain: BrainChoice,
+
+    /// The model, for `--brain openai`.
+    #[arg(long, env = "OPENAI_MODEL")]
+    pub model: Option<String>,
+
+    /// The OpenAI-compatible endpoint.
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = crate::agent::llm::DEFAULT_BASE_URL)]
+    pub base_url: String,
+
+    /// A plugin directory; the built-in plugins when omitted.
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+
+    /// Observe-Think-Act steps per investigation.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub max_steps: u32,
+
+    /// Tokens per investigation (LLM brain).
+    #[arg(long, default_value_t = 60_000)]
+    pub max_tokens: u64,
+
+    /// Wall-clock budget per investigation.
+    #[arg(long, default_value = "2m")]
+    pub timeout: String,
+
+    /// Investigations run at once within a scenario (scenarios run one after the other).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvalOutput {
+    Table,
+    Json,
+}
+
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Diagnose(args) => diagnose(args).await,
+        Command::Eval(args) => eval(args).await,
         Command::Plugins(command) => plugins(command),
         Command::Run(args) => run_operator(args).await,
         Command::Crds { output_dir } => write_crds(output_dir),
@@ -327,90 +381,79 @@ fn plugins(command: PluginsCommand) -> Result<()> {
     Ok(())
 }
 
-async fn diagnose(args: DiagnoseArgs) -> Result<()> {
-    let started = std::time::Instant::now();
-    let budget = Budget {
-        max_steps: args.max_steps,
-        max_tokens: args.max_tokens,
-        deadline: crate::crd::parse_duration("--timeout", &args.timeout)
-            .map_err(anyhow::Error::msg)?,
-        ..Budget::default()
-    };
-    let brain: Arc<dyn Brain> = match args.brain {
+/// The brain `--brain` names.
+fn make_brain(
+    choice: BrainChoice,
+    model: Option<String>,
+    base_url: &str,
+) -> Result<Arc<dyn Brain>> {
+    Ok(match choice {
         BrainChoice::Rules => Arc::new(RulesBrain),
         BrainChoice::Openai => {
-            let model = args
-                .model
-                .clone()
-                .context("--brain openai needs --model (or OPENAI_MODEL)")?;
+            let model = model.context("--brain openai needs --model (or OPENAI_MODEL)")?;
             let key = std::env::var("OPENAI_API_KEY").ok();
-            Arc::new(LlmBrain::new(Some(args.base_url.clone()), key, model))
+            Arc::new(LlmBrain::new(Some(base_url.to_string()), key, model))
         }
+    })
+}
+
+fn make_budget(max_steps: u32, max_tokens: u64, timeout: &str) -> Result<Budget> {
+    Ok(Budget {
+        max_steps,
+        max_tokens,
+        deadline: crate::crd::parse_duration("--timeout", timeout).map_err(anyhow::Error::msg)?,
+        ..Budget::default()
+    })
+}
+
+/// The built-in plugins, or those of `--plugins DIR`; refusals are printed as warnings.
+fn load_plugins(dir: Option<&PathBuf>) -> Result<Arc<PluginSet>> {
+    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let plugins = match dir {
+        Some(dir) => PluginSet::from_dir(&runtime, dir).map_err(anyhow::Error::msg)?,
+        None => PluginSet::builtin(&runtime),
     };
+    for refusal in plugins.refusals() {
+        eprintln!(
+            "warning: plugin {} refused: {}",
+            refusal.plugin, refusal.reason
+        );
+    }
+    Ok(Arc::new(plugins))
+}
+
+async fn diagnose(args: DiagnoseArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let budget = make_budget(args.max_steps, args.max_tokens, &args.timeout)?;
+    let brain = make_brain(args.brain, args.model.clone(), &args.base_url)?;
     let cluster = Arc::new(DumpCluster::load(&args.dump)?);
+    let loaded = started.elapsed();
     let policies = if args.policies.is_empty() {
         vec![default_policy()]
     } else {
         load_policy_files(&args.policies)?
     };
     let policy_set = PolicySet::compile(&policies)?;
-    let mut reports = triage(cluster.as_ref(), &policy_set).await?;
-    let pods = cluster.pods(None).await?;
-    let detected = started.elapsed();
-    let mut skipped = Vec::new();
-    if !args.detect_only {
-        let runtime = Runtime::new(Runtime::default_cache_dir())?;
-        let plugins = Arc::new(match &args.plugins {
-            Some(dir) => PluginSet::from_dir(&runtime, dir).map_err(anyhow::Error::msg)?,
-            None => PluginSet::builtin(&runtime),
-        });
-        for refusal in plugins.refusals() {
-            eprintln!(
-                "warning: plugin {} refused: {}",
-                refusal.plugin, refusal.reason
-            );
-        }
-        let now = k8s_openapi::jiff::Timestamp::now().to_string();
-        let mut kept = Vec::new();
-        for report in reports {
-            let pod = pods
-                .iter()
-                .find(|p| p.metadata.uid.as_deref() == Some(report.spec.pod.uid.as_str()))
-                .cloned();
-            let Some(pod) = pod else { continue };
-            match screen(&plugins, cluster.as_ref(), &report, &pod, &now).await {
-                Some(reason) => skipped.push((report, reason)),
-                None => kept.push(Case { report, pod }),
-            }
-        }
-        let investigations = kept.into_iter().map(|case| {
-            let policy = policies
-                .iter()
-                .find(|p| p.metadata.name.as_deref() == Some(case.report.spec.policy.as_str()));
-            let investigator = Investigator {
-                brain: brain.clone(),
-                plugins: plugins.clone(),
-                cluster: cluster.clone(),
-                budget: budget
-                    .clone()
-                    .with_policy(policy.and_then(|p| p.spec.brain.as_ref())),
-            };
-            async move {
-                let status = investigate(&investigator, &case).await;
-                let mut report = case.report;
-                report.status = Some(status);
-                report
-            }
-        });
-        reports = futures::stream::iter(investigations)
-            .buffered(usize::from(args.concurrency))
-            .collect()
-            .await;
-    }
+    let engine = if args.detect_only {
+        None
+    } else {
+        Some(crate::pipeline::Engine {
+            brain,
+            plugins: load_plugins(args.plugins.as_ref())?,
+            budget,
+            concurrency: usize::from(args.concurrency),
+        })
+    };
+    let outcome =
+        crate::pipeline::run(cluster.clone(), &policies, &policy_set, engine.as_ref()).await?;
+    let timings = outcome.timings;
     tracing::info!(
-        pods = pods.len(),
-        reports = reports.len(),
-        detect_ms = detected.as_millis() as u64,
+        pods = outcome.pods,
+        reports = outcome.reports.len(),
+        load_ms = loaded.as_millis() as u64,
+        detect_ms = timings.detect.as_millis() as u64,
+        screen_ms = timings.screen.as_millis() as u64,
+        investigate_ms = timings.investigate.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
         "diagnosed {}",
         cluster.source()
@@ -419,14 +462,55 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
     match args.output {
         OutputFormat::Text => output::text(
             &mut stdout,
-            &reports,
-            &skipped,
-            pods.len(),
+            &outcome.reports,
+            &outcome.skipped,
+            outcome.pods,
             &cluster.source(),
             &policy_set,
         )?,
-        OutputFormat::Json => output::json(&mut stdout, &reports)?,
-        OutputFormat::Yaml => output::yaml(&mut stdout, &reports)?,
+        OutputFormat::Json => output::json(&mut stdout, &outcome.reports)?,
+        OutputFormat::Yaml => output::yaml(&mut stdout, &outcome.reports)?,
+    }
+    Ok(())
+}
+
+async fn eval(args: EvalArgs) -> Result<()> {
+    let mut scenarios = crate::eval::load_scenarios(&args.dir)?;
+    if !args.only.is_empty() {
+        scenarios.retain(|s| {
+            args.only
+                .iter()
+                .any(|o| s.name.contains(o.as_str()) || s.expected.tags.contains(o))
+        });
+        anyhow::ensure!(
+            !scenarios.is_empty(),
+            "no scenario matches --only {:?}",
+            args.only
+        );
+    }
+    let engine = crate::pipeline::Engine {
+        brain: make_brain(args.brain, args.model.clone(), &args.base_url)?,
+        plugins: load_plugins(args.plugins.as_ref())?,
+        budget: make_budget(args.max_steps, args.max_tokens, &args.timeout)?,
+        concurrency: usize::from(args.concurrency),
+    };
+    let suite = crate::eval::run(&scenarios, &engine).await;
+    let mut stdout = std::io::stdout().lock();
+    match args.output {
+        EvalOutput::Table => crate::eval::write_table(&mut stdout, &suite)?,
+        EvalOutput::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &crate::eval::to_json(&suite))?;
+            std::io::Write::write_all(&mut stdout, b"\n")?;
+        }
+    }
+    let failed = suite.must_pass_failures();
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "{} must-pass scenario(s) failed: {}",
+            failed.len(),
+            names.join(", ")
+        );
     }
     Ok(())
 }

@@ -1,0 +1,135 @@
+//! The whole diagnosis pipeline over a [`Cluster`]: triage (detect failures, apply the policies,
+//! one report per workload and class), the policy-filter plugins' screen, then one investigation
+//! per report (brain ↔ tools, patch-safety review).
+//!
+//! `diagnose` and `eval` both run exactly this, so that what `eval` scores is what a user gets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures::StreamExt;
+
+use crate::agent::{Brain, Budget, Case, Investigator, investigate};
+use crate::cluster::{Cluster, ResourceKind, typed};
+use crate::crd::{DebugPolicy, DiagnosticReport};
+use crate::plugin::PluginSet;
+use crate::policy::PolicySet;
+use crate::triage::{screen, triage};
+
+/// What investigates the reports: without one, the pipeline only detects.
+#[derive(Clone)]
+pub struct Engine {
+    pub brain: Arc<dyn Brain>,
+    pub plugins: Arc<PluginSet>,
+    /// The default budget; a policy's `spec.brain` overrides it for its reports.
+    pub budget: Budget,
+    /// Investigations run at once.
+    pub concurrency: usize,
+}
+
+/// Where the time went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Detecting failures, applying policies, resolving workloads.
+    pub detect: Duration,
+    /// The policy-filter plugins.
+    pub screen: Duration,
+    /// Brains and tools, patch review included (investigations overlap, so this is wall time).
+    pub investigate: Duration,
+}
+
+/// What the pipeline produced.
+pub struct Outcome {
+    /// The reports, in triage order (namespace, then workload); with an engine, each has a status.
+    pub reports: Vec<DiagnosticReport>,
+    /// Reports a policy-filter plugin decided not to investigate, with its reason.
+    pub skipped: Vec<(DiagnosticReport, String)>,
+    /// Pods in the cluster.
+    pub pods: usize,
+    pub timings: Timings,
+}
+
+/// Runs the pipeline. `policies` are the DebugPolicies `policy_set` was compiled from (their
+/// `spec.brain` settings override the engine's budget).
+pub async fn run(
+    cluster: Arc<dyn Cluster>,
+    policies: &[DebugPolicy],
+    policy_set: &PolicySet,
+    engine: Option<&Engine>,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let reports = triage(cluster.as_ref(), policy_set).await?;
+    let pods = cluster.list(ResourceKind::Pod, None).await?.len();
+    let mut timings = Timings {
+        detect: started.elapsed(),
+        ..Timings::default()
+    };
+    let Some(engine) = engine else {
+        return Ok(Outcome {
+            reports,
+            skipped: Vec::new(),
+            pods,
+            timings,
+        });
+    };
+
+    let started = Instant::now();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let mut kept = Vec::new();
+    let mut skipped = Vec::new();
+    for report in reports {
+        let pod = &report.spec.pod;
+        let object = cluster
+            .get(ResourceKind::Pod, Some(&pod.namespace), &pod.name)
+            .await?;
+        let Some(pod) =
+            object
+                .map(|o| typed(&o))
+                .transpose()?
+                .filter(|p: &k8s_openapi::api::core::v1::Pod| {
+                    p.metadata.uid.as_deref() == Some(report.spec.pod.uid.as_str())
+                })
+        else {
+            continue; // gone since triage
+        };
+        match screen(&engine.plugins, cluster.as_ref(), &report, &pod, &now).await {
+            Some(reason) => skipped.push((report, reason)),
+            None => kept.push(Case { report, pod }),
+        }
+    }
+    timings.screen = started.elapsed();
+
+    let started = Instant::now();
+    let investigations = kept.into_iter().map(|case| {
+        let policy = policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(case.report.spec.policy.as_str()));
+        let investigator = Investigator {
+            brain: engine.brain.clone(),
+            plugins: engine.plugins.clone(),
+            cluster: cluster.clone(),
+            budget: engine
+                .budget
+                .clone()
+                .with_policy(policy.and_then(|p| p.spec.brain.as_ref())),
+        };
+        async move {
+            let status = investigate(&investigator, &case).await;
+            let mut report = case.report;
+            report.status = Some(status);
+            report
+        }
+    });
+    let reports = futures::stream::iter(investigations)
+        .buffered(engine.concurrency.max(1))
+        .collect()
+        .await;
+    timings.investigate = started.elapsed();
+    Ok(Outcome {
+        reports,
+        skipped,
+        pods,
+        timings,
+    })
+}
