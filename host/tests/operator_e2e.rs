@@ -270,6 +270,14 @@ fn let_pods_run(cluster: &TestCluster, ns: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+fn restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).max().unwrap_or(0))
+        .unwrap_or(0)
+}
+
 fn crashloop_seen(p: &Pod) -> bool {
     p.status
         .as_ref()
@@ -478,6 +486,8 @@ async fn operator_end_to_end() -> Result<()> {
         let t0 = Instant::now();
         let mut pod_seen = [None::<Instant>; 3];
         let mut crash_seen = [None::<Instant>; 3];
+        // The built-in policy-filter plugin investigates a crash loop from its third restart.
+        let mut third_seen = [None::<Instant>; 3];
         let mut report_seen = [None::<Instant>; 3];
         while report_seen.iter().any(Option::is_none) {
             if t0.elapsed() > Duration::from_secs(60) {
@@ -505,6 +515,9 @@ async fn operator_end_to_end() -> Result<()> {
                 if mine.iter().any(|p| crashloop_seen(p)) && crash_seen[i].is_none() {
                     crash_seen[i] = Some(now);
                 }
+                if mine.iter().any(|p| crashloop_seen(p) && restarts(p) >= 3) && third_seen[i].is_none() {
+                    third_seen[i] = Some(now);
+                }
                 if report_seen[i].is_none() {
                     let rname = format!("deployment-{name}-crashloopbackoff");
                     if reports.get_opt(&rname).await?.is_some() {
@@ -521,10 +534,11 @@ async fn operator_end_to_end() -> Result<()> {
                     .unwrap_or_else(|| "n/a".into())
             };
             let line = format!(
-                "{}: Pod seen -> report {}; CrashLoopBackOff seen -> report {}",
+                "{}: Pod seen -> report {}; CrashLoopBackOff seen -> report {}; CrashLoopBackOff with restartCount 3 (the policy-filter's threshold) seen -> report {}",
                 crash_names[i],
                 since(pod_seen[i]),
                 since(crash_seen[i]),
+                since(third_seen[i]),
             );
             eprintln!("operator-e2e: {line}");
             crash_times.push(line);
