@@ -515,7 +515,9 @@ async fn operator_end_to_end() -> Result<()> {
                 if mine.iter().any(|p| crashloop_seen(p)) && crash_seen[i].is_none() {
                     crash_seen[i] = Some(now);
                 }
-                if mine.iter().any(|p| crashloop_seen(p) && restarts(p) >= 3) && third_seen[i].is_none() {
+                if mine.iter().any(|p| crashloop_seen(p) && restarts(p) >= 3)
+                    && third_seen[i].is_none()
+                {
                     third_seen[i] = Some(now);
                 }
                 if report_seen[i].is_none() {
