@@ -86,17 +86,8 @@ pub struct DiagnoseArgs {
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
-    /// `rules` (deterministic playbooks, no API key) or `openai` (any OpenAI-compatible endpoint).
-    #[arg(long, value_enum, default_value_t = BrainChoice::Rules, env = "SRE_OPERATOR_BRAIN")]
-    pub brain: BrainChoice,
-
-    /// The model, for `--brain openai`.
-    #[arg(long, env = "OPENAI_MODEL")]
-    pub model: Option<String>,
-
-    /// The OpenAI-compatible endpoint (vLLM, Ollama `http://localhost:11434/v1`, LiteLLM, ...).
-    #[arg(long, env = "OPENAI_BASE_URL", default_value = crate::agent::llm::DEFAULT_BASE_URL)]
-    pub base_url: String,
+    #[command(flatten)]
+    pub brain: BrainArgs,
 
     /// A plugin directory (plugins.yaml and its components); the built-in plugins when omitted.
     #[arg(long, value_name = "DIR")]
@@ -105,18 +96,6 @@ pub struct DiagnoseArgs {
     /// Only detect and print the failures; do not investigate.
     #[arg(long)]
     pub detect_only: bool,
-
-    /// Observe-Think-Act steps per investigation (a policy's brain.maxSteps overrides it).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
-    pub max_steps: u32,
-
-    /// Tokens per investigation (LLM brain).
-    #[arg(long, default_value_t = 60_000)]
-    pub max_tokens: u64,
-
-    /// Wall-clock budget per investigation (`90s`, `2m`).
-    #[arg(long, default_value = "2m")]
-    pub timeout: String,
 
     /// Investigations run at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -127,6 +106,62 @@ pub struct DiagnoseArgs {
 pub enum BrainChoice {
     Rules,
     Openai,
+}
+
+/// Which brain investigates, and its budget: the same flags for diagnose, eval and run.
+#[derive(Debug, clap::Args)]
+pub struct BrainArgs {
+    /// `rules` (deterministic playbooks, no API key) or `openai` (any OpenAI-compatible endpoint;
+    /// the key comes from OPENAI_API_KEY).
+    #[arg(long = "brain", value_enum, default_value_t = BrainChoice::Rules, env = "SRE_OPERATOR_BRAIN")]
+    pub kind: BrainChoice,
+
+    /// The model, for `--brain openai`.
+    #[arg(long, env = "OPENAI_MODEL")]
+    pub model: Option<String>,
+
+    /// The OpenAI-compatible endpoint (vLLM, Ollama `http://localhost:11434/v1`, LiteLLM, ...).
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = crate::agent::llm::DEFAULT_BASE_URL)]
+    pub base_url: String,
+
+    /// Observe-Think-Act steps per investigation (a policy's brain.maxSteps overrides it).
+    #[arg(long, env = "SRE_OPERATOR_MAX_STEPS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub max_steps: u32,
+
+    /// Tokens per investigation (LLM brain).
+    #[arg(long, env = "SRE_OPERATOR_MAX_TOKENS", default_value_t = 60_000)]
+    pub max_tokens: u64,
+
+    /// Wall-clock budget per investigation (`90s`, `2m`).
+    #[arg(long, env = "SRE_OPERATOR_TIMEOUT", default_value = "2m")]
+    pub timeout: String,
+}
+
+impl BrainArgs {
+    /// The brain `--brain` names.
+    pub fn brain(&self) -> Result<Arc<dyn Brain>> {
+        Ok(match self.kind {
+            BrainChoice::Rules => Arc::new(RulesBrain),
+            BrainChoice::Openai => {
+                let model = self
+                    .model
+                    .clone()
+                    .context("--brain openai needs --model (or OPENAI_MODEL)")?;
+                let key = std::env::var("OPENAI_API_KEY").ok();
+                Arc::new(LlmBrain::new(Some(self.base_url.clone()), key, model))
+            }
+        })
+    }
+
+    pub fn budget(&self) -> Result<Budget> {
+        Ok(Budget {
+            max_steps: self.max_steps,
+            max_tokens: self.max_tokens,
+            deadline: crate::crd::parse_duration("--timeout", &self.timeout)
+                .map_err(anyhow::Error::msg)?,
+            ..Budget::default()
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -150,33 +185,12 @@ pub struct EvalArgs {
     #[arg(long, value_name = "NAME|TAG")]
     pub only: Vec<String>,
 
-    /// `rules` (deterministic playbooks) or `openai` (any OpenAI-compatible endpoint).
-    #[arg(long, value_enum, default_value_t = BrainChoice::Rules, env = "SRE_OPERATOR_BRAIN")]
-    pub brain: BrainChoice,
-
-    /// The model, for `--brain openai`.
-    #[arg(long, env = "OPENAI_MODEL")]
-    pub model: Option<String>,
-
-    /// The OpenAI-compatible endpoint.
-    #[arg(long, env = "OPENAI_BASE_URL", default_value = crate::agent::llm::DEFAULT_BASE_URL)]
-    pub base_url: String,
+    #[command(flatten)]
+    pub brain: BrainArgs,
 
     /// A plugin directory; the built-in plugins when omitted.
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
-
-    /// Observe-Think-Act steps per investigation.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
-    pub max_steps: u32,
-
-    /// Tokens per investigation (LLM brain).
-    #[arg(long, default_value_t = 60_000)]
-    pub max_tokens: u64,
-
-    /// Wall-clock budget per investigation.
-    #[arg(long, default_value = "2m")]
-    pub timeout: String,
 
     /// Investigations run at once within a scenario (scenarios run one after the other).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -214,25 +228,8 @@ pub struct RunArgs {
     #[arg(long, env = "SRE_OPERATOR_PLUGIN_DIR", value_name = "DIR")]
     pub plugins: Option<PathBuf>,
 
-    /// `rules` or `openai` (OPENAI_API_KEY, OPENAI_BASE_URL, --model).
-    #[arg(long, value_enum, default_value_t = BrainChoice::Rules, env = "SRE_OPERATOR_BRAIN")]
-    pub brain: BrainChoice,
-
-    #[arg(long, env = "OPENAI_MODEL")]
-    pub model: Option<String>,
-
-    #[arg(long, env = "OPENAI_BASE_URL", default_value = crate::agent::llm::DEFAULT_BASE_URL)]
-    pub base_url: String,
-
-    #[arg(long, env = "SRE_OPERATOR_MAX_STEPS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
-    pub max_steps: u32,
-
-    #[arg(long, env = "SRE_OPERATOR_MAX_TOKENS", default_value_t = 60_000)]
-    pub max_tokens: u64,
-
-    /// Wall-clock budget per investigation.
-    #[arg(long, env = "SRE_OPERATOR_TIMEOUT", default_value = "2m")]
-    pub timeout: String,
+    #[command(flatten)]
+    pub brain: BrainArgs,
 
     /// Reconciles (and so investigations) at once, per controller.
     #[arg(long, env = "SRE_OPERATOR_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -273,30 +270,12 @@ async fn run_operator(args: RunArgs) -> Result<()> {
             .filter(|n| !n.is_empty())
             .cloned()
             .collect(),
-        budget: Budget {
-            max_steps: args.max_steps,
-            max_tokens: args.max_tokens,
-            deadline: duration("--timeout", &args.timeout)?,
-            ..Budget::default()
-        },
+        budget: args.brain.budget()?,
         concurrency: args.concurrency,
         verify_timeout: duration("--verify-timeout", &args.verify_timeout)?,
         retention: duration("--retention", &args.retention)?,
     };
-    let brain: Arc<dyn Brain> = match args.brain {
-        BrainChoice::Rules => Arc::new(RulesBrain),
-        BrainChoice::Openai => {
-            let model = args
-                .model
-                .clone()
-                .context("--brain openai needs --model (or OPENAI_MODEL)")?;
-            Arc::new(LlmBrain::new(
-                Some(args.base_url.clone()),
-                std::env::var("OPENAI_API_KEY").ok(),
-                model,
-            ))
-        }
-    };
+    let brain = args.brain.brain()?;
     let client = kube::Client::try_default()
         .await
         .context("cannot reach the cluster: no in-cluster config and no usable kubeconfig")?;
@@ -310,8 +289,8 @@ async fn run_operator(args: RunArgs) -> Result<()> {
     let plugins = registry.current();
     tracing::info!(
         namespaces = ?settings.namespaces,
-        brain = ?args.brain,
-        model = ?args.model,
+        brain = ?args.brain.kind,
+        model = ?args.brain.model,
         plugins = plugins.plugins().len(),
         refused = plugins.refusals().len(),
         max_steps = settings.budget.max_steps,
@@ -381,31 +360,6 @@ fn plugins(command: PluginsCommand) -> Result<()> {
     Ok(())
 }
 
-/// The brain `--brain` names.
-fn make_brain(
-    choice: BrainChoice,
-    model: Option<String>,
-    base_url: &str,
-) -> Result<Arc<dyn Brain>> {
-    Ok(match choice {
-        BrainChoice::Rules => Arc::new(RulesBrain),
-        BrainChoice::Openai => {
-            let model = model.context("--brain openai needs --model (or OPENAI_MODEL)")?;
-            let key = std::env::var("OPENAI_API_KEY").ok();
-            Arc::new(LlmBrain::new(Some(base_url.to_string()), key, model))
-        }
-    })
-}
-
-fn make_budget(max_steps: u32, max_tokens: u64, timeout: &str) -> Result<Budget> {
-    Ok(Budget {
-        max_steps,
-        max_tokens,
-        deadline: crate::crd::parse_duration("--timeout", timeout).map_err(anyhow::Error::msg)?,
-        ..Budget::default()
-    })
-}
-
 /// The built-in plugins, or those of `--plugins DIR`; refusals are printed as warnings.
 fn load_plugins(dir: Option<&PathBuf>) -> Result<Arc<PluginSet>> {
     let runtime = Runtime::new(Runtime::default_cache_dir())?;
@@ -424,8 +378,8 @@ fn load_plugins(dir: Option<&PathBuf>) -> Result<Arc<PluginSet>> {
 
 async fn diagnose(args: DiagnoseArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let budget = make_budget(args.max_steps, args.max_tokens, &args.timeout)?;
-    let brain = make_brain(args.brain, args.model.clone(), &args.base_url)?;
+    let budget = args.brain.budget()?;
+    let brain = args.brain.brain()?;
     let cluster = Arc::new(DumpCluster::load(&args.dump)?);
     let loaded = started.elapsed();
     let policies = if args.policies.is_empty() {
@@ -489,9 +443,9 @@ async fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     let engine = crate::pipeline::Engine {
-        brain: make_brain(args.brain, args.model.clone(), &args.base_url)?,
+        brain: args.brain.brain()?,
         plugins: load_plugins(args.plugins.as_ref())?,
-        budget: make_budget(args.max_steps, args.max_tokens, &args.timeout)?,
+        budget: args.brain.budget()?,
         concurrency: usize::from(args.concurrency),
     };
     let suite = crate::eval::run(&scenarios, &engine).await;
