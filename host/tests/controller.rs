@@ -190,6 +190,14 @@ fn report_object(
 }
 
 fn context(client: Client, policies: Vec<DebugPolicy>) -> Arc<Context> {
+    context_with_leadership(client, policies, true)
+}
+
+fn context_with_leadership(
+    client: Client,
+    policies: Vec<DebugPolicy>,
+    leader: bool,
+) -> Arc<Context> {
     let (store, mut writer) = reflector::store();
     writer.apply_watcher_event(&watcher::Event::Init);
     for p in policies {
@@ -217,7 +225,7 @@ fn context(client: Client, policies: Vec<DebugPolicy>) -> Arc<Context> {
                 instance: None,
             },
         ),
-        leader: tokio::sync::watch::channel(true).1,
+        leader: tokio::sync::watch::channel(leader).1,
     })
 }
 
@@ -465,4 +473,78 @@ async fn a_denied_patch_set_to_approved_by_hand_is_never_applied() {
             .contains("denied and can never be applied"),
         "{last}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_acts() {
+    let approved = || {
+        report_object(
+            Phase::Approved,
+            Some(Decision::Approved),
+            redis_patch("redis", "redis-master"),
+            Some(target_version()),
+            true,
+        )
+    };
+    // A replica that does not hold the Lease reads but never writes.
+    let (client, seen) = mock(Target::Accept);
+    let follower = context_with_leadership(client, vec![], false);
+    reconcile_report(Arc::new(approved()), follower)
+        .await
+        .unwrap();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // When the Lease passes to it, the same report is applied, once.
+    let (client, seen) = mock(Target::Accept);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut ctx = Arc::try_unwrap(context_with_leadership(client, vec![], false))
+        .ok()
+        .unwrap();
+    ctx.leader = rx;
+    let ctx = Arc::new(ctx);
+    reconcile_report(Arc::new(approved()), ctx.clone())
+        .await
+        .unwrap();
+    assert!(writes(&seen, "/deployments/").is_empty());
+    tx.send(true).unwrap();
+    reconcile_report(Arc::new(approved()), ctx).await.unwrap();
+    assert_eq!(
+        writes(&seen, "/deployments/critical-app").len(),
+        2,
+        "dry run and the patch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_go_to_the_report_and_the_pod() {
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![]);
+    let rejected = report_object(
+        Phase::AwaitingApproval,
+        Some(Decision::Rejected),
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        false,
+    );
+    reconcile_report(Arc::new(rejected), ctx).await.unwrap();
+    let events: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.uri.contains("/events"))
+        .map(|s| s.body.clone())
+        .collect();
+    let regarding: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["regarding"]["kind"].as_str())
+        .collect();
+    assert_eq!(regarding, ["DiagnosticReport", "Pod"], "{events:?}");
+    assert_eq!(
+        events[1]["regarding"]["name"],
+        "critical-app-7d4b9c6f5-h8x2m"
+    );
+    assert_eq!(events[0]["reason"], "Rejected");
 }

@@ -120,8 +120,19 @@ impl Context {
             action: reason.into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &report.object_ref(&())).await {
-            tracing::warn!(report = %report.name_any(), error = %e, "could not record an event");
+        // On the report and on the Pod it is about, so `kubectl describe pod` tells the story too.
+        let pod = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(report.spec.pod.namespace.clone()),
+            name: Some(report.spec.pod.name.clone()),
+            uid: Some(report.spec.pod.uid.clone()).filter(|u| !u.is_empty()),
+            ..Default::default()
+        };
+        for reference in [report.object_ref(&()), pod] {
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(report = %report.name_any(), error = %e, "could not record an event");
+            }
         }
     }
 }
