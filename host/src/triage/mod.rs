@@ -17,13 +17,18 @@ pub const CLASS_LABEL: &str = "sre-operator.dev/failure-class";
 /// Evidence lines naming the other failing Pods of a workload, at most this many.
 const MAX_SIBLINGS: usize = 5;
 
-/// A new report (no status yet) for a Pod's failure.
+/// A new report (no status yet) for a Pod's failure. The evidence is redacted: it quotes the Pod's
+/// status, whose termination message may hold a log's tail (`FallbackToLogsOnError`), and it is
+/// stored in the report and sent to a model like everything else.
 pub fn new_report(
     pod: &Pod,
     workload: crate::crd::WorkloadRef,
-    detection: Detection,
+    mut detection: Detection,
     policy: &str,
 ) -> DiagnosticReport {
+    for line in &mut detection.evidence {
+        *line = crate::agent::redact::redact_text(line);
+    }
     let namespace = pod
         .metadata
         .namespace
@@ -181,4 +186,46 @@ pub async fn screen(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{FailureClass, WorkloadRef};
+
+    #[test]
+    fn the_evidence_of_a_new_report_is_redacted() {
+        // A termination message with FallbackToLogsOnError carries the log's tail.
+        let detection = Detection {
+            class: FailureClass::CrashLoopBackOff,
+            reason: "Error".into(),
+            container: Some("app".into()),
+            evidence: vec![
+                "container app: the last run exited with code 1 (Error) after 2s; message: \
+                 DATABASE_URL=postgres://app:hunter2@db:5432/app\nstripe api_key=sk_live_abcdefghijklmnopqrstuvwx\n\
+                 OperationalError: could not translate host name \"db\""
+                    .into(),
+            ],
+        };
+        let report = new_report(
+            &Pod::default(),
+            WorkloadRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "app".into(),
+            },
+            detection,
+            "default",
+        );
+        let evidence = report.spec.failure.evidence.join("\n");
+        assert!(!evidence.contains("hunter2"), "{evidence}");
+        assert!(
+            !evidence.contains("sk_live_abcdefghijklmnopqrstuvwx"),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("could not translate host name"),
+            "{evidence}"
+        );
+    }
 }
