@@ -16,6 +16,7 @@
 //!     - {op: test, path: /spec/template/spec/containers/0/env/0/value, value: redis}
 //!     - {op: replace, path: /spec/template/spec/containers/0/env/0/value, value: redis-master}
 //!     # a quantity may be bounded instead: {op: replace, path: ..., atLeast: 768Mi}
+//!     # or several values allowed: {op: replace, path: ..., oneOf: [8080, http]}
 //!   exact: false                     # true: no other operations either
 //! # phase: NoFix                     # instead of patch: no patch may be offered for approval
 //! reports: 1                         # optional: how many reports the whole dump must yield
@@ -147,15 +148,22 @@ pub struct OpExpectation {
     /// For a Kubernetes quantity: any value at least this large (`768Mi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_least: Option<String>,
+    /// Any of these values (when several fixes are equally right).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<Value>>,
 }
 
 impl std::fmt::Display for OpExpectation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let op = format!("{:?}", self.op).to_lowercase();
-        match (&self.value, &self.at_least) {
-            (_, Some(min)) => write!(f, "{op} {} >= {min}", self.path),
-            (Some(v), None) => write!(f, "{op} {} = {v}", self.path),
-            (None, None) => write!(f, "{op} {}", self.path),
+        match (&self.value, &self.at_least, &self.one_of) {
+            (_, Some(min), _) => write!(f, "{op} {} >= {min}", self.path),
+            (Some(v), None, _) => write!(f, "{op} {} = {v}", self.path),
+            (None, None, Some(values)) => {
+                let values: Vec<String> = values.iter().map(Value::to_string).collect();
+                write!(f, "{op} {} = one of {}", self.path, values.join(" | "))
+            }
+            (None, None, None) => write!(f, "{op} {}", self.path),
         }
     }
 }
@@ -183,8 +191,13 @@ impl Expected {
                 bail!("patch.operations is empty");
             }
             for op in &patch.operations {
-                if op.value.is_some() && op.at_least.is_some() {
-                    bail!("{}: give value or atLeast, not both", op.path);
+                let given = [
+                    op.value.is_some(),
+                    op.at_least.is_some(),
+                    op.one_of.is_some(),
+                ];
+                if given.iter().filter(|g| **g).count() > 1 {
+                    bail!("{}: give one of value, atLeast and oneOf", op.path);
                 }
             }
         }

@@ -105,6 +105,9 @@ fn op_matches(expected: &OpExpectation, actual: &PatchOperation) -> bool {
     if expected.op != actual.op || expected.path != actual.path {
         return false;
     }
+    if let Some(values) = &expected.one_of {
+        return actual.value.as_ref().is_some_and(|v| values.contains(v));
+    }
     match (&expected.value, &expected.at_least) {
         (_, Some(min)) => {
             let value = match &actual.value {
@@ -559,5 +562,29 @@ patch:
             s.patch.detail.as_deref(),
             Some("unexpected test /spec/template/spec/containers/0/env/0/value = \"x\"")
         );
+        let e = Expected::parse(&format!(
+            "pod: {{namespace: default, name: critical-app-7d4b9c6f5-h8x2m}}\nclass: CrashLoopBackOff\npatch:\n  operations:\n    - {{op: replace, path: {PATH}, oneOf: [8080, http]}}\n"
+        ))
+        .unwrap();
+        for (value, pass) in [
+            (json!(8080), true),
+            (json!("http"), true),
+            (json!("8080"), false),
+        ] {
+            let patch = &mut r
+                .status
+                .as_mut()
+                .unwrap()
+                .suggested_patch
+                .as_mut()
+                .unwrap()
+                .patch;
+            patch[0].value = Some(value.clone());
+            assert_eq!(
+                score(&e, std::slice::from_ref(&r)).passed(),
+                pass,
+                "{value}"
+            );
+        }
     }
 }
