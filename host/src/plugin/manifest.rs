@@ -8,7 +8,14 @@
 //!     sha256: 3f5a...            # optional for files; checked when given
 //!     limits: {memory: 64Mi, timeout: 2s, output: 256Ki}
 //!     settings: {}
+//!   - name: log-signatures       # too large for a ConfigMap: fetched once, cached by digest
+//!     world: tool
+//!     url: https://plugins.example.com/log_signatures-1.2.0.wasm
+//!     sha256: 9b1c...            # required with url; checked before the component is compiled
 //! ```
+//!
+//! Each entry names its component with exactly one of `file` (a path inside the plugin directory)
+//! and `url` (`https://`, `file:///absolute/path`, or `http://` to a loopback address only).
 
 use std::time::Duration;
 
@@ -32,7 +39,12 @@ pub struct ManifestEntry {
     pub name: String,
     /// `tool`, `patch-filter` or `policy-filter`.
     pub world: String,
-    pub file: String,
+    /// The component, inside the plugin directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Or where to download it from; `sha256` is then required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     #[serde(default)]
@@ -147,7 +159,9 @@ impl ManifestEntry {
 
     /// The file name, refusing anything that would leave the plugin directory.
     pub fn checked_file(&self) -> Result<&str, String> {
-        let f = self.file.as_str();
+        let Some(f) = self.file.as_deref() else {
+            return Err(format!("plugin {} has no file", self.name));
+        };
         if f.is_empty() || f.starts_with('/') || f.split(['/', '\\']).any(|part| part == "..") {
             return Err(format!(
                 "file {f:?} must be a path inside the plugin directory"
@@ -155,6 +169,74 @@ impl ManifestEntry {
         }
         Ok(f)
     }
+
+    /// Where the component comes from, checked: exactly one of `file` and `url`, a `sha256` with
+    /// every `url`, and a URL the operator may fetch.
+    pub fn source(&self) -> Result<Source<'_>, String> {
+        let name = &self.name;
+        if let Some(digest) = &self.sha256
+            && (digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(format!(
+                "plugin {name}: sha256 {digest:?} is not a SHA-256 digest (64 hex digits, as `sha256sum` prints)"
+            ));
+        }
+        match (&self.file, &self.url) {
+            (Some(_), Some(_)) => Err(format!("plugin {name}: give either file or url, not both")),
+            (None, None) => Err(format!(
+                "plugin {name}: needs a file (in the plugin directory) or a url (with its sha256)"
+            )),
+            (Some(_), None) => Ok(Source::File(self.checked_file()?)),
+            (None, Some(url)) => {
+                let Some(sha256) = self.sha256.as_deref() else {
+                    return Err(format!(
+                        "plugin {name}: url needs a sha256 (the component's digest, as `sha256sum` prints it) so the download can be verified"
+                    ));
+                };
+                check_url(url).map_err(|e| format!("plugin {name}: url {url:?} {e}"))?;
+                Ok(Source::Url { url, sha256 })
+            }
+        }
+    }
+
+    /// The file or URL, for messages.
+    pub fn location(&self) -> &str {
+        self.file
+            .as_deref()
+            .or(self.url.as_deref())
+            .unwrap_or("(no file)")
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source<'a> {
+    File(&'a str),
+    Url { url: &'a str, sha256: &'a str },
+}
+
+/// `https://`, `file:///absolute`, or `http://` to a loopback address (a local mirror, tests): the
+/// digest protects the bytes whatever the scheme, but plain HTTP across a network would be a
+/// needless invitation to tamper.
+fn check_url(text: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "file" if url.host().is_none() && url.to_file_path().is_ok() => Ok(()),
+        "file" => Err("must be file:///absolute/path (no host)".into()),
+        "http" if is_loopback(&url) => Ok(()),
+        "http" => Err("must use https (http:// is accepted for loopback addresses only)".into()),
+        other => Err(format!("has the scheme {other}; use https or file")),
+    }
+}
+
+pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
@@ -163,6 +245,12 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
     for entry in &manifest.plugins {
         if !seen.insert(entry.name.as_str()) {
             return Err(format!("plugin {} is listed twice", entry.name));
+        }
+        // Where a component comes from is the manifest's structure, not a property of the
+        // component: a mistake there is the manifest's error, naming the plugin.
+        // A path that leaves the plugin directory stays a refusal of that plugin, at load.
+        if entry.url.is_some() || entry.file.is_none() {
+            entry.source()?;
         }
     }
     Ok(manifest)
@@ -210,5 +298,42 @@ mod tests {
         let m =
             parse_manifest("plugins:\n- {name: a, world: tool, file: ../../etc/passwd}\n").unwrap();
         assert!(m.plugins[0].checked_file().is_err());
+    }
+
+    #[test]
+    fn urls_must_be_https_file_or_loopback_http() {
+        for ok in [
+            "https://plugins.example.com/a.wasm",
+            "file:///var/lib/plugins/a.wasm",
+            "http://127.0.0.1:8080/a.wasm",
+            "http://127.9.9.9/a.wasm",
+            "http://localhost/a.wasm",
+            "http://[::1]:80/a.wasm",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("http://10.0.0.1/a.wasm", "must use https"),
+            ("http://localhost.example.com/a.wasm", "must use https"),
+            ("ftp://host/a.wasm", "has the scheme ftp"),
+            ("file://server/share/a.wasm", "no host"),
+            ("plugins/a.wasm", "is not a URL"),
+        ] {
+            let err = check_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let digest = "a".repeat(64);
+        let m = parse_manifest(&format!(
+            "plugins:\n- {{name: a, world: tool, url: 'https://h/a.wasm', sha256: {digest}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            m.plugins[0].source(),
+            Ok(Source::Url {
+                url: "https://h/a.wasm",
+                sha256: &digest
+            })
+        );
+        assert_eq!(m.plugins[0].location(), "https://h/a.wasm");
     }
 }

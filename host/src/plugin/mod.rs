@@ -10,6 +10,7 @@
 pub mod access;
 mod bindings;
 mod cache;
+mod fetch;
 pub mod manifest;
 mod registry;
 
@@ -348,13 +349,13 @@ impl Runtime {
             if !expected.eq_ignore_ascii_case(&digest) {
                 return Err(format!(
                     "sha256 mismatch: the manifest says {expected}, {} has {digest}",
-                    entry.file
+                    entry.location()
                 ));
             }
         }
         let component = self
             .compile(source.bytes, &digest)
-            .map_err(|e| format!("{} {e}", entry.file))?;
+            .map_err(|e| format!("{} {e}", entry.location()))?;
         let linker = match world {
             World::Tool => &self.tool_linker,
             World::PatchFilter => &self.patch_linker,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     CallError, ClusterAccess, LoadedPlugin, MANIFEST_FILE, Manifest, PluginSource, Runtime,
-    ToolSpec, World, parse_manifest,
+    ToolSpec, World, manifest::Source, parse_manifest,
 };
 
 /// A plugin the operator would not load, and why.
@@ -70,7 +70,8 @@ fn valid_tool_name(name: &str) -> bool {
 
 impl PluginSet {
     /// Loads every entry of a manifest; an entry that fails is refused with its reason and the
-    /// others load.
+    /// others load. `read` reads a `file` entry; `url` entries are fetched (or read from the
+    /// runtime's download cache) and verified against their sha256.
     pub fn load(
         runtime: &Runtime,
         manifest: &Manifest,
@@ -81,6 +82,7 @@ impl PluginSet {
             source,
             ..Default::default()
         };
+        let downloads = runtime.downloads();
         for entry in &manifest.plugins {
             let refuse = |set: &mut PluginSet, reason: String| {
                 tracing::warn!(plugin = %entry.name, %reason, "plugin refused");
@@ -89,7 +91,10 @@ impl PluginSet {
                     reason,
                 });
             };
-            let bytes = match entry.checked_file().and_then(|f| read(f)) {
+            let bytes = match entry.source().and_then(|source| match source {
+                Source::File(file) => read(file),
+                Source::Url { url, sha256 } => downloads.fetch(url, sha256),
+            }) {
                 Ok(bytes) => bytes,
                 Err(reason) => {
                     refuse(&mut set, reason);
@@ -269,8 +274,9 @@ fn fingerprint(dir: &Path) -> String {
     let text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
     let mut print = format!("{:?}\n{text}", std::fs::canonicalize(&manifest_path).ok());
     if let Ok(manifest) = parse_manifest(&text) {
-        for entry in &manifest.plugins {
-            let path = dir.join(&entry.file);
+        // URL plugins are fetched by digest: the manifest's text covers them.
+        for file in manifest.plugins.iter().filter_map(|e| e.file.as_ref()) {
+            let path = dir.join(file);
             let meta = std::fs::metadata(&path).ok();
             print.push_str(&format!(
                 "\n{:?} {:?} {:?}",
