@@ -127,12 +127,20 @@ fn entry(yaml: &str) -> ManifestEntry {
     manifest.plugins.into_iter().next().unwrap()
 }
 
-/// Loads one component with a manifest entry written inline.
+/// Loads one component with a manifest entry written inline. Guest code that prints must not run
+/// on an async worker thread (WASI's sync bindings would block on the runtime): like
+/// `PluginSet::load`, this loads on a thread of its own.
 fn load(file: &str, yaml: &str) -> Result<LoadedPlugin, String> {
     let entry = entry(yaml);
-    runtime().load(PluginSource {
-        entry: &entry,
-        bytes: component(file),
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            runtime().load(PluginSource {
+                entry: &entry,
+                bytes: component(file),
+            })
+        })
+        .join()
+        .unwrap()
     })
 }
 
@@ -535,6 +543,23 @@ async fn log_signatures_takes_extra_signatures_and_rejects_bad_ones_with_a_messa
         refused(json!({"extraSignatures": {"id": "x"}})),
         "settings rejected: extraSignatures must be a list"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_that_prints_while_it_loads_does_not_bring_down_an_async_caller() {
+    // A pattern that can backtrack exponentially: configure warns about it on stderr. Loading
+    // from an async fn (as the CLI and the operator do) used to panic in WASI's blocking write.
+    let settings = json!({"extraSignatures": [{"id": "slow", "pattern": "^(\\w+\\s?)+$", "likelyCause": "c", "nextCheck": "n"}]});
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(LOG_SIGNATURES), component(LOG_SIGNATURES)).unwrap();
+    std::fs::write(
+        dir.path().join("plugins.yaml"),
+        format!("plugins:\n  - {{name: log-signatures, world: tool, file: {LOG_SIGNATURES}, settings: {settings}}}\n"),
+    )
+    .unwrap();
+    let set = PluginSet::from_dir(&runtime(), dir.path()).unwrap();
+    assert!(set.refusals().is_empty(), "{:?}", set.refusals());
+    assert!(set.tool("match_log_signatures").is_some());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Built with `plugins/build-polyglot.sh`; see docs/plugins.md.
 """
 
 import json
+import sys
 
 import wit_world
 from componentize_py_types import Err
@@ -133,6 +134,9 @@ class WitWorld(wit_world.WitWorld):
             _extras = signatures.parse_extra_signatures(value.get("extraSignatures", []))
         except ValueError as e:
             raise Err(str(e))
+        # On stderr, which the host writes to the operator's log.
+        for warning in signatures.slow_pattern_warnings(_extras):
+            print(f"log-signatures: {warning}", file=sys.stderr)
 
     def describe(self) -> list:
         return [ToolSpec(name=TOOL, description=DESCRIPTION, parameters=json.dumps(PARAMETERS))]

@@ -588,6 +588,22 @@ def parse_extra_signatures(value):
     return extras
 
 
+# A group that repeats something and is itself repeated: `(a+)+`, `(\w*\s?)*`, `(x|y+){2,}`.
+_NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
+
+
+def slow_pattern_warnings(extras):
+    """Warnings for settings patterns that can backtrack exponentially on a hostile line (a
+    heuristic: one level of nesting, the common mistake). They
+    are allowed (the host's deadline bounds every call) but worth knowing about."""
+    return [
+        f"extraSignatures ({e.id}): the pattern {e.pattern.pattern!r} repeats a repeated group and "
+        "can take exponential time on some lines; calls that hit it fail at their deadline"
+        for e in extras
+        if _NESTED_REPEAT.search(e.pattern.pattern)
+    ]
+
+
 def _evidence(line):
     line = line.rstrip("\r\n")
     if len(line) > MAX_EVIDENCE:

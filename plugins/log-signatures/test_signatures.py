@@ -170,6 +170,16 @@ class CatalogueTest(unittest.TestCase):
                     parse_extra_signatures([item])
                 self.assertIn(message, str(e.exception))
 
+    def test_patterns_that_can_backtrack_exponentially_are_flagged(self):
+        def flagged(pattern):
+            extras = parse_extra_signatures([{"id": "x", "pattern": pattern, "likelyCause": "c", "nextCheck": "n"}])
+            return bool(signatures.slow_pattern_warnings(extras))
+
+        for slow in [r"^(a+)+$", r"(\w*\s?)*end", r"(x|y+){2,}", r"(\d+\.?)+"]:
+            self.assertTrue(flagged(slow), slow)
+        for fine in [r"could not obtain lock on (?P<table>\w+)", r"(a|b)+", r"\(a+\)+", r"x{2,3}(y)"]:
+            self.assertFalse(flagged(fine), fine)
+
 
 if __name__ == "__main__":
     unittest.main()

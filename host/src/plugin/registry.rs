@@ -72,10 +72,35 @@ impl PluginSet {
     /// Loads every entry of a manifest; an entry that fails is refused with its reason and the
     /// others load. `read` reads a `file` entry; `url` entries are fetched (or read from the
     /// runtime's download cache) and verified against their sha256.
+    ///
+    /// Loading runs guest code (`configure`, `describe`). WASI's synchronous bindings block on the
+    /// current tokio runtime when there is one, which panics on a runtime's worker thread, so a
+    /// plugin that prints while it loads would bring down an async caller (the CLI, the
+    /// operator's start-up). The set is therefore loaded on a thread of its own.
     pub fn load(
         runtime: &Runtime,
         manifest: &Manifest,
-        read: impl Fn(&str) -> Result<Vec<u8>, String>,
+        read: impl Fn(&str) -> Result<Vec<u8>, String> + Sync,
+        source: String,
+    ) -> PluginSet {
+        let span = tracing::Span::current();
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("plugin-load".into())
+                .spawn_scoped(scope, || {
+                    let _span = span.enter();
+                    Self::load_here(runtime, manifest, &read, source)
+                })
+                .expect("spawning the plugin loader")
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    fn load_here(
+        runtime: &Runtime,
+        manifest: &Manifest,
+        read: &(dyn Fn(&str) -> Result<Vec<u8>, String> + Sync),
         source: String,
     ) -> PluginSet {
         let mut set = PluginSet {
