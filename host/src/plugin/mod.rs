@@ -261,6 +261,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The line of a trapped guest's stderr that says why: the last one that is not a stack frame or
+/// a toolchain's boilerplate around it (Rust's panic header and backtrace note, componentize-py's
+/// "unexpected exception", SpiderMonkey's abort notice).
+fn last_words(stderr: &[u8]) -> Option<String> {
+    const NOISE: [&str; 6] = [
+        "thread '",
+        "note: run with `RUST_BACKTRACE",
+        "Python function threw an unexpected exception",
+        "Redirecting call to abort()",
+        "Stack:",
+        "Traceback (most recent call last)",
+    ];
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rfind(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with([' ', '\t'])
+                && !NOISE.iter().any(|n| l.starts_with(n))
+        })
+        .map(|l| l.trim().chars().take(300).collect())
+}
+
 fn wasm_kind(bytes: &[u8]) -> Result<(), String> {
     match bytes.get(0..8) {
         Some([0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00]) => Ok(()),
@@ -474,7 +496,13 @@ impl LoadedPlugin {
                 };
             }
         }
-        let message = format!("{error:#}");
+        // wasmtime's own first line only says where ("error while executing at wasm
+        // backtrace:"); the root cause says what, and the guest's last line on stderr says why
+        // (a Rust panic message, a Python traceback's exception, a JavaScript error).
+        let mut message = error.root_cause().to_string();
+        if let Some(said) = last_words(&state.stderr.contents()) {
+            message = format!("{message}; the plugin said: {said}");
+        }
         let message = message
             .lines()
             .next()
@@ -683,5 +711,30 @@ impl LoadedPlugin {
             Ok(Err(message)) => Err(self.settings_error(message)),
             Err(e) => Err(self.classify("decide", &store, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_words;
+
+    #[test]
+    fn a_trap_says_what_the_guest_said_last() {
+        let python = "Traceback (most recent call last):\n  File \"/0/app.py\", line 15, in configure\nValueError: no settings, please\n\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            last_words(python.as_bytes()).unwrap(),
+            "ValueError: no settings, please"
+        );
+        let javascript = "expected a string, received [object]\nStack:\n  _utf8AllocateAndEncode@initializer.js:24:11\n\nRedirecting call to abort() to mozalloc_abort\n\n";
+        assert_eq!(
+            last_words(javascript.as_bytes()).unwrap(),
+            "expected a string, received [object]"
+        );
+        let rust = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nindex out of bounds: the len is 0 but the index is 3\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            last_words(rust.as_bytes()).unwrap(),
+            "index out of bounds: the len is 0 but the index is 3"
+        );
+        assert_eq!(last_words(b""), None);
     }
 }
