@@ -10,22 +10,31 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::logs::tail;
 use super::{
     Cluster, ClusterError, ContainerLog, LogRequest, Logs, Object, ResourceKind, Result,
-    parse_dump_logs, redact_secret, typed,
+    parse_dump_logs, redact_secret,
 };
 
 type EventKey = (String, String, String); // namespace, involved kind, involved name
 
+/// An object as compact JSON (with `kind` and `apiVersion`, Secret values redacted), parsed when
+/// asked for. A dump of 10,000 Pods is about 200 MB of indented JSON: held as `serde_json::Value`
+/// it took over a gigabyte; as compact text it takes about a third of the file size.
+type Text = Arc<str>;
+
 pub struct DumpCluster {
     root: PathBuf,
     /// kind -> namespace ("" for cluster-scoped) -> objects in file order.
-    objects: HashMap<ResourceKind, BTreeMap<String, Vec<Object>>>,
-    by_name: HashMap<(ResourceKind, String, String), Object>,
+    objects: HashMap<ResourceKind, BTreeMap<String, Vec<Text>>>,
+    by_name: HashMap<(ResourceKind, String, String), Text>,
+    /// Pods by `spec.nodeName`, for node usage.
+    pods_by_node: HashMap<String, Vec<Text>>,
     events: HashMap<EventKey, Vec<Event>>,
     logs: HashMap<(String, String), Vec<ContainerLog>>,
     namespaces: BTreeSet<String>,
@@ -64,26 +73,83 @@ fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Value>> {
+/// What the reader needs of an object before storing it.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    metadata: Option<HeadMeta<'a>>,
+    #[serde(borrow, default)]
+    spec: Option<HeadSpec<'a>>,
+}
+
+#[derive(Deserialize)]
+struct HeadMeta<'a> {
+    #[serde(borrow, default)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct HeadSpec<'a> {
+    #[serde(rename = "nodeName", borrow, default)]
+    node_name: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ListDoc<'a> {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(borrow, default)]
+    items: Option<&'a RawValue>,
+}
+
+/// A stored object: its compact text, its name, and (for a Pod) its node.
+struct Item {
+    text: Text,
+    name: String,
+    node: Option<String>,
+}
+
+/// JSON without the whitespace between tokens; `json` must be valid JSON.
+fn minify(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() / 2);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut run_start = 0;
+    let bytes = json.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            out.push_str(&json[run_start..i]);
+            run_start = i + 1;
+        }
+    }
+    out.push_str(&json[run_start..]);
+    out
+}
+
+fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Item>> {
     let bytes = std::fs::read(path).map_err(|e| dump_error(path, format!("cannot read: {e}")))?;
     let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-    let document: Value = if is_yaml {
-        serde_yaml::from_slice(&bytes)
-            .map_err(|e| dump_error(path, format!("invalid YAML: {e}")))?
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            let hint = if e.is_eof() {
-                " (the file is truncated)"
-            } else {
-                ""
-            };
-            dump_error(path, format!("invalid JSON: {e}{hint}"))
-        })?
-    };
     let expected = kind.list_kind();
-    let found = document.get("kind").and_then(Value::as_str);
-    if !matches!(found, Some(k) if k == expected || k == "List") {
-        return Err(dump_error(
+    let check_kind = |found: Option<&str>| {
+        if matches!(found, Some(k) if k == expected || k == "List") {
+            return Ok(());
+        }
+        Err(dump_error(
             path,
             format!(
                 "expected a {expected}, found {}",
@@ -91,54 +157,180 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Val
                     .map(|k| format!("a {k}"))
                     .unwrap_or_else(|| "an object without a kind".into())
             ),
-        ));
+        ))
+    };
+    if is_yaml {
+        let document: Value = serde_yaml::from_slice(&bytes)
+            .map_err(|e| dump_error(path, format!("invalid YAML: {e}")))?;
+        check_kind(document.get("kind").and_then(Value::as_str))?;
+        let items = match document.get("items") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(dump_error(path, "`items` is not a list")),
+        };
+        return items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| item_from_value(path, kind, namespace, i, item.clone()))
+            .collect();
     }
-    let Some(items) = document.get("items") else {
+    let json_error = |e: serde_json::Error| {
+        let hint = if e.is_eof() {
+            " (the file is truncated)"
+        } else {
+            ""
+        };
+        dump_error(path, format!("invalid JSON: {e}{hint}"))
+    };
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| dump_error(path, format!("invalid JSON: not UTF-8 ({e})")))?;
+    let document: ListDoc = serde_json::from_str(text).map_err(json_error)?;
+    check_kind(document.kind.as_deref())?;
+    let Some(items) = document.items else {
         return Ok(Vec::new());
     };
-    let Value::Array(items) = items.clone() else {
-        return Err(dump_error(path, "`items` is not a list"));
-    };
+    if items.get() == "null" {
+        return Ok(Vec::new());
+    }
+    let items: Vec<&RawValue> =
+        serde_json::from_str(items.get()).map_err(|_| dump_error(path, "`items` is not a list"))?;
     items
         .into_iter()
         .enumerate()
-        .map(|(i, mut item)| {
-            let Some(obj) = item.as_object_mut() else {
-                return Err(dump_error(path, format!("items[{i}] is not an object")));
-            };
-            match obj.get("kind").and_then(Value::as_str) {
-                None => {
-                    obj.insert("kind".into(), kind.kind().into());
-                }
-                Some(k) if k == kind.kind() => {}
-                Some(k) => {
-                    return Err(dump_error(
-                        path,
-                        format!("items[{i}] is a {k}, expected a {kind}"),
-                    ));
-                }
-            }
-            obj.entry("apiVersion")
-                .or_insert_with(|| kind.api_version().into());
-            let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
-                return Err(dump_error(path, format!("items[{i}] has no metadata")));
-            };
-            if meta
-                .get("name")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                return Err(dump_error(path, format!("items[{i}] has no metadata.name")));
-            }
-            if kind.namespaced() && !namespace.is_empty() {
-                meta.entry("namespace").or_insert_with(|| namespace.into());
-            }
-            if kind == ResourceKind::Secret {
-                redact_secret(&mut item);
-            }
-            Ok(item)
-        })
+        .map(|(i, raw)| item_from_raw(path, kind, namespace, i, raw.get()))
         .collect()
+}
+
+/// The fast path: the item as kubectl wrote it, minified, `kind` and `apiVersion` put back.
+/// Anything unusual (no namespace where one belongs, a Secret) takes the slow path through a
+/// `Value`.
+fn item_from_raw(
+    path: &Path,
+    kind: ResourceKind,
+    namespace: &str,
+    i: usize,
+    raw: &str,
+) -> Result<Item> {
+    if !raw.starts_with('{') {
+        return Err(dump_error(path, format!("items[{i}] is not an object")));
+    }
+    let head: Head =
+        serde_json::from_str(raw).map_err(|e| dump_error(path, format!("items[{i}]: {e}")))?;
+    match head.kind.as_deref() {
+        None => {}
+        Some(k) if k == kind.kind() => {}
+        Some(k) => {
+            return Err(dump_error(
+                path,
+                format!("items[{i}] is a {k}, expected a {kind}"),
+            ));
+        }
+    }
+    let Some(meta) = &head.metadata else {
+        return Err(dump_error(path, format!("items[{i}] has no metadata")));
+    };
+    let Some(name) = meta.name.as_deref().filter(|n| !n.is_empty()) else {
+        return Err(dump_error(path, format!("items[{i}] has no metadata.name")));
+    };
+    let needs_namespace = kind.namespaced() && !namespace.is_empty() && meta.namespace.is_none();
+    if needs_namespace || kind == ResourceKind::Secret {
+        let value: Value =
+            serde_json::from_str(raw).map_err(|e| dump_error(path, format!("items[{i}]: {e}")))?;
+        return item_from_value(path, kind, namespace, i, value);
+    }
+    let compact = minify(raw);
+    let mut text = String::with_capacity(compact.len() + 48);
+    text.push('{');
+    if head.kind.is_none() {
+        text.push_str(&format!("\"kind\":\"{}\",", kind.kind()));
+    }
+    if head.api_version.is_none() {
+        text.push_str(&format!("\"apiVersion\":\"{}\",", kind.api_version()));
+    }
+    if text.len() == 1 {
+        text = compact;
+    } else if compact == "{}" {
+        text.pop();
+        text.push('}');
+    } else {
+        text.push_str(&compact[1..]);
+    }
+    Ok(Item {
+        name: name.to_string(),
+        node: head
+            .spec
+            .and_then(|s| s.node_name)
+            .filter(|_| kind == ResourceKind::Pod)
+            .map(|n| n.into_owned()),
+        text: text.into(),
+    })
+}
+
+fn item_from_value(
+    path: &Path,
+    kind: ResourceKind,
+    namespace: &str,
+    i: usize,
+    mut item: Value,
+) -> Result<Item> {
+    let Some(obj) = item.as_object_mut() else {
+        return Err(dump_error(path, format!("items[{i}] is not an object")));
+    };
+    match obj.get("kind").and_then(Value::as_str) {
+        None => {
+            obj.insert("kind".into(), kind.kind().into());
+        }
+        Some(k) if k == kind.kind() => {}
+        Some(k) => {
+            return Err(dump_error(
+                path,
+                format!("items[{i}] is a {k}, expected a {kind}"),
+            ));
+        }
+    }
+    obj.entry("apiVersion")
+        .or_insert_with(|| kind.api_version().into());
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return Err(dump_error(path, format!("items[{i}] has no metadata")));
+    };
+    let Some(name) = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+    else {
+        return Err(dump_error(path, format!("items[{i}] has no metadata.name")));
+    };
+    if kind.namespaced() && !namespace.is_empty() {
+        meta.entry("namespace").or_insert_with(|| namespace.into());
+    }
+    if kind == ResourceKind::Secret {
+        redact_secret(&mut item);
+    }
+    let node = (kind == ResourceKind::Pod)
+        .then(|| item.pointer("/spec/nodeName").and_then(Value::as_str))
+        .flatten()
+        .map(str::to_string);
+    Ok(Item {
+        text: item.to_string().into(),
+        name,
+        node,
+    })
+}
+
+/// Parses a stored object.
+fn parse(text: &str) -> Object {
+    // The text was written by this module from valid JSON.
+    Arc::new(serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
+/// Parses a stored Pod into its type, naming it when it does not fit.
+fn typed_pod(text: &str) -> Result<Pod> {
+    serde_json::from_str(text).map_err(|e| ClusterError::Malformed {
+        kind: "Pod".into(),
+        name: super::object_name(&parse(text)),
+        message: e.to_string(),
+    })
 }
 
 impl DumpCluster {
@@ -162,6 +354,7 @@ impl DumpCluster {
             root: root.clone(),
             objects: HashMap::new(),
             by_name: HashMap::new(),
+            pods_by_node: HashMap::new(),
             events: HashMap::new(),
             logs: HashMap::new(),
             namespaces: BTreeSet::new(),
@@ -195,10 +388,16 @@ impl DumpCluster {
         }
         if !dump.objects.contains_key(&ResourceKind::Namespace) {
             // kubectl does not dump Namespace objects; the folders say which exist.
-            let synthesized: Vec<Value> = dump
+            let synthesized: Vec<Item> = dump
                 .namespaces
                 .iter()
-                .map(|ns| serde_json::json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": ns}}))
+                .map(|ns| Item {
+                    text: serde_json::json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": ns}})
+                        .to_string()
+                        .into(),
+                    name: ns.clone(),
+                    node: None,
+                })
                 .collect();
             dump.insert(ResourceKind::Namespace, "", synthesized);
         }
@@ -215,7 +414,8 @@ impl DumpCluster {
             let items = read_list(&path, kind, namespace)?;
             if kind == ResourceKind::Event {
                 for item in &items {
-                    let event: Event = typed(item).map_err(|e| dump_error(&path, e.to_string()))?;
+                    let event: Event = serde_json::from_str(&item.text)
+                        .map_err(|e| dump_error(&path, format!("Event {}: {e}", item.name)))?;
                     let involved = &event.involved_object;
                     let key = (
                         involved
@@ -252,7 +452,7 @@ impl DumpCluster {
         Ok(())
     }
 
-    fn insert(&mut self, kind: ResourceKind, namespace: &str, items: Vec<Value>) {
+    fn insert(&mut self, kind: ResourceKind, namespace: &str, items: Vec<Item>) {
         self.loaded.insert((kind, namespace.to_string()));
         let list = self
             .objects
@@ -261,14 +461,15 @@ impl DumpCluster {
             .entry(namespace.to_string())
             .or_default();
         for item in items {
-            let name = item["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let object = Arc::new(item);
+            if let Some(node) = item.node {
+                self.pods_by_node
+                    .entry(node)
+                    .or_default()
+                    .push(item.text.clone());
+            }
             self.by_name
-                .insert((kind, namespace.to_string(), name), object.clone());
-            list.push(object);
+                .insert((kind, namespace.to_string(), item.name), item.text.clone());
+            list.push(item.text);
         }
     }
 
@@ -299,9 +500,10 @@ impl DumpCluster {
     }
 
     fn pod_container_names(&self, namespace: &str, pod: &str) -> Option<Vec<String>> {
-        let object = self
-            .by_name
-            .get(&(ResourceKind::Pod, namespace.into(), pod.into()))?;
+        let object = parse(
+            self.by_name
+                .get(&(ResourceKind::Pod, namespace.into(), pod.into()))?,
+        );
         let names = object["spec"]["containers"]
             .as_array()?
             .iter()
@@ -332,7 +534,7 @@ impl Cluster for DumpCluster {
         Ok(self
             .by_name
             .get(&(kind, namespace.to_string(), name.to_string()))
-            .cloned())
+            .map(|text| parse(text)))
     }
 
     async fn list(&self, kind: ResourceKind, namespace: Option<&str>) -> Result<Vec<Object>> {
@@ -341,9 +543,48 @@ impl Cluster for DumpCluster {
             return Ok(Vec::new());
         };
         Ok(match namespace.filter(|_| kind.namespaced()) {
-            Some(ns) => by_ns.get(ns).cloned().unwrap_or_default(),
-            None => by_ns.values().flatten().cloned().collect(),
+            Some(ns) => by_ns
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .map(|t| parse(t))
+                .collect(),
+            None => by_ns.values().flatten().map(|t| parse(t)).collect(),
         })
+    }
+
+    /// Straight from the stored text to the type: no `Value` in between.
+    async fn pods(&self, namespace: Option<&str>) -> Result<Vec<Pod>> {
+        let Some(by_ns) = self.objects.get(&ResourceKind::Pod) else {
+            return Ok(Vec::new());
+        };
+        match namespace {
+            Some(ns) => by_ns
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .map(|t| typed_pod(t))
+                .collect(),
+            None => by_ns.values().flatten().map(|t| typed_pod(t)).collect(),
+        }
+    }
+
+    async fn pod_namespaces(&self) -> Result<Option<Vec<String>>> {
+        Ok(Some(
+            self.objects
+                .get(&ResourceKind::Pod)
+                .map(|by_ns| by_ns.keys().cloned().collect())
+                .unwrap_or_default(),
+        ))
+    }
+
+    async fn pods_on_node(&self, node: &str) -> Result<Vec<Pod>> {
+        self.pods_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .map(|t| typed_pod(t))
+            .collect()
     }
 
     async fn logs(&self, request: &LogRequest) -> Result<Logs> {
@@ -438,4 +679,54 @@ pub(crate) fn event_time(e: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
         })
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
         .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minify_keeps_strings_and_drops_the_rest() {
+        let pretty = "{\n    \"a\": \"x y\\\" }\\n\",\n    \"b\": [ 1, {\"c\": \"\\\\\"} ]\n}";
+        let compact = minify(pretty);
+        assert_eq!(compact, r#"{"a":"x y\" }\n","b":[1,{"c":"\\"}]}"#);
+        let before: Value = serde_json::from_str(pretty).unwrap();
+        let after: Value = serde_json::from_str(&compact).unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn the_fast_path_stores_what_the_slow_path_would() {
+        let path = Path::new("ns/pods.json");
+        for raw in [
+            r#"{ "metadata": { "name": "web-1", "namespace": "shop" }, "spec": { "nodeName": "node-a" } }"#,
+            r#"{ "kind": "Pod", "metadata": { "name": "web-2", "namespace": "shop" } }"#,
+            r#"{ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "web-3", "namespace": "shop" } }"#,
+            r#"{ "metadata": { "name": "web-4" }, "spec": { "nodeName": "node-b" } }"#,
+        ] {
+            let fast = item_from_raw(path, ResourceKind::Pod, "shop", 0, raw).unwrap();
+            let slow = item_from_value(
+                path,
+                ResourceKind::Pod,
+                "shop",
+                0,
+                serde_json::from_str(raw).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                serde_json::from_str::<Value>(&fast.text).unwrap(),
+                serde_json::from_str::<Value>(&slow.text).unwrap(),
+                "{raw}"
+            );
+            assert_eq!((&fast.name, &fast.node), (&slow.name, &slow.node));
+        }
+        let err = item_from_raw(path, ResourceKind::Pod, "shop", 3, r#"{"kind": "Pod"}"#)
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), "ns/pods.json: items[3] has no metadata");
+        let err = item_from_raw(path, ResourceKind::Pod, "shop", 1, "[1]")
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), "ns/pods.json: items[1] is not an object");
+    }
 }

@@ -97,6 +97,21 @@ pub trait Cluster: Send + Sync {
             .map(|o| typed::<Pod>(o))
             .collect()
     }
+
+    /// The namespaces that hold Pods, in order, when the implementation knows them cheaply: a
+    /// caller that looks at every Pod once (triage) then holds one namespace's typed Pods at a
+    /// time instead of all of them. `None` means "list every Pod at once".
+    async fn pod_namespaces(&self) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+
+    /// The Pods bound to a node (`spec.nodeName`), typed: what its usage is computed from. The
+    /// default filters every Pod; implementations with an index answer directly.
+    async fn pods_on_node(&self, node: &str) -> Result<Vec<Pod>> {
+        let mut pods = self.pods(None).await?;
+        pods.retain(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node));
+        Ok(pods)
+    }
 }
 
 /// Converts a JSON object into a k8s-openapi type, naming the object when it does not fit.

@@ -15,7 +15,7 @@ use crate::cluster::{Cluster, ResourceKind, typed};
 use crate::crd::{DebugPolicy, DiagnosticReport};
 use crate::plugin::PluginSet;
 use crate::policy::PolicySet;
-use crate::triage::{screen, triage};
+use crate::triage::{screen, triage_counting};
 
 /// What investigates the reports: without one, the pipeline only detects.
 #[derive(Clone)]
@@ -59,8 +59,7 @@ pub async fn run(
     engine: Option<&Engine>,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let reports = triage(cluster.as_ref(), policy_set).await?;
-    let pods = cluster.list(ResourceKind::Pod, None).await?.len();
+    let (reports, pods) = triage_counting(cluster.as_ref(), policy_set).await?;
     let mut timings = Timings {
         detect: started.elapsed(),
         ..Timings::default()

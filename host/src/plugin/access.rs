@@ -239,7 +239,9 @@ impl Host for super::CallState {
             .map_err(failed)?
             .ok_or_else(|| ClusterError::NotFound(format!("Node {node}")))?;
         let node_obj = typed(&object).map_err(failed)?;
-        let pods = access.block_on(access.cluster.pods(None)).map_err(failed)?;
+        let pods = access
+            .block_on(access.cluster.pods_on_node(&node))
+            .map_err(failed)?;
         let usage = node_usage(&node_obj, &pods);
         access.answer(
             &serde_json::to_value(&usage).map_err(failed)?,

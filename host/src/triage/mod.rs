@@ -71,12 +71,42 @@ pub fn new_report(
 
 /// Every report the selected failing Pods call for, ordered by namespace and name.
 pub async fn triage(cluster: &dyn Cluster, policies: &PolicySet) -> Result<Vec<DiagnosticReport>> {
-    let mut pods = cluster.pods(None).await?;
-    pods.sort_by(|a, b| {
-        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
-    });
+    Ok(triage_counting(cluster, policies).await?.0)
+}
+
+/// [`triage`], and how many Pods it looked at.
+pub async fn triage_counting(
+    cluster: &dyn Cluster,
+    policies: &PolicySet,
+) -> Result<(Vec<DiagnosticReport>, usize)> {
+    // A namespace at a time when the cluster can say which: typed Pods are large, and only the
+    // failing ones are kept.
+    let batches: Vec<Option<String>> = match cluster.pod_namespaces().await? {
+        Some(namespaces) => namespaces.into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut count = 0;
     let mut reports: BTreeMap<DedupKey, (DiagnosticReport, Vec<String>)> = BTreeMap::new();
-    for pod in &pods {
+    for batch in batches {
+        let mut pods = cluster.pods(batch.as_deref()).await?;
+        count += pods.len();
+        pods.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        triage_pods(cluster, policies, &pods, &mut reports).await?;
+    }
+    let reports = finish(reports);
+    Ok((reports, count))
+}
+
+async fn triage_pods(
+    cluster: &dyn Cluster,
+    policies: &PolicySet,
+    pods: &[Pod],
+    reports: &mut BTreeMap<DedupKey, (DiagnosticReport, Vec<String>)>,
+) -> Result<()> {
+    for pod in pods {
         if !policies.selects_pod(pod) {
             continue;
         }
@@ -110,7 +140,12 @@ pub async fn triage(cluster: &dyn Cluster, policies: &PolicySet) -> Result<Vec<D
             }
         }
     }
-    Ok(reports
+    Ok(())
+}
+
+/// The reports, each with a line naming the other Pods of its workload that fail the same way.
+fn finish(reports: BTreeMap<DedupKey, (DiagnosticReport, Vec<String>)>) -> Vec<DiagnosticReport> {
+    reports
         .into_values()
         .map(|(mut report, siblings)| {
             if !siblings.is_empty() {
@@ -135,7 +170,7 @@ pub async fn triage(cluster: &dyn Cluster, policies: &PolicySet) -> Result<Vec<D
             }
             report
         })
-        .collect())
+        .collect()
 }
 
 /// Asks every loaded policy-filter plugin whether the report's Pod is worth an investigation.
