@@ -105,6 +105,16 @@ struct ListDoc<'a> {
     #[serde(default)]
     kind: Option<String>,
     #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+/// The same, when the items are not a list: for the error message.
+#[derive(Deserialize)]
+struct ListHead<'a> {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(borrow, default)]
+    #[allow(dead_code)]
     items: Option<&'a RawValue>,
 }
 
@@ -184,16 +194,20 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
     };
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| dump_error(path, format!("invalid JSON: not UTF-8 ({e})")))?;
-    let document: ListDoc = serde_json::from_str(text).map_err(json_error)?;
+    // One pass over the file; a second only to explain a file whose items are not a list.
+    let document: ListDoc = match serde_json::from_str(text) {
+        Ok(document) => document,
+        Err(e) if e.is_data() => {
+            let head: ListHead = serde_json::from_str(text).map_err(json_error)?;
+            check_kind(head.kind.as_deref())?;
+            return Err(dump_error(path, "`items` is not a list"));
+        }
+        Err(e) => return Err(json_error(e)),
+    };
     check_kind(document.kind.as_deref())?;
     let Some(items) = document.items else {
         return Ok(Vec::new());
     };
-    if items.get() == "null" {
-        return Ok(Vec::new());
-    }
-    let items: Vec<&RawValue> =
-        serde_json::from_str(items.get()).map_err(|_| dump_error(path, "`items` is not a list"))?;
     items
         .into_iter()
         .enumerate()
@@ -684,6 +698,28 @@ pub(crate) fn event_time(e: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_whose_items_are_not_a_list_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pods.json");
+        std::fs::write(&path, r#"{"kind": "PodList", "items": {"a": 1}}"#).unwrap();
+        let err = read_list(&path, ResourceKind::Pod, "shop").err().unwrap();
+        assert!(err.to_string().ends_with("`items` is not a list"), "{err}");
+        std::fs::write(&path, r#"{"kind": "ServiceList", "items": 3}"#).unwrap();
+        let err = read_list(&path, ResourceKind::Pod, "shop").err().unwrap();
+        assert!(
+            err.to_string()
+                .ends_with("expected a PodList, found a ServiceList"),
+            "{err}"
+        );
+        std::fs::write(&path, r#"{"kind": "PodList", "items": null}"#).unwrap();
+        assert!(
+            read_list(&path, ResourceKind::Pod, "shop")
+                .unwrap()
+                .is_empty()
+        );
+    }
 
     #[test]
     fn minify_keeps_strings_and_drops_the_rest() {
