@@ -388,6 +388,7 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
         load_policy_files(&args.policies)?
     };
     let policy_set = PolicySet::compile(&policies)?;
+    let plugins_started = std::time::Instant::now();
     let engine = if args.detect_only {
         None
     } else {
@@ -398,6 +399,7 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
             concurrency: usize::from(args.concurrency),
         })
     };
+    let plugins_loaded = plugins_started.elapsed();
     let outcome =
         crate::pipeline::run(cluster.clone(), &policies, &policy_set, engine.as_ref()).await?;
     let timings = outcome.timings;
@@ -405,6 +407,7 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
         pods = outcome.pods,
         reports = outcome.reports.len(),
         load_ms = loaded.as_millis() as u64,
+        plugins_ms = plugins_loaded.as_millis() as u64,
         detect_ms = timings.detect.as_millis() as u64,
         screen_ms = timings.screen.as_millis() as u64,
         investigate_ms = timings.investigate.as_millis() as u64,
