@@ -45,6 +45,8 @@ fn run(dump: &Path, detect_only: bool) -> Run {
         command.arg("--detect-only");
     }
     let started = Instant::now();
+    // Reaped by wait4 below, which std's Child::wait would not let us call.
+    #[allow(clippy::zombie_processes)]
     let mut child = command.spawn().expect("the sre-operator binary runs");
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());

@@ -133,23 +133,23 @@ fn describe(op: &PatchOperation) -> String {
 /// Scores a scenario's reports. `reports` are all the reports the pipeline produced for the dump.
 pub fn score(expected: &Expected, reports: &[DiagnosticReport]) -> Score {
     let mut other = Vec::new();
-    if let Some(want) = expected.reports {
-        if reports.len() != want {
-            let names: Vec<String> = reports
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{}/{} {}",
-                        r.spec.pod.namespace, r.spec.pod.name, r.spec.failure.class
-                    )
-                })
-                .collect();
-            other.push(format!(
-                "{} report(s), expected {want}: {}",
-                reports.len(),
-                names.join(", ")
-            ));
-        }
+    if let Some(want) = expected.reports
+        && reports.len() != want
+    {
+        let names: Vec<String> = reports
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{} {}",
+                    r.spec.pod.namespace, r.spec.pod.name, r.spec.failure.class
+                )
+            })
+            .collect();
+        other.push(format!(
+            "{} report(s), expected {want}: {}",
+            reports.len(),
+            names.join(", ")
+        ));
     }
     for secret in &expected.must_not_contain {
         let leaked: Vec<String> = reports
@@ -189,10 +189,10 @@ pub fn score(expected: &Expected, reports: &[DiagnosticReport]) -> Score {
             failure.class, expected.class
         ));
     }
-    if let Some(reason) = &expected.reason {
-        if &failure.reason != reason {
-            class.push(format!("reason {}, expected {reason}", failure.reason));
-        }
+    if let Some(reason) = &expected.reason
+        && &failure.reason != reason
+    {
+        class.push(format!("reason {}, expected {reason}", failure.reason));
     }
     let class = Check::from_failures(class);
 
