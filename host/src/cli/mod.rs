@@ -68,6 +68,12 @@ pub enum PluginsCommand {
         /// A folder with plugins.yaml and the components it names.
         dir: PathBuf,
     },
+    /// Write the built-in plugins and their plugins.yaml into DIR: what the plugin ConfigMap
+    /// carries (`plugins export deploy/plugins` before `kubectl apply -k deploy/`).
+    Export {
+        /// The folder to write into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -339,11 +345,33 @@ async fn run_operator(args: RunArgs) -> Result<()> {
     result
 }
 
+/// The API server refuses a ConfigMap whose data exceeds 1 MiB.
+const CONFIGMAP_LIMIT: u64 = 1 << 20;
+
+fn export_plugins(dir: &std::path::Path) -> Result<()> {
+    let written = PluginSet::export_builtin(dir).map_err(anyhow::Error::msg)?;
+    let mut total = 0;
+    for path in &written {
+        let size = std::fs::metadata(path)?.len();
+        total += size;
+        println!("{}  {} KiB", path.display(), size.div_ceil(1024));
+    }
+    println!(
+        "{} KiB in all, of the 1024 KiB one ConfigMap may hold",
+        total.div_ceil(1024)
+    );
+    if total > CONFIGMAP_LIMIT {
+        tracing::warn!("the plugins exceed one ConfigMap: give the largest a ConfigMap of its own (docs/operating.md)");
+    }
+    Ok(())
+}
+
 fn plugins(command: PluginsCommand) -> Result<()> {
     let runtime = Runtime::new(Runtime::default_cache_dir())?;
     let (dir, strict) = match command {
         PluginsCommand::List { dir } => (dir, false),
         PluginsCommand::Check { dir } => (Some(dir), true),
+        PluginsCommand::Export { dir } => return export_plugins(&dir),
     };
     let set = match &dir {
         Some(dir) => PluginSet::from_dir(&runtime, dir).map_err(anyhow::Error::msg)?,

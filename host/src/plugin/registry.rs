@@ -206,6 +206,23 @@ impl PluginSet {
         PluginSet::load(runtime, &manifest, read, "built-in plugins".into())
     }
 
+    /// Writes the built-in plugins and their manifest into `dir` (created if missing): the
+    /// content of the plugin ConfigMap (`deploy/plugins`) and a starting point for a team's own.
+    /// Returns the files written.
+    pub fn export_builtin(dir: &Path) -> Result<Vec<PathBuf>, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let files = std::iter::once((MANIFEST_FILE, BUILTIN_MANIFEST.as_bytes()))
+            .chain(BUILTIN_FILES.iter().map(|(name, bytes)| (*name, *bytes)));
+        let mut written = Vec::new();
+        for (name, bytes) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
     /// Loads `DIR/plugins.yaml` and the files it names. A manifest that cannot be read or parsed
     /// is an error naming it; a plugin that cannot be loaded is a refusal.
     pub fn from_dir(runtime: &Runtime, dir: &Path) -> Result<PluginSet, String> {
