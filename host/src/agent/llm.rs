@@ -16,6 +16,8 @@ use super::{AgentError, Brain, Case, Conclusion, Session};
 use crate::crd::{Findings, PatchOperation, SuggestedPatch, TargetRef};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// The API key comes only from the environment: a flag would show it in the process list.
+pub const API_KEY_ENV: &str = "OPENAI_API_KEY";
 
 pub struct LlmBrain {
     client: Client<OpenAIConfig>,

@@ -153,7 +153,7 @@ impl BrainArgs {
                     .model
                     .clone()
                     .context("--brain openai needs --model (or OPENAI_MODEL)")?;
-                let key = std::env::var("OPENAI_API_KEY").ok();
+                let key = std::env::var(crate::agent::llm::API_KEY_ENV).ok();
                 Arc::new(LlmBrain::new(Some(self.base_url.clone()), key, model))
             }
         })
@@ -361,7 +361,9 @@ fn export_plugins(dir: &std::path::Path) -> Result<()> {
         total.div_ceil(1024)
     );
     if total > CONFIGMAP_LIMIT {
-        tracing::warn!("the plugins exceed one ConfigMap: give the largest a ConfigMap of its own (docs/operating.md)");
+        tracing::warn!(
+            "the plugins exceed one ConfigMap: give the largest a ConfigMap of its own (docs/operating.md)"
+        );
     }
     Ok(())
 }

@@ -293,6 +293,9 @@ fn wasm_kind(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Where compiled plugins are cached (in a cluster: an emptyDir, as the root is read-only).
+pub const CACHE_ENV: &str = "SRE_OPERATOR_CACHE";
+
 impl Runtime {
     /// A runtime that caches compiled components in `cache_dir` (created private) when given.
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Runtime>> {
@@ -331,7 +334,7 @@ impl Runtime {
 
     /// The default cache folder: `$SRE_OPERATOR_CACHE` or the user's cache folder.
     pub fn default_cache_dir() -> Option<PathBuf> {
-        std::env::var_os("SRE_OPERATOR_CACHE")
+        std::env::var_os(CACHE_ENV)
             .map(PathBuf::from)
             .or_else(|| {
                 std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("sre-operator"))

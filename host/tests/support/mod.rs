@@ -1,0 +1,78 @@
+//! Helpers shared by several test crates (`mod support;`); each crate uses a part of them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The kubectl built beside the test control plane (v1.36, with kustomize), else the one on PATH.
+pub fn kubectl_program() -> PathBuf {
+    sre_e2e::ensure_binaries()
+        .map(|dir| dir.join("kubectl"))
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+/// `kubectl kustomize deploy/` as objects, rendered from a copy of `deploy/` and `crds/` whose
+/// plugin folder holds the built-in plugins (what `sre-operator plugins export deploy/plugins`
+/// writes before an install).
+pub fn render_deploy() -> Result<Vec<Value>> {
+    let work = tempfile::tempdir()?;
+    let root = repo_root();
+    for dir in ["deploy", "crds"] {
+        copy_dir(&root.join(dir), &work.path().join(dir))?;
+    }
+    sre_operator::plugin::PluginSet::export_builtin(&work.path().join("deploy/plugins"))
+        .map_err(anyhow::Error::msg)?;
+    let out = Command::new(kubectl_program())
+        .arg("kustomize")
+        .arg(work.path().join("deploy"))
+        .output()
+        .context("running kubectl kustomize")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl kustomize deploy/ failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let mut objects = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut value = Value::deserialize(doc).context("a rendered document is not YAML")?;
+        // kustomize wraps binaryData's base64 across lines; the API server's decoder skips
+        // the line breaks, k8s-openapi's does not.
+        if let Some(binary) = value.get_mut("binaryData").and_then(Value::as_object_mut) {
+            for encoded in binary.values_mut() {
+                if let Some(text) = encoded.as_str() {
+                    *encoded = text.split_whitespace().collect::<String>().into();
+                }
+            }
+        }
+        if !value.is_null() {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
