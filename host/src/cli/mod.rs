@@ -249,7 +249,7 @@ pub struct RunArgs {
     #[arg(long, env = "SRE_OPERATOR_RETENTION", default_value = "168h")]
     pub retention: String,
 
-    /// Where /healthz, /readyz and /metrics are served.
+    /// Where /healthz, /readyz, /metrics and /plugins are served.
     #[arg(long, env = "SRE_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: std::net::SocketAddr,
 
@@ -314,6 +314,7 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         args.http_addr,
         metrics.clone(),
         readiness.clone(),
+        Some(registry.clone()),
     ));
     let (leader, _lease) = if args.leader_election {
         let identity = std::env::var("POD_NAME")

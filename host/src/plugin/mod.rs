@@ -16,7 +16,10 @@ mod registry;
 
 pub use access::ClusterAccess;
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestEntry, parse_manifest};
-pub use registry::{PluginRegistry, PluginSet, Refusal, ToolInfo};
+pub use registry::{
+    LimitsSummary, PluginRegistry, PluginSet, PluginSetSummary, PluginSummary, Refusal, ToolInfo,
+    ToolSummary,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;

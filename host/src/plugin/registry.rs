@@ -15,7 +15,7 @@ use super::{
 };
 
 /// A plugin the operator would not load, and why.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refusal {
     pub plugin: String,
     pub reason: String,
@@ -297,6 +297,80 @@ impl PluginSet {
                     "the call could not run: {e}"
                 )))
             })
+    }
+}
+
+/// What a plugin set holds, as data: what the operator's `GET /plugins` serves and
+/// `kubectl sre plugins` prints.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginSetSummary {
+    /// Where the set was loaded from (a directory, or `built-in plugins`).
+    pub source: String,
+    pub plugins: Vec<PluginSummary>,
+    pub refusals: Vec<Refusal>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginSummary {
+    pub name: String,
+    /// `tool`, `patch-filter` or `policy-filter`.
+    pub world: String,
+    /// sha256 of the component, hex.
+    pub digest: String,
+    /// The component's size in bytes.
+    pub size: usize,
+    pub limits: LimitsSummary,
+    /// The tools a `tool` plugin offers; empty for filters.
+    #[serde(default)]
+    pub tools: Vec<ToolSummary>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSummary {
+    pub memory_bytes: usize,
+    pub timeout_ms: u64,
+    pub output_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ToolSummary {
+    pub name: String,
+    pub description: String,
+}
+
+impl PluginSet {
+    /// The set as data, plugins in load order with their tools, and the refusals.
+    pub fn summary(&self) -> PluginSetSummary {
+        PluginSetSummary {
+            source: self.source.clone(),
+            plugins: self
+                .plugins
+                .iter()
+                .map(|p| PluginSummary {
+                    name: p.name.clone(),
+                    world: p.world.to_string(),
+                    digest: p.digest.clone(),
+                    size: p.size,
+                    limits: LimitsSummary {
+                        memory_bytes: p.limits.memory_bytes,
+                        timeout_ms: p.limits.timeout.as_millis() as u64,
+                        output_bytes: p.limits.output_bytes,
+                    },
+                    tools: self
+                        .tools()
+                        .filter(|t| t.plugin.name == p.name)
+                        .map(|t| ToolSummary {
+                            name: t.name.clone(),
+                            description: t.description.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            refusals: self.refusals.clone(),
+        }
     }
 }
 

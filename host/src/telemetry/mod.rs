@@ -1,4 +1,5 @@
-//! Metrics in Prometheus format and the `/healthz`, `/readyz`, `/metrics` endpoints.
+//! Metrics in Prometheus format and the `/healthz`, `/readyz`, `/metrics` and `/plugins`
+//! endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::plugin::PluginRegistry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
@@ -132,17 +135,38 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
         .expect("a valid response")
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` until the task is dropped.
+/// The plugin set in force as JSON ([`crate::plugin::PluginSetSummary`]): what
+/// `kubectl sre plugins` reads through the API server's pod proxy.
+fn plugins_json(plugins: Option<&PluginRegistry>) -> Response<Full<Bytes>> {
+    match plugins {
+        Some(registry) => match serde_json::to_string(&registry.current().summary()) {
+            Ok(body) => respond(StatusCode::OK, "application/json", body),
+            Err(e) => respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("{e}\n"),
+            ),
+        },
+        None => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "no plugins are loaded by this process\n".into(),
+        ),
+    }
+}
+
+/// Serves `/healthz`, `/readyz`, `/metrics` and `/plugins` until the task is dropped.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     readiness: Readiness,
+    plugins: Option<Arc<PluginRegistry>>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    tracing::info!(%addr, "serving /healthz, /readyz, /metrics and /plugins");
     loop {
         let (stream, _) = listener.accept().await?;
-        let (metrics, readiness) = (metrics.clone(), readiness.clone());
+        let (metrics, readiness, plugins) = (metrics.clone(), readiness.clone(), plugins.clone());
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
@@ -161,6 +185,7 @@ pub async fn serve(
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",
                             metrics.encode(),
                         ),
+                        "/plugins" => plugins_json(plugins.as_deref()),
                         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
                     };
                     async move { Ok::<_, std::convert::Infallible>(response) }
