@@ -13,11 +13,23 @@
 //!    with `kubectl patch`, the Deployment gets the new value, and the report ends `Resolved`;
 //! 4. rejection: `critical-app-worker` (the same mistake) is rejected and nothing changes;
 //! 5. a restart while `Approved`: `critical-app-cron` is approved and the operator killed at
-//!    once; after a restart the patch is applied exactly once.
+//!    once; after a restart the patch is applied exactly once;
+//! 6. a patch the safety filter refuses: `critical-app-cache` is OOM-killed at a 3Gi limit, the
+//!    brain proposes 6Gi, the patch-safety plugin (ceiling 4Gi in this test's plugin folder)
+//!    denies it; approving the report anyway changes nothing;
+//! 7. two replicas with `--leader-election`: one holds the Lease and alone writes; when it
+//!    dies, the other takes over and applies an approved patch.
+//!
+//! The operator runs as the ServiceAccount `sre-operator/sre-operator` with the RBAC that
+//! `kubectl kustomize deploy/` renders (not as an administrator), and with the plugin folder
+//! `sre-operator plugins export` writes (what the plugin ConfigMap carries), so that a missing
+//! or excessive permission, or a broken plugin directory, shows up here.
 //!
 //! With `SRE_OPERATOR_E2E_KUBECONFIG` the harness uses that cluster; the crash-loop scenarios
 //! need the project's kwok stages and logs (a cluster started by `tests/cluster/up.sh`).
 //! `SRE_OPERATOR_E2E_SKIP_FAULTS=1` runs only the Pending scenario there.
+
+mod support;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -26,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -43,6 +56,13 @@ const CURRENT_LOG: &str = "\
 2026-11-25T09:41:20.101Z  INFO critical_app: starting critical-app version=1.8.2 commit=4f2a9c1 pid=1
 2026-11-25T09:41:20.107Z  INFO cache: connecting to redis host=redis port=6379 pool_size=8";
 
+/// How every operator process of the test runs: as the deploy/ ServiceAccount, with a plugin
+/// folder like the ConfigMap's.
+struct OperatorSetup {
+    kubeconfig: PathBuf,
+    plugins: PathBuf,
+}
+
 /// `sre-operator run` as a child process; killed (SIGKILL) on drop.
 struct Operator {
     child: Option<Child>,
@@ -50,23 +70,40 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(cluster: &TestCluster, log: PathBuf) -> Result<Operator> {
+    /// Starts `sre-operator run` as Pod `instance` (POD_NAME, the Lease identity and the
+    /// events' reporting instance); its output goes to `<cluster dir>/<instance>.log`.
+    fn start(
+        cluster: &TestCluster,
+        setup: &OperatorSetup,
+        instance: &str,
+        leader_election: bool,
+    ) -> Result<Operator> {
+        let log = cluster.dir().join(format!("{instance}.log"));
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_sre-operator"))
-            .args([
-                "run",
-                "--namespace",
-                "default,production",
-                "--http-addr",
-                &format!("127.0.0.1:{port}"),
-                "--verify-timeout",
-                "60s",
-            ])
-            .env("KUBECONFIG", cluster.kubeconfig())
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sre-operator"));
+        cmd.args([
+            "run",
+            "--namespace",
+            "default,production",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--verify-timeout",
+            "60s",
+            "--plugins",
+        ])
+        .arg(&setup.plugins);
+        if leader_election {
+            cmd.arg("--leader-election");
+        }
+        let child = cmd
+            .env("KUBECONFIG", &setup.kubeconfig)
+            .env("POD_NAME", instance)
+            .env("POD_NAMESPACE", "sre-operator")
+            .env("SRE_OPERATOR_CACHE", cluster.dir().join("plugin-cache"))
             .env("RUST_LOG", "info")
             .env("SRE_OPERATOR_LOG", "info")
             .stdin(Stdio::null())
@@ -113,6 +150,104 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The operator's identity and plugins as `deploy/` installs them: the rendered Namespace,
+/// ServiceAccount and RBAC applied to the cluster, a token kubeconfig for the ServiceAccount,
+/// and the exported plugin folder, with patch-safety's memory ceiling lowered to 4Gi (a team's
+/// setting, which scenario 6 exceeds).
+async fn operator_setup(cluster: &TestCluster) -> Result<OperatorSetup> {
+    let rbac: Vec<Value> = support::render_deploy()?
+        .into_iter()
+        .filter(|o| {
+            matches!(
+                o["kind"].as_str(),
+                Some(
+                    "Namespace"
+                        | "ServiceAccount"
+                        | "ClusterRole"
+                        | "ClusterRoleBinding"
+                        | "Role"
+                        | "RoleBinding"
+                )
+            )
+        })
+        .collect();
+    assert!(
+        rbac.len() >= 6,
+        "deploy/ renders too little RBAC: {rbac:#?}"
+    );
+    let file = cluster.dir().join("deploy-rbac.json");
+    std::fs::write(
+        &file,
+        json!({ "apiVersion": "v1", "kind": "List", "items": rbac }).to_string(),
+    )?;
+    kubectl(
+        cluster,
+        &["apply", "--server-side", "-f", file.to_str().unwrap()],
+    )?;
+    let kubeconfig = cluster.service_account_kubeconfig(
+        "sre-operator",
+        "sre-operator",
+        Duration::from_secs(3 * 3600),
+    )?;
+
+    let plugins = cluster.dir().join("plugins");
+    sre_operator::plugin::PluginSet::export_builtin(&plugins).map_err(anyhow::Error::msg)?;
+    let manifest_path = plugins.join("plugins.yaml");
+    let mut manifest: Value = serde_yaml::from_str(&std::fs::read_to_string(&manifest_path)?)?;
+    let safety = manifest["plugins"]
+        .as_array_mut()
+        .and_then(|ps| ps.iter_mut().find(|p| p["name"] == "patch-safety"))
+        .context("the exported plugins.yaml has no patch-safety")?;
+    safety["settings"]["resourceCeiling"]["memory"] = "4Gi".into();
+    std::fs::write(&manifest_path, serde_yaml::to_string(&manifest)?)?;
+    Ok(OperatorSetup {
+        kubeconfig,
+        plugins,
+    })
+}
+
+/// The Lease's holder once it is held by someone other than `not`.
+async fn wait_holder(leases: &Api<Lease>, not: Option<&str>, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lease = leases.get_opt("sre-operator").await?;
+        let holder = lease
+            .as_ref()
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|s| s.holder_identity.clone())
+            .filter(|h| !h.is_empty());
+        if let Some(h) = holder
+            && Some(h.as_str()) != not
+        {
+            return Ok(h);
+        }
+        if Instant::now() > deadline {
+            bail!("no new holder of Lease sre-operator/sre-operator after {timeout:?}: {lease:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The reporting instances (operator Pods) of the events.k8s.io Events about a report.
+async fn reporting_instances(
+    client: &kube::Client,
+    report: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    Ok(events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(report)
+                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("DiagnosticReport")
+        })
+        .filter_map(|e| e.reporting_instance)
+        .collect())
 }
 
 fn report_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
@@ -321,7 +456,7 @@ async fn operator_end_to_end() -> Result<()> {
         for (ns, what) in [
             (
                 "default",
-                "deployment/critical-app deployment/critical-app-worker deployment/critical-app-cron deployment/redis-master service/redis-master",
+                "deployment/critical-app deployment/critical-app-worker deployment/critical-app-cron deployment/critical-app-cache deployment/critical-app-canary deployment/redis-master service/redis-master",
             ),
             ("production", "deployment/payment"),
         ] {
@@ -384,7 +519,8 @@ async fn operator_end_to_end() -> Result<()> {
             .await?;
     }
 
-    let mut op = Operator::start(&cluster, cluster.dir().join("sre-operator.log"))?;
+    let setup = operator_setup(&cluster).await?;
+    let mut op = Operator::start(&cluster, &setup, "sre-operator-0", false)?;
 
     // --- 2. The Pending scenario: 12Gi on 8Gi nodes ------------------------------------
     let prod_deps: Api<Deployment> = Api::namespaced(client.clone(), "production");
@@ -481,6 +617,19 @@ async fn operator_end_to_end() -> Result<()> {
             )
             .await?;
         }
+        // 6 set-up: OOM-killed at a 3Gi limit; 2x is over the 4Gi ceiling of patch-safety.
+        apply(
+            &deps,
+            "critical-app-cache",
+            &deployment(
+                "critical-app-cache",
+                json!({ "app": "critical-app", "component": "cache" }),
+                Some(fault::OOMKILLED),
+                json!([]),
+                json!({ "requests": { "memory": "1Gi" }, "limits": { "memory": "3Gi" } }),
+            )?,
+        )
+        .await?;
         // Time from each workload's first Pod (seen) and its first CrashLoopBackOff (seen) to
         // its report existing, polled every 25 ms.
         let t0 = Instant::now();
@@ -647,7 +796,7 @@ async fn operator_end_to_end() -> Result<()> {
         "Approved",
     )?;
     op.kill(); // at once: the operator may have done nothing, recorded the intent, or applied
-    let mut op = Operator::start(&cluster, cluster.dir().join("sre-operator.log"))?;
+    let mut op = Operator::start(&cluster, &setup, "sre-operator-0", false)?;
     let cron = wait_phase(
         &reports,
         "deployment-critical-app-cron-crashloopbackoff",
@@ -673,6 +822,35 @@ async fn operator_end_to_end() -> Result<()> {
         "{:#}",
         cron["status"]
     );
+
+    // --- 6. A patch the safety filter refuses: reported, and never applied ---------------
+    let cache_name = "deployment-critical-app-cache-oomkilled";
+    let cache = wait_phase(
+        &reports,
+        cache_name,
+        &["NoFix", "AwaitingApproval", "Failed"],
+        Duration::from_secs(90),
+        &op,
+    )
+    .await?;
+    assert_eq!(phase_of(&cache), "NoFix", "{:#}", cache["status"]);
+    assert_eq!(
+        cache["status"]["safety"]["verdict"], "Denied",
+        "{:#}",
+        cache["status"]
+    );
+    assert_eq!(cache["status"]["safety"]["filter"], "patch-safety");
+    assert!(
+        cache["status"]["suggestedPatch"]["patch"]
+            .to_string()
+            .contains("6Gi"),
+        "the denied patch is kept for the record: {:#}",
+        cache["status"]
+    );
+    let cache_before = deps.get("critical-app-cache").await?;
+    // Someone approves it anyway; the approval of critical-app below is processed after it,
+    // and the workload must still be untouched at the end.
+    decide(&cluster, "default", cache_name, "Approved")?;
 
     // --- 3 (cont.). Approve critical-app with kubectl, then Applied and Resolved ---------
     let app_before = deps.get("critical-app").await?;
@@ -756,6 +934,113 @@ async fn operator_end_to_end() -> Result<()> {
         .get("deployment-critical-app-worker-crashloopbackoff")
         .await?;
     assert_eq!(phase_of(&serde_json::to_value(worker_report)?), "Rejected");
+
+    // --- 6 (cont.). The denied patch was not applied ----------------------------------------
+    let cache_after = deps.get("critical-app-cache").await?;
+    assert_eq!(generation(&cache_after), generation(&cache_before));
+    assert_eq!(
+        cache_after
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .resources,
+        cache_before
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .resources
+    );
+    let cache = serde_json::to_value(reports.get(cache_name).await?)?;
+    assert!(
+        matches!(phase_of(&cache), "NoFix" | "Failed") && cache["status"]["apply"].is_null(),
+        "{:#}",
+        cache["status"]
+    );
+
+    // --- 7. Two replicas: one leader acts; on its death the other takes over -------------
+    op.kill();
+    let mut replicas = [
+        Some(Operator::start(&cluster, &setup, "sre-operator-a", true)?),
+        Some(Operator::start(&cluster, &setup, "sre-operator-b", true)?),
+    ];
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "sre-operator");
+    let first = wait_holder(&leases, None, Duration::from_secs(30)).await?;
+    let index = |name: &str| usize::from(name == "sre-operator-b");
+    apply(
+        &deps,
+        "critical-app-canary",
+        &deployment(
+            "critical-app-canary",
+            json!({ "app": "critical-app", "component": "canary" }),
+            Some(fault::CRASHLOOP),
+            json!([{ "name": "REDIS_HOST", "value": "redis" },
+                   { "name": "REDIS_PORT", "value": "6379" }]),
+            json!({}),
+        )?,
+    )
+    .await?;
+    let canary_name = "deployment-critical-app-canary-crashloopbackoff";
+    wait_phase(
+        &reports,
+        canary_name,
+        &["AwaitingApproval"],
+        Duration::from_secs(90),
+        replicas[index(&first)].as_ref().unwrap(),
+    )
+    .await?;
+    let instances = reporting_instances(&client, canary_name).await?;
+    assert_eq!(
+        instances,
+        std::collections::BTreeSet::from([first.clone()]),
+        "only the leader writes events for the report"
+    );
+    assert_eq!(
+        wait_holder(&leases, None, Duration::from_secs(1)).await?,
+        first,
+        "the leadership moved without a failure"
+    );
+
+    // The leader dies without a goodbye; the follower takes the Lease once it expires.
+    replicas[index(&first)].take().unwrap().kill();
+    decide(&cluster, "default", canary_name, "Approved")?;
+    let t_failover = Instant::now();
+    let second = wait_holder(&leases, Some(&first), Duration::from_secs(60)).await?;
+    let survivor = replicas[index(&second)].as_ref().unwrap();
+    let canary = wait_phase(
+        &reports,
+        canary_name,
+        &["Applied", "Resolved", "Unresolved"],
+        Duration::from_secs(90),
+        survivor,
+    )
+    .await?;
+    eprintln!(
+        "operator-e2e: {second} took over from {first} and applied the approved patch {:.1} s after the leader died",
+        t_failover.elapsed().as_secs_f64()
+    );
+    let canary_after = deps.get("critical-app-canary").await?;
+    assert_eq!(
+        env_value(&canary_after, "REDIS_HOST").as_deref(),
+        Some("redis-master"),
+        "{:#}",
+        canary["status"]
+    );
+    assert!(
+        reporting_instances(&client, canary_name)
+            .await?
+            .contains(&second)
+    );
+    drop(replicas);
 
     op.kill();
     eprintln!(

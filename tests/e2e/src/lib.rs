@@ -718,6 +718,42 @@ impl TestCluster {
         &self.kubeconfig
     }
 
+    /// A kubeconfig that authenticates as ServiceAccount `namespace/name` (a TokenRequest
+    /// token, valid for `ttl`), so that a process runs with that account's RBAC and no more.
+    /// Written into the cluster's folder.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<PathBuf> {
+        let out = self
+            .kubectl()
+            .args(["-n", namespace, "create", "token", name])
+            .arg(format!("--duration={}s", ttl.as_secs()))
+            .output()
+            .context("running kubectl create token")?;
+        if !out.status.success() {
+            bail!(
+                "kubectl create token {namespace}/{name} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let token = String::from_utf8(out.stdout)?.trim().to_string();
+        let text = std::fs::read_to_string(&self.kubeconfig)?;
+        let mut config: serde_yaml::Value = serde_yaml::from_str(&text)?;
+        let users = config
+            .get_mut("users")
+            .and_then(|u| u.as_sequence_mut())
+            .ok_or_else(|| anyhow!("{} has no users", self.kubeconfig.display()))?;
+        for user in users.iter_mut() {
+            user["user"] = serde_yaml::to_value(serde_json::json!({ "token": token }))?;
+        }
+        let path = self.dir.join(format!("sa-{namespace}-{name}.kubeconfig"));
+        std::fs::write(&path, serde_yaml::to_string(&config)?)?;
+        Ok(path)
+    }
+
     /// A client with the admin kubeconfig.
     pub fn client(&self) -> kube::Client {
         self.client.clone()
