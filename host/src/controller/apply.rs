@@ -1,5 +1,7 @@
-//! Applying an approved patch exactly once, and undoing it: pure helpers the state machine uses.
+//! Applying an approved patch exactly once, and undoing it: the helpers the state machine (and
+//! `kubectl sre rollback`) use. All but [`dry_run_then_patch`] are pure.
 
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
 use crate::crd::{PatchOp, PatchOperation};
@@ -88,6 +90,40 @@ pub fn guarded_by_version(
     ops.extend(operations.iter().cloned());
     serde_json::from_value(serde_json::to_value(ops).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())
+}
+
+/// Which of the two writes of [`dry_run_then_patch`] the API server refused.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The server-side dry run: nothing was written.
+    DryRun(kube::Error),
+    /// The patch itself, after a dry run that passed.
+    Patch(kube::Error),
+}
+
+/// Sends a guarded JSON Patch the way every apply does: first as a server-side dry run (admission,
+/// validation and the `test` operations run, nothing is stored), then for real under
+/// `field_manager`. Returns the object the server stored.
+pub async fn dry_run_then_patch(
+    api: &Api<DynamicObject>,
+    name: &str,
+    patch: &json_patch::Patch,
+    field_manager: &str,
+) -> Result<DynamicObject, WriteError> {
+    let params = PatchParams {
+        field_manager: Some(field_manager.into()),
+        ..Default::default()
+    };
+    let dry_run = PatchParams {
+        dry_run: true,
+        ..params.clone()
+    };
+    api.patch(name, &dry_run, &Patch::<()>::Json(patch.clone()))
+        .await
+        .map_err(WriteError::DryRun)?;
+    api.patch(name, &params, &Patch::<()>::Json(patch.clone()))
+        .await
+        .map_err(WriteError::Patch)
 }
 
 /// Checks locally that the patch applies before anything is sent.

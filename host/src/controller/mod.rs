@@ -501,6 +501,20 @@ async fn fail(
     Ok(Action::await_change())
 }
 
+/// What a patch-filter is told about the report a patch belongs to, when a patch is reviewed
+/// again before it is written (a drifted target here, a rollback in `kubectl sre rollback`).
+pub fn review_context(report: &DiagnosticReport) -> ReviewContext {
+    let brain = report.status.as_ref().and_then(|s| s.brain.as_ref());
+    ReviewContext {
+        namespace: report.spec.pod.namespace.clone(),
+        pod: report.spec.pod.name.clone(),
+        failure_class: report.spec.failure.class.to_string(),
+        author: brain
+            .map(|b| b.model.clone().unwrap_or_else(|| b.kind.clone()))
+            .unwrap_or_default(),
+    }
+}
+
 /// Applies the approved patch: intent first, then a drift check, a server-side dry run, and the
 /// patch guarded by the reviewed resourceVersion. A replay after a restart finds the patch
 /// already in place and records it as applied.
@@ -590,21 +604,11 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         .to_string();
     if status.target_resource_version.as_deref() != Some(version.as_str()) {
         // The target changed since the analysis: review the patch against what it is now.
-        let context = ReviewContext {
-            namespace: report.spec.pod.namespace.clone(),
-            pod: report.spec.pod.name.clone(),
-            failure_class: report.spec.failure.class.to_string(),
-            author: status
-                .brain
-                .as_ref()
-                .map(|b| b.model.clone().unwrap_or_else(|| b.kind.clone()))
-                .unwrap_or_default(),
-        };
         let (verdict, rewritten) = crate::patch::review(
             &ctx.plugins.current(),
             ctx.cluster.as_ref(),
             &suggestion,
-            context,
+            review_context(report),
         )
         .await;
         if verdict.verdict == Verdict::Denied {
@@ -630,35 +634,7 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
     let patch = apply::guarded_by_version(&suggestion.patch, &version).map_err(Error::Other)?;
     let api =
         LiveCluster::new(ctx.client.clone(), "").api(kind, Some(&suggestion.target.namespace));
-    let dry_run = PatchParams {
-        dry_run: true,
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    if let Err(e) = api
-        .patch(
-            &suggestion.target.name,
-            &dry_run,
-            &Patch::<()>::Json(patch.clone()),
-        )
-        .await
-    {
-        return fail(
-            ctx,
-            report,
-            "dry_run_rejected",
-            format!("the API server's dry run rejected the patch: {e}"),
-        )
-        .await;
-    }
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match api
-        .patch(&suggestion.target.name, &params, &Patch::<()>::Json(patch))
-        .await
-    {
+    match apply::dry_run_then_patch(&api, &suggestion.target.name, &patch, FIELD_MANAGER).await {
         Ok(patched) => {
             record.applied_at = Some(Time(Timestamp::now()));
             record.rollback_patch = apply::rollback_patch(&target, &suggestion.patch);
@@ -683,9 +659,20 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
             .await;
             Ok(Action::requeue(Duration::from_secs(2)))
         }
+        Err(apply::WriteError::DryRun(e)) => {
+            fail(
+                ctx,
+                report,
+                "dry_run_rejected",
+                format!("the API server's dry run rejected the patch: {e}"),
+            )
+            .await
+        }
         // The object changed between read and write: read it again and retry.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Action::requeue(Duration::from_secs(1))),
-        Err(e) => {
+        Err(apply::WriteError::Patch(kube::Error::Api(e))) if e.code == 409 => {
+            Ok(Action::requeue(Duration::from_secs(1)))
+        }
+        Err(apply::WriteError::Patch(e)) => {
             fail(
                 ctx,
                 report,
