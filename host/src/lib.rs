@@ -12,6 +12,7 @@ pub mod controller;
 pub mod crd;
 pub mod eval;
 pub mod failure;
+pub mod kubectl_sre;
 pub mod patch;
 pub mod pipeline;
 pub mod plugin;
