@@ -848,9 +848,31 @@ async fn operator_end_to_end() -> Result<()> {
         cache["status"]
     );
     let cache_before = deps.get("critical-app-cache").await?;
-    // Someone approves it anyway; the approval of critical-app below is processed after it,
-    // and the workload must still be untouched at the end.
-    decide(&cluster, "default", cache_name, "Approved")?;
+    // Approving a report without a fix is refused by the API server (the CRD's CEL rule) ...
+    let refused = decide(&cluster, "default", cache_name, "Approved")
+        .expect_err("a NoFix report cannot be approved");
+    assert!(
+        refused.to_string().contains("only while the report is AwaitingApproval"),
+        "{refused:#}"
+    );
+    // ... and someone with rights on the status subresource (the seed's flow) sets the phase
+    // to Approved anyway: the operator must not apply a denied patch. The approval of
+    // critical-app below is processed after it; the workload must be untouched at the end.
+    kubectl(
+        &cluster,
+        &[
+            "-n",
+            "default",
+            "patch",
+            "dr",
+            cache_name,
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"status":{"phase":"Approved"}}"#,
+        ],
+    )?;
 
     // --- 3 (cont.). Approve critical-app with kubectl, then Applied and Resolved ---------
     let app_before = deps.get("critical-app").await?;
@@ -960,9 +982,21 @@ async fn operator_end_to_end() -> Result<()> {
             .containers[0]
             .resources
     );
-    let cache = serde_json::to_value(reports.get(cache_name).await?)?;
+    let cache = wait_phase(
+        &reports,
+        cache_name,
+        &["Failed"],
+        Duration::from_secs(30),
+        &op,
+    )
+    .await?;
     assert!(
-        matches!(phase_of(&cache), "NoFix" | "Failed") && cache["status"]["apply"].is_null(),
+        cache["status"]["conditions"].to_string().contains("denied"),
+        "the report says why nothing was applied: {:#}",
+        cache["status"]
+    );
+    assert!(
+        cache["status"]["apply"]["appliedAt"].is_null(),
         "{:#}",
         cache["status"]
     );

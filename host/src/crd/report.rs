@@ -26,20 +26,26 @@ use super::FailureClass;
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".spec.failure.reason","priority":1}"#,
     printcolumn = r#"{"name":"Workload","type":"string","jsonPath":".spec.workload.name","priority":1}"#,
     printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".spec.decision","priority":1}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    // An approval is of a patch someone could read: not of a report still being analysed, and
+    // not of one that ended without a fix. (A root rule: it sees status; Rejected is always fine.)
+    validation = kube::core::Rule::new(
+        "!has(self.spec.decision) || self.spec.decision != 'Approved' || (has(self.status) && has(self.status.phase) && self.status.phase in ['AwaitingApproval', 'Approved', 'Applied', 'Resolved', 'Unresolved', 'Failed'])"
+    ).message("spec.decision can be Approved only while the report is AwaitingApproval: read the suggested patch first (kubectl sre show)")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(oldSelf.decision) || (has(self.decision) && self.decision == oldSelf.decision)"
 ).message("spec.decision is final once set; open a new report instead"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "self.pod == oldSelf.pod && self.workload == oldSelf.workload"
-).message("spec.pod and spec.workload are written by the operator and cannot change"))]
+    "self.pod == oldSelf.pod && self.workload == oldSelf.workload && self.policy == oldSelf.policy && self.failure.class == oldSelf.failure.class"
+).message("spec.pod, spec.workload, spec.policy and spec.failure.class are written by the operator and cannot change"))]
 pub struct DiagnosticReportSpec {
     pub pod: PodRef,
     pub workload: WorkloadRef,
     pub failure: Failure,
     /// The DebugPolicy that selected the Pod.
+    #[schemars(length(max = 253))]
     pub policy: String,
     /// The human decision: set it to `Approved` to apply the suggested patch, `Rejected` to close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
