@@ -107,7 +107,10 @@ pub async fn review(
                 .await;
         match result {
             Ok(Ok(Review::Allow)) => {}
-            Ok(Ok(Review::Deny(reason))) => return (denied(&name, reason), None),
+            // A filter's words go into status, where every report reader sees them.
+            Ok(Ok(Review::Deny(reason))) => {
+                return (denied(&name, crate::agent::redact::redact_text(&reason)), None);
+            }
             Ok(Ok(Review::Rewrite { patch, reason })) => {
                 let operations: Vec<PatchOperation> = match serde_json::from_str(&patch) {
                     Ok(ops) => ops,
@@ -128,7 +131,7 @@ pub async fn review(
                     );
                 }
                 current.patch = operations;
-                rewritten_by = Some((name, reason));
+                rewritten_by = Some((name, crate::agent::redact::redact_text(&reason)));
             }
             Ok(Err(e)) => {
                 return (

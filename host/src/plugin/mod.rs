@@ -515,7 +515,8 @@ impl LoadedPlugin {
             .unwrap_or("")
             .chars()
             .take(500)
-            .collect();
+            .collect::<String>();
+        let message = crate::agent::redact::redact_text(&message);
         CallError::Trap {
             plugin,
             call,
@@ -532,7 +533,9 @@ impl LoadedPlugin {
             let bytes = pipe.contents();
             if !bytes.is_empty() {
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
-                tracing::info!(plugin = %self.name, call, stream, "{}", text.trim_end());
+                // A tool prints what it read (logs, env): redacted like anything it returns.
+                let text = crate::agent::redact::redact_text(text.trim_end());
+                tracing::info!(plugin = %self.name, call, stream, "{text}");
             }
         }
     }

@@ -213,7 +213,9 @@ pub async fn screen(
                 .await;
         match decision {
             Ok(Ok(Decision::Investigate)) => {}
-            Ok(Ok(Decision::Skip(reason))) => return Some(format!("{name}: {reason}")),
+            Ok(Ok(Decision::Skip(reason))) => {
+                return Some(format!("{name}: {}", crate::agent::redact::redact_text(&reason)));
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "policy filter failed; not skipping on its account")
             }
