@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Format, Result};
 
-/// An age as kubectl prints one (its `HumanDuration`): `45s`, `3m5s`, `42m`, `2h30m`, `20h`,
+/// An age as kubectl prints one (its `HumanDuration`): `45s`, `3m5s`, `150m`, `3h30m`, `20h`,
 /// `4d6h`, `30d`, `2y10d`.
 pub fn age(d: SignedDuration) -> String {
     let seconds = d.as_secs();
@@ -179,8 +179,10 @@ mod tests {
         assert_eq!(s(180), "3m");
         assert_eq!(s(185), "3m5s");
         assert_eq!(s(42 * 60), "42m");
-        assert_eq!(s(2 * 3600), "2h");
-        assert_eq!(s(2 * 3600 + 30 * 60), "2h30m");
+        // kubectl counts minutes up to three hours.
+        assert_eq!(s(2 * 3600), "120m");
+        assert_eq!(s(3 * 3600), "3h");
+        assert_eq!(s(3 * 3600 + 30 * 60), "3h30m");
         assert_eq!(s(20 * 3600), "20h");
         assert_eq!(s(4 * 86400), "4d");
         assert_eq!(s(4 * 86400 + 6 * 3600), "4d6h");
