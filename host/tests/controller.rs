@@ -476,6 +476,78 @@ async fn a_denied_patch_set_to_approved_by_hand_is_never_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_patch_planted_in_status_is_reviewed_again_even_on_an_unchanged_target() {
+    // Whoever can write status can put any patch there and mark it Allowed: the operator must
+    // not take the recorded verdict's word for it.
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![]);
+    let privileged = vec![PatchOperation {
+        op: PatchOp::Add,
+        path: "/spec/template/spec/containers/0/securityContext".into(),
+        from: None,
+        value: Some(json!({ "privileged": true })),
+    }];
+    let planted = report_object(
+        Phase::Approved,
+        Some(Decision::Approved),
+        privileged,
+        Some(target_version()),
+        true,
+    );
+    reconcile_report(Arc::new(planted), ctx).await.unwrap();
+    assert!(
+        writes(&seen, "/deployments/").is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let last = writes(&seen, "/status").last().unwrap().body.clone();
+    assert_eq!(last["status"]["phase"], "Failed", "{last}");
+    assert!(
+        last["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer passes review"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_for_another_workload_is_never_applied() {
+    let (client, seen) = mock(Target::Accept);
+    let ctx = context(client, vec![]);
+    let mut planted = report_object(
+        Phase::Approved,
+        Some(Decision::Approved),
+        redis_patch("redis", "redis-master"),
+        Some(target_version()),
+        true,
+    );
+    let suggestion = planted
+        .status
+        .as_mut()
+        .unwrap()
+        .suggested_patch
+        .as_mut()
+        .unwrap();
+    suggestion.target.namespace = "production".into();
+    reconcile_report(Arc::new(planted), ctx).await.unwrap();
+    assert!(
+        writes(&seen, "/deployments/").is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let last = writes(&seen, "/status").last().unwrap().body.clone();
+    assert_eq!(last["status"]["phase"], "Failed", "{last}");
+    assert!(
+        last["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may only target the failing Pod's workload"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn only_the_leader_acts() {
     let approved = || {
         report_object(

@@ -852,7 +852,9 @@ async fn operator_end_to_end() -> Result<()> {
     let refused = decide(&cluster, "default", cache_name, "Approved")
         .expect_err("a NoFix report cannot be approved");
     assert!(
-        refused.to_string().contains("only while the report is AwaitingApproval"),
+        refused
+            .to_string()
+            .contains("only while the report is AwaitingApproval"),
         "{refused:#}"
     );
     // ... and someone with rights on the status subresource (the seed's flow) sets the phase

@@ -24,6 +24,15 @@ pub struct LlmBrain {
     model: String,
 }
 
+impl Clone for LlmBrain {
+    fn clone(&self) -> Self {
+        LlmBrain {
+            client: self.client.clone(),
+            model: self.model.clone(),
+        }
+    }
+}
+
 const SYSTEM_PROMPT: &str = r#"You are a senior on-call SRE investigating one failing Kubernetes Pod.
 
 Work in Observe-Think-Act steps. In every reply that calls a tool, first write two short lines:
@@ -227,6 +236,13 @@ impl Brain for LlmBrain {
 
     fn model(&self) -> Option<String> {
         Some(self.model.clone())
+    }
+
+    fn with_model(&self, model: &str) -> Option<std::sync::Arc<dyn Brain>> {
+        Some(std::sync::Arc::new(LlmBrain {
+            model: model.to_string(),
+            ..self.clone()
+        }))
     }
 
     async fn investigate(&self, case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {

@@ -267,11 +267,60 @@ pub trait Brain: Send + Sync {
     /// `rules` or `openai`.
     fn kind(&self) -> &'static str;
     fn model(&self) -> Option<String>;
+    /// The same endpoint with another model (a policy's `brain.model`); None when this brain
+    /// has no model endpoint.
+    fn with_model(&self, _model: &str) -> Option<Arc<dyn Brain>> {
+        None
+    }
     async fn investigate(
         &self,
         case: &Case,
         session: &mut Session,
     ) -> Result<Conclusion, AgentError>;
+}
+
+/// The brain for a policy's reports: the operator's own unless the policy's `spec.brain` names
+/// a provider. `rules` keeps a policy's Pods away from any model; `openai` with a model uses the
+/// operator's endpoint and key with that model, which needs the operator to run with one.
+pub fn brain_for_policy(
+    default: &Arc<dyn Brain>,
+    policy: Option<&crate::crd::BrainSpec>,
+) -> Arc<dyn Brain> {
+    use crate::crd::BrainProvider;
+    let Some(spec) = policy else {
+        return default.clone();
+    };
+    match (spec.provider, spec.model.as_deref()) {
+        (None, _) => default.clone(),
+        (Some(BrainProvider::Rules), _) => Arc::new(rules::RulesBrain),
+        (Some(BrainProvider::Openai), None) => default.clone(),
+        (Some(BrainProvider::Openai), Some(model)) if default.model().as_deref() == Some(model) => {
+            default.clone()
+        }
+        (Some(BrainProvider::Openai), Some(model)) => default.with_model(model).unwrap_or_else(|| {
+            Arc::new(Unavailable(format!(
+                "the policy asks for model {model}, but the operator runs the rules brain with no model endpoint: start it with --brain openai (OPENAI_BASE_URL, OPENAI_API_KEY)"
+            )))
+        }),
+    }
+}
+
+/// A brain that cannot run, and says why in the report.
+struct Unavailable(String);
+
+#[async_trait]
+impl Brain for Unavailable {
+    fn kind(&self) -> &'static str {
+        "openai"
+    }
+
+    fn model(&self) -> Option<String> {
+        None
+    }
+
+    async fn investigate(&self, _: &Case, _: &mut Session) -> Result<Conclusion, AgentError> {
+        Err(AgentError::Endpoint(self.0.clone()))
+    }
 }
 
 /// Everything an investigation needs from outside.
@@ -357,13 +406,8 @@ pub async fn investigate(investigator: &Investigator, case: &Case) -> Diagnostic
                     .model()
                     .unwrap_or_else(|| investigator.brain.kind().to_string()),
             };
-            let workload = &case.report.spec.workload;
             let (verdict, rewritten) =
-                if patch.target.kind != workload.kind || patch.target.name != workload.name {
-                    let reason = format!(
-                        "a patch may only target the failing Pod's workload {} {}, not {} {}",
-                        workload.kind, workload.name, patch.target.kind, patch.target.name
-                    );
+                if let Some(reason) = crate::patch::foreign_target(&case.report, &patch) {
                     (
                         crate::crd::SafetyVerdict {
                             verdict: crate::crd::Verdict::Denied,
@@ -403,4 +447,84 @@ pub async fn investigate(investigator: &Investigator, case: &Case) -> Diagnostic
         }
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{BrainProvider, BrainSpec};
+
+    fn spec(provider: Option<BrainProvider>, model: Option<&str>) -> BrainSpec {
+        BrainSpec {
+            provider,
+            model: model.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_policy_picks_its_brain_and_a_budget_only_spec_keeps_the_operators() {
+        let llm: Arc<dyn Brain> = Arc::new(llm::LlmBrain::new(None, None, "big-model"));
+        let rules: Arc<dyn Brain> = Arc::new(rules::RulesBrain);
+        let pick = |default: &Arc<dyn Brain>, s: Option<BrainSpec>| {
+            let b = brain_for_policy(default, s.as_ref());
+            (b.kind(), b.model())
+        };
+        assert_eq!(pick(&llm, None), ("openai", Some("big-model".into())));
+        assert_eq!(
+            pick(&llm, Some(spec(None, None))),
+            ("openai", Some("big-model".into()))
+        );
+        assert_eq!(
+            pick(&llm, Some(spec(Some(BrainProvider::Rules), None))),
+            ("rules", None),
+            "rules keeps the policy's Pods away from the model"
+        );
+        assert_eq!(
+            pick(
+                &llm,
+                Some(spec(Some(BrainProvider::Openai), Some("small-model")))
+            ),
+            ("openai", Some("small-model".into()))
+        );
+        assert_eq!(pick(&rules, Some(spec(None, None))), ("rules", None));
+    }
+
+    #[tokio::test]
+    async fn a_model_without_an_endpoint_fails_the_investigation_with_the_fix() {
+        let rules: Arc<dyn Brain> = Arc::new(rules::RulesBrain);
+        let brain = brain_for_policy(
+            &rules,
+            Some(&spec(Some(BrainProvider::Openai), Some("small-model"))),
+        );
+        let case: Case = serde_json::from_value::<DiagnosticReport>(serde_json::json!({
+            "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DiagnosticReport",
+            "metadata": {"name": "r", "namespace": "default"},
+            "spec": {"pod": {"namespace": "default", "name": "p"},
+                     "workload": {"apiVersion": "v1", "kind": "Pod", "name": "p"},
+                     "failure": {"class": "CrashLoopBackOff", "reason": "Error"},
+                     "policy": "x"}
+        }))
+        .map(|report| Case {
+            report,
+            pod: Default::default(),
+        })
+        .unwrap();
+        let investigator = Investigator {
+            brain,
+            plugins: Arc::new(PluginSet::default()),
+            cluster: Arc::new(
+                crate::cluster::DumpCluster::load(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../tests/fixtures/dump"
+                ))
+                .unwrap(),
+            ),
+            budget: Budget::default(),
+        };
+        let status = investigate(&investigator, &case).await;
+        assert_eq!(status.phase, Some(crate::crd::Phase::Failed));
+        let text = serde_json::to_string(&status).unwrap();
+        assert!(text.contains("--brain openai"), "{text}");
+    }
 }

@@ -310,12 +310,24 @@ async fn run_operator(args: RunArgs) -> Result<()> {
     );
     let metrics = Arc::new(crate::telemetry::Metrics::default());
     let readiness = crate::telemetry::Readiness::default();
-    let http = tokio::spawn(crate::telemetry::serve(
-        args.http_addr,
-        metrics.clone(),
-        readiness.clone(),
-        Some(registry.clone()),
-    ));
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot serve /healthz, /readyz and /metrics on {} (--http-addr)",
+                args.http_addr
+            )
+        })?;
+    let http = tokio::spawn({
+        let (metrics, readiness, registry) = (metrics.clone(), readiness.clone(), registry.clone());
+        async move {
+            if let Err(e) =
+                crate::telemetry::serve_on(listener, metrics, readiness, Some(registry)).await
+            {
+                tracing::error!(error = %e, "the health and metrics server stopped");
+            }
+        }
+    });
     let (leader, _lease) = if args.leader_election {
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("sre-operator-{}", std::process::id()));

@@ -7,56 +7,67 @@ use serde_json::Value;
 use crate::crd::{PatchOp, PatchOperation};
 use crate::patch::apply_to;
 
-/// The patch that undoes `operations` on `target` (the object before the patch): test each new
-/// value, then put the old one back (or remove what the patch added).
+/// The patch that undoes `operations` on `target` (the object before the patch): test each
+/// value the patch left, then put the old one back (or remove what the patch added). Worked out
+/// on the patched object rather than op by op, and an array element widens to its whole array,
+/// because inserts and removals shift the indices after them (`add .../env/-` cannot be undone
+/// by `remove .../env/-`). Empty when the patch does not apply to `target`.
 pub fn rollback_patch(target: &Value, operations: &[PatchOperation]) -> Vec<PatchOperation> {
-    let mut tests = Vec::new();
-    let mut restores = Vec::new();
+    let Ok(patched) = apply_to(target, operations) else {
+        return vec![];
+    };
+    let mut paths: Vec<String> = Vec::new();
     for op in operations.iter().filter(|op| op.op != PatchOp::Test) {
-        let before = target.pointer(&op.path).cloned();
-        match op.op {
-            PatchOp::Replace | PatchOp::Add => {
-                if let Some(new) = &op.value {
-                    if !op.path.ends_with("/-") {
-                        tests.push(PatchOperation {
-                            op: PatchOp::Test,
-                            path: op.path.clone(),
-                            from: None,
-                            value: Some(new.clone()),
-                        });
-                    }
-                }
-                match before {
-                    Some(old) => restores.push(PatchOperation {
-                        op: PatchOp::Replace,
-                        path: op.path.clone(),
-                        from: None,
-                        value: Some(old),
-                    }),
-                    None => restores.push(PatchOperation {
-                        op: PatchOp::Remove,
-                        path: op.path.clone(),
-                        from: None,
-                        value: None,
-                    }),
-                }
+        for path in std::iter::once(&op.path).chain(op.from.as_ref()) {
+            let path = widen(target, &patched, path);
+            if paths.iter().any(|p| covers(p, &path)) {
+                continue;
             }
-            PatchOp::Remove => {
-                if let Some(old) = before {
-                    restores.push(PatchOperation {
-                        op: PatchOp::Add,
-                        path: op.path.clone(),
-                        from: None,
-                        value: Some(old),
-                    });
-                }
-            }
-            _ => {}
+            paths.retain(|p| !covers(&path, p));
+            paths.push(path);
         }
     }
-    restores.reverse();
+    let (mut tests, mut restores) = (Vec::new(), Vec::new());
+    for path in paths {
+        let (before, after) = (target.pointer(&path), patched.pointer(&path));
+        if before == after {
+            continue;
+        }
+        let op = |op, value: Option<&Value>| PatchOperation {
+            op,
+            path: path.clone(),
+            from: None,
+            value: value.cloned(),
+        };
+        if after.is_some() {
+            tests.push(op(PatchOp::Test, after));
+        }
+        restores.push(match (before, after) {
+            (Some(old), Some(_)) => op(PatchOp::Replace, Some(old)),
+            (Some(old), None) => op(PatchOp::Add, Some(old)),
+            (None, _) => op(PatchOp::Remove, None),
+        });
+    }
     tests.extend(restores);
     tests
+}
+
+/// `path`, or the array that holds the element it names (in the object before or after).
+fn widen(before: &Value, after: &Value, path: &str) -> String {
+    let Some((parent, _)) = path.rsplit_once('/') else {
+        return path.to_string();
+    };
+    let in_array = |doc: &Value| doc.pointer(parent).is_some_and(Value::is_array);
+    if !parent.is_empty() && (in_array(before) || in_array(after)) {
+        parent.to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+/// Whether JSON Pointer `outer` is `inner` or one of its ancestors.
+fn covers(outer: &str, inner: &str) -> bool {
+    inner == outer || inner.starts_with(&format!("{outer}/"))
 }
 
 /// Whether the target already holds every value the patch sets: a replay after a restart.
@@ -72,6 +83,31 @@ pub fn already_applied(target: &Value, operations: &[PatchOperation]) -> bool {
             }
             PatchOp::Remove => target.pointer(&op.path).is_none(),
             _ => false,
+        })
+}
+
+/// Whether `manager` wrote `object` at or after `since`: our own patch landed after the intent
+/// was recorded, though the operator stopped before it could say so. What `already_applied`
+/// cannot see (a patch that only appends to an array) shows here. managedFields keep whole
+/// seconds, so `since` is rounded down.
+pub fn written_by_since(
+    object: &DynamicObject,
+    manager: &str,
+    since: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> bool {
+    let since = since.0.as_second();
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|entry| {
+            entry.manager.as_deref() == Some(manager)
+                && entry.operation.as_deref() == Some("Update")
+                && entry
+                    .time
+                    .as_ref()
+                    .is_some_and(|t| t.0.as_second() >= since)
         })
 }
 
@@ -143,6 +179,98 @@ mod tests {
             from: None,
             value,
         }
+    }
+
+    #[test]
+    fn rollback_undoes_array_inserts_removals_and_nested_values() {
+        let target = json!({"metadata": {"resourceVersion": "7"}, "spec": {"containers": [{
+            "name": "app",
+            "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+            "resources": {"limits": {"memory": "1Gi"}},
+        }]}});
+        let c = "/spec/containers/0";
+        let patches = [
+            // An append, an insert at an index, a removal: indices shift after each.
+            vec![op(
+                PatchOp::Add,
+                &format!("{c}/env/-"),
+                Some(json!({"name": "C", "value": "3"})),
+            )],
+            vec![op(
+                PatchOp::Add,
+                &format!("{c}/env/0"),
+                Some(json!({"name": "Z", "value": "0"})),
+            )],
+            vec![
+                op(PatchOp::Remove, &format!("{c}/env/0"), None),
+                op(
+                    PatchOp::Add,
+                    &format!("{c}/env/-"),
+                    Some(json!({"name": "D", "value": "4"})),
+                ),
+            ],
+            // A nested value in an object that did not exist, and one that did.
+            vec![
+                op(
+                    PatchOp::Add,
+                    &format!("{c}/resources/requests"),
+                    Some(json!({"memory": "512Mi"})),
+                ),
+                op(
+                    PatchOp::Replace,
+                    &format!("{c}/resources/limits/memory"),
+                    Some(json!("2Gi")),
+                ),
+            ],
+        ];
+        for patch in patches {
+            let after = applies(&target, &patch).unwrap();
+            let rollback = rollback_patch(&target, &patch);
+            assert!(!rollback.is_empty(), "{patch:?}");
+            assert_eq!(
+                applies(&after, &rollback).unwrap(),
+                target,
+                "{patch:?} -> {rollback:?}"
+            );
+            // Guarded: once someone else changed what the patch set, the rollback refuses.
+            let mut moved = after.clone();
+            moved["spec"]["containers"][0]["env"] = json!([]);
+            moved["spec"]["containers"][0]["resources"] = json!({});
+            assert!(applies(&moved, &rollback).is_err(), "{patch:?}");
+        }
+    }
+
+    #[test]
+    fn our_own_write_after_the_intent_is_recognised() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        use k8s_openapi::jiff::Timestamp;
+        let at = |s: i64| Time(Timestamp::from_second(s).unwrap());
+        let mut object: DynamicObject = serde_json::from_value(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+        )
+        .unwrap();
+        let entry = |manager: &str, operation: &str, time: i64| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            time: Some(at(time)),
+            ..Default::default()
+        };
+        object.metadata.managed_fields = Some(vec![
+            entry("kubectl-client-side-apply", "Update", 2_000),
+            entry("sre-operator", "Update", 1_000),
+        ]);
+        let intent = Time(Timestamp::from_millisecond(1_500_250).unwrap());
+        assert!(
+            !written_by_since(&object, "sre-operator", &intent),
+            "an older patch of ours"
+        );
+        object.metadata.managed_fields.as_mut().unwrap()[1] =
+            entry("sre-operator", "Update", 1_500);
+        assert!(
+            written_by_since(&object, "sre-operator", &intent),
+            "the same second counts"
+        );
+        assert!(!written_by_since(&object, "someone-else", &intent));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `NoFix`, `Failed`). State lives in status, so a restart resumes where it stopped.
 
 pub mod apply;
+pub mod policy_status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,8 +104,9 @@ impl Context {
             .into_iter()
             .filter(|p| match crate::policy::CompiledPolicy::compile(p) {
                 Ok(_) => true,
+                // Said once per policy generation in the policy's status (policy_status).
                 Err(e) => {
-                    tracing::warn!(policy = %p.name_any(), error = %e, "ignoring an invalid DebugPolicy");
+                    tracing::debug!(policy = %p.name_any(), error = %e, "ignoring an invalid DebugPolicy");
                     false
                 }
             })
@@ -400,15 +402,12 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         .state()
         .into_iter()
         .find(|p| p.name_any() == spec.policy);
+    let brain_spec = policy.as_ref().and_then(|p| p.spec.brain.as_ref());
     let investigator = Investigator {
-        brain: ctx.brain.clone(),
+        brain: crate::agent::brain_for_policy(&ctx.brain, brain_spec),
         plugins: ctx.plugins.current(),
         cluster: ctx.cluster.clone(),
-        budget: ctx
-            .settings
-            .budget
-            .clone()
-            .with_policy(policy.as_ref().and_then(|p| p.spec.brain.as_ref())),
+        budget: ctx.settings.budget.clone().with_policy(brain_spec),
     };
     let started = std::time::Instant::now();
     let case = Case {
@@ -547,6 +546,9 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         )
         .await;
     }
+    if let Some(reason) = crate::patch::foreign_target(report, &suggestion) {
+        return fail(ctx, report, "foreign_target", reason).await;
+    }
     let kind: ResourceKind = match suggestion.target.kind.parse() {
         Ok(k) => k,
         Err(e) => return fail(ctx, report, "invalid", e).await,
@@ -583,7 +585,16 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         write_status(ctx, report, next).await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
     };
-    if apply::already_applied(&target, &suggestion.patch) {
+    let api =
+        LiveCluster::new(ctx.client.clone(), "").api(kind, Some(&suggestion.target.namespace));
+    // A replay: the values are in place, or (for a patch that only appends) our own write is on
+    // record after the intent. Either way the patch is not sent again.
+    let replayed = apply::already_applied(&target, &suggestion.patch)
+        || match api.get_opt(&suggestion.target.name).await? {
+            Some(live) => apply::written_by_since(&live, FIELD_MANAGER, &record.started_at),
+            None => false,
+        };
+    if replayed {
         record.applied_at.get_or_insert(Time(Timestamp::now()));
         record.target_generation = target["metadata"]["generation"].as_i64();
         let mut next = status.clone();
@@ -602,22 +613,39 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if status.target_resource_version.as_deref() != Some(version.as_str()) {
-        // The target changed since the analysis: review the patch against what it is now.
-        let (verdict, rewritten) = crate::patch::review(
-            &ctx.plugins.current(),
-            ctx.cluster.as_ref(),
-            &suggestion,
-            review_context(report),
+    // Reviewed again against the target as it is now, drifted or not: the patch in status is
+    // only as trustworthy as whoever can write status, and the filters may have changed.
+    let drifted = status.target_resource_version.as_deref() != Some(version.as_str());
+    let (verdict, rewritten) = crate::patch::review(
+        &ctx.plugins.current(),
+        ctx.cluster.as_ref(),
+        &suggestion,
+        review_context(report),
+    )
+    .await;
+    if verdict.verdict == Verdict::Denied {
+        let reason = verdict.reason.unwrap_or_default();
+        let (outcome, what) = if drifted {
+            (
+                "drift_denied",
+                "changed since the analysis and the patch no longer passes review",
+            )
+        } else {
+            (
+                "review_denied",
+                "is unchanged, but the patch no longer passes review",
+            )
+        };
+        return fail(
+            ctx,
+            report,
+            outcome,
+            format!("{kind} {} {what}: {reason}", suggestion.target.name),
         )
         .await;
-        if verdict.verdict == Verdict::Denied {
-            let reason = verdict.reason.unwrap_or_default();
-            return fail(ctx, report, "drift_denied", format!("{} {} changed since the analysis and the patch no longer passes review: {reason}", kind, suggestion.target.name)).await;
-        }
-        if let Some(r) = rewritten {
-            suggestion = r;
-        }
+    }
+    if let Some(r) = rewritten {
+        suggestion = r;
     }
     if let Err(e) = apply::applies(&target, &suggestion.patch) {
         return fail(
@@ -632,8 +660,6 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         .await;
     }
     let patch = apply::guarded_by_version(&suggestion.patch, &version).map_err(Error::Other)?;
-    let api =
-        LiveCluster::new(ctx.client.clone(), "").api(kind, Some(&suggestion.target.namespace));
     match apply::dry_run_then_patch(&api, &suggestion.target.name, &patch, FIELD_MANAGER).await {
         Ok(patched) => {
             record.applied_at = Some(Time(Timestamp::now()));
@@ -1008,6 +1034,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
             async move { keep }
         });
     let concurrency = settings.concurrency;
+    let pods_synced = pod_reader.clone();
     let pods = Controller::for_stream(pod_stream, pod_reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(policy_changes)
@@ -1016,16 +1043,42 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         .for_each(|_| async {});
     let reports = Controller::new(Api::<DiagnosticReport>::all(client.clone()), watch_config)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
+        .shutdown_on_signal();
+    let reports_synced = reports.store();
+    let reports = reports
         .run(
             reconcile_report,
             error_policy::<DiagnosticReport>("report"),
             ctx.clone(),
         )
         .for_each(|_| async {});
-    readiness.set(true);
+    let policy_status = Controller::new(
+        Api::<DebugPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        policy_status::reconcile_policy,
+        error_policy::<DebugPolicy>("policy"),
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
+    // Ready once every watch has listed what it watches: a replica that took over before that
+    // could miss a failing Pod or an approved report.
+    let policies_synced = ctx.policies.clone();
+    let ready = async move {
+        let synced = tokio::join!(
+            pods_synced.wait_until_ready(),
+            policies_synced.wait_until_ready(),
+            reports_synced.wait_until_ready()
+        );
+        if let (Ok(()), Ok(()), Ok(())) = synced {
+            readiness.set(true);
+            tracing::info!("caches synced; ready");
+        }
+    };
     tracing::info!("controllers started");
-    tokio::join!(pods, reports);
+    tokio::join!(pods, reports, policy_status, ready);
     Ok(())
 }
 

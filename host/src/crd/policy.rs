@@ -85,11 +85,13 @@ pub enum BrainProvider {
 
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("self.provider != 'openai' || has(self.model)")
+#[x_kube(validation = kube::core::Rule::new("!has(self.provider) || self.provider != 'openai' || has(self.model)")
     .message("brain.model is required when brain.provider is openai"))]
 pub struct BrainSpec {
-    #[serde(default)]
-    pub provider: BrainProvider,
+    /// `rules` (no model ever sees this policy's Pods) or `openai` (with `model`: that model on
+    /// the operator's endpoint). Unset: the brain the operator runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<BrainProvider>,
 
     /// Model name as the OpenAI-compatible endpoint knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

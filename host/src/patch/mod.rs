@@ -5,7 +5,9 @@
 use serde_json::Value;
 
 use crate::cluster::{Cluster, ResourceKind};
-use crate::crd::{PatchOp, PatchOperation, SafetyVerdict, SuggestedPatch, Verdict};
+use crate::crd::{
+    DiagnosticReport, PatchOp, PatchOperation, SafetyVerdict, SuggestedPatch, Verdict,
+};
 use crate::plugin::{PluginSet, Review, ReviewContext, World};
 
 pub const HOST_FILTER: &str = "host";
@@ -16,6 +18,21 @@ fn denied(filter: &str, reason: impl Into<String>) -> SafetyVerdict {
         filter: filter.to_string(),
         reason: Some(reason.into()),
     }
+}
+
+/// Why a patch may not touch its target, if it may not: only the failing Pod's own workload, in
+/// the Pod's namespace, is ever patched. Checked when the patch is proposed and again before it
+/// is applied (status can be written by more than the operator).
+pub fn foreign_target(report: &DiagnosticReport, suggestion: &SuggestedPatch) -> Option<String> {
+    let (workload, target) = (&report.spec.workload, &suggestion.target);
+    let namespace = &report.spec.pod.namespace;
+    (target.kind != workload.kind || target.name != workload.name || &target.namespace != namespace)
+        .then(|| {
+            format!(
+                "a patch may only target the failing Pod's workload {} {namespace}/{}, not {} {}/{}",
+                workload.kind, workload.name, target.kind, target.namespace, target.name
+            )
+        })
 }
 
 /// Applies a patch to a copy of the target, as the API server would.
@@ -109,7 +126,10 @@ pub async fn review(
             Ok(Ok(Review::Allow)) => {}
             // A filter's words go into status, where every report reader sees them.
             Ok(Ok(Review::Deny(reason))) => {
-                return (denied(&name, crate::agent::redact::redact_text(&reason)), None);
+                return (
+                    denied(&name, crate::agent::redact::redact_text(&reason)),
+                    None,
+                );
             }
             Ok(Ok(Review::Rewrite { patch, reason })) => {
                 let operations: Vec<PatchOperation> = match serde_json::from_str(&patch) {

@@ -104,14 +104,12 @@ pub async fn run(
         let policy = policies
             .iter()
             .find(|p| p.metadata.name.as_deref() == Some(case.report.spec.policy.as_str()));
+        let brain_spec = policy.and_then(|p| p.spec.brain.as_ref());
         let investigator = Investigator {
-            brain: engine.brain.clone(),
+            brain: crate::agent::brain_for_policy(&engine.brain, brain_spec),
             plugins: engine.plugins.clone(),
             cluster: cluster.clone(),
-            budget: engine
-                .budget
-                .clone()
-                .with_policy(policy.and_then(|p| p.spec.brain.as_ref())),
+            budget: engine.budget.clone().with_policy(brain_spec),
         };
         async move {
             let status = investigate(&investigator, &case).await;

@@ -210,7 +210,8 @@ impl PluginSet {
     /// content of the plugin ConfigMap (`deploy/plugins`) and a starting point for a team's own.
     /// Returns the files written.
     pub fn export_builtin(dir: &Path) -> Result<Vec<PathBuf>, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let files = std::iter::once((MANIFEST_FILE, BUILTIN_MANIFEST.as_bytes()))
             .chain(BUILTIN_FILES.iter().map(|(name, bytes)| (*name, *bytes)));
         let mut written = Vec::new();

@@ -163,6 +163,18 @@ pub async fn serve(
     plugins: Option<Arc<PluginRegistry>>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(listener, metrics, readiness, plugins).await
+}
+
+/// [`serve`] on a socket bound by the caller, so that a port in use fails start-up with its
+/// own error instead of inside a background task.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    plugins: Option<Arc<PluginRegistry>>,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving /healthz, /readyz, /metrics and /plugins");
     loop {
         let (stream, _) = listener.accept().await?;

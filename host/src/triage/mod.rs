@@ -214,7 +214,10 @@ pub async fn screen(
         match decision {
             Ok(Ok(Decision::Investigate)) => {}
             Ok(Ok(Decision::Skip(reason))) => {
-                return Some(format!("{name}: {}", crate::agent::redact::redact_text(&reason)));
+                return Some(format!(
+                    "{name}: {}",
+                    crate::agent::redact::redact_text(&reason)
+                ));
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "policy filter failed; not skipping on its account")
