@@ -18,7 +18,8 @@
 //!    brain proposes 6Gi, the patch-safety plugin (ceiling 4Gi in this test's plugin folder)
 //!    denies it; approving the report anyway changes nothing;
 //! 7. two replicas with `--leader-election`: one holds the Lease and alone writes; when it
-//!    dies, the other takes over and applies an approved patch.
+//!    dies, the other takes over and applies an approved patch;
+//! and the policies' status: `Ready` with the rule count, or `Invalid` with the reason.
 //!
 //! The operator runs as the ServiceAccount `sre-operator/sre-operator` with the RBAC that
 //! `kubectl kustomize deploy/` renders (not as an administrator), and with the plugin folder
@@ -459,6 +460,7 @@ async fn operator_end_to_end() -> Result<()> {
                 "deployment/critical-app deployment/critical-app-worker deployment/critical-app-cron deployment/critical-app-cache deployment/critical-app-canary deployment/redis-master service/redis-master",
             ),
             ("production", "deployment/payment"),
+            ("default", "debugpolicy/broken-selector"),
         ] {
             let mut args = vec!["-n", ns, "delete", "--ignore-not-found", "--wait=true"];
             args.extend(what.split(' '));
@@ -503,6 +505,17 @@ async fn operator_end_to_end() -> Result<()> {
                 "spec": { "rules": [{
                     "namespaces": ["production"],
                     "selector": { "matchLabels": { "app": "payment" } },
+                }] },
+            },
+            {
+                // Valid by the schema, but no label selector: its status must say so.
+                "apiVersion": "sre-operator.dev/v1alpha1",
+                "kind": "DebugPolicy",
+                "metadata": { "name": "broken-selector" },
+                "spec": { "rules": [{
+                    "selector": { "matchExpressions": [
+                        { "key": "app", "operator": "Matches", "values": ["x"] },
+                    ] },
                 }] },
             },
         ],
@@ -737,6 +750,40 @@ async fn operator_end_to_end() -> Result<()> {
             t_suite.elapsed().as_secs_f64()
         );
         return Ok(());
+    }
+
+    // --- Policy status: the rule count and Ready, or why not ------------------------------
+    let policies_api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("sre-operator.dev", "v1alpha1", "DebugPolicy"),
+            "debugpolicies",
+        ),
+    );
+    for (name, ready, reason) in [
+        ("protect-critical-services", "True", "Accepted"),
+        ("broken-selector", "False", "Invalid"),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let p = serde_json::to_value(policies_api.get(name).await?)?;
+            let condition = &p["status"]["conditions"][0];
+            if condition["status"] == ready && condition["reason"] == reason {
+                if ready == "True" {
+                    assert_eq!(p["status"]["rules"], 1, "{p:#}");
+                } else {
+                    assert!(
+                        condition["message"].to_string().contains("spec.rules[0]"),
+                        "{p:#}"
+                    );
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("DebugPolicy {name} status is not Ready={ready} ({reason}): {p:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     // --- 3. The crash loop: AwaitingApproval with REDIS_HOST → redis-master -------------
