@@ -21,6 +21,7 @@
 //! cluster instead of starting one (fault stages and logs then need a cluster started by this
 //! harness, e.g. `tests/cluster/up.sh`).
 
+pub mod demo;
 mod pki;
 mod process;
 

@@ -36,6 +36,10 @@ struct Args {
     /// Also copy the kubeconfig here once the cluster is ready (for scripts: wait for the file).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// Install the CRDs, the seed's policies and its two broken workloads (a Deployment that
+    /// cannot be scheduled, one that crash-loops on a wrong Service name), to try the operator on.
+    #[arg(long)]
+    demo: bool,
 }
 
 #[tokio::main]
@@ -66,6 +70,10 @@ async fn main() -> Result<()> {
         ..Default::default()
     };
     let cluster = TestCluster::start_local(opts).await?;
+    if args.demo {
+        let repo = sre_e2e::cluster_assets_dir().join("../..");
+        sre_e2e::demo::install(&cluster, &repo).await?;
+    }
     if let Some(out) = &args.kubeconfig_out {
         let tmp = out.with_extension("tmp");
         std::fs::copy(cluster.kubeconfig(), &tmp)?;
@@ -83,7 +91,17 @@ async fn main() -> Result<()> {
         cluster.ready_after().as_secs_f64()
     );
     println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
-    println!("  {kubectl} get nodes");
+    if args.demo {
+        println!("The demo's broken workloads are in; run the operator (in another terminal) and watch:");
+        println!("  cargo run -- run --namespace default,production");
+        println!("  {kubectl} get dr -A -w");
+        println!("  {kubectl} describe dr deployment-critical-app-crashloopbackoff");
+        println!(
+            "  {kubectl} patch dr deployment-critical-app-crashloopbackoff --type merge -p '{{\"spec\":{{\"decision\":\"Approved\"}}}}'"
+        );
+    } else {
+        println!("  {kubectl} get nodes");
+    }
     println!("Ctrl-C stops the cluster and removes its folder.");
     // The library's signal handler stops the cluster and exits on Ctrl-C, SIGTERM or SIGHUP;
     // meanwhile this only waits, and stops early if a component dies.
