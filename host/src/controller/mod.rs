@@ -1018,14 +1018,11 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     };
     let namespaces = settings.namespaces.clone();
     let (pod_reader, pod_writer) = reflector::store();
-    // Pods are stored pruned: only what detection and matching read.
+    // Pods are stored pruned (see `prune_pod`): a healthy one as a skeleton, a failing one whole
+    // but for managedFields.
     let pod_stream = watcher(pod_api, watch_config.clone())
         .default_backoff()
-        .modify(|pod: &mut Pod| {
-            pod.managed_fields_mut().clear();
-            pod.annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
-        })
+        .modify(prune_pod)
         .reflect(pod_writer)
         .applied_objects()
         .try_filter(move |pod| {
@@ -1082,6 +1079,56 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the Pod store keeps of a Pod. The store feeds only `reconcile_pod`: policy matching
+/// (namespace, labels) and the `may_be_failing` gate for every Pod, and only for a Pod past the
+/// gate detection, workload resolution (ownerReferences), the new report and the policy-filter
+/// plugins (which get the stored Pod as JSON). The agent and its tools read Pods afresh through
+/// the cluster interface.
+///
+/// - Every Pod loses managedFields and the last-applied annotation.
+/// - A Pod the gate calls healthy (nearly all of them) keeps only its name, namespace, uid,
+///   resourceVersion, labels, deletionTimestamp, `spec.nodeName` and `status.phase`: enough to
+///   match policies and for the gate to call it healthy again (tested below). That is about
+///   3 KB of memory instead of about 25 KB for a Pod as the API server serves it (env, volumes,
+///   container status details...). Its next change arrives whole through the watch and is
+///   pruned by its own state, so a Pod that starts failing is stored with everything detection
+///   and the policy filters read.
+///
+/// A change to the gate in `reconcile_pod` must keep this in step: whatever passes the gate
+/// must be a Pod `may_be_failing` calls failing, which this keeps whole.
+pub(crate) fn prune_pod(pod: &mut Pod) {
+    pod.managed_fields_mut().clear();
+    pod.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+    if may_be_failing(pod) {
+        return;
+    }
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        labels: meta.labels,
+        deletion_timestamp: meta.deletion_timestamp,
+        ..Default::default()
+    };
+    pod.spec = pod
+        .spec
+        .take()
+        .map(|spec| k8s_openapi::api::core::v1::PodSpec {
+            node_name: spec.node_name,
+            ..Default::default()
+        });
+    pod.status = pod
+        .status
+        .take()
+        .map(|status| k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase,
+            ..Default::default()
+        });
+}
+
 pub struct RunParts {
     pub client: Client,
     pub plugins: Arc<PluginRegistry>,
@@ -1090,4 +1137,338 @@ pub struct RunParts {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     pub leader: tokio::sync::watch::Receiver<bool>,
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+    use crate::crd::FailureClass;
+    use k8s_openapi::api::core::v1::Event;
+    use serde_json::{Value, json};
+
+    const UID: &str = "5b7c1f0e-3a2d-4c53-9d1e-0f6a8e2b7c41";
+    const NAME: &str = "app-7d9f8c6b5-x2k4p";
+
+    /// A Pod the way the API server serves one of a Deployment's: managedFields, env, the
+    /// service-account volume and its mounts, probes, tolerations, full container statuses.
+    fn pod(container_status: Value, phase: &str, extra_status: Value) -> Pod {
+        let mut status = json!({
+            "phase": phase,
+            "conditions": [
+                {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-11-25T09:00:00Z"},
+                {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": "2026-11-25T09:00:00Z"},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-25T09:00:00Z"}],
+            "hostIP": "10.0.0.3", "hostIPs": [{"ip": "10.0.0.3"}],
+            "podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}],
+            "startTime": "2026-11-25T09:00:00Z", "qosClass": "Burstable",
+            "containerStatuses": [container_status],
+        });
+        json_patch::merge(&mut status, &extra_status);
+        let mount = json!({"name": "kube-api-access-x2k4p", "readOnly": true,
+                           "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": NAME, "generateName": "app-7d9f8c6b5-", "namespace": "default", "uid": UID,
+                "resourceVersion": "4711", "creationTimestamp": "2026-11-25T09:00:00Z",
+                "labels": {"app": "app", "pod-template-hash": "7d9f8c6b5"},
+                "annotations": {"sre-operator.dev/ignore": "false",
+                                "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-7d9f8c6b5",
+                                     "uid": "0a1b2c3d-0000-4000-8000-000000000001", "controller": true}],
+                "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                                   "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {}}}}],
+            },
+            "spec": {
+                "nodeName": "node-a",
+                "volumes": [
+                    {"name": "kube-api-access-x2k4p", "projected": {"sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}},
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "app-data"}}],
+                "initContainers": [{"name": "migrate", "image": "registry.example.com/app-migrate:1.8.2",
+                                    "command": ["/migrate"], "volumeMounts": [mount]}],
+                "containers": [{
+                    "name": "app", "image": "registry.example.com/app:1.8.2",
+                    "command": ["/app"], "args": ["--listen=:8080"],
+                    "env": [{"name": "REDIS_HOST", "value": "redis"}],
+                    "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                    "volumeMounts": [mount],
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8081, "scheme": "HTTP"}, "periodSeconds": 5},
+                    "livenessProbe": {"httpGet": {"path": "/live", "port": "http", "scheme": "HTTP"}, "periodSeconds": 10},
+                }],
+                "nodeSelector": {"disktype": "ssd"},
+                "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                                 "effect": "NoExecute", "tolerationSeconds": 300}],
+            },
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn status(state: Value, last_state: Value, ready: bool, restarts: i32) -> Value {
+        json!({"name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "", "ready": ready,
+               "restartCount": restarts, "state": state, "lastState": last_state, "started": ready,
+               "containerID": "containerd://4f2a9c1",
+               "volumeMounts": [{"name": "kube-api-access-x2k4p", "readOnly": true,
+                                 "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]})
+    }
+
+    fn waiting(reason: &str, message: &str) -> Value {
+        json!({"waiting": {"reason": reason, "message": message}})
+    }
+
+    fn terminated(code: i32, reason: &str) -> Value {
+        json!({"terminated": {"exitCode": code, "reason": reason,
+               "startedAt": "2026-11-25T09:41:05Z", "finishedAt": "2026-11-25T09:41:07Z"}})
+    }
+
+    fn running() -> Value {
+        json!({"running": {"startedAt": "2026-11-25T09:00:00Z"}})
+    }
+
+    fn event(reason: &str, message: &str) -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{NAME}.{}", reason.to_lowercase()), "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "namespace": "default", "name": NAME, "uid": UID,
+                               "apiVersion": "v1", "fieldPath": "spec.containers{app}"},
+            "reason": reason, "message": message, "type": "Warning", "count": 5,
+            "source": {"component": "kubelet", "host": "node-a"},
+            "firstTimestamp": "2026-11-25T09:00:00Z", "lastTimestamp": "2026-11-25T09:40:00Z"
+        }))
+        .unwrap()
+    }
+
+    fn pruned(pod: &Pod) -> Pod {
+        let mut pruned = pod.clone();
+        prune_pod(&mut pruned);
+        pruned
+    }
+
+    /// Every failure class, shaped the way the kubelet and the scheduler write them.
+    fn failing() -> Vec<(FailureClass, Pod, Vec<Event>)> {
+        let backoff = event("BackOff", "Back-off restarting failed container app in pod");
+        let crash = waiting(
+            "CrashLoopBackOff",
+            "back-off 40s restarting failed container=app",
+        );
+        let unschedulable = {
+            let mut p = pod(
+                status(waiting("ContainerCreating", ""), json!({}), false, 0),
+                "Pending",
+                json!({}),
+            );
+            p.spec.as_mut().unwrap().node_name = None;
+            let status = p.status.as_mut().unwrap();
+            status.container_statuses = None;
+            status.conditions = serde_json::from_value(json!([{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/2 nodes are available: 2 Insufficient memory. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."}]))
+            .unwrap();
+            p
+        };
+        vec![
+            (
+                FailureClass::CrashLoopBackOff,
+                pod(
+                    status(crash.clone(), terminated(1, "Error"), false, 3),
+                    "Running",
+                    json!({}),
+                ),
+                vec![backoff.clone()],
+            ),
+            (
+                FailureClass::OomKilled,
+                pod(
+                    status(crash.clone(), terminated(137, "OOMKilled"), false, 4),
+                    "Running",
+                    json!({}),
+                ),
+                vec![backoff.clone()],
+            ),
+            (
+                // OOMKilled and running again: ready, yet failing.
+                FailureClass::OomKilled,
+                pod(
+                    status(running(), terminated(137, "OOMKilled"), true, 1),
+                    "Running",
+                    json!({}),
+                ),
+                vec![],
+            ),
+            (
+                FailureClass::ImagePullBackOff,
+                pod(
+                    status(
+                        waiting(
+                            "ImagePullBackOff",
+                            "Back-off pulling image \"registry.example.com/app:1.8.2\"",
+                        ),
+                        json!({}),
+                        false,
+                        0,
+                    ),
+                    "Pending",
+                    json!({}),
+                ),
+                vec![event(
+                    "Failed",
+                    "Failed to pull image \"registry.example.com/app:1.8.2\": not found",
+                )],
+            ),
+            (
+                FailureClass::CreateContainerConfigError,
+                pod(
+                    status(
+                        waiting(
+                            "CreateContainerConfigError",
+                            "couldn't find key REDIS_URL in ConfigMap default/app-config",
+                        ),
+                        json!({}),
+                        false,
+                        0,
+                    ),
+                    "Pending",
+                    json!({}),
+                ),
+                vec![],
+            ),
+            (FailureClass::Pending, unschedulable, vec![]),
+            (
+                FailureClass::ProbeFailure,
+                pod(status(running(), json!({}), false, 0), "Running", json!({})),
+                vec![event(
+                    "Unhealthy",
+                    "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                )],
+            ),
+            (
+                // An init container crash-looping: the Pod stays Pending.
+                FailureClass::CrashLoopBackOff,
+                pod(
+                    json!({"name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "", "ready": false,
+                           "restartCount": 0, "state": waiting("PodInitializing", "")}),
+                    "Pending",
+                    json!({"initContainerStatuses": [{"name": "migrate", "image": "registry.example.com/app-migrate:1.8.2",
+                        "imageID": "", "ready": false, "restartCount": 3, "state": crash,
+                        "lastState": terminated(1, "Error")}]}),
+                ),
+                vec![],
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_pruned_failing_pod_still_detects_every_class() {
+        for (class, pod, events) in failing() {
+            let before = detect(&pod, &events);
+            assert!(
+                before.iter().any(|d| d.class == class),
+                "{class:?}: {before:#?}"
+            );
+            let after = pruned(&pod);
+            assert!(may_be_failing(&pod), "{class:?} does not pass the gate");
+            assert!(
+                may_be_failing(&after),
+                "{class:?} no longer passes the gate"
+            );
+            assert_eq!(detect(&after, &events), before, "{class:?}");
+            // What the policy-filter plugins and workload resolution read is still there.
+            assert_eq!(
+                after.metadata.owner_references,
+                pod.metadata.owner_references
+            );
+            assert_eq!(
+                after
+                    .annotations()
+                    .get("sre-operator.dev/ignore")
+                    .map(String::as_str),
+                Some("false")
+            );
+            assert_eq!(after.status, pod.status, "{class:?}");
+            assert!(
+                after
+                    .metadata
+                    .managed_fields
+                    .as_ref()
+                    .is_none_or(|m| m.is_empty())
+            );
+            assert!(
+                !after
+                    .annotations()
+                    .contains_key("kubectl.kubernetes.io/last-applied-configuration")
+            );
+        }
+    }
+
+    #[test]
+    fn a_healthy_pod_is_stored_as_a_skeleton_that_matches_and_gates_the_same() {
+        let healthy = [
+            pod(status(running(), json!({}), true, 0), "Running", json!({})),
+            // Restarted once long ago, ready again.
+            pod(
+                status(running(), terminated(1, "Error"), true, 1),
+                "Running",
+                json!({}),
+            ),
+            // Starting.
+            pod(
+                status(waiting("ContainerCreating", ""), json!({}), false, 0),
+                "Pending",
+                json!({}),
+            ),
+            // Done.
+            pod(
+                status(terminated(0, "Completed"), json!({}), false, 0),
+                "Succeeded",
+                json!({}),
+            ),
+        ];
+        let policies = PolicySet::compile(&[DebugPolicy::new(
+            "app",
+            serde_json::from_value(json!({"rules": [{"namespaces": ["default"],
+                "selector": {"matchLabels": {"app": "app"}}}]}))
+            .unwrap(),
+        )])
+        .unwrap();
+        let other = PolicySet::compile(&[DebugPolicy::new(
+            "other",
+            serde_json::from_value(
+                json!({"rules": [{"selector": {"matchLabels": {"app": "other"}}}]}),
+            )
+            .unwrap(),
+        )])
+        .unwrap();
+        for pod in healthy {
+            let after = pruned(&pod);
+            assert!(!may_be_failing(&pod));
+            assert!(!may_be_failing(&after), "{after:#?}");
+            assert!(policies.selects_pod(&after));
+            assert!(!other.selects_pod(&after));
+            assert_eq!(after.metadata.name, pod.metadata.name);
+            assert_eq!(after.metadata.namespace, pod.metadata.namespace);
+            assert_eq!(after.metadata.uid, pod.metadata.uid);
+            assert_eq!(after.metadata.labels, pod.metadata.labels);
+            let json = serde_json::to_string(&after).unwrap();
+            assert!(json.len() < 400, "{json}");
+            assert!(
+                !json.contains("REDIS_HOST") && !json.contains("managedFields"),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pod_that_starts_failing_is_stored_whole_again() {
+        // The store replaces a Pod with each watch event's version, pruned by its own state.
+        let healthy = pruned(&pod(
+            status(running(), json!({}), true, 0),
+            "Running",
+            json!({}),
+        ));
+        assert!(healthy.spec.as_ref().unwrap().containers.is_empty());
+        let (_, failing, events) = failing().remove(0);
+        let stored = pruned(&failing);
+        assert_eq!(stored.spec, failing.spec);
+        assert_eq!(detect(&stored, &events), detect(&failing, &events));
+    }
 }
