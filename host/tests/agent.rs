@@ -1,8 +1,10 @@
 //! The agent end to end on cluster dumps: the rules brain's exact findings and patches for every
 //! planted failure, and the LLM brain against a scripted OpenAI-compatible server on loopback.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 use sre_operator::agent::llm::LlmBrain;
@@ -13,7 +15,7 @@ use sre_operator::crd::{DiagnosticReport, DiagnosticReportStatus, Phase, Verdict
 use sre_operator::plugin::{PluginSet, Runtime};
 use sre_operator::policy::{PolicySet, default_policy};
 use sre_operator::triage::triage;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::openai::{ScriptedServer, answer, call, completion, error, serve};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump")
@@ -248,112 +250,6 @@ async fn running_out_of_steps_fails_the_report_naming_the_budget() {
     );
 }
 
-// ---- a scripted OpenAI-compatible server ------------------------------------------------------
-
-/// Serves scripted responses in order (the last repeats) and records every request body.
-struct ScriptedServer {
-    base_url: String,
-    requests: Arc<Mutex<Vec<Value>>>,
-}
-
-async fn serve(script: Vec<(u16, Value)>) -> ScriptedServer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let (seen, script) = (seen.clone(), script.clone());
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                loop {
-                    // Read one request: headers, then Content-Length bytes of body.
-                    let header_end = loop {
-                        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 8192];
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let headers =
-                        String::from_utf8_lossy(&buffer[..header_end]).to_ascii_lowercase();
-                    let length: usize = headers
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    while buffer.len() < header_end + length {
-                        let mut chunk = [0u8; 8192];
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body: Value =
-                        serde_json::from_slice(&buffer[header_end..header_end + length])
-                            .unwrap_or(Value::Null);
-                    buffer.drain(..header_end + length);
-                    let index = {
-                        let mut seen = seen.lock().unwrap();
-                        seen.push(body);
-                        seen.len() - 1
-                    };
-                    let (code, response) = script[index.min(script.len() - 1)].clone();
-                    let text = response.to_string();
-                    let reply = format!(
-                        "HTTP/1.1 {code} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
-                        text.len()
-                    );
-                    if socket.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    ScriptedServer { base_url, requests }
-}
-
-fn completion(message: Value, tokens: u64) -> (u16, Value) {
-    (
-        200,
-        json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "test-model",
-               "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-               "usage": {"prompt_tokens": tokens, "completion_tokens": tokens / 5, "total_tokens": tokens + tokens / 5}}),
-    )
-}
-
-fn call(tool: &str, arguments: Value) -> (u16, Value) {
-    completion(
-        json!({"role": "assistant", "content": format!("Observation: need more data.\nThought: call {tool}."),
-               "tool_calls": [{"id": format!("call-{tool}"), "type": "function",
-                               "function": {"name": tool, "arguments": arguments.to_string()}}]}),
-        100,
-    )
-}
-
-fn answer(answer: Value) -> (u16, Value) {
-    completion(
-        json!({"role": "assistant", "content": answer.to_string()}),
-        100,
-    )
-}
-
-fn error(code: u16) -> (u16, Value) {
-    (
-        code,
-        json!({"error": {"message": format!("scripted {code}"), "type": "server_error", "param": null, "code": null}}),
-    )
-}
-
 fn redis_fix() -> Value {
     json!({
         "summary": "critical-app cannot reach redis:6379",
@@ -385,19 +281,7 @@ async fn llm_run(server: &ScriptedServer, dump: &Path, budget: Budget) -> Diagno
 /// A copy of the bundled dump whose crash-loop log and Deployment carry secrets and a prompt injection.
 fn hostile_dump() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    copy(&fixture(), dir.path());
+    support::copy_dir(&fixture(), dir.path()).unwrap();
     let pod_dir = std::fs::read_dir(dir.path().join("default"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -2,12 +2,12 @@
 //! controller-rs): every request the operator makes is recorded and answered here, so the tests
 //! see exactly what it writes. Reads go through a cluster dump.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+mod support;
 
-use http::{Request, Response, StatusCode};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
 use kube::Client;
-use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::watcher;
@@ -22,13 +22,7 @@ use sre_operator::crd::{
 };
 use sre_operator::plugin::{PluginRegistry, Runtime};
 use sre_operator::telemetry::Metrics;
-
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    uri: String,
-    body: Value,
-}
+use support::mock_api::{self, Log, Seen, conflict, requests};
 
 /// How the mocked API server answers a PATCH of the Deployment.
 #[derive(Clone, Copy, PartialEq)]
@@ -43,46 +37,25 @@ fn registry() -> Arc<PluginRegistry> {
         .clone()
 }
 
-fn mock(target: Target) -> (Client, Arc<Mutex<Vec<Seen>>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let uri = request.uri().to_string();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            log.lock().unwrap().push(Seen {
-                method: method.clone(),
-                uri: uri.clone(),
-                body: body.clone(),
-            });
-            let (status, reply) = if uri.contains("/deployments/") && method == "PATCH" {
-                if target == Target::Conflict && !uri.contains("dryRun") {
-                    (
-                        StatusCode::CONFLICT,
-                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "the object has been modified", "reason": "Conflict", "code": 409}),
-                    )
-                } else {
-                    (
-                        StatusCode::OK,
-                        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "critical-app", "namespace": "default", "generation": 5}}),
-                    )
-                }
-            } else if uri.contains("/events") {
-                (StatusCode::CREATED, body)
+/// The mocked API server: a PATCH of the Deployment is answered per `target` (a dry run always
+/// passes), an Event is echoed back, and anything else gets the report as it is being analysed.
+fn mock(target: Target) -> (Client, Log) {
+    mock_api::mock(move |s| {
+        if s.uri.contains("/deployments/") && s.method == "PATCH" {
+            if target == Target::Conflict && !s.uri.contains("dryRun") {
+                conflict("critical-app")
             } else {
-                (StatusCode::OK, report(Phase::Analyzing, None))
-            };
-            let response = Response::builder()
-                .status(status)
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap();
-            send.send_response(response);
+                (
+                    200,
+                    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "critical-app", "namespace": "default", "generation": 5}}),
+                )
+            }
+        } else if s.uri.contains("/events") {
+            (201, s.body.clone())
+        } else {
+            (200, report(Phase::Analyzing, None))
         }
-    });
-    (Client::new(service, "default"), seen)
+    })
 }
 
 fn dump() -> Arc<DumpCluster> {
@@ -229,20 +202,31 @@ fn context_with_leadership(
     })
 }
 
-fn writes(seen: &Arc<Mutex<Vec<Seen>>>, needle: &str) -> Vec<Seen> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.method == "PATCH" && s.uri.contains(needle))
-        .cloned()
-        .collect()
+fn writes(seen: &Log, needle: &str) -> Vec<Seen> {
+    requests(seen, "PATCH", needle)
 }
 
-fn status_phases(seen: &Arc<Mutex<Vec<Seen>>>) -> Vec<String> {
+fn status_phases(seen: &Log) -> Vec<String> {
     writes(seen, "/status")
         .iter()
         .filter_map(|s| s.body["status"]["phase"].as_str().map(str::to_string))
         .collect()
+}
+
+/// Asserts that the Deployment was never written and that the last status write failed the report
+/// with a message that contains `reason`.
+fn assert_failed_without_applying(seen: &Log, reason: &str) {
+    assert!(
+        writes(seen, "/deployments/").is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let last = writes(seen, "/status").last().unwrap().body.clone();
+    assert_eq!(last["status"]["phase"], "Failed", "{last}");
+    assert!(
+        last["status"]["message"].as_str().unwrap().contains(reason),
+        "{last}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -350,16 +334,7 @@ async fn drift_is_reviewed_again_and_a_stale_patch_fails_with_the_reason() {
         true,
     );
     reconcile_report(Arc::new(drifted), ctx).await.unwrap();
-    assert!(writes(&seen, "/deployments/").is_empty());
-    let last = writes(&seen, "/status").last().unwrap().body.clone();
-    assert_eq!(last["status"]["phase"], "Failed");
-    assert!(
-        last["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("changed since the analysis"),
-        "{last}"
-    );
+    assert_failed_without_applying(&seen, "changed since the analysis");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -463,16 +438,7 @@ async fn a_denied_patch_set_to_approved_by_hand_is_never_applied() {
         reason: Some("touches securityContext".into()),
     });
     reconcile_report(Arc::new(forced), ctx).await.unwrap();
-    assert!(writes(&seen, "/deployments/").is_empty());
-    let last = writes(&seen, "/status").last().unwrap().body.clone();
-    assert_eq!(last["status"]["phase"], "Failed");
-    assert!(
-        last["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("denied and can never be applied"),
-        "{last}"
-    );
+    assert_failed_without_applying(&seen, "denied and can never be applied");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -495,20 +461,7 @@ async fn a_patch_planted_in_status_is_reviewed_again_even_on_an_unchanged_target
         true,
     );
     reconcile_report(Arc::new(planted), ctx).await.unwrap();
-    assert!(
-        writes(&seen, "/deployments/").is_empty(),
-        "{:?}",
-        seen.lock().unwrap()
-    );
-    let last = writes(&seen, "/status").last().unwrap().body.clone();
-    assert_eq!(last["status"]["phase"], "Failed", "{last}");
-    assert!(
-        last["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no longer passes review"),
-        "{last}"
-    );
+    assert_failed_without_applying(&seen, "no longer passes review");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -531,20 +484,7 @@ async fn a_patch_for_another_workload_is_never_applied() {
         .unwrap();
     suggestion.target.namespace = "production".into();
     reconcile_report(Arc::new(planted), ctx).await.unwrap();
-    assert!(
-        writes(&seen, "/deployments/").is_empty(),
-        "{:?}",
-        seen.lock().unwrap()
-    );
-    let last = writes(&seen, "/status").last().unwrap().body.clone();
-    assert_eq!(last["status"]["phase"], "Failed", "{last}");
-    assert!(
-        last["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("may only target the failing Pod's workload"),
-        "{last}"
-    );
+    assert_failed_without_applying(&seen, "may only target the failing Pod's workload");
 }
 
 #[tokio::test(flavor = "multi_thread")]

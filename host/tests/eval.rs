@@ -2,10 +2,12 @@
 //! same pipeline as `diagnose`, failing on any must-pass regression; the `eval` command's exit
 //! code, JSON and an OpenAI-compatible model scored through a scripted server on loopback.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sre_operator::agent::Budget;
@@ -14,7 +16,7 @@ use sre_operator::crd::FailureClass;
 use sre_operator::eval::{self, load_scenarios};
 use sre_operator::pipeline::Engine;
 use sre_operator::plugin::{PluginSet, Runtime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::openai::{answer, call, serve};
 
 fn suite() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios")
@@ -75,21 +77,9 @@ async fn the_rules_brain_passes_every_must_pass_scenario() {
 
 /// A copy of one scenario under a temporary folder, with expected.yaml edited.
 fn scenario_copy(name: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join(name);
-    copy(&suite().join(name), &target);
+    support::copy_dir(&suite().join(name), &target).unwrap();
     let expected = target.join("expected.yaml");
     let text = std::fs::read_to_string(&expected).unwrap();
     std::fs::write(&expected, edit(text)).unwrap();
@@ -147,91 +137,10 @@ fn eval_exits_non_zero_when_a_must_pass_scenario_fails() {
     assert_eq!(result["scenarios"][0]["checks"]["class"]["pass"], true);
 }
 
-// ---- an OpenAI-compatible model, scripted ------------------------------------------------------
-
-/// Serves scripted chat completions in order (the last repeats), recording every request.
-async fn serve(script: Vec<Value>) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let (seen, script) = (seen.clone(), script.clone());
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                loop {
-                    let header_end = loop {
-                        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 8192];
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let headers =
-                        String::from_utf8_lossy(&buffer[..header_end]).to_ascii_lowercase();
-                    let length: usize = headers
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    while buffer.len() < header_end + length {
-                        let mut chunk = [0u8; 8192];
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body: Value =
-                        serde_json::from_slice(&buffer[header_end..header_end + length])
-                            .unwrap_or(Value::Null);
-                    buffer.drain(..header_end + length);
-                    let index = {
-                        let mut seen = seen.lock().unwrap();
-                        seen.push(body);
-                        seen.len() - 1
-                    };
-                    let text = script[index.min(script.len() - 1)].to_string();
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
-                        text.len()
-                    );
-                    if socket.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (base_url, requests)
-}
-
-fn completion(message: Value) -> Value {
-    json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "test-model",
-           "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-           "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}})
-}
-
-fn call(tool: &str, arguments: Value) -> Value {
-    completion(
-        json!({"role": "assistant", "content": format!("Thought: call {tool}."),
-        "tool_calls": [{"id": format!("call-{tool}"), "type": "function",
-                        "function": {"name": tool, "arguments": arguments.to_string()}}]}),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn eval_scores_an_openai_compatible_model_with_its_tokens() {
     let path = "/spec/template/spec/containers/0/env/0/value";
-    let answer = json!({
+    let diagnosis = json!({
         "summary": "critical-app cannot reach redis:6379",
         "rootCause": "REDIS_HOST=redis names no Service; redis-master serves redis:6379",
         "evidence": ["Error: Connection refused to redis:6379"],
@@ -241,11 +150,12 @@ async fn eval_scores_an_openai_compatible_model_with_its_tokens() {
                   "explanation": "point REDIS_HOST at redis-master"},
         "recommendation": null
     });
-    let (base_url, requests) = serve(vec![
+    let server = serve(vec![
         call("check_service", json!({"name": "redis"})),
-        completion(json!({"role": "assistant", "content": answer.to_string()})),
+        answer(diagnosis),
     ])
     .await;
+    let base_url = server.base_url.clone();
     let dir = suite();
     let out = tokio::task::spawn_blocking(move || {
         sre_operator(&[
@@ -274,13 +184,14 @@ async fn eval_scores_an_openai_compatible_model_with_its_tokens() {
     );
     let scenario = &result["scenarios"][0];
     assert_eq!(scenario["pass"], true, "{scenario:#}");
+    // The sums of what the two responses billed: 100 prompt and 20 completion tokens each.
     assert_eq!(
         (
             &scenario["toolCalls"],
             &scenario["promptTokens"],
             &scenario["completionTokens"]
         ),
-        (&json!(1), &json!(2000), &json!(200))
+        (&json!(1), &json!(200), &json!(40))
     );
-    assert_eq!(requests.lock().unwrap().len(), 2);
+    assert_eq!(server.requests.lock().unwrap().len(), 2);
 }

@@ -1,15 +1,15 @@
-//! `kubectl sre` against a mocked API service (the tower-test pattern of tests/controller.rs):
+//! `kubectl sre` against a mocked API service (the tower-test pattern, in support/mock_api.rs):
 //! every request the plugin makes is recorded and answered by a route table here, so the tests
 //! see exactly what it reads and writes.
 
-use std::sync::{Arc, Mutex, OnceLock};
+mod support;
+
+use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
-use http::{Request, Response, StatusCode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::client::Body;
 use serde_json::{Value, json};
 use sre_operator::crd::{
     ApplyRecord, Decision, DiagnosticReport, DiagnosticReportStatus, Findings, PatchOp,
@@ -18,56 +18,12 @@ use sre_operator::crd::{
 };
 use sre_operator::kubectl_sre::{Cli, Error, Io, run};
 use sre_operator::plugin::{PluginRegistry, Runtime};
+use support::mock_api::{Log, Seen, conflict, mock, not_found, requests, status_error};
 
 const REPORTS: &str = "/apis/sre-operator.dev/v1alpha1";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/critical-app";
 const NAME: &str = "deployment-critical-app-crashloopbackoff";
 const ENV_PATH: &str = "/spec/template/spec/containers/0/env/0/value";
-
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    uri: String,
-    body: Value,
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-/// A client whose every request is logged and answered by `route` (status code, JSON body).
-fn mock(route: impl Fn(&Seen) -> (u16, Value) + Send + 'static) -> (Client, Log) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen: Log = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let uri = request.uri().to_string();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let s = Seen { method, uri, body };
-            log.lock().unwrap().push(s.clone());
-            let (status, reply) = route(&s);
-            let response = Response::builder()
-                .status(StatusCode::from_u16(status).unwrap())
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap();
-            send.send_response(response);
-        }
-    });
-    (Client::new(service, "default"), seen)
-}
-
-fn status_error(code: u16, reason: &str, message: &str, name: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-           "reason": reason, "message": message, "details": {"name": name}})
-}
-
-fn not_found(what: &str) -> (u16, Value) {
-    (
-        404,
-        status_error(404, "NotFound", &format!("{what} not found"), what),
-    )
-}
 
 struct Outcome {
     out: String,
@@ -100,15 +56,6 @@ async fn kubectl_sre(client: Client, args: &[&str], answer: bool) -> Outcome {
         result,
         asked,
     }
-}
-
-fn requests(seen: &Log, method: &str, needle: &str) -> Vec<Seen> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.method == method && s.uri.contains(needle))
-        .cloned()
-        .collect()
 }
 
 fn writes(seen: &Log) -> Vec<Seen> {
@@ -985,15 +932,7 @@ async fn rollback_checks_again_when_the_version_moves_under_it() {
         if s.uri.starts_with(DEPLOYMENT) && s.method == "PATCH" {
             let n = count.fetch_add(1, Ordering::SeqCst);
             if n == 1 {
-                return (
-                    409,
-                    status_error(
-                        409,
-                        "Conflict",
-                        "the object has been modified",
-                        "critical-app",
-                    ),
-                );
+                return conflict("critical-app");
             }
             return (200, deployment("redis", "202"));
         }

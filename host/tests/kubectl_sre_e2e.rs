@@ -7,6 +7,8 @@
 //! is on the server), reject on a second report, and rollback on a third, Applied one (the
 //! Deployment gets its old value back, and the report an Event).
 
+mod support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use sre_e2e::{ClusterOptions, TestCluster};
+use support::kubectl;
 
 const NS: &str = "kubectl-sre-e2e";
 const ENV_PATH: &str = "/spec/template/spec/containers/0/env/0/value";
@@ -61,18 +64,6 @@ fn ok(run: Run, what: &str) -> Result<String> {
         );
     }
     Ok(run.out)
-}
-
-fn kubectl(cluster: &TestCluster, args: &[&str]) -> Result<String> {
-    let out = cluster.kubectl().args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn redis_host(d: &Deployment) -> Option<String> {

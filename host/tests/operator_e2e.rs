@@ -40,12 +40,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, fault};
+use support::kubectl;
 
 const PREVIOUS_LOG: &str = "\
 2026-11-25T09:41:06.118Z  INFO critical_app: starting critical-app version=1.8.2 commit=4f2a9c1 pid=1
@@ -292,18 +293,6 @@ async fn wait_phase(
     }
 }
 
-fn kubectl(cluster: &TestCluster, args: &[&str]) -> Result<String> {
-    let out = cluster.kubectl().args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn decide(cluster: &TestCluster, ns: &str, report: &str, decision: &str) -> Result<()> {
     let body = json!({ "spec": { "decision": decision } }).to_string();
     kubectl(
@@ -366,8 +355,13 @@ where
     Ok(())
 }
 
+/// The first container of a Deployment's Pod template.
+fn first_container(d: &Deployment) -> Option<&Container> {
+    d.spec.as_ref()?.template.spec.as_ref()?.containers.first()
+}
+
 fn env_value(d: &Deployment, var: &str) -> Option<String> {
-    d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+    first_container(d)?
         .env
         .as_ref()?
         .iter()
@@ -1010,26 +1004,8 @@ async fn operator_end_to_end() -> Result<()> {
     let cache_after = deps.get("critical-app-cache").await?;
     assert_eq!(generation(&cache_after), generation(&cache_before));
     assert_eq!(
-        cache_after
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .resources,
-        cache_before
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .resources
+        first_container(&cache_after).unwrap().resources,
+        first_container(&cache_before).unwrap().resources
     );
     let cache = wait_phase(
         &reports,

@@ -1,6 +1,9 @@
 //! Helpers shared by several test crates (`mod support;`); each crate uses a part of them.
 #![allow(dead_code)]
 
+pub mod mock_api;
+pub mod openai;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,6 +22,20 @@ pub fn kubectl_program() -> PathBuf {
         .ok()
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+/// Runs kubectl against `cluster` (its kubeconfig) and returns its stdout; a failure is an error
+/// that carries what kubectl printed.
+pub fn kubectl(cluster: &sre_e2e::TestCluster, args: &[&str]) -> Result<String> {
+    let out = cluster.kubectl().args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `kubectl kustomize deploy/` as objects, rendered from a copy of `deploy/` and `crds/` whose
@@ -63,7 +80,8 @@ pub fn render_deploy() -> Result<Vec<Value>> {
     Ok(objects)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+/// Copies the folder `from` to `to`, with everything below it.
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
