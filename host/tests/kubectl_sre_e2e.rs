@@ -162,17 +162,7 @@ async fn settled(api: &Api<Deployment>, name: &str) -> Result<String> {
 async fn kubectl_sre_end_to_end() -> Result<()> {
     let cluster = TestCluster::start(ClusterOptions::default()).await?;
     let client = cluster.client();
-    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
-    kubectl(&cluster, &["apply", "--server-side", "-f", crds])?;
-    kubectl(
-        &cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/diagnosticreports.sre-operator.dev",
-        ],
-    )?;
+    sre_e2e::demo::install_crds(&cluster, &support::repo_root().join("crds"))?;
     if cluster.is_external() {
         // A cluster used before: start from a clean slate.
         let _ = kubectl(

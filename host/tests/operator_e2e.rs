@@ -45,18 +45,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, fault};
+use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, demo, fault};
 use support::kubectl;
-
-const PREVIOUS_LOG: &str = "\
-2026-11-25T09:41:06.118Z  INFO critical_app: starting critical-app version=1.8.2 commit=4f2a9c1 pid=1
-2026-11-25T09:41:06.124Z  INFO cache: connecting to redis host=redis port=6379 pool_size=8
-2026-11-25T09:41:06.131Z  WARN cache: dial tcp: connect to redis:6379 failed: Connection refused, retrying attempt=1 max_attempts=3 backoff_ms=500
-2026-11-25T09:41:07.512Z ERROR cache: dial tcp: connect to redis:6379 failed: Connection refused
-Error: Connection refused to redis:6379";
-const CURRENT_LOG: &str = "\
-2026-11-25T09:41:20.101Z  INFO critical_app: starting critical-app version=1.8.2 commit=4f2a9c1 pid=1
-2026-11-25T09:41:20.107Z  INFO cache: connecting to redis host=redis port=6379 pool_size=8";
 
 /// How every operator process of the test runs: as the deploy/ ServiceAccount, with a plugin
 /// folder like the ConfigMap's.
@@ -304,41 +294,9 @@ fn decide(cluster: &TestCluster, ns: &str, report: &str, decision: &str) -> Resu
     Ok(())
 }
 
-/// A one-replica Deployment; `fault` labels the Pod template for the kwok fault stages.
-fn deployment(
-    name: &str,
-    labels: Value,
-    fault: Option<&str>,
-    env: Value,
-    resources: Value,
-) -> Result<Deployment> {
-    let mut pod_labels = labels.clone();
-    let mut annotations = json!({});
-    if let Some(f) = fault {
-        pod_labels[fault::LABEL] = f.into();
-        annotations = json!({ fault::BACKOFF_ANNOTATION: "1s", fault::DELAY_ANNOTATION: "300ms" });
-    }
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": { "name": name, "labels": labels },
-        "spec": {
-            "replicas": 1,
-            "selector": { "matchLabels": labels },
-            "template": {
-                "metadata": { "labels": pod_labels, "annotations": annotations },
-                "spec": {
-                    "terminationGracePeriodSeconds": 0,
-                    "containers": [{
-                        "name": "app",
-                        "image": format!("registry.example.com/shop/{name}:1.8.2"),
-                        "env": env,
-                        "resources": resources,
-                    }],
-                },
-            },
-        },
-    }))?)
+/// A Deployment object from the demo's builders.
+fn typed(deployment: Value) -> Result<Deployment> {
+    Ok(serde_json::from_value(deployment)?)
 }
 
 async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<()>
@@ -467,53 +425,20 @@ async fn operator_end_to_end() -> Result<()> {
     }
 
     // --- 1. CRDs and policies -------------------------------------------------------------
-    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
-    kubectl(&cluster, &["apply", "--server-side", "-f", crds])?;
-    kubectl(
-        &cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/debugpolicies.sre-operator.dev",
-            "crd/diagnosticreports.sre-operator.dev",
-        ],
-    )?;
-    let policies = json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "sre-operator.dev/v1alpha1",
-                "kind": "DebugPolicy",
-                "metadata": { "name": "protect-critical-services" },
-                "spec": { "rules": [{
-                    "namespaces": ["default"],
-                    "selector": { "matchLabels": { "app": "critical-app" } },
-                }] },
-            },
-            {
-                "apiVersion": "sre-operator.dev/v1alpha1",
-                "kind": "DebugPolicy",
-                "metadata": { "name": "protect-payment" },
-                "spec": { "rules": [{
-                    "namespaces": ["production"],
-                    "selector": { "matchLabels": { "app": "payment" } },
-                }] },
-            },
-            {
-                // Valid by the schema, but no label selector: its status must say so.
-                "apiVersion": "sre-operator.dev/v1alpha1",
-                "kind": "DebugPolicy",
-                "metadata": { "name": "broken-selector" },
-                "spec": { "rules": [{
-                    "selector": { "matchExpressions": [
-                        { "key": "app", "operator": "Matches", "values": ["x"] },
-                    ] },
-                }] },
-            },
-        ],
-    });
+    demo::install_crds(&cluster, &support::repo_root().join("crds"))?;
+    let mut policies = demo::policies();
+    // Valid by the schema, but no label selector: its status must say so.
+    policies.as_array_mut().unwrap().push(json!({
+        "apiVersion": "sre-operator.dev/v1alpha1",
+        "kind": "DebugPolicy",
+        "metadata": { "name": "broken-selector" },
+        "spec": { "rules": [{
+            "selector": { "matchExpressions": [
+                { "key": "app", "operator": "Matches", "values": ["x"] },
+            ] },
+        }] },
+    }));
+    let policies = json!({ "apiVersion": "v1", "kind": "List", "items": policies });
     let policy_file = cluster.dir().join("operator-e2e-policies.json");
     std::fs::write(&policy_file, policies.to_string())?;
     kubectl(&cluster, &["apply", "-f", policy_file.to_str().unwrap()])?;
@@ -522,7 +447,13 @@ async fn operator_end_to_end() -> Result<()> {
     // Logs first, so that the first investigation already finds them.
     if faults {
         cluster
-            .set_logs("default", None, "app", CURRENT_LOG, PREVIOUS_LOG)
+            .set_logs(
+                "default",
+                None,
+                "app",
+                demo::CURRENT_LOG,
+                demo::PREVIOUS_LOG,
+            )
             .await?;
     }
 
@@ -531,18 +462,7 @@ async fn operator_end_to_end() -> Result<()> {
 
     // --- 2. The Pending scenario: 12Gi on 8Gi nodes ------------------------------------
     let prod_deps: Api<Deployment> = Api::namespaced(client.clone(), "production");
-    apply(
-        &prod_deps,
-        "payment",
-        &deployment(
-            "payment",
-            json!({ "app": "payment" }),
-            None,
-            json!([]),
-            json!({ "requests": { "memory": "12Gi", "cpu": "250m" } }),
-        )?,
-    )
-    .await?;
+    apply(&prod_deps, "payment", &typed(demo::payment())?).await?;
 
     // --- 3/4/5 set-up: redis-master and three crash-looping workloads --------------------
     let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -550,31 +470,14 @@ async fn operator_end_to_end() -> Result<()> {
     let crash_names = ["critical-app", "critical-app-worker", "critical-app-cron"];
     let mut crash_times = Vec::new();
     if faults {
-        apply(
-            &deps,
-            "redis-master",
-            &deployment(
-                "redis-master",
-                json!({ "app": "redis" }),
-                None,
-                json!([]),
-                json!({}),
-            )?,
-        )
-        .await?;
+        let [redis, redis_service] =
+            <[Value; 2]>::try_from(demo::redis_master()).expect("a Deployment and a Service");
+        apply(&deps, "redis-master", &typed(redis)?).await?;
         let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
         apply(
             &svcs,
             "redis-master",
-            &serde_json::from_value(json!({
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": { "name": "redis-master" },
-                "spec": {
-                    "selector": { "app": "redis" },
-                    "ports": [{ "name": "redis", "port": 6379, "targetPort": 6379 }],
-                },
-            }))?,
+            &serde_json::from_value(redis_service)?,
         )
         .await?;
         // Wait for a ready endpoint behind redis-master (kwok's pod-ready stage, then the
@@ -610,31 +513,19 @@ async fn operator_end_to_end() -> Result<()> {
             } else {
                 component
             };
-            apply(
-                &deps,
-                name,
-                &deployment(
-                    name,
-                    json!({ "app": "critical-app", "component": component }),
-                    Some(fault::CRASHLOOP),
-                    json!([{ "name": "REDIS_HOST", "value": "redis" },
-                           { "name": "REDIS_PORT", "value": "6379" }]),
-                    json!({}),
-                )?,
-            )
-            .await?;
+            apply(&deps, name, &typed(demo::critical_app(name, component))?).await?;
         }
         // 6 set-up: OOM-killed at a 3Gi limit; 2x is over the 4Gi ceiling of patch-safety.
         apply(
             &deps,
             "critical-app-cache",
-            &deployment(
+            &typed(demo::deployment(
                 "critical-app-cache",
                 json!({ "app": "critical-app", "component": "cache" }),
                 Some(fault::OOMKILLED),
                 json!([]),
                 json!({ "requests": { "memory": "1Gi" }, "limits": { "memory": "3Gi" } }),
-            )?,
+            ))?,
         )
         .await?;
         // Time from each workload's first Pod (seen) and its first CrashLoopBackOff (seen) to
@@ -1038,14 +929,7 @@ async fn operator_end_to_end() -> Result<()> {
     apply(
         &deps,
         "critical-app-canary",
-        &deployment(
-            "critical-app-canary",
-            json!({ "app": "critical-app", "component": "canary" }),
-            Some(fault::CRASHLOOP),
-            json!([{ "name": "REDIS_HOST", "value": "redis" },
-                   { "name": "REDIS_PORT", "value": "6379" }]),
-            json!({}),
-        )?,
+        &typed(demo::critical_app("critical-app-canary", "canary"))?,
     )
     .await?;
     let canary_name = "deployment-critical-app-canary-crashloopbackoff";

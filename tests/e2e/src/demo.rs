@@ -39,8 +39,7 @@ pub fn deployment(
     let mut annotations = json!({});
     if let Some(f) = fault {
         pod_labels[fault::LABEL] = f.into();
-        annotations =
-            json!({ fault::BACKOFF_ANNOTATION: "1s", fault::DELAY_ANNOTATION: "300ms" });
+        annotations = json!({ fault::BACKOFF_ANNOTATION: "1s", fault::DELAY_ANNOTATION: "300ms" });
     }
     json!({
         "apiVersion": "apps/v1",
@@ -129,6 +128,34 @@ pub fn payment() -> Value {
     )
 }
 
+/// Installs (server-side) the CustomResourceDefinitions in `crds` and waits until the API
+/// server serves both.
+pub fn install_crds(cluster: &TestCluster, crds: &Path) -> Result<()> {
+    for args in [
+        vec!["apply", "--server-side", "-f", crds.to_str().unwrap()],
+        vec![
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/debugpolicies.sre-operator.dev",
+            "crd/diagnosticreports.sre-operator.dev",
+        ],
+    ] {
+        let out = cluster
+            .kubectl()
+            .args(&args)
+            .output()
+            .context("running kubectl")?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Installs the CRDs from `repo/crds`, the policies and both scenarios.
 pub async fn install(cluster: &TestCluster, repo: &Path) -> Result<()> {
     let kubectl = |args: &[&str], input: Option<&Value>| -> Result<()> {
@@ -152,21 +179,7 @@ pub async fn install(cluster: &TestCluster, repo: &Path) -> Result<()> {
         }
         Ok(())
     };
-    let crds = repo.join("crds");
-    kubectl(
-        &["apply", "--server-side", "-f", crds.to_str().unwrap()],
-        None,
-    )?;
-    kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/debugpolicies.sre-operator.dev",
-            "crd/diagnosticreports.sre-operator.dev",
-        ],
-        None,
-    )?;
+    install_crds(cluster, &repo.join("crds"))?;
     kubectl(&["apply"], Some(&policies()))?;
     cluster.create_namespace("production").await?;
     cluster
