@@ -19,7 +19,7 @@
 //!    denies it; approving the report anyway changes nothing;
 //! 7. two replicas with `--leader-election`: one holds the Lease and alone writes; when it
 //!    dies, the other takes over and applies an approved patch;
-//! and the policies' status: `Ready` with the rule count, or `Invalid` with the reason.
+//! 8. the policies' status: `Ready` with the rule count, or `Invalid` with the reason.
 //!
 //! The operator runs as the ServiceAccount `sre-operator/sre-operator` with the RBAC that
 //! `kubectl kustomize deploy/` renders (not as an administrator), and with the plugin folder

@@ -290,14 +290,13 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             found.sort_by_key(|(h, _)| is_ip(h));
             found.into_iter().next()
         };
-        if lower.contains("connection refused")
+        if (lower.contains("connection refused")
             || lower.contains("econnrefused")
-            || lower.contains("error 111")
+            || lower.contains("error 111"))
+            && let Some((host, port)) = host_port()
         {
-            if let Some((host, port)) = host_port() {
-                clues.push((Clue::ConnectionRefused { host, port }, line.to_string()));
-                continue;
-            }
+            clues.push((Clue::ConnectionRefused { host, port }, line.to_string()));
+            continue;
         }
         if [
             "no such host",
@@ -695,30 +694,30 @@ async fn dependency(
         let root_cause = format!(
             "Port mismatch: the application uses {endpoint}, while Service {service_name} listens on {listed}."
         );
-        if ports.len() == 1 {
-            if let Some(template) = workload_template(case, s, container).await? {
-                let right = ports[0];
-                let env_fix = env_with_port(&template, want)
-                    .map(|(path, name)| (path, want.to_string(), right.to_string(), name))
-                    .or_else(|| {
-                        env_naming_host(
-                            &template,
-                            &format!("{host}:{want}"),
-                            &format!("{host}:{right}"),
-                        )
-                        .map(|(path, old, new)| (path.clone(), old, new, "the variable".into()))
-                    });
-                if let Some((path, old, new, name)) = env_fix {
-                    let explanation = format!(
-                        "Point {name} at port {right}, the port Service {service_name} serves."
-                    );
-                    return Ok(fixed(
-                        case,
-                        findings(summary, root_cause, evidence),
-                        guarded_replace(path, json!(old), json!(new)),
-                        explanation,
-                    ));
-                }
+        if ports.len() == 1
+            && let Some(template) = workload_template(case, s, container).await?
+        {
+            let right = ports[0];
+            let env_fix = env_with_port(&template, want)
+                .map(|(path, name)| (path, want.to_string(), right.to_string(), name))
+                .or_else(|| {
+                    env_naming_host(
+                        &template,
+                        &format!("{host}:{want}"),
+                        &format!("{host}:{right}"),
+                    )
+                    .map(|(path, old, new)| (path.clone(), old, new, "the variable".into()))
+                });
+            if let Some((path, old, new, name)) = env_fix {
+                let explanation = format!(
+                    "Point {name} at port {right}, the port Service {service_name} serves."
+                );
+                return Ok(fixed(
+                    case,
+                    findings(summary, root_cause, evidence),
+                    guarded_replace(path, json!(old), json!(new)),
+                    explanation,
+                ));
             }
         }
         return Ok(no_fix(
@@ -1085,28 +1084,29 @@ async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError>
             let others = wanted - memory_bytes(&current).unwrap_or(0);
             let fits = old_bytes + others <= best_free;
             let within_limit = current_limit.is_none_or(|l| old_bytes <= l);
-            if fits && within_limit && old_bytes < memory_bytes(&current).unwrap_or(0) {
-                if let Some(template) = workload_template(case, s, &container).await? {
-                    if template.get("/resources/requests/memory") == Some(&json!(current.0)) {
-                        let revision = earlier
-                            .map(|r| r["revision"].clone())
-                            .unwrap_or(Value::Null);
-                        evidence.push(format!(
-                            "revision {revision} ran with a memory request of {old}"
-                        ));
-                        let explanation = format!(
-                            "Lower container {container}'s memory request from {} to {old}, the request revision {revision} ran with; it fits on {best_name}.",
-                            current.0
-                        );
-                        let path = format!("{}/resources/requests/memory", template.container_path);
-                        return Ok(fixed(
-                            case,
-                            findings(summary, root_cause, evidence),
-                            guarded_replace(path, json!(current.0), json!(old)),
-                            explanation,
-                        ));
-                    }
-                }
+            if fits
+                && within_limit
+                && old_bytes < memory_bytes(&current).unwrap_or(0)
+                && let Some(template) = workload_template(case, s, &container).await?
+                && template.get("/resources/requests/memory") == Some(&json!(current.0))
+            {
+                let revision = earlier
+                    .map(|r| r["revision"].clone())
+                    .unwrap_or(Value::Null);
+                evidence.push(format!(
+                    "revision {revision} ran with a memory request of {old}"
+                ));
+                let explanation = format!(
+                    "Lower container {container}'s memory request from {} to {old}, the request revision {revision} ran with; it fits on {best_name}.",
+                    current.0
+                );
+                let path = format!("{}/resources/requests/memory", template.container_path);
+                return Ok(fixed(
+                    case,
+                    findings(summary, root_cause, evidence),
+                    guarded_replace(path, json!(current.0), json!(old)),
+                    explanation,
+                ));
             }
         }
     }
@@ -1442,17 +1442,17 @@ async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusion, AgentErr
     );
     // A Guaranteed Pod (request = limit) stays Guaranteed.
     let mut also = String::new();
-    if let Some(req) = request_q.filter(|r| memory_bytes(r) == Some(limit)) {
-        if template.get("/resources/requests/memory") == Some(&json!(req.0)) {
-            let mut raise = guarded_replace(
-                format!("{}/resources/requests/memory", template.container_path),
-                json!(req.0),
-                json!(new_q),
-            );
-            operations.insert(1, raise.remove(0));
-            operations.push(raise.remove(0));
-            also = " and its request with it (the Pod stays Guaranteed)".into();
-        }
+    if let Some(req) = request_q.filter(|r| memory_bytes(r) == Some(limit))
+        && template.get("/resources/requests/memory") == Some(&json!(req.0))
+    {
+        let mut raise = guarded_replace(
+            format!("{}/resources/requests/memory", template.container_path),
+            json!(req.0),
+            json!(new_q),
+        );
+        operations.insert(1, raise.remove(0));
+        operations.push(raise.remove(0));
+        also = " and its request with it (the Pod stays Guaranteed)".into();
     }
     let explanation = format!(
         "Raise container {container}'s memory limit from {} to {new_q}{also}: {OOM_FACTOR}x the old limit{}, capped at {}.",
@@ -1629,30 +1629,30 @@ async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclusion, Agent
             "container {container} declares ports: {}",
             listed.join(", ")
         ));
-        if ports.len() == 1 {
-            if let Some(template) = workload_template(case, s, &container).await? {
-                let relative = format!("/{probe_field}/{port_field}/port");
-                let current = template.get(&relative).cloned();
-                let expected = match &port {
-                    IntOrString::Int(n) => json!(n),
-                    IntOrString::String(s) => json!(s),
-                };
-                if current == Some(expected.clone()) {
-                    let right = ports[0].0;
-                    let explanation = format!(
-                        "Point container {container}'s {probe_field} at port {right}, the port it declares and listens on."
-                    );
-                    return Ok(fixed(
-                        case,
-                        findings(summary, root_cause, evidence),
-                        guarded_replace(
-                            format!("{}{relative}", template.container_path),
-                            expected,
-                            json!(right),
-                        ),
-                        explanation,
-                    ));
-                }
+        if ports.len() == 1
+            && let Some(template) = workload_template(case, s, &container).await?
+        {
+            let relative = format!("/{probe_field}/{port_field}/port");
+            let current = template.get(&relative).cloned();
+            let expected = match &port {
+                IntOrString::Int(n) => json!(n),
+                IntOrString::String(s) => json!(s),
+            };
+            if current == Some(expected.clone()) {
+                let right = ports[0].0;
+                let explanation = format!(
+                    "Point container {container}'s {probe_field} at port {right}, the port it declares and listens on."
+                );
+                return Ok(fixed(
+                    case,
+                    findings(summary, root_cause, evidence),
+                    guarded_replace(
+                        format!("{}{relative}", template.container_path),
+                        expected,
+                        json!(right),
+                    ),
+                    explanation,
+                ));
             }
         }
         return Ok(no_fix(

@@ -212,15 +212,15 @@ async fn write_status(
         Api::namespaced(ctx.client.clone(), &report.namespace().unwrap_or_default());
     status.observed_generation = report.metadata.generation;
     let previous = report.status.as_ref().and_then(|s| s.phase);
-    if status.phase != previous {
-        if let Some(phase) = status.phase {
-            ctx.metrics
-                .report_transitions
-                .get_or_create(&PhaseLabel {
-                    phase: format!("{phase:?}"),
-                })
-                .inc();
-        }
+    if status.phase != previous
+        && let Some(phase) = status.phase
+    {
+        ctx.metrics
+            .report_transitions
+            .get_or_create(&PhaseLabel {
+                phase: format!("{phase:?}"),
+            })
+            .inc();
     }
     api.patch_status(
         &report.name_any(),
@@ -252,18 +252,17 @@ async fn open_report(ctx: &Context, report: DiagnosticReport, cooldown: Duration
     let mut report = report;
     // The workload owns the report: a replaced Pod does not take it along.
     let w = &report.spec.workload;
-    if let Ok(kind) = w.kind.parse::<ResourceKind>() {
-        if let Some(owner) = ctx.cluster.get(kind, Some(&namespace), &w.name).await? {
-            if let Some(uid) = owner["metadata"]["uid"].as_str() {
-                report.metadata.owner_references = Some(vec![OwnerReference {
-                    api_version: w.api_version.clone(),
-                    kind: w.kind.clone(),
-                    name: w.name.clone(),
-                    uid: uid.to_string(),
-                    ..Default::default()
-                }]);
-            }
-        }
+    if let Ok(kind) = w.kind.parse::<ResourceKind>()
+        && let Some(owner) = ctx.cluster.get(kind, Some(&namespace), &w.name).await?
+        && let Some(uid) = owner["metadata"]["uid"].as_str()
+    {
+        report.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: w.api_version.clone(),
+            kind: w.kind.clone(),
+            name: w.name.clone(),
+            uid: uid.to_string(),
+            ..Default::default()
+        }]);
     }
     match api.create(&PostParams::default(), &report).await {
         Ok(created) => {
@@ -416,18 +415,18 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     };
     let mut status = investigate(&investigator, &case).await;
     record_investigation(ctx, &status, started.elapsed().as_secs_f64());
-    if let Some(patch) = &status.suggested_patch {
-        if let Ok(kind) = patch.target.kind.parse::<ResourceKind>() {
-            let target = ctx
-                .cluster
-                .get(kind, Some(&patch.target.namespace), &patch.target.name)
-                .await?;
-            status.target_resource_version = target.and_then(|t| {
-                t["metadata"]["resourceVersion"]
-                    .as_str()
-                    .map(str::to_string)
-            });
-        }
+    if let Some(patch) = &status.suggested_patch
+        && let Ok(kind) = patch.target.kind.parse::<ResourceKind>()
+    {
+        let target = ctx
+            .cluster
+            .get(kind, Some(&patch.target.namespace), &patch.target.name)
+            .await?;
+        status.target_resource_version = target.and_then(|t| {
+            t["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string)
+        });
     }
     for c in &mut status.conditions {
         c.observed_generation = report.metadata.generation;

@@ -373,13 +373,13 @@ impl Runtime {
         let limits = entry.limits.resolve()?;
         let settings = entry.settings_json()?;
         let digest = sha256_hex(source.bytes);
-        if let Some(expected) = &entry.sha256 {
-            if !expected.eq_ignore_ascii_case(&digest) {
-                return Err(format!(
-                    "sha256 mismatch: the manifest says {expected}, {} has {digest}",
-                    entry.location()
-                ));
-            }
+        if let Some(expected) = &entry.sha256
+            && !expected.eq_ignore_ascii_case(&digest)
+        {
+            return Err(format!(
+                "sha256 mismatch: the manifest says {expected}, {} has {digest}",
+                entry.location()
+            ));
         }
         let component = self
             .compile(source.bytes, &digest)

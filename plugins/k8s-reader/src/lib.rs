@@ -393,7 +393,7 @@ fn rollout_history(args: &Value) -> Result<String, ToolError> {
             cluster::namespace()
         )));
     }
-    revisions.sort_by(|a, b| b.0.cmp(&a.0));
+    revisions.sort_by_key(|r| std::cmp::Reverse(r.0));
     pretty(&Value::Array(
         revisions.into_iter().map(|(_, v)| v).collect(),
     ))

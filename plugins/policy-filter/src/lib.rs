@@ -1,5 +1,7 @@
 //! `policy-filter`: skips investigations nobody needs: Pods being deleted, Pods and namespaces
 //! that opted out with an annotation, and crash loops that have not restarted often enough yet.
+// wit-bindgen's generated bindings take one argument per field of the WIT context record.
+#![allow(clippy::too_many_arguments)]
 
 wit_bindgen::generate!({ world: "policy-filter", path: "../../wit" });
 
