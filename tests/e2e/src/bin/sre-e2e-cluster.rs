@@ -92,7 +92,9 @@ async fn main() -> Result<()> {
     );
     println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
     if args.demo {
-        println!("The demo's broken workloads are in; run the operator (in another terminal) and watch:");
+        println!(
+            "The demo's broken workloads are in; run the operator (in another terminal) and watch:"
+        );
         println!("  cargo run -- run --namespace default,production");
         println!("  {kubectl} get dr -A -w");
         println!("  {kubectl} describe dr deployment-critical-app-crashloopbackoff");
