@@ -37,6 +37,10 @@ use crate::triage::{new_report, screen};
 
 pub const FIELD_MANAGER: &str = "sre-operator";
 
+/// Pods per LIST page: each page is parsed whole before the healthy Pods are dropped, so the
+/// page size bounds that transient memory (100 full Pods is about 5 MB).
+const POD_PAGE_SIZE: u32 = 100;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
@@ -1017,11 +1021,11 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     };
     let namespaces = settings.namespaces.clone();
     let (pod_reader, pod_writer) = reflector::store();
-    // Pods are stored pruned (see `prune_pod`): a healthy one as a skeleton, a failing one whole
-    // but for managedFields.
-    let pod_stream = watcher(pod_api, watch_config.clone())
+    // Only Pods that may be failing are stored (`store_event`), listed in small pages: a page
+    // of full Pods is parsed before it is dropped.
+    let pod_stream = watcher(pod_api, watcher::Config::default().page_size(POD_PAGE_SIZE))
         .default_backoff()
-        .modify(prune_pod)
+        .try_filter_map(|event| async move { Ok(store_event(event)) })
         .reflect(pod_writer)
         .applied_objects()
         .try_filter(move |pod| {
@@ -1069,6 +1073,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
             reports_synced.wait_until_ready()
         );
         if let (Ok(()), Ok(()), Ok(())) = synced {
+            release_freed_memory();
             readiness.set(true);
             tracing::info!("caches synced; ready");
         }
@@ -1078,54 +1083,42 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the Pod store keeps of a Pod. The store feeds only `reconcile_pod`: policy matching
-/// (namespace, labels) and the `may_be_failing` gate for every Pod, and only for a Pod past the
-/// gate detection, workload resolution (ownerReferences), the new report and the policy-filter
-/// plugins (which get the stored Pod as JSON). The agent and its tools read Pods afresh through
-/// the cluster interface.
+/// What the Pod store keeps: only Pods that `may_be_failing` (whole, but for managedFields and
+/// the last-applied annotation). A healthy Pod is nothing to reconcile, and storing every Pod
+/// was most of the operator's memory (about 25 KB a Pod as the API server serves it; see the
+/// operator_scale benchmark). A Pod that recovers becomes a Delete, so it leaves the store; one
+/// that starts failing arrives whole with the watch event that says so. A policy change
+/// re-reconciles what is stored, which is every Pod a policy could act on.
 ///
-/// - Every Pod loses managedFields and the last-applied annotation.
-/// - A Pod the gate calls healthy (nearly all of them) keeps only its name, namespace, uid,
-///   resourceVersion, labels, deletionTimestamp, `spec.nodeName` and `status.phase`: enough to
-///   match policies and for the gate to call it healthy again (tested below). That is about
-///   3 KB of memory instead of about 25 KB for a Pod as the API server serves it (env, volumes,
-///   container status details...). Its next change arrives whole through the watch and is
-///   pruned by its own state, so a Pod that starts failing is stored with everything detection
-///   and the policy filters read.
-///
-/// A change to the gate in `reconcile_pod` must keep this in step: whatever passes the gate
-/// must be a Pod `may_be_failing` calls failing, which this keeps whole.
-pub(crate) fn prune_pod(pod: &mut Pod) {
-    pod.managed_fields_mut().clear();
-    pod.annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
-    if may_be_failing(pod) {
-        return;
+/// The gate in `reconcile_pod` must stay `may_be_failing`: a Pod this drops is never reconciled.
+pub(crate) fn store_event(event: watcher::Event<Pod>) -> Option<watcher::Event<Pod>> {
+    fn strip(mut pod: Pod) -> Pod {
+        pod.managed_fields_mut().clear();
+        pod.annotations_mut()
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
+        pod
     }
-    let meta = std::mem::take(&mut pod.metadata);
-    pod.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        labels: meta.labels,
-        deletion_timestamp: meta.deletion_timestamp,
-        ..Default::default()
-    };
-    pod.spec = pod
-        .spec
-        .take()
-        .map(|spec| k8s_openapi::api::core::v1::PodSpec {
-            node_name: spec.node_name,
-            ..Default::default()
-        });
-    pod.status = pod
-        .status
-        .take()
-        .map(|status| k8s_openapi::api::core::v1::PodStatus {
-            phase: status.phase,
-            ..Default::default()
-        });
+    match event {
+        watcher::Event::Apply(pod) if may_be_failing(&pod) => {
+            Some(watcher::Event::Apply(strip(pod)))
+        }
+        watcher::Event::Apply(pod) => Some(watcher::Event::Delete(pod)),
+        watcher::Event::InitApply(pod) => {
+            may_be_failing(&pod).then(|| watcher::Event::InitApply(strip(pod)))
+        }
+        other => Some(other),
+    }
+}
+
+/// The initial LIST parses every Pod once and drops most of them; glibc keeps the freed pages
+/// in its arenas. Handing them back once the caches are synced keeps the steady-state RSS to
+/// what is stored (the operator_scale benchmark).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 pub struct RunParts {
@@ -1139,7 +1132,7 @@ pub struct RunParts {
 }
 
 #[cfg(test)]
-mod prune_tests {
+mod store_tests {
     use super::*;
     use crate::crd::FailureClass;
     use k8s_openapi::api::core::v1::Event;
@@ -1237,10 +1230,13 @@ mod prune_tests {
         .unwrap()
     }
 
-    fn pruned(pod: &Pod) -> Pod {
-        let mut pruned = pod.clone();
-        prune_pod(&mut pruned);
-        pruned
+    /// What the store keeps of a Pod arriving in a watch event; None when it keeps nothing.
+    fn stored(pod: &Pod) -> Option<Pod> {
+        match store_event(watcher::Event::Apply(pod.clone())) {
+            Some(watcher::Event::Apply(p)) => Some(p),
+            Some(watcher::Event::Delete(_)) => None,
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     /// Every failure class, shaped the way the kubelet and the scheduler write them.
@@ -1357,21 +1353,19 @@ mod prune_tests {
     }
 
     #[test]
-    fn a_pruned_failing_pod_still_detects_every_class() {
+    fn a_stored_failing_pod_still_detects_every_class() {
         for (class, pod, events) in failing() {
             let before = detect(&pod, &events);
             assert!(
                 before.iter().any(|d| d.class == class),
                 "{class:?}: {before:#?}"
             );
-            let after = pruned(&pod);
             assert!(may_be_failing(&pod), "{class:?} does not pass the gate");
-            assert!(
-                may_be_failing(&after),
-                "{class:?} no longer passes the gate"
-            );
+            let after = stored(&pod).unwrap_or_else(|| panic!("{class:?} is not stored"));
             assert_eq!(detect(&after, &events), before, "{class:?}");
             // What the policy-filter plugins and workload resolution read is still there.
+            assert_eq!(after.spec, pod.spec, "{class:?}");
+            assert_eq!(after.status, pod.status, "{class:?}");
             assert_eq!(
                 after.metadata.owner_references,
                 pod.metadata.owner_references
@@ -1383,7 +1377,6 @@ mod prune_tests {
                     .map(String::as_str),
                 Some("false")
             );
-            assert_eq!(after.status, pod.status, "{class:?}");
             assert!(
                 after
                     .metadata
@@ -1399,9 +1392,8 @@ mod prune_tests {
         }
     }
 
-    #[test]
-    fn a_healthy_pod_is_stored_as_a_skeleton_that_matches_and_gates_the_same() {
-        let healthy = [
+    fn healthy() -> Vec<Pod> {
+        vec![
             pod(status(running(), json!({}), true, 0), "Running", json!({})),
             // Restarted once long ago, ready again.
             pod(
@@ -1421,53 +1413,62 @@ mod prune_tests {
                 "Succeeded",
                 json!({}),
             ),
-        ];
-        let policies = PolicySet::compile(&[DebugPolicy::new(
-            "app",
-            serde_json::from_value(json!({"rules": [{"namespaces": ["default"],
-                "selector": {"matchLabels": {"app": "app"}}}]}))
-            .unwrap(),
-        )])
-        .unwrap();
-        let other = PolicySet::compile(&[DebugPolicy::new(
-            "other",
-            serde_json::from_value(
-                json!({"rules": [{"selector": {"matchLabels": {"app": "other"}}}]}),
-            )
-            .unwrap(),
-        )])
-        .unwrap();
-        for pod in healthy {
-            let after = pruned(&pod);
+        ]
+    }
+
+    #[test]
+    fn a_healthy_pod_is_not_stored() {
+        for pod in healthy() {
             assert!(!may_be_failing(&pod));
-            assert!(!may_be_failing(&after), "{after:#?}");
-            assert!(policies.selects_pod(&after));
-            assert!(!other.selects_pod(&after));
-            assert_eq!(after.metadata.name, pod.metadata.name);
-            assert_eq!(after.metadata.namespace, pod.metadata.namespace);
-            assert_eq!(after.metadata.uid, pod.metadata.uid);
-            assert_eq!(after.metadata.labels, pod.metadata.labels);
-            let json = serde_json::to_string(&after).unwrap();
-            assert!(json.len() < 400, "{json}");
-            assert!(
-                !json.contains("REDIS_HOST") && !json.contains("managedFields"),
-                "{json}"
-            );
+            assert!(stored(&pod).is_none(), "{pod:#?}");
+            assert!(store_event(watcher::Event::InitApply(pod)).is_none());
         }
     }
 
     #[test]
-    fn a_pod_that_starts_failing_is_stored_whole_again() {
-        // The store replaces a Pod with each watch event's version, pruned by its own state.
-        let healthy = pruned(&pod(
-            status(running(), json!({}), true, 0),
-            "Running",
-            json!({}),
-        ));
-        assert!(healthy.spec.as_ref().unwrap().containers.is_empty());
-        let (_, failing, events) = failing().remove(0);
-        let stored = pruned(&failing);
-        assert_eq!(stored.spec, failing.spec);
-        assert_eq!(detect(&stored, &events), detect(&failing, &events));
+    fn the_store_follows_a_pod_into_failure_and_out_again() {
+        let (reader, mut writer) = reflector::store::<Pod>();
+        let events = |pod: Pod, init: bool| {
+            if init {
+                watcher::Event::InitApply(pod)
+            } else {
+                watcher::Event::Apply(pod)
+            }
+        };
+        let apply = |writer: &mut reflector::store::Writer<Pod>, e: watcher::Event<Pod>| {
+            if let Some(e) = store_event(e) {
+                writer.apply_watcher_event(&e);
+            }
+        };
+        let (_, failing, events_of_failure) = failing().remove(0);
+        let well = healthy().remove(0);
+        // The initial list: one healthy Pod, one failing one under another name.
+        let mut other = failing.clone();
+        other.metadata.name = Some("other".into());
+        apply(&mut writer, watcher::Event::Init);
+        apply(&mut writer, events(well.clone(), true));
+        apply(&mut writer, events(other.clone(), true));
+        apply(&mut writer, watcher::Event::InitDone);
+        let names = |r: &reflector::Store<Pod>| {
+            let mut n: Vec<String> = r.state().iter().map(|p| p.name_any()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&reader), vec!["other".to_string()]);
+        // It starts failing: stored whole, and detection sees what it would on the full Pod.
+        apply(&mut writer, events(failing.clone(), false));
+        assert_eq!(names(&reader), vec![NAME.to_string(), "other".to_string()]);
+        let kept = reader
+            .state()
+            .into_iter()
+            .find(|p| p.name_any() == NAME)
+            .unwrap();
+        assert_eq!(
+            detect(&kept, &events_of_failure),
+            detect(&failing, &events_of_failure)
+        );
+        // It recovers: gone again.
+        apply(&mut writer, events(well, false));
+        assert_eq!(names(&reader), vec!["other".to_string()]);
     }
 }
