@@ -38,6 +38,10 @@
 //!
 //! A plain harness, like `pipeline`: these are a few medians, not statistics.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{machine, mib};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -175,33 +179,6 @@ async fn stable_memory(op: &mut Operator, limit: Duration) -> (u64, u64) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.into());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .map(|l| format!(", load {l} at start"))
-        .unwrap_or_default();
-    format!(
-        "{} cores, {cpu}{load}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    )
 }
 
 /// One row of the table.

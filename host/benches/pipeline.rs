@@ -17,6 +17,10 @@
 //! A plain harness: criterion would be compiled by every `cargo test` for figures a median
 //! describes well enough.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{machine, mib};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -101,37 +105,6 @@ fn phases(log: &str) -> Vec<(String, u64)> {
         .filter(|(k, _)| k.ends_with("_ms"))
         .filter_map(|(k, v)| Some((k.trim_end_matches("_ms").to_string(), v.parse().ok()?)))
         .collect()
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.into());
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kib| format!(", {:.0} GiB", kib as f64 / (1 << 20) as f64))
-        .unwrap_or_default();
-    format!(
-        "{} cores, {cpu}{memory}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    )
 }
 
 fn main() {
