@@ -12,9 +12,10 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use sre_operator::agent::Budget;
+use sre_operator::agent::hourly::HourlyTokens;
 use sre_operator::agent::rules::RulesBrain;
-use sre_operator::cluster::DumpCluster;
+use sre_operator::agent::{Brain, Budget, Case, Conclusion, Session};
+use sre_operator::cluster::{Cluster, DumpCluster};
 use sre_operator::controller::{Context, Settings, reconcile_report};
 use sre_operator::crd::{
     ApplyRecord, DebugPolicy, Decision, DiagnosticReport, DiagnosticReportStatus, PatchOp,
@@ -189,6 +190,7 @@ fn context_with_leadership(
             concurrency: 2,
             verify_timeout: std::time::Duration::from_secs(300),
             retention: std::time::Duration::from_secs(3600),
+            hourly_tokens: Arc::new(HourlyTokens::new(0)),
         },
         metrics: Arc::new(Metrics::default()),
         recorder: Recorder::new(
@@ -559,4 +561,72 @@ async fn events_go_to_the_report_and_the_pod() {
         "critical-app-7d4b9c6f5-h8x2m"
     );
     assert_eq!(events[0]["reason"], "Rejected");
+}
+
+/// A model brain that must not be called.
+struct Untouchable;
+
+#[async_trait::async_trait]
+impl Brain for Untouchable {
+    fn kind(&self) -> &'static str {
+        "openai"
+    }
+
+    fn model(&self) -> Option<String> {
+        Some("gpt-test".into())
+    }
+
+    async fn investigate(
+        &self,
+        _: &Case,
+        _: &mut Session,
+    ) -> Result<Conclusion, sre_operator::agent::AgentError> {
+        panic!("the hour's tokens are spent: the model must not be called");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_hourly_token_budget_defers_a_model_investigation() {
+    let pod = serde_json::to_value(
+        dump()
+            .pods(Some("default"))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.metadata.name.as_deref() == Some("critical-app-7d4b9c6f5-h8x2m"))
+            .unwrap(),
+    )
+    .unwrap();
+    let (client, seen) = mock_api::mock(move |s| {
+        if s.uri.contains("/pods/") {
+            (200, pod.clone())
+        } else {
+            (200, report(Phase::Analyzing, None))
+        }
+    });
+    let mut ctx = Arc::try_unwrap(context(client, vec![])).ok().unwrap();
+    ctx.brain = Arc::new(Untouchable);
+    let spent = HourlyTokens::new(50_000);
+    let all = spent.reserve(50_000).unwrap();
+    spent.settle(all, 50_000);
+    ctx.settings.hourly_tokens = Arc::new(spent);
+    let mut analyzing = report_object(Phase::Analyzing, None, vec![], None, false);
+    analyzing.status.as_mut().unwrap().suggested_patch = None;
+    let action = reconcile_report(Arc::new(analyzing), Arc::new(ctx))
+        .await
+        .unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(3600)),
+        "back when the spending ages out of the hour"
+    );
+    let last = writes(&seen, "/status").last().unwrap().body.clone();
+    assert!(
+        last["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hourly token budget"),
+        "{last}"
+    );
+    assert_ne!(last["status"]["phase"], "Failed", "{last}");
 }

@@ -6,6 +6,7 @@
 //! suggested patch then passes [`crate::patch::review`], and [`investigate`] turns it all into
 //! the report's status.
 
+pub mod hourly;
 pub mod llm;
 pub mod redact;
 pub mod rules;

@@ -245,6 +245,11 @@ pub struct RunArgs {
     #[arg(long, env = "SRE_OPERATOR_VERIFY_TIMEOUT", default_value = "5m")]
     pub verify_timeout: String,
 
+    /// Model tokens per hour across all investigations (0: no limit). An investigation that
+    /// would exceed it waits in Analyzing until enough of the hour's spending ages out.
+    #[arg(long, env = "SRE_OPERATOR_MAX_TOKENS_PER_HOUR", default_value_t = 1_000_000)]
+    pub max_tokens_per_hour: u64,
+
     /// How long finished reports are kept.
     #[arg(long, env = "SRE_OPERATOR_RETENTION", default_value = "168h")]
     pub retention: String,
@@ -280,6 +285,9 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         concurrency: args.concurrency,
         verify_timeout: duration("--verify-timeout", &args.verify_timeout)?,
         retention: duration("--retention", &args.retention)?,
+        hourly_tokens: Arc::new(crate::agent::hourly::HourlyTokens::new(
+            args.max_tokens_per_hour,
+        )),
     };
     let brain = args.brain.brain()?;
     let client = kube::Client::try_default()
@@ -301,6 +309,7 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         refused = plugins.refusals().len(),
         max_steps = settings.budget.max_steps,
         max_tokens = settings.budget.max_tokens,
+        max_tokens_per_hour = settings.hourly_tokens.limit(),
         timeout = ?settings.budget.deadline,
         concurrency = settings.concurrency,
         verify_timeout = ?settings.verify_timeout,

@@ -75,6 +75,8 @@ pub struct Settings {
     pub verify_timeout: Duration,
     /// How long finished reports are kept.
     pub retention: Duration,
+    /// Model tokens per hour across all investigations (`--max-tokens-per-hour`).
+    pub hourly_tokens: Arc<crate::agent::hourly::HourlyTokens>,
 }
 
 /// What every reconcile shares.
@@ -406,11 +408,40 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         .into_iter()
         .find(|p| p.name_any() == spec.policy);
     let brain_spec = policy.as_ref().and_then(|p| p.spec.brain.as_ref());
+    let brain = crate::agent::brain_for_policy(&ctx.brain, brain_spec);
+    let mut budget = ctx.settings.budget.clone().with_policy(brain_spec);
+    // A model investigation takes its tokens from the hour's budget first; the rules brain
+    // spends none.
+    let hourly = &ctx.settings.hourly_tokens;
+    let reservation = if brain.model().is_some() {
+        match hourly.reserve(budget.max_tokens) {
+            Ok(r) => {
+                budget.max_tokens = r.granted;
+                Some(r)
+            }
+            Err(wait) => {
+                let wait = Duration::from_secs(wait.as_secs_f64().ceil() as u64);
+                let message = format!(
+                    "waiting for the hourly token budget ({} tokens, --max-tokens-per-hour) to free up",
+                    hourly.limit()
+                );
+                tracing::info!(report = %report.name_any(), wait = ?wait, "{message}");
+                let mut status = report.status.clone().unwrap_or_default();
+                if status.message.as_deref() != Some(message.as_str()) {
+                    status.message = Some(message);
+                    write_status(ctx, report, status).await?;
+                }
+                return Ok(Action::requeue(wait));
+            }
+        }
+    } else {
+        None
+    };
     let investigator = Investigator {
-        brain: crate::agent::brain_for_policy(&ctx.brain, brain_spec),
+        brain,
         plugins: ctx.plugins.current(),
         cluster: ctx.cluster.clone(),
-        budget: ctx.settings.budget.clone().with_policy(brain_spec),
+        budget,
     };
     let started = std::time::Instant::now();
     let case = Case {
@@ -418,6 +449,13 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         pod,
     };
     let mut status = investigate(&investigator, &case).await;
+    if let Some(r) = reservation {
+        let used = status
+            .brain
+            .as_ref()
+            .map_or(0, |b| b.prompt_tokens + b.completion_tokens);
+        hourly.settle(r, used);
+    }
     record_investigation(ctx, &status, started.elapsed().as_secs_f64());
     if let Some(patch) = &status.suggested_patch
         && let Ok(kind) = patch.target.kind.parse::<ResourceKind>()
