@@ -247,7 +247,11 @@ pub struct RunArgs {
 
     /// Model tokens per hour across all investigations (0: no limit). An investigation that
     /// would exceed it waits in Analyzing until enough of the hour's spending ages out.
-    #[arg(long, env = "SRE_OPERATOR_MAX_TOKENS_PER_HOUR", default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        env = "SRE_OPERATOR_MAX_TOKENS_PER_HOUR",
+        default_value_t = 1_000_000
+    )]
     pub max_tokens_per_hour: u64,
 
     /// How long finished reports are kept.
