@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
@@ -29,6 +30,7 @@ struct Rendered {
     role_bindings: Vec<RoleBinding>,
     config_maps: Vec<ConfigMap>,
     deployments: Vec<Deployment>,
+    disruption_budgets: Vec<PodDisruptionBudget>,
     services: Vec<Service>,
 }
 
@@ -55,6 +57,7 @@ fn rendered() -> Result<Rendered> {
             "ConfigMap" => r.config_maps.push(parse(&obj)?),
             "Deployment" => r.deployments.push(parse(&obj)?),
             "Service" => r.services.push(parse(&obj)?),
+            "PodDisruptionBudget" => r.disruption_budgets.push(parse(&obj)?),
             other => bail!("deploy/ renders an unexpected {other}: {obj}"),
         }
     }
@@ -120,6 +123,11 @@ fn deploy_renders_and_every_object_parses() -> Result<()> {
         .chain(r.config_maps.iter().map(|o| ("ConfigMap", &o.metadata)))
         .chain(r.deployments.iter().map(|o| ("Deployment", &o.metadata)))
         .chain(r.services.iter().map(|o| ("Service", &o.metadata)))
+        .chain(
+            r.disruption_budgets
+                .iter()
+                .map(|o| ("PodDisruptionBudget", &o.metadata)),
+        )
     {
         assert_eq!(
             meta.namespace.as_deref(),
@@ -174,6 +182,16 @@ fn the_deployment_is_hardened_and_wired_to_real_flags() -> Result<()> {
     };
     let spec = d.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
+    // A drain never takes both replicas at once.
+    let [pdb] = r.disruption_budgets.as_slice() else {
+        panic!("one PodDisruptionBudget expected");
+    };
+    let pdb_spec = pdb.spec.as_ref().unwrap();
+    assert_eq!(pdb_spec.selector, Some(spec.selector.clone()));
+    assert_eq!(
+        pdb_spec.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
     let pod = spec.template.spec.as_ref().unwrap();
     let sa = pod.service_account_name.as_deref().unwrap();
     assert!(
