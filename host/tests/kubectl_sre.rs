@@ -387,7 +387,7 @@ async fn show_says_when_the_live_object_drifted() {
     o.result.unwrap();
     assert!(
         o.out.contains(
-            "DRIFT: Deployment default/critical-app it changed since the analysis (resourceVersion 100 then, 107 now)"
+            "Note: Deployment default/critical-app changed since the analysis (resourceVersion 100 then, 107 now; a status update counts too)"
         ),
         "{}",
         o.out
@@ -522,7 +522,7 @@ async fn approve_asks_and_a_no_writes_nothing() {
     // The summary mentions the drift it saw.
     assert!(
         o.out
-            .contains("changed since the analysis (resourceVersion 100 then, 105 now)"),
+            .contains("changed since the analysis (resourceVersion 100 then, 105 now;"),
         "{}",
         o.out
     );

@@ -249,7 +249,7 @@ async fn kubectl_sre_end_to_end() -> Result<()> {
     let live = deployments.get("critical-app").await?;
     let moved = live.metadata.resource_version.as_deref() != Some(version.as_str());
     ensure!(
-        out.contains("DRIFT") == moved,
+        out.contains("changed since the analysis") == moved && !out.contains("DRIFT"),
         "show (drift {moved}):\n{out}"
     );
 

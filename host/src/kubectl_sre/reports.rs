@@ -185,7 +185,7 @@ fn drift(status: &DiagnosticReportStatus, live: &Value) -> Result<(), String> {
     let now = resource_version(live);
     match status.target_resource_version.as_deref() {
         Some(then) if then != now => Err(format!(
-            "it changed since the analysis (resourceVersion {then} then, {now} now)"
+            "changed since the analysis (resourceVersion {then} then, {now} now; a status update counts too)"
         )),
         _ => Ok(()),
     }
@@ -255,7 +255,7 @@ fn write_patch_section(
     if let Err(how) = drift(status, live) {
         writeln!(
             out,
-            "  !! DRIFT: {target} {how}; the operator reviews the patch again before it applies it."
+            "  Note: {target} {how}; the operator reviews the patch again before it applies it."
         )?;
     }
     match apply_to(live, &suggestion.patch) {
