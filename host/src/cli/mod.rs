@@ -1,6 +1,6 @@
 //! The `sre-operator` command line.
 
-mod output;
+pub mod output;
 
 use std::path::PathBuf;
 

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use crate::cluster::format_bytes;
-use crate::crd::DiagnosticReport;
+use crate::crd::{DiagnosticReport, Findings, ReasoningStep};
 use crate::plugin::PluginSet;
 use crate::policy::PolicySet;
 
@@ -73,6 +73,64 @@ fn indent(text: &str, prefix: &str) -> String {
         .join("\n")
 }
 
+/// How findings and the reasoning chain are laid out: `diagnose` and `kubectl sre show` indent
+/// them differently, and people's scripts read both.
+pub struct Layout {
+    pub pad: &'static str,
+    /// `Summary:` and `Root cause:` are padded to this.
+    pub label_width: usize,
+    /// A step's number (`1.`) is padded to this.
+    pub number_width: usize,
+}
+
+pub fn write_findings(out: &mut dyn Write, f: &Findings, l: &Layout) -> std::io::Result<()> {
+    let (pad, w) = (l.pad, l.label_width);
+    writeln!(out, "{pad}{:<w$}{}", "Summary:", f.summary)?;
+    writeln!(out, "{pad}{:<w$}{}", "Root cause:", f.root_cause)?;
+    if !f.evidence.is_empty() {
+        writeln!(out, "{pad}Evidence:")?;
+        for e in &f.evidence {
+            writeln!(out, "{pad}  - {e}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The numbered Observation / Thought / Action steps, each tool result cut to its first lines.
+pub fn write_reasoning(
+    out: &mut dyn Write,
+    chain: &[ReasoningStep],
+    l: &Layout,
+) -> std::io::Result<()> {
+    let (pad, w) = (l.pad, l.number_width);
+    let under = format!("{pad}{:w$} ", "");
+    for (i, step) in chain.iter().enumerate() {
+        let n = format!("{}.", i + 1);
+        writeln!(out, "{pad}{n:<w$} Observation: {}", step.observation)?;
+        writeln!(out, "{under}Thought:     {}", step.thought)?;
+        if let Some(action) = &step.action {
+            writeln!(
+                out,
+                "{under}Action:      {} {}",
+                action.tool, action.arguments
+            )?;
+            let result: String = action
+                .result
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(160)
+                .collect();
+            if !result.is_empty() {
+                writeln!(out, "{under}Result:      {result}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn write_report(out: &mut impl Write, report: &DiagnosticReport) -> Result<()> {
     let spec = &report.spec;
     let failure = &spec.failure;
@@ -121,33 +179,18 @@ fn write_report(out: &mut impl Write, report: &DiagnosticReport) -> Result<()> {
         })
         .unwrap_or_default();
     writeln!(out, "   phase: {phase}   brain: {brain}")?;
+    const LAYOUT: Layout = Layout {
+        pad: "     ",
+        label_width: 12,
+        number_width: 2,
+    };
     if let Some(f) = &status.findings {
         writeln!(out, "\n   Findings")?;
-        writeln!(out, "     Summary:    {}", f.summary)?;
-        writeln!(out, "     Root cause: {}", f.root_cause)?;
-        if !f.evidence.is_empty() {
-            writeln!(out, "     Evidence:")?;
-            for e in &f.evidence {
-                writeln!(out, "       - {e}")?;
-            }
-        }
+        write_findings(out, f, &LAYOUT)?;
     }
     if !status.reasoning_chain.is_empty() {
         writeln!(out, "\n   Reasoning")?;
-        for (i, step) in status.reasoning_chain.iter().enumerate() {
-            writeln!(out, "     {}. Observation: {}", i + 1, step.observation)?;
-            writeln!(out, "        Thought:     {}", step.thought)?;
-            if let Some(action) = &step.action {
-                writeln!(
-                    out,
-                    "        Action:      {} {}",
-                    action.tool, action.arguments
-                )?;
-                let first = action.result.lines().take(3).collect::<Vec<_>>().join(" ");
-                let first: String = first.chars().take(160).collect();
-                writeln!(out, "        Result:      {first}")?;
-            }
-        }
+        write_reasoning(out, &status.reasoning_chain, &LAYOUT)?;
     }
     if let Some(p) = &status.suggested_patch {
         writeln!(

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::render::{Table, age_of, for_diff, print, yaml_diff};
 use super::{DecideArgs, FIELD_MANAGER, Format, Io, Result, api_error, failed};
+use crate::cli::output::{Layout, write_findings, write_reasoning};
 use crate::cluster::{Cluster, LiveCluster, ResourceKind};
 use crate::controller::apply::already_applied;
 use crate::crd::{
@@ -16,6 +17,13 @@ use crate::crd::{
     SuggestedPatch, TargetRef, Verdict,
 };
 use crate::patch::apply_to;
+
+/// `kubectl sre show`'s indentation of findings and reasoning.
+const LAYOUT: Layout = Layout {
+    pad: "  ",
+    label_width: 13,
+    number_width: 3,
+};
 
 const RESOURCE: &str = "diagnosticreports.sre-operator.dev";
 
@@ -351,16 +359,7 @@ pub(super) async fn show(
 
     writeln!(out, "\nFindings")?;
     match &status.findings {
-        Some(f) => {
-            writeln!(out, "  Summary:     {}", f.summary)?;
-            writeln!(out, "  Root cause:  {}", f.root_cause)?;
-            if !f.evidence.is_empty() {
-                writeln!(out, "  Evidence:")?;
-                for e in &f.evidence {
-                    writeln!(out, "    - {e}")?;
-                }
-            }
-        }
+        Some(f) => write_findings(out, f, &LAYOUT)?,
         None => writeln!(out, "  (none yet)")?,
     }
     if let Some(m) = &status.message {
@@ -374,30 +373,7 @@ pub(super) async fn show(
 
     if !status.reasoning_chain.is_empty() {
         writeln!(out, "\nReasoning")?;
-        for (i, step) in status.reasoning_chain.iter().enumerate() {
-            let n = format!("{}.", i + 1);
-            writeln!(out, "  {n:<3} Observation: {}", step.observation)?;
-            writeln!(out, "      Thought:     {}", step.thought)?;
-            if let Some(action) = &step.action {
-                writeln!(
-                    out,
-                    "      Action:      {} {}",
-                    action.tool, action.arguments
-                )?;
-                let result: String = action
-                    .result
-                    .lines()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .chars()
-                    .take(160)
-                    .collect();
-                if !result.is_empty() {
-                    writeln!(out, "      Result:      {result}")?;
-                }
-            }
-        }
+        write_reasoning(out, &status.reasoning_chain, &LAYOUT)?;
     }
 
     match &status.suggested_patch {
