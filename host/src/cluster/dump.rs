@@ -539,11 +539,7 @@ impl Cluster for DumpCluster {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Object>> {
-        let namespace = if kind.namespaced() {
-            namespace.unwrap_or("default")
-        } else {
-            ""
-        };
+        let namespace = kind.scope(namespace).unwrap_or("");
         self.holds(kind, Some(namespace))?;
         Ok(self
             .by_name

@@ -104,6 +104,12 @@ impl ResourceKind {
         )
     }
 
+    /// The namespace a get of this kind reads: the given one (`default` when none) for a
+    /// namespaced kind, none for a cluster-scoped one.
+    pub fn scope(self, namespace: Option<&str>) -> Option<&str> {
+        self.namespaced().then(|| namespace.unwrap_or("default"))
+    }
+
     /// The file (without extension) `kubectl cluster-info dump` writes this kind to. Kinds it
     /// does not dump use their plural, so a user can add `kubectl get X -o json` output by hand.
     pub fn dump_file_stem(self) -> &'static str {

@@ -81,12 +81,7 @@ impl Cluster for LiveCluster {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Object>> {
-        let namespace = if kind.namespaced() {
-            Some(namespace.unwrap_or("default"))
-        } else {
-            None
-        };
-        match self.api(kind, namespace).get_opt(name).await? {
+        match self.api(kind, kind.scope(namespace)).get_opt(name).await? {
             Some(object) => Ok(Some(to_object(kind, object)?)),
             None => Ok(None),
         }
