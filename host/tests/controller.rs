@@ -204,6 +204,16 @@ fn context_with_leadership(
     })
 }
 
+/// Reconciles `report` once against the mocked API (which answers the Deployment's PATCH as
+/// `target`) and returns every request the operator made.
+async fn reconcile_once(target: Target, report: DiagnosticReport) -> Log {
+    let (client, seen) = mock(target);
+    reconcile_report(Arc::new(report), context(client, vec![]))
+        .await
+        .unwrap();
+    seen
+}
+
 fn writes(seen: &Log, needle: &str) -> Vec<Seen> {
     requests(seen, "PATCH", needle)
 }
@@ -289,8 +299,6 @@ async fn approval_records_the_intent_then_dry_runs_then_applies_guarded_by_the_v
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_while_approved_never_applies_twice() {
     // The patch already landed before the restart: the Deployment holds the new value.
-    let (client, seen) = mock(Target::Accept);
-    let ctx = context(client, vec![]);
     let replayed = report_object(
         Phase::Approved,
         Some(Decision::Approved),
@@ -299,7 +307,7 @@ async fn a_restart_while_approved_never_applies_twice() {
         true,
     );
     // (the dump holds REDIS_HOST=redis, so a patch whose new value is "redis" is already applied)
-    reconcile_report(Arc::new(replayed), ctx).await.unwrap();
+    let seen = reconcile_once(Target::Accept, replayed).await;
     assert!(
         writes(&seen, "/deployments/").is_empty(),
         "nothing is sent twice"
@@ -309,8 +317,6 @@ async fn a_restart_while_approved_never_applies_twice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rejection_applies_nothing() {
-    let (client, seen) = mock(Target::Accept);
-    let ctx = context(client, vec![]);
     let rejected = report_object(
         Phase::AwaitingApproval,
         Some(Decision::Rejected),
@@ -318,15 +324,13 @@ async fn rejection_applies_nothing() {
         Some(target_version()),
         false,
     );
-    reconcile_report(Arc::new(rejected), ctx).await.unwrap();
+    let seen = reconcile_once(Target::Accept, rejected).await;
     assert!(writes(&seen, "/deployments/").is_empty());
     assert_eq!(status_phases(&seen), ["Rejected"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_is_reviewed_again_and_a_stale_patch_fails_with_the_reason() {
-    let (client, seen) = mock(Target::Accept);
-    let ctx = context(client, vec![]);
     // Reviewed against another version, and its guard no longer matches what the object holds.
     let drifted = report_object(
         Phase::Approved,
@@ -335,14 +339,12 @@ async fn drift_is_reviewed_again_and_a_stale_patch_fails_with_the_reason() {
         Some("1".into()),
         true,
     );
-    reconcile_report(Arc::new(drifted), ctx).await.unwrap();
+    let seen = reconcile_once(Target::Accept, drifted).await;
     assert_failed_without_applying(&seen, "changed since the analysis");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resource_version_conflict_is_retried_not_failed() {
-    let (client, seen) = mock(Target::Conflict);
-    let ctx = context(client, vec![]);
     let approved = report_object(
         Phase::Approved,
         Some(Decision::Approved),
@@ -350,7 +352,7 @@ async fn a_resource_version_conflict_is_retried_not_failed() {
         Some(target_version()),
         true,
     );
-    reconcile_report(Arc::new(approved), ctx).await.unwrap();
+    let seen = reconcile_once(Target::Conflict, approved).await;
     assert_eq!(
         writes(&seen, "/deployments/").len(),
         2,
@@ -425,8 +427,6 @@ async fn auto_approval_approves_only_allowed_patches() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_denied_patch_set_to_approved_by_hand_is_never_applied() {
-    let (client, seen) = mock(Target::Accept);
-    let ctx = context(client, vec![]);
     let mut forced = report_object(
         Phase::Approved,
         None,
@@ -439,7 +439,7 @@ async fn a_denied_patch_set_to_approved_by_hand_is_never_applied() {
         filter: "patch-safety".into(),
         reason: Some("touches securityContext".into()),
     });
-    reconcile_report(Arc::new(forced), ctx).await.unwrap();
+    let seen = reconcile_once(Target::Accept, forced).await;
     assert_failed_without_applying(&seen, "denied and can never be applied");
 }
 
@@ -468,8 +468,6 @@ async fn a_patch_planted_in_status_is_reviewed_again_even_on_an_unchanged_target
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_patch_for_another_workload_is_never_applied() {
-    let (client, seen) = mock(Target::Accept);
-    let ctx = context(client, vec![]);
     let mut planted = report_object(
         Phase::Approved,
         Some(Decision::Approved),
@@ -485,7 +483,7 @@ async fn a_patch_for_another_workload_is_never_applied() {
         .as_mut()
         .unwrap();
     suggestion.target.namespace = "production".into();
-    reconcile_report(Arc::new(planted), ctx).await.unwrap();
+    let seen = reconcile_once(Target::Accept, planted).await;
     assert_failed_without_applying(&seen, "may only target the failing Pod's workload");
 }
 
@@ -534,8 +532,6 @@ async fn only_the_leader_acts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_go_to_the_report_and_the_pod() {
-    let (client, seen) = mock(Target::Accept);
-    let ctx = context(client, vec![]);
     let rejected = report_object(
         Phase::AwaitingApproval,
         Some(Decision::Rejected),
@@ -543,7 +539,7 @@ async fn events_go_to_the_report_and_the_pod() {
         Some(target_version()),
         false,
     );
-    reconcile_report(Arc::new(rejected), ctx).await.unwrap();
+    let seen = reconcile_once(Target::Accept, rejected).await;
     let events: Vec<Value> = seen
         .lock()
         .unwrap()
