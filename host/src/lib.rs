@@ -17,5 +17,6 @@ pub mod patch;
 pub mod pipeline;
 pub mod plugin;
 pub mod policy;
+pub mod redact;
 pub mod telemetry;
 pub mod triage;

@@ -11,7 +11,7 @@ use async_openai::config::OpenAIConfig;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::redact::redact_text;
+use crate::redact::redact_text;
 use super::{AgentError, Brain, Case, Conclusion, Session};
 use crate::crd::{Findings, PatchOperation, SuggestedPatch, TargetRef};
 

@@ -8,7 +8,6 @@
 
 pub mod hourly;
 pub mod llm;
-pub mod redact;
 pub mod rules;
 
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use crate::crd::{
     SuggestedPatch, ToolAction,
 };
 use crate::plugin::{CallError, ClusterAccess, PluginSet, ReviewContext};
-use redact::{redact_answer, redact_text};
+use crate::redact::{self, redact_answer, redact_text};
 
 /// Limits on one investigation. Running out of any ends the report as `Failed`, naming it.
 #[derive(Clone, Debug)]

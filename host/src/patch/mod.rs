@@ -127,7 +127,7 @@ pub async fn review(
             // A filter's words go into status, where every report reader sees them.
             Ok(Ok(Review::Deny(reason))) => {
                 return (
-                    denied(&name, crate::agent::redact::redact_text(&reason)),
+                    denied(&name, crate::redact::redact_text(&reason)),
                     None,
                 );
             }
@@ -151,7 +151,7 @@ pub async fn review(
                     );
                 }
                 current.patch = operations;
-                rewritten_by = Some((name, crate::agent::redact::redact_text(&reason)));
+                rewritten_by = Some((name, crate::redact::redact_text(&reason)));
             }
             Ok(Err(e)) => {
                 return (

@@ -516,7 +516,7 @@ impl LoadedPlugin {
             .chars()
             .take(500)
             .collect::<String>();
-        let message = crate::agent::redact::redact_text(&message);
+        let message = crate::redact::redact_text(&message);
         CallError::Trap {
             plugin,
             call,
@@ -534,7 +534,7 @@ impl LoadedPlugin {
             if !bytes.is_empty() {
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
                 // A tool prints what it read (logs, env): redacted like anything it returns.
-                let text = crate::agent::redact::redact_text(text.trim_end());
+                let text = crate::redact::redact_text(text.trim_end());
                 tracing::info!(plugin = %self.name, call, stream, "{text}");
             }
         }

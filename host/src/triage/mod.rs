@@ -27,7 +27,7 @@ pub fn new_report(
     policy: &str,
 ) -> DiagnosticReport {
     for line in &mut detection.evidence {
-        *line = crate::agent::redact::redact_text(line);
+        *line = crate::redact::redact_text(line);
     }
     let namespace = pod
         .metadata
@@ -216,7 +216,7 @@ pub async fn screen(
             Ok(Ok(Decision::Skip(reason))) => {
                 return Some(format!(
                     "{name}: {}",
-                    crate::agent::redact::redact_text(&reason)
+                    crate::redact::redact_text(&reason)
                 ));
             }
             Ok(Err(e)) => {
