@@ -12,7 +12,6 @@ mod apply;
 mod effect;
 mod review;
 
-pub use effect::{Author, env_name_matches};
 pub use review::{Settings, Verdict, review};
 use sre_operator::plugin::types::RewrittenPatch;
 
