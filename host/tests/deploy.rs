@@ -1,7 +1,8 @@
 //! `deploy/` as `kubectl kustomize` renders it: every object parses into its Kubernetes type,
 //! the plugin ConfigMap loads as a plugin directory, the Deployment is hardened and wired to
 //! flags the operator has, and the ClusterRoles grant what the operator needs and nothing a
-//! compromised operator could use to escalate.
+//! compromised operator could use to escalate; the admission policy lets only the operator
+//! create reports or write their status.
 
 mod support;
 
@@ -9,6 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -32,6 +36,8 @@ struct Rendered {
     deployments: Vec<Deployment>,
     disruption_budgets: Vec<PodDisruptionBudget>,
     services: Vec<Service>,
+    admission_policies: Vec<ValidatingAdmissionPolicy>,
+    admission_bindings: Vec<ValidatingAdmissionPolicyBinding>,
 }
 
 fn parse<K: DeserializeOwned>(obj: &Value) -> Result<K> {
@@ -58,6 +64,8 @@ fn rendered() -> Result<Rendered> {
             "Deployment" => r.deployments.push(parse(&obj)?),
             "Service" => r.services.push(parse(&obj)?),
             "PodDisruptionBudget" => r.disruption_budgets.push(parse(&obj)?),
+            "ValidatingAdmissionPolicy" => r.admission_policies.push(parse(&obj)?),
+            "ValidatingAdmissionPolicyBinding" => r.admission_bindings.push(parse(&obj)?),
             other => bail!("deploy/ renders an unexpected {other}: {obj}"),
         }
     }
@@ -527,6 +535,103 @@ fn no_role_can_escalate_or_read_secrets() -> Result<()> {
             .unwrap_or_default(),
     );
     assert!(viewer.values().flatten().all(|v| !is_write(v)));
+    Ok(())
+}
+
+#[test]
+fn only_the_operators_service_account_may_create_reports_or_write_their_status() -> Result<()> {
+    let r = rendered()?;
+    let [policy] = r.admission_policies.as_slice() else {
+        panic!("one ValidatingAdmissionPolicy expected");
+    };
+    let [binding] = r.admission_bindings.as_slice() else {
+        panic!("one ValidatingAdmissionPolicyBinding expected");
+    };
+    let spec = policy.spec.as_ref().unwrap();
+    let bound = &binding.spec;
+    assert_eq!(Some(&bound.policy_name), policy.metadata.name.as_ref());
+    assert_eq!(bound.validation_actions, ["Deny"]);
+    assert!(
+        bound.param_ref.is_none() && bound.match_resources.is_none(),
+        "bound everywhere, without parameters"
+    );
+    assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+
+    // It matches the CRD's own group and plural, on the status subresource the CRD declares.
+    let crd = r
+        .crds
+        .iter()
+        .find(|c| c.spec.names.kind == "DiagnosticReport")
+        .unwrap();
+    assert!(
+        crd.spec.versions.iter().all(|v| v
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()),
+        "DiagnosticReport has a status subresource"
+    );
+    let plural = crd.spec.names.plural.clone();
+    let status = format!("{plural}/status");
+    let mut matched: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for rule in spec
+        .match_constraints
+        .as_ref()
+        .and_then(|m| m.resource_rules.clone())
+        .unwrap_or_default()
+    {
+        assert_eq!(rule.api_groups, Some(vec![crd.spec.group.clone()]));
+        assert_eq!(rule.api_versions, Some(vec!["*".to_string()]));
+        for resource in rule.resources.unwrap_or_default() {
+            matched
+                .entry(resource)
+                .or_default()
+                .extend(rule.operations.clone().unwrap_or_default());
+        }
+    }
+    assert!(matched[&plural].contains("CREATE"), "{matched:?}");
+    assert!(
+        !matched[&plural].contains("UPDATE") && !matched[&plural].contains("*"),
+        "people keep updating spec.decision on the main resource: {matched:?}"
+    );
+    // A PATCH of the status reaches admission as an UPDATE.
+    assert!(matched[&status].contains("UPDATE"), "{matched:?}");
+
+    // The one user allowed is the ServiceAccount the Deployment runs as, in its namespace.
+    let [deployment] = r.deployments.as_slice() else {
+        panic!("one Deployment expected");
+    };
+    let sa = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.service_account_name.clone())
+        .unwrap();
+    let namespace = deployment.metadata.namespace.clone().unwrap();
+    let username = format!("'system:serviceaccount:{namespace}:{sa}'");
+    let expressions: Vec<String> = spec
+        .variables
+        .iter()
+        .flatten()
+        .map(|v| v.expression.clone())
+        .chain(
+            spec.validations
+                .iter()
+                .flatten()
+                .map(|v| v.expression.clone()),
+        )
+        .collect();
+    assert!(
+        expressions.contains(&username),
+        "{username} in {expressions:?}"
+    );
+    assert!(
+        spec.validations
+            .iter()
+            .flatten()
+            .any(|v| v.expression.contains("request.userInfo.username")),
+        "the validation compares the requesting user"
+    );
     Ok(())
 }
 
