@@ -19,4 +19,5 @@ pub mod plugin;
 pub mod policy;
 pub mod redact;
 pub mod telemetry;
+pub mod terminal;
 pub mod triage;
