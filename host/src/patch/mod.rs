@@ -126,10 +126,7 @@ pub async fn review(
             Ok(Ok(Review::Allow)) => {}
             // A filter's words go into status, where every report reader sees them.
             Ok(Ok(Review::Deny(reason))) => {
-                return (
-                    denied(&name, crate::redact::redact_text(&reason)),
-                    None,
-                );
+                return (denied(&name, crate::redact::redact_text(&reason)), None);
             }
             Ok(Ok(Review::Rewrite { patch, reason })) => {
                 let operations: Vec<PatchOperation> = match serde_json::from_str(&patch) {
