@@ -232,7 +232,12 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         // PEM private keys and PGP blocks, whole.
         rule(
             r"-----BEGIN ([A-Z0-9 ]*(?:PRIVATE|PGP|ENCRYPTED)[A-Z0-9 ]*)-----[\s\S]*?(?:-----END [A-Z0-9 ]*-----|$)",
-            |c| format!("-----BEGIN {}----- {REDACTED} -----END {}-----", &c[1], &c[1]),
+            |c| {
+                format!(
+                    "-----BEGIN {}----- {REDACTED} -----END {}-----",
+                    &c[1], &c[1]
+                )
+            },
         ),
         // Chat webhooks: the URL is the credential.
         rule(
@@ -257,13 +262,16 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         }),
         // Credentials in URLs: scheme://user:password@host, the user possibly empty, the
         // password possibly holding `/`; `host:8080/path@x` is a port, not a password.
-        rule(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)([^\s:/@]*):([^\s@]+)@", |c| {
-            if PORT_AND_PATH.is_match(&c[3]) {
-                c[0].to_string()
-            } else {
-                format!("{}{}:{REDACTED}@", &c[1], &c[2])
-            }
-        }),
+        rule(
+            r"([a-zA-Z][a-zA-Z0-9+.\-]*://)([^\s:/@]*):([^\s@]+)@",
+            |c| {
+                if PORT_AND_PATH.is_match(&c[3]) {
+                    c[0].to_string()
+                } else {
+                    format!("{}{}:{REDACTED}@", &c[1], &c[2])
+                }
+            },
+        ),
         // A DSN whose user part is a key (Sentry: https://<key>@o1.ingest.sentry.io/1).
         rule(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[0-9a-fA-F]{20,}@", |c| {
             format!("{}{REDACTED}@", &c[1])
@@ -285,19 +293,19 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(r"\bnpm_[A-Za-z0-9]{36}\b", whole),
         // Passwords on command lines of tools that take them glued or after a short flag:
         // `mysql -uroot -pX`, `redis-cli -a X`, `sshpass -p X`, `curl -u user:X`.
-        rule(
-            r"\b((?i:mysql\w*|mariadb\w*)\b[^\n]*?\s)-p([^\s]+)",
-            |c| format!("{}-p{REDACTED}", &c[1]),
-        ),
+        rule(r"\b((?i:mysql\w*|mariadb\w*)\b[^\n]*?\s)-p([^\s]+)", |c| {
+            format!("{}-p{REDACTED}", &c[1])
+        }),
         rule(r"(?i)\b(redis-cli\b[^\n]*?\s-a\s+)(\S+)", |c| {
             format!("{}{REDACTED}", &c[1])
         }),
         rule(r"(?i)\b(sshpass\s+-p\s*)(\S+)", |c| {
             format!("{}{REDACTED}", &c[1])
         }),
-        rule(r"\b((?i:curl)\b[^\n]*?\s(?:-u|--user)[\s=]+[^\s:]+):(\S+)", |c| {
-            format!("{}:{REDACTED}", &c[1])
-        }),
+        rule(
+            r"\b((?i:curl)\b[^\n]*?\s(?:-u|--user)[\s=]+[^\s:]+):(\S+)",
+            |c| format!("{}:{REDACTED}", &c[1]),
+        ),
         // `--password X` (the value after a secret flag) and `"--password", "X"` (an argument
         // vector quoted as JSON).
         rule(&format!(r"(^|\s)(--?{KEY})(\s+)([^\s\-][^\s]*)"), |c| {

@@ -15,8 +15,8 @@ use crate::agent::rules::RulesBrain;
 use crate::agent::{Brain, Budget};
 use crate::crd;
 use crate::plugin::{PluginSet, Runtime};
-use crate::terminal::{Escaping, escape};
 use crate::policy::{PolicySet, default_policy, load_policy_files};
+use crate::terminal::{Escaping, escape};
 
 #[derive(Debug, Parser)]
 #[command(

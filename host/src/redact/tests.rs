@@ -121,7 +121,10 @@ const LEAKS: &[(&str, &str)] = &[
 fn every_secret_shape_is_redacted_in_text() {
     for (text, secret) in LEAKS {
         let out = redact_text(text);
-        assert!(!out.contains(secret), "{secret:?} leaked from {text:?}:\n{out}");
+        assert!(
+            !out.contains(secret),
+            "{secret:?} leaked from {text:?}:\n{out}"
+        );
         assert!(out.contains(REDACTED), "{text:?} gave {out:?}");
     }
 }
@@ -131,7 +134,10 @@ fn every_secret_shape_is_redacted_inside_json_strings() {
     for (text, secret) in LEAKS {
         let mut value = json!({"log": text, "lines": [text]});
         redact_json(&mut value);
-        assert!(!value.to_string().contains(secret), "{secret:?} leaked: {value}");
+        assert!(
+            !value.to_string().contains(secret),
+            "{secret:?} leaked: {value}"
+        );
     }
 }
 
@@ -274,10 +280,7 @@ fn control_sequences_are_removed_and_text_kept() {
         "a\x1b]0;title\x07b",
         "\x1bc reset",
     ] {
-        assert!(
-            !strip_control(text).chars().any(is_unsafe_char),
-            "{text:?}"
-        );
+        assert!(!strip_control(text).chars().any(is_unsafe_char), "{text:?}");
     }
 }
 
