@@ -138,6 +138,19 @@ pub fn is_secret_name(name: &str) -> bool {
         || words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
 }
 
+/// A name for a password in particular (`password`, `DB_PASS`, `passphrase`, `pwd`): the
+/// names whose `name: value` is redacted even in the middle of a sentence.
+fn is_password_name(name: &str) -> bool {
+    let words = words(name);
+    is_secret_name(name)
+        && words.iter().any(|w| {
+            ["pass", "pwd"].contains(&w.as_str())
+                || ["password", "passwd", "passphrase"]
+                    .iter()
+                    .any(|p| w.contains(p))
+        })
+}
+
 /// Terminal escape sequences: CSI (`ESC [ ... final`), OSC (`ESC ] ... BEL|ST`, e.g. OSC 52, which
 /// writes the clipboard), the 8-bit CSI and OSC introducers, and two-byte `ESC x` sequences.
 static ESCAPE_SEQUENCE: LazyLock<Regex> = LazyLock::new(|| {
@@ -355,9 +368,19 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(&format!(r#"(["'])({KEY})(["']\s*:\s*)({VALUE})"#), |c| {
             keep_or_redact(c, 2, 3, 4, &c[1])
         }),
-        // name: value anywhere in a line (YAML, headers, structured logs, prose).
+        // name: value at the start of a line (YAML, headers, structured logs).
+        rule(
+            &format!(r#"(?m)^([ \t]*-?[ \t]*)({KEY})([ \t]*:[ \t]+)({VALUE})"#),
+            |c| keep_or_redact(c, 2, 3, 4, &c[1]),
+        ),
+        // password: value anywhere in a line. Only password names: prose such as "failed to
+        // fetch token: unexpected status" or "Secret db-credentials: does it exist" stays.
         rule(&format!(r#"\b({KEY})([ \t]*:[ \t]+)({VALUE})"#), |c| {
-            keep_or_redact(c, 1, 2, 3, "")
+            if is_password_name(&c[1]) {
+                keep_or_redact(c, 1, 2, 3, "")
+            } else {
+                c[0].to_string()
+            }
         }),
     ]
 });
