@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sre_operator::cli::{Cli, run};
+use sre_operator::terminal::escape;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -16,7 +17,7 @@ async fn main() -> ExitCode {
         Err(error) => {
             // One line a person can act on: the chain of causes, outermost first.
             let causes: Vec<String> = error.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", causes.join(": "));
+            eprintln!("error: {}", escape(&causes.join(": ")));
             ExitCode::FAILURE
         }
     }

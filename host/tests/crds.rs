@@ -24,6 +24,57 @@ fn checked_in_crds_match_the_types() {
 }
 
 #[test]
+fn every_schema_format_is_one_the_api_server_knows() {
+    // The formats kube-apiserver validates (k8s.io/kube-openapi strfmt); any other makes
+    // `kubectl apply` print "unrecognized format".
+    const KNOWN: &[&str] = &[
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "binary",
+        "date",
+        "date-time",
+        "duration",
+        "password",
+        "uuid",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uri",
+    ];
+    fn formats(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(f) = map.get("format").and_then(|f| f.as_str()) {
+                    out.push(f.to_string());
+                }
+                map.values().for_each(|v| formats(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| formats(v, out)),
+            _ => {}
+        }
+    }
+    for crd in crds() {
+        let mut found = Vec::new();
+        formats(&serde_json::to_value(&crd).unwrap(), &mut found);
+        let unknown: Vec<&String> = found
+            .iter()
+            .filter(|f| !KNOWN.contains(&f.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{}: unknown formats {unknown:?}",
+            crd_file_name(&crd)
+        );
+    }
+}
+
+#[test]
 fn report_columns_and_names_are_what_kubectl_users_rely_on() {
     let [policy, report] = <[_; 2]>::try_from(crds()).unwrap();
     assert_eq!(policy.spec.scope, "Cluster");

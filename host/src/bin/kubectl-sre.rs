@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sre_operator::kubectl_sre::{Cli, Io, ask_terminal, client, run};
+use sre_operator::terminal::escape;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,7 +34,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", escape(&error.to_string()));
             ExitCode::from(error.exit_code())
         }
     }

@@ -16,6 +16,7 @@ use crate::agent::{Brain, Budget};
 use crate::crd;
 use crate::plugin::{PluginSet, Runtime};
 use crate::policy::{PolicySet, default_policy, load_policy_files};
+use crate::terminal::{Escaping, escape};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -405,7 +406,7 @@ fn plugins(command: PluginsCommand) -> Result<()> {
         Some(dir) => PluginSet::from_dir(&runtime, dir).map_err(anyhow::Error::msg)?,
         None => PluginSet::builtin(&runtime),
     };
-    output::plugins(&mut std::io::stdout().lock(), &set)?;
+    output::plugins(&mut Escaping::new(std::io::stdout().lock()), &set)?;
     if strict && !set.refusals().is_empty() {
         anyhow::bail!(
             "{} of {} plugins refused",
@@ -426,7 +427,8 @@ fn load_plugins(dir: Option<&PathBuf>) -> Result<Arc<PluginSet>> {
     for refusal in plugins.refusals() {
         eprintln!(
             "warning: plugin {} refused: {}",
-            refusal.plugin, refusal.reason
+            escape(&refusal.plugin),
+            escape(&refusal.reason)
         );
     }
     Ok(Arc::new(plugins))
@@ -471,7 +473,7 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
         "diagnosed {}",
         cluster.source()
     );
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = Escaping::new(std::io::stdout().lock());
     match args.output {
         OutputFormat::Text => output::text(
             &mut stdout,
@@ -508,7 +510,7 @@ async fn eval(args: EvalArgs) -> Result<()> {
         concurrency: usize::from(args.concurrency),
     };
     let suite = crate::eval::run(&scenarios, &engine).await;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = Escaping::new(std::io::stdout().lock());
     match args.output {
         EvalOutput::Table => crate::eval::write_table(&mut stdout, &suite)?,
         EvalOutput::Json => {

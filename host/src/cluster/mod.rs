@@ -14,7 +14,7 @@ mod workload;
 
 pub use dump::DumpCluster;
 pub use kinds::ResourceKind;
-pub use live::LiveCluster;
+pub use live::{LiveCluster, ReadLimits};
 pub use logs::{ContainerLog, LogRequest, Logs, parse_dump_logs};
 pub use usage::{
     NodeUsage, ResourceAmounts, cpu_millis, format_bytes, format_millis, memory_bytes, node_usage,
@@ -52,6 +52,20 @@ pub enum ClusterError {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// A name or namespace that would change the request it is part of; nothing was sent.
+    #[error(transparent)]
+    InvalidName(#[from] crate::names::InvalidName),
+    /// The answer grew past the read limit; the stream was cut there.
+    #[error("{what} is larger than the read limit of {limit} bytes; ask for less")]
+    TooLarge { what: String, limit: usize },
+    /// The exchange took longer than the read timeout; the request was abandoned.
+    #[error("reading {what} took longer than {after:?}; the request was abandoned")]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
+    #[error("reading {what}: {message}")]
+    Failed { what: String, message: String },
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
 }

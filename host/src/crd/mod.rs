@@ -76,7 +76,39 @@ impl std::str::FromStr for FailureClass {
 
 /// Both CRDs, in the order `kubectl apply` should see them.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![DebugPolicy::crd(), DiagnosticReport::crd()]
+    vec![
+        kubernetes_formats(DebugPolicy::crd()),
+        kubernetes_formats(DiagnosticReport::crd()),
+    ]
+}
+
+/// schemars writes Rust's unsigned integers as `format: uint32`/`uint64`, which the API server
+/// does not know (`kubectl apply` warns "unrecognized format"): they become plain integers with
+/// `minimum: 0`.
+fn kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let unsigned = map
+                    .get("format")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|f| f.starts_with("uint"));
+                if unsigned {
+                    map.remove("format");
+                    let minimum = map.get("minimum").and_then(serde_json::Value::as_f64);
+                    if minimum.is_none_or(|m| m < 0.0) {
+                        map.insert("minimum".into(), serde_json::json!(0.0));
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("only formats and minimums changed")
 }
 
 /// The file name a CRD is checked in under in `crds/`.

@@ -21,6 +21,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::crd::Decision;
+use crate::terminal::Escaping;
 
 /// The field manager of every write `kubectl sre` makes.
 pub const FIELD_MANAGER: &str = "kubectl-sre";
@@ -216,6 +217,17 @@ pub async fn client(global: &Global) -> Result<Client> {
 
 /// Runs one command. The namespace defaults to the client's (the kubeconfig context's).
 pub async fn run(cli: Cli, client: Client, io: &mut Io<'_>) -> Result<()> {
+    // Reports quote what tenants wrote (logs, events): nothing printed may drive the terminal.
+    let (mut out, mut err) = (Escaping::new(&mut *io.out), Escaping::new(&mut *io.err));
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        confirm: &mut *io.confirm,
+    };
+    dispatch(cli, client, &mut io).await
+}
+
+async fn dispatch(cli: Cli, client: Client, io: &mut Io<'_>) -> Result<()> {
     let namespace = cli
         .global
         .namespace

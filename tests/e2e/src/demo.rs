@@ -152,6 +152,11 @@ pub fn install_crds(cluster: &TestCluster, crds: &Path) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        // A CRD the API server has to warn about (an unknown `format`, say) is a defect too.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("Warning:") {
+            bail!("kubectl {args:?} warned: {stderr}");
+        }
     }
     Ok(())
 }

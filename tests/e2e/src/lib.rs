@@ -207,6 +207,20 @@ impl Default for ClusterOptions {
 }
 
 /// A running cluster (or, with `SRE_OPERATOR_E2E_KUBECONFIG`, a handle on an existing one).
+/// The API server's audit log, in the cluster's directory.
+const AUDIT_LOG: &str = "audit.log";
+
+/// Every request a ServiceAccount makes, at `Metadata` level (verb, URI, user, response code);
+/// nothing of the control plane's own components or the test's administrator.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: [\"system:serviceaccounts\"]
+  - level: None
+";
+
 pub struct TestCluster {
     /// The process registry id; None for an external cluster.
     id: Option<u64>,
@@ -504,6 +518,9 @@ impl TestCluster {
             .args(extra("etcd"));
         process::spawn(id, "etcd", cmd, &log("etcd"))?;
 
+        let audit_policy = root.join("audit-policy.yaml");
+        std::fs::write(&audit_policy, AUDIT_POLICY)?;
+
         // kube-apiserver: it retries etcd until it answers, so no wait in between.
         let mut cmd = Command::new(bin.join("kube-apiserver"));
         cmd.arg(format!("--etcd-servers={etcd_url}"))
@@ -535,6 +552,15 @@ impl TestCluster {
             .arg("--kubelet-preferred-address-types=InternalIP")
             .arg("--allow-privileged=true")
             .arg("--profiling=false")
+            // What every ServiceAccount (the operator among them) asked of the API server: the
+            // tests of what the operator must never send read it (`audit_events`).
+            .arg(format!("--audit-policy-file={}", audit_policy.display()))
+            .arg(format!(
+                "--audit-log-path={}",
+                root.join(AUDIT_LOG).display()
+            ))
+            .arg("--audit-log-format=json")
+            .arg("--audit-log-mode=blocking")
             .args(extra("kube-apiserver"));
         process::spawn(id, "kube-apiserver", cmd, &log("kube-apiserver"))?;
 
@@ -764,6 +790,20 @@ impl TestCluster {
     /// `kwok.yaml`, `etcd/`, and container log files. Removed when the cluster stops.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The API server's audit events (JSON, one per request at `ResponseComplete`) of `user`,
+    /// e.g. `system:serviceaccount:sre-operator:sre-operator`; `None` for an external cluster,
+    /// whose audit log the harness cannot read.
+    pub fn audit_events(&self, user: &str) -> Option<Vec<serde_json::Value>> {
+        self.id?;
+        let text = std::fs::read_to_string(self.dir.join(AUDIT_LOG)).unwrap_or_default();
+        Some(
+            text.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|e| e["user"]["username"] == user && e["stage"] == "ResponseComplete")
+                .collect(),
+        )
     }
 
     /// The log file of a component ("etcd", "kube-apiserver", ...).

@@ -1,0 +1,225 @@
+//! Owner references that hold, and the ones a Pod's creator forged.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::cluster::{LogRequest, Logs, Object};
+
+/// Objects by kind and name; kinds outside `held` are not held at all (as in a dump).
+struct Objects {
+    objects: Vec<Value>,
+    held: Vec<ResourceKind>,
+}
+
+#[async_trait]
+impl Cluster for Objects {
+    fn source(&self) -> String {
+        "test objects".into()
+    }
+    async fn get(
+        &self,
+        kind: ResourceKind,
+        _namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Object>> {
+        crate::names::check_name(kind, "name", name)?;
+        if !self.held.contains(&kind) {
+            return Err(ClusterError::Unsupported(format!("no {kind}s")));
+        }
+        Ok(self
+            .objects
+            .iter()
+            .find(|o| o["kind"] == kind.kind() && o["metadata"]["name"] == name)
+            .map(|o| Arc::new(o.clone())))
+    }
+    async fn list(&self, _: ResourceKind, _: Option<&str>) -> Result<Vec<Object>> {
+        unreachable!("resolving a workload reads objects by name")
+    }
+    async fn logs(&self, _: &LogRequest) -> Result<Logs> {
+        unreachable!()
+    }
+    async fn events_for(&self, _: &str, _: &str, _: &str, _: Option<&str>) -> Result<Vec<Event>> {
+        unreachable!()
+    }
+}
+
+fn owner(kind: &str, name: &str, uid: &str, controller: bool) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": controller})
+}
+
+fn pod(labels: Value, owners: Vec<Value>) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "web-5d8f7-abcde", "namespace": "app", "labels": labels,
+                     "ownerReferences": owners}
+    }))
+    .unwrap()
+}
+
+fn object(
+    kind: &str,
+    name: &str,
+    uid: &str,
+    labels: Value,
+    selector: Value,
+    owners: Vec<Value>,
+) -> Value {
+    json!({"kind": kind, "metadata": {"name": name, "namespace": "app", "uid": uid,
+           "labels": labels, "ownerReferences": owners},
+           "spec": {"selector": selector}})
+}
+
+fn deployment_world() -> Vec<Value> {
+    vec![
+        object(
+            "Deployment",
+            "web",
+            "uid-deploy",
+            json!({"app": "web"}),
+            json!({"matchLabels": {"app": "web"}}),
+            vec![],
+        ),
+        object(
+            "ReplicaSet",
+            "web-5d8f7",
+            "uid-rs",
+            json!({"app": "web", "pod-template-hash": "5d8f7"}),
+            json!({"matchLabels": {"app": "web", "pod-template-hash": "5d8f7"}}),
+            vec![owner("Deployment", "web", "uid-deploy", true)],
+        ),
+        object(
+            "StatefulSet",
+            "db",
+            "uid-sts",
+            json!({"app": "db"}),
+            json!({"matchLabels": {"app": "db"}}),
+            vec![],
+        ),
+    ]
+}
+
+fn all_held() -> Vec<ResourceKind> {
+    ResourceKind::ALL.to_vec()
+}
+
+async fn resolve(objects: Vec<Value>, held: Vec<ResourceKind>, pod: &Pod) -> WorkloadRef {
+    resolve_workload(&Objects { objects, held }, pod)
+        .await
+        .unwrap()
+}
+
+fn web_labels() -> Value {
+    json!({"app": "web", "pod-template-hash": "5d8f7"})
+}
+
+#[tokio::test]
+async fn a_true_chain_resolves_to_the_deployment() {
+    let p = pod(
+        web_labels(),
+        vec![owner("ReplicaSet", "web-5d8f7", "uid-rs", true)],
+    );
+    let w = resolve(deployment_world(), all_held(), &p).await;
+    assert_eq!((w.kind.as_str(), w.name.as_str()), ("Deployment", "web"));
+}
+
+#[tokio::test]
+async fn a_bare_pod_claiming_a_statefulset_it_does_not_belong_to_stays_bare() {
+    // Right name and UID (both readable), labels the StatefulSet does not select.
+    let p = pod(
+        json!({"app": "evil"}),
+        vec![owner("StatefulSet", "db", "uid-sts", true)],
+    );
+    assert_eq!(
+        resolve(deployment_world(), all_held(), &p).await.kind,
+        "Pod"
+    );
+    // Selected labels, a UID of another object.
+    let p = pod(
+        json!({"app": "db"}),
+        vec![owner("StatefulSet", "db", "uid-other", true)],
+    );
+    assert_eq!(
+        resolve(deployment_world(), all_held(), &p).await.kind,
+        "Pod"
+    );
+    // A claimed owner that does not exist.
+    let p = pod(
+        json!({"app": "db"}),
+        vec![owner("StatefulSet", "ghost", "uid-x", true)],
+    );
+    assert_eq!(
+        resolve(deployment_world(), all_held(), &p).await.kind,
+        "Pod"
+    );
+    // What the StatefulSet does own resolves to it.
+    let p = pod(
+        json!({"app": "db"}),
+        vec![owner("StatefulSet", "db", "uid-sts", true)],
+    );
+    assert_eq!(resolve(deployment_world(), all_held(), &p).await.name, "db");
+}
+
+#[tokio::test]
+async fn only_controller_references_are_followed() {
+    let p = pod(
+        web_labels(),
+        vec![owner("ReplicaSet", "web-5d8f7", "uid-rs", false)],
+    );
+    assert_eq!(
+        resolve(deployment_world(), all_held(), &p).await.kind,
+        "Pod"
+    );
+}
+
+#[tokio::test]
+async fn a_replicaset_pod_needs_the_same_pod_template_hash() {
+    let p = pod(
+        json!({"app": "web", "pod-template-hash": "other"}),
+        vec![owner("ReplicaSet", "web-5d8f7", "uid-rs", true)],
+    );
+    assert_eq!(
+        resolve(deployment_world(), all_held(), &p).await.kind,
+        "Pod"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_grandparent_stops_at_the_replicaset() {
+    let mut world = deployment_world();
+    world[1]["metadata"]["ownerReferences"] =
+        json!([owner("Deployment", "web", "uid-forged", true)]);
+    let p = pod(
+        web_labels(),
+        vec![owner("ReplicaSet", "web-5d8f7", "uid-rs", true)],
+    );
+    let w = resolve(world, all_held(), &p).await;
+    assert_eq!(
+        (w.kind.as_str(), w.name.as_str()),
+        ("ReplicaSet", "web-5d8f7")
+    );
+}
+
+#[tokio::test]
+async fn a_name_that_would_change_a_request_makes_the_pod_bare() {
+    let p = pod(
+        web_labels(),
+        vec![owner("ReplicaSet", "?watch=true&x=", "uid-rs", true)],
+    );
+    assert_eq!(
+        resolve(deployment_world(), all_held(), &p).await.kind,
+        "Pod"
+    );
+}
+
+#[tokio::test]
+async fn a_dump_without_the_owners_kind_keeps_the_reference() {
+    let p = pod(
+        json!({"job-name": "backup-123"}),
+        vec![owner("Job", "backup-123", "uid-job", true)],
+    );
+    let w = resolve(vec![], vec![ResourceKind::Pod], &p).await;
+    assert_eq!((w.kind.as_str(), w.name.as_str()), ("Job", "backup-123"));
+}
