@@ -102,7 +102,7 @@ fn ago(seconds: i64) -> Time {
 fn report(name: &str, namespace: &str, phase: Phase) -> DiagnosticReport {
     let mut r: DiagnosticReport = serde_json::from_value(json!({
         "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DiagnosticReport",
-        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"), "generation": 1},
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"), "generation": 1, "resourceVersion": "55"},
         "spec": {"pod": {"namespace": namespace, "name": "critical-app-7d4b9c6f5-h8x2m", "uid": "p-1"},
                  "workload": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "critical-app"},
                  "failure": {"class": "CrashLoopBackOff", "reason": "Error", "container": "app", "evidence": []},
@@ -368,9 +368,24 @@ async fn show_prints_the_story_and_the_patch_as_a_diff_of_the_live_object() {
     assert!(!out.contains("DRIFT"), "{out}");
     assert!(out.contains("Verdict:  Allowed"));
     assert!(out.contains("Filter:   patch-safety"));
-    assert!(out.contains(&format!(
-        "Decision:  none: `kubectl sre approve {NAME} -n default`"
-    )));
+    let digest = report(NAME, "default", Phase::AwaitingApproval)
+        .status
+        .unwrap()
+        .suggested_patch
+        .unwrap()
+        .digest();
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(
+        out.contains(r#"{"op":"test","path":"/spec/template/spec/containers/0/env/0/value","value":"redis"}"#)
+            && out.contains(r#"{"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"redis-master"}"#),
+        "every operation is printed, not a count: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "Decision:  none: `kubectl sre approve {NAME} -n default --digest {digest}`"
+        )),
+        "{out}"
+    );
     assert!(out.contains("Applied:   no"));
     assert!(writes(&seen).is_empty(), "show never writes");
     assert_eq!(requests(&seen, "GET", DEPLOYMENT).len(), 1);
@@ -495,9 +510,17 @@ async fn approve_with_yes_writes_exactly_the_decision() {
         "{}",
         w[0].uri
     );
+    let digest = report(NAME, "default", Phase::AwaitingApproval)
+        .status
+        .unwrap()
+        .suggested_patch
+        .unwrap()
+        .digest();
     assert_eq!(
-        serde_json::to_string(&w[0].body).unwrap(),
-        r#"{"spec":{"decision":"Approved"}}"#
+        w[0].body,
+        json!({"metadata": {"resourceVersion": "55"},
+               "spec": {"decision": "Approved", "approvedDigest": digest}}),
+        "the decision, pinned to the patch read and to the report's version"
     );
     assert!(o.out.contains(&format!(
         "Approving diagnosticreport default/{NAME} lets the operator apply its suggested patch to Deployment default/critical-app: 2 operations (1 test guard, 1 change), point REDIS_HOST at redis-master. Safety verdict: Allowed by patch-safety."
@@ -615,6 +638,32 @@ async fn approve_surfaces_the_api_servers_refusal() {
 }
 
 #[tokio::test]
+async fn approve_refuses_a_patch_that_changed_after_show() {
+    let (client, seen) = mock(routes(
+        report(NAME, "default", Phase::AwaitingApproval),
+        deployment("redis", "100"),
+    ));
+    // The digest of a patch the person read earlier; the report now holds another.
+    let read = "sha256:".to_string() + &"0".repeat(64);
+    let o = kubectl_sre(
+        client,
+        &["approve", NAME, "--yes", "--digest", &read],
+        false,
+    )
+    .await;
+    let err = o.result.unwrap_err().to_string();
+    assert!(
+        err.contains("its suggested patch changed since you read it"),
+        "{err}"
+    );
+    assert!(
+        writes(&seen).is_empty(),
+        "nothing is approved: {:?}",
+        writes(&seen)
+    );
+}
+
+#[tokio::test]
 async fn reject_writes_rejected() {
     let (client, seen) = mock(routes(
         report(NAME, "default", Phase::AwaitingApproval),
@@ -626,8 +675,8 @@ async fn reject_writes_rejected() {
     let w = writes(&seen);
     assert_eq!(w.len(), 1);
     assert_eq!(
-        serde_json::to_string(&w[0].body).unwrap(),
-        r#"{"spec":{"decision":"Rejected"}}"#
+        w[0].body,
+        json!({"metadata": {"resourceVersion": "55"}, "spec": {"decision": "Rejected"}})
     );
     assert!(o.out.contains("Rejecting diagnosticreport default/"));
     assert!(o.out.contains("rejected: nothing will be applied"));

@@ -38,6 +38,9 @@ use super::FailureClass;
     "!has(oldSelf.decision) || (has(self.decision) && self.decision == oldSelf.decision)"
 ).message("spec.decision is final once set; open a new report instead"))]
 #[x_kube(validation = kube::core::Rule::new(
+    "!has(oldSelf.approvedDigest) || (has(self.approvedDigest) && self.approvedDigest == oldSelf.approvedDigest)"
+).message("spec.approvedDigest is final once set"))]
+#[x_kube(validation = kube::core::Rule::new(
     "self.pod == oldSelf.pod && self.workload == oldSelf.workload && self.policy == oldSelf.policy && self.failure.class == oldSelf.failure.class"
 ).message("spec.pod, spec.workload, spec.policy and spec.failure.class are written by the operator and cannot change"))]
 pub struct DiagnosticReportSpec {
@@ -50,6 +53,13 @@ pub struct DiagnosticReportSpec {
     /// The human decision: set it to `Approved` to apply the suggested patch, `Rejected` to close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
+    /// The digest of the patch the approver read (`kubectl sre show` prints it, `kubectl sre
+    /// approve` records it): the operator applies only that patch, byte for byte. An approval
+    /// without it (plain `kubectl patch`) approves the patch in status, which cannot change once
+    /// the report awaits approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub approved_digest: Option<String>,
 }
 
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -109,8 +119,13 @@ pub enum Phase {
     Failed,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+// What an approver reads is what is applied: once a report awaits approval, the digest of its
+// patch is fixed, and the operator applies a patch only when it has that digest.
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(oldSelf.phase) || oldSelf.phase != 'AwaitingApproval' || !has(oldSelf.patchDigest) || (has(self.patchDigest) && self.patchDigest == oldSelf.patchDigest)"
+).message("status.patchDigest cannot change once the report awaits approval"))]
 pub struct DiagnosticReportStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
@@ -122,6 +137,9 @@ pub struct DiagnosticReportStatus {
     pub reasoning_chain: Vec<ReasoningStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggested_patch: Option<SuggestedPatch>,
+    /// [`SuggestedPatch::digest`] of the suggested patch, written with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<SafetyVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +211,18 @@ pub struct SuggestedPatch {
     #[schemars(length(min = 1, max = 64))]
     pub patch: Vec<PatchOperation>,
     pub explanation: String,
+}
+
+impl SuggestedPatch {
+    /// `sha256:<hex>` of what applying the patch means, its target and its operations, as
+    /// canonical JSON (the explanation is not applied, so it is not part of it). An approval is
+    /// pinned to it.
+    pub fn digest(&self) -> String {
+        let canonical = serde_json::json!({ "target": self.target, "patch": self.patch });
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -307,5 +337,43 @@ mod tests {
         assert_eq!(name.len(), 253);
         assert_eq!(name, report_name(&long, FailureClass::CrashLoopBackOff));
         assert_ne!(name, report_name(&long, FailureClass::Pending));
+    }
+
+    #[test]
+    fn a_patch_digest_changes_with_any_operation_and_not_with_the_explanation() {
+        let op = |value: &str| PatchOperation {
+            op: PatchOp::Replace,
+            path: "/spec/replicas".into(),
+            from: None,
+            value: Some(serde_json::json!(value)),
+        };
+        let patch = SuggestedPatch {
+            target: TargetRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: "app".into(),
+                name: "web".into(),
+            },
+            patch: vec![op("2")],
+            explanation: "why".into(),
+        };
+        let digest = patch.digest();
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "{digest}"
+        );
+        let explained = SuggestedPatch {
+            explanation: "another why".into(),
+            ..patch.clone()
+        };
+        assert_eq!(explained.digest(), digest);
+        let changed = SuggestedPatch {
+            patch: vec![op("3")],
+            ..patch.clone()
+        };
+        assert_ne!(changed.digest(), digest);
+        let mut retargeted = patch.clone();
+        retargeted.target.namespace = "victim".into();
+        assert_ne!(retargeted.digest(), digest);
     }
 }

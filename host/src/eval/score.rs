@@ -355,6 +355,7 @@ patch:
                 },
                 policy: "default".into(),
                 decision: None,
+                approved_digest: None,
             },
         )
         .with_status(DiagnosticReportStatus {

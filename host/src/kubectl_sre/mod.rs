@@ -101,6 +101,11 @@ pub struct DecideArgs {
     /// Do not ask for confirmation.
     #[arg(short = 'y', long)]
     pub yes: bool,
+
+    /// Approve only if the suggested patch still has this digest (the one `kubectl sre show`
+    /// printed), so that what is approved is what was read.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -210,12 +210,14 @@ fn write_patch_section(
     writeln!(out, "\nSuggested patch for {target}")?;
     writeln!(out, "  Why:    {}", suggestion.explanation)?;
     writeln!(out, "  Size:   {}", patch_size(&suggestion.patch))?;
+    writeln!(out, "  Digest: {}", suggestion.digest())?;
+    // Every operation, as it will be sent: the diff below is a reading aid, this is the patch.
+    write_ops(out, &suggestion.patch)?;
     let Some(live) = &preview.live else {
         match &preview.unreadable {
             Some(e) => writeln!(out, "  !! cannot read {target}: {e}")?,
             None => writeln!(out, "  !! {target} does not exist any more")?,
         }
-        write_ops(out, &suggestion.patch)?;
         return Ok(());
     };
     let keep_status = touches_status(&suggestion.patch);
@@ -249,14 +251,11 @@ fn write_patch_section(
                 );
                 write_diff(out, &diff)?;
             }
-            Ok(_) => write_ops(out, &suggestion.patch)?,
-            Err(e) => {
-                writeln!(
-                    out,
-                    "  !! The rollback patch no longer applies to the live object: {e}"
-                )?;
-                write_ops(out, &suggestion.patch)?;
-            }
+            Ok(_) => {}
+            Err(e) => writeln!(
+                out,
+                "  !! The rollback patch no longer applies to the live object: {e}"
+            )?,
         }
         return Ok(());
     }
@@ -284,7 +283,6 @@ fn write_patch_section(
                 report.name_any(),
                 report.namespace().unwrap_or_default()
             )?;
-            write_ops(out, &suggestion.patch)?;
         }
     }
     Ok(())
@@ -400,8 +398,13 @@ pub(super) async fn show(
         Some(d) => writeln!(out, "  Decision:  {d:?}")?,
         None if status.phase == Some(Phase::AwaitingApproval) => writeln!(
             out,
-            "  Decision:  none: `{}` or `{}`",
+            "  Decision:  none: `{}{}` or `{}`",
             hint("approve"),
+            status
+                .suggested_patch
+                .as_ref()
+                .map(|p| format!(" --digest {}", p.digest()))
+                .unwrap_or_default(),
             hint("reject")
         )?,
         None => writeln!(out, "  Decision:  none")?,
@@ -484,11 +487,20 @@ pub(super) async fn decide(
     }
     let suggestion = status.suggested_patch.as_ref();
     if decision == Decision::Approved {
-        let Some(_) = suggestion else {
+        let Some(patch) = suggestion else {
             return Err(failed(format!(
                 "cannot approve {object}: it has no suggested patch"
             )));
         };
+        if let Some(read) = &args.digest
+            && *read != patch.digest()
+        {
+            return Err(failed(format!(
+                "cannot approve {object}: its suggested patch changed since you read it (digest \
+                 {read} then, {} now); read it again with `kubectl sre show {name} -n {namespace}`",
+                patch.digest()
+            )));
+        }
         if let Some(s) = status
             .safety
             .as_ref()
@@ -524,10 +536,16 @@ pub(super) async fn decide(
     let mut summary = match (decision, suggestion) {
         (Decision::Approved, Some(p)) => format!(
             "Approving {object} lets the operator apply its suggested patch to {}: {}, {}. \
-             Safety verdict: {verdict}.",
+             Safety verdict: {verdict}. The patch, digest {}:\n{}",
             target_name(&p.target),
             patch_size(&p.patch),
-            p.explanation
+            p.explanation,
+            p.digest(),
+            p.patch
+                .iter()
+                .map(|op| format!("  {}", serde_json::to_string(op).unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("\n")
         ),
         (_, Some(p)) => format!(
             "Rejecting {object} closes it; its suggested patch for {} ({}) is never applied. \
@@ -583,7 +601,15 @@ pub(super) async fn decide(
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    let body = json!({ "spec": { "decision": decision } });
+    // Pinned: the patch approved is the one just read (its digest), and the write fails if the
+    // report changed in between (its resourceVersion).
+    let mut body = json!({ "spec": { "decision": decision } });
+    if let Some(version) = &report.metadata.resource_version {
+        body["metadata"] = json!({ "resourceVersion": version });
+    }
+    if let (Decision::Approved, Some(p)) = (decision, suggestion) {
+        body["spec"]["approvedDigest"] = json!(p.digest());
+    }
     api.patch(name, &params, &Patch::Merge(&body))
         .await
         .map_err(|e| match e {
@@ -591,6 +617,10 @@ pub(super) async fn decide(
             kube::Error::Api(s) if s.code == 422 => failed(format!(
                 "the API server refused spec.decision on {object}: {}",
                 s.message
+            )),
+            kube::Error::Api(s) if s.code == 409 => failed(format!(
+                "{object} changed while you decided (its patch or status moved on); nothing \
+                 was written: read it again with `kubectl sre show {name} -n {namespace}`"
             )),
             e => api_error(
                 e,

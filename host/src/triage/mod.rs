@@ -64,6 +64,7 @@ pub fn new_report(
             failure: detection.into(),
             policy: policy.to_string(),
             decision: None,
+            approved_digest: None,
         },
         status: None,
     }
