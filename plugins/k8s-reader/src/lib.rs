@@ -339,13 +339,7 @@ fn service_check(
     let Some(service) = services.iter().find(|s| object_name(s) == Some(short)) else {
         return Ok(check);
     };
-    let selector: BTreeMap<String, String> = service
-        .pointer("/spec/selector")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect();
+    let selector = string_map(service.pointer("/spec/selector"));
     let (mut ready_pods, mut not_ready_pods) = (Vec::new(), Vec::new());
     // A Service without a selector has hand-made endpoints.
     if !selector.is_empty() {
@@ -379,21 +373,23 @@ fn service_check(
 /// A container's `resources` as written; None when it is not an object.
 fn resource_requirements(resources: &Value) -> Option<ResourceRequirements> {
     let mut other = resources.as_object()?.clone();
-    // Quantities are strings in the API; anything else is not a quantity to compare.
-    let mut quantities = |field: &str| {
-        other.remove(field).and_then(|v| {
-            v.as_object().map(|m| {
-                m.iter()
-                    .filter_map(|(k, q)| Some((k.clone(), q.as_str()?.to_string())))
-                    .collect()
-            })
-        })
-    };
     Some(ResourceRequirements {
-        limits: quantities("limits"),
-        requests: quantities("requests"),
-        other: other.into_iter().collect(),
+        limits: other.remove("limits").map(|m| string_map(Some(&m))),
+        requests: other.remove("requests").map(|m| string_map(Some(&m))),
+        other,
     })
+}
+
+/// The string values of a JSON object (a selector, quantities); anything else is left out.
+fn string_map(object: Option<&Value>) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    // Inserted one by one: `collect` into a map would add a sort to the component.
+    for (k, v) in object.and_then(Value::as_object).into_iter().flatten() {
+        if let Some(v) = v.as_str() {
+            map.insert(k.clone(), v.to_string());
+        }
+    }
+    map
 }
 
 fn object_name(object: &Value) -> Option<&str> {

@@ -149,5 +149,5 @@ pub struct ResourceRequirements {
     pub requests: Option<BTreeMap<String, String>>,
     /// Anything else the template says (`claims`), kept as it was.
     #[serde(flatten)]
-    pub other: BTreeMap<String, Value>,
+    pub other: serde_json::Map<String, Value>,
 }
