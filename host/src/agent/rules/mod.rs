@@ -19,6 +19,7 @@ mod tests;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::de::DeserializeOwned;
 
 use super::{AgentError, Brain, Case, Conclusion, Session, ToolOutcome};
@@ -102,6 +103,27 @@ fn pod_container<'a>(case: &'a Case, name: &str) -> Option<&'a Container> {
         .find(|c| c.name == name)
 }
 
+/// The memory a container requests, as written.
+fn memory_request(container: Option<&Container>) -> Option<Quantity> {
+    let resources = container?.resources.as_ref()?;
+    resources.requests.as_ref()?.get("memory").cloned()
+}
+
+/// The memory limit of a container, as written.
+fn memory_limit(container: Option<&Container>) -> Option<Quantity> {
+    let resources = container?.resources.as_ref()?;
+    resources.limits.as_ref()?.get("memory").cloned()
+}
+
+/// The Pod's first container.
+fn first_container(case: &Case) -> Option<String> {
+    case.pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+}
+
 /// The container the failure is about, or the Pod's first when the failure names none.
 fn failure_container(case: &Case) -> String {
     case.report
@@ -109,12 +131,6 @@ fn failure_container(case: &Case) -> String {
         .failure
         .container
         .clone()
-        .or_else(|| {
-            case.pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.containers.first())
-                .map(|c| c.name.clone())
-        })
+        .or_else(|| first_container(case))
         .unwrap_or_default()
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
+use super::{memory_limit, memory_request};
 use crate::cluster::{NodeUsage, format_bytes, memory_bytes};
 
 /// How much the memory limit grows after an OOM kill.
@@ -48,22 +49,8 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
         .cloned()
         .collect();
     let spec = pod_container(case, &container);
-    let limit_q = spec.and_then(|c| {
-        c.resources
-            .as_ref()?
-            .limits
-            .as_ref()?
-            .get("memory")
-            .cloned()
-    });
-    let request_q = spec.and_then(|c| {
-        c.resources
-            .as_ref()?
-            .requests
-            .as_ref()?
-            .get("memory")
-            .cloned()
-    });
+    let limit_q = memory_limit(spec);
+    let request_q = memory_request(spec);
     let Some(limit_q) = limit_q else {
         return Ok(no_fix(
             format!("Container {container} was OOM-killed without a memory limit."),

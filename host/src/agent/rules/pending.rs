@@ -11,6 +11,7 @@ use tool_shapes::{EventSummary, RolloutRevision};
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
+use super::{first_container, memory_limit, memory_request};
 use crate::cluster::{
     NodeUsage, ResourceAmounts, Taint, format_bytes, format_millis, memory_bytes, pod_requests,
 };
@@ -286,17 +287,10 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
     let root_cause = format!("Insufficient {resource}: the Pod {numbers}, so no node can take it.");
 
     // Lowering the request is only right when history says a smaller one worked.
-    let container = failure_container(case);
-    let container = if container.is_empty() {
-        case.pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .map(|c| c.name.clone())
-            .unwrap_or_default()
-    } else {
-        container
-    };
+    let container = Some(failure_container(case))
+        .filter(|c| !c.is_empty())
+        .or_else(|| first_container(case))
+        .unwrap_or_default();
     if memory && case.report.spec.workload.kind == "Deployment" {
         let history = s
             .act(
@@ -307,24 +301,9 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
             )
             .await?;
         let revisions: Vec<RolloutRevision> = answer(&history).unwrap_or_default();
-        let current_request = pod_container(case, &container).and_then(|c| {
-            c.resources
-                .as_ref()?
-                .requests
-                .as_ref()?
-                .get("memory")
-                .cloned()
-        });
-        let current_limit = pod_container(case, &container)
-            .and_then(|c| {
-                c.resources
-                    .as_ref()?
-                    .limits
-                    .as_ref()?
-                    .get("memory")
-                    .cloned()
-            })
-            .and_then(|q| memory_bytes(&q));
+        let current_request = memory_request(pod_container(case, &container));
+        let current_limit =
+            memory_limit(pod_container(case, &container)).and_then(|q| memory_bytes(&q));
         // The newest earlier revision that ran, with its request.
         let earlier = revisions.iter().skip(1).find(|r| r.ran()).and_then(|r| {
             let request = r.container(&container)?.request("memory")?;
