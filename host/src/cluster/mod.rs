@@ -17,8 +17,8 @@ pub use kinds::ResourceKind;
 pub use live::{LiveCluster, ReadLimits};
 pub use logs::{ContainerLog, LogRequest, Logs, parse_dump_logs};
 pub use usage::{
-    NodeUsage, ResourceAmounts, cpu_millis, format_bytes, format_millis, memory_bytes, node_usage,
-    pod_requests,
+    NodeUsage, ResourceAmounts, Taint, cpu_millis, format_bytes, format_millis, memory_bytes,
+    node_usage, pod_requests,
 };
 pub use workload::resolve_workload;
 

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube_quantity::ParsedQuantity;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// CPU in millicores and memory in bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// CPU in millicores and memory in bytes. Read back from JSON, the readable twins are ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ResourceAmounts {
     pub cpu_millis: i64,
     pub memory_bytes: i64,
@@ -49,8 +50,10 @@ impl ResourceAmounts {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// What the cluster interface's `node-usage` answers, and what the `list_nodes_capacity` and
+/// `get_resource_usage` tools pass on: the rules brain reads their answers back as this.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct NodeUsage {
     pub node: String,
     pub allocatable: ResourceAmounts,
@@ -63,9 +66,74 @@ pub struct NodeUsage {
     pub pods: usize,
     pub ready: bool,
     pub unschedulable: bool,
-    /// `key=value:Effect` for each taint.
-    pub taints: Vec<String>,
+    pub taints: Vec<Taint>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// A node's taint. In JSON it is the string `kubectl describe node` prints, `key=value:Effect` or
+/// `key:Effect`, and it reads back from any string into the same string (a redacted one that
+/// lost its effect included).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`; None when the string has no `:`.
+    pub effect: Option<String>,
+}
+
+impl From<&k8s_openapi::api::core::v1::Taint> for Taint {
+    fn from(t: &k8s_openapi::api::core::v1::Taint) -> Self {
+        Taint {
+            key: t.key.clone(),
+            value: t.value.clone(),
+            effect: Some(t.effect.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Taint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key)?;
+        if let Some(value) = &self.value {
+            write!(f, "={value}")?;
+        }
+        if let Some(effect) = &self.effect {
+            write!(f, ":{effect}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for Taint {
+    fn from(text: &str) -> Self {
+        // A key or value holds no `:` and a key no `=`, so the last `:` ends the pair.
+        let (pair, effect) = match text.rsplit_once(':') {
+            Some((pair, effect)) => (pair, Some(effect.to_string())),
+            None => (text, None),
+        };
+        let (key, value) = match pair.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (pair, None),
+        };
+        Taint {
+            key: key.to_string(),
+            value,
+            effect,
+        }
+    }
+}
+
+impl From<String> for Taint {
+    fn from(text: String) -> Self {
+        Taint::from(text.as_str())
+    }
+}
+
+impl From<Taint> for String {
+    fn from(taint: Taint) -> Self {
+        taint.to_string()
+    }
 }
 
 /// Millicores of a CPU quantity, rounded up as Kubernetes does.
@@ -171,14 +239,7 @@ pub fn node_usage(node: &Node, pods: &[Pod]) -> NodeUsage {
             .spec
             .as_ref()
             .and_then(|s| s.taints.as_ref())
-            .map(|ts| {
-                ts.iter()
-                    .map(|t| match &t.value {
-                        Some(v) => format!("{}={}:{}", t.key, v, t.effect),
-                        None => format!("{}:{}", t.key, t.effect),
-                    })
-                    .collect()
-            })
+            .map(|ts| ts.iter().map(Taint::from).collect())
             .unwrap_or_default(),
         labels: node.metadata.labels.clone().unwrap_or_default(),
         ..Default::default()
@@ -283,5 +344,45 @@ mod tests {
         assert_eq!(usage.requests.memory_bytes, 3 * 1024 * 1024 * 1024);
         assert_eq!(usage.free.memory_bytes, 5 * 1024 * 1024 * 1024);
         assert!(usage.ready);
+    }
+
+    #[test]
+    fn node_usage_reads_back_from_its_json() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "gpu-1", "labels": {"pool": "gpu"}},
+            "spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+                                {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]},
+            "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"}}
+        }))
+        .unwrap();
+        let usage = node_usage(&node, &[]);
+        let text = serde_json::to_value(&usage).unwrap();
+        assert_eq!(
+            text["taints"],
+            json!([
+                "dedicated=gpu:NoSchedule",
+                "node.kubernetes.io/unreachable:NoExecute"
+            ])
+        );
+        assert_eq!(text["allocatable"]["memory"], "32Gi");
+        let read: NodeUsage = serde_json::from_value(text).unwrap();
+        assert_eq!(read, usage);
+        assert_eq!(read.taints[0].value.as_deref(), Some("gpu"));
+        assert_eq!(read.taints[1].value, None);
+        assert_eq!(read.taints[1].effect.as_deref(), Some("NoExecute"));
+    }
+
+    #[test]
+    fn a_taint_string_reads_back_as_it_was_written() {
+        for text in [
+            "dedicated=gpu:NoSchedule",
+            "node-role.kubernetes.io/control-plane:NoSchedule",
+            "empty=:PreferNoSchedule",
+            "no-effect:",
+            "api-token=<redacted>",
+        ] {
+            assert_eq!(Taint::from(text).to_string(), text);
+        }
+        assert_eq!(Taint::from("api-token=<redacted>").effect, None);
     }
 }

@@ -3,7 +3,9 @@
 
 mod scheduling;
 
-pub use scheduling::{Obstacle, SchedulingFailure, SchedulingReason, parse_scheduling_message};
+pub use scheduling::{
+    Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,
+};
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Event, Pod, Probe};
 

@@ -177,30 +177,134 @@ impl SchedulingFailure {
             })
     }
 
+    /// Why the Pod is pending, from the primary obstacle.
+    pub fn cause(&self) -> PendingReason {
+        self.primary().map_or(PendingReason::Unschedulable, |p| {
+            p.obstacle.pending_reason()
+        })
+    }
+
     /// A CamelCase reason for `spec.failure.reason`.
     pub fn reason(&self) -> String {
-        let Some(primary) = self.primary() else {
-            return "Unschedulable".into();
-        };
-        match &primary.obstacle {
+        self.cause().to_string()
+    }
+}
+
+/// Why no node takes a Pod, as `spec.failure.reason` of a Pending report names it. The Pending
+/// playbook reads the reason back with `parse`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingReason {
+    InsufficientMemory,
+    InsufficientCpu,
+    InsufficientEphemeralStorage,
+    /// Another extended resource (`nvidia.com/gpu`, ...).
+    InsufficientResources,
+    NodeSelectorMismatch,
+    UntoleratedTaint,
+    UnboundPersistentVolumeClaim,
+    PersistentVolumeClaimNotFound,
+    VolumeNodeAffinityConflict,
+    PodAffinity,
+    PodAntiAffinity,
+    NodesUnschedulable,
+    TooManyPods,
+    HostPortsInUse,
+    NoNodes,
+    /// No obstacle the operator knows.
+    Unschedulable,
+}
+
+impl PendingReason {
+    pub const ALL: [PendingReason; 16] = [
+        PendingReason::InsufficientMemory,
+        PendingReason::InsufficientCpu,
+        PendingReason::InsufficientEphemeralStorage,
+        PendingReason::InsufficientResources,
+        PendingReason::NodeSelectorMismatch,
+        PendingReason::UntoleratedTaint,
+        PendingReason::UnboundPersistentVolumeClaim,
+        PendingReason::PersistentVolumeClaimNotFound,
+        PendingReason::VolumeNodeAffinityConflict,
+        PendingReason::PodAffinity,
+        PendingReason::PodAntiAffinity,
+        PendingReason::NodesUnschedulable,
+        PendingReason::TooManyPods,
+        PendingReason::HostPortsInUse,
+        PendingReason::NoNodes,
+        PendingReason::Unschedulable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingReason::InsufficientMemory => "InsufficientMemory",
+            PendingReason::InsufficientCpu => "InsufficientCPU",
+            PendingReason::InsufficientEphemeralStorage => "InsufficientEphemeralStorage",
+            PendingReason::InsufficientResources => "InsufficientResources",
+            PendingReason::NodeSelectorMismatch => "NodeSelectorMismatch",
+            PendingReason::UntoleratedTaint => "UntoleratedTaint",
+            PendingReason::UnboundPersistentVolumeClaim => "UnboundPersistentVolumeClaim",
+            PendingReason::PersistentVolumeClaimNotFound => "PersistentVolumeClaimNotFound",
+            PendingReason::VolumeNodeAffinityConflict => "VolumeNodeAffinityConflict",
+            PendingReason::PodAffinity => "PodAffinity",
+            PendingReason::PodAntiAffinity => "PodAntiAffinity",
+            PendingReason::NodesUnschedulable => "NodesUnschedulable",
+            PendingReason::TooManyPods => "TooManyPods",
+            PendingReason::HostPortsInUse => "HostPortsInUse",
+            PendingReason::NoNodes => "NoNodes",
+            PendingReason::Unschedulable => "Unschedulable",
+        }
+    }
+
+    /// The Pod waits on a PersistentVolumeClaim, not on a node.
+    pub fn is_about_a_claim(self) -> bool {
+        matches!(
+            self,
+            PendingReason::UnboundPersistentVolumeClaim
+                | PendingReason::PersistentVolumeClaimNotFound
+        )
+    }
+}
+
+impl std::fmt::Display for PendingReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PendingReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PendingReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a reason the scheduler's message gives"))
+    }
+}
+
+impl Obstacle {
+    pub fn pending_reason(&self) -> PendingReason {
+        match self {
             Obstacle::Insufficient(r) => match r.as_str() {
-                "memory" => "InsufficientMemory".into(),
-                "cpu" => "InsufficientCPU".into(),
-                "ephemeral-storage" => "InsufficientEphemeralStorage".into(),
-                _ => "InsufficientResources".into(),
+                "memory" => PendingReason::InsufficientMemory,
+                "cpu" => PendingReason::InsufficientCpu,
+                "ephemeral-storage" => PendingReason::InsufficientEphemeralStorage,
+                _ => PendingReason::InsufficientResources,
             },
-            Obstacle::NodeSelectorMismatch => "NodeSelectorMismatch".into(),
-            Obstacle::UntoleratedTaint(_) => "UntoleratedTaint".into(),
-            Obstacle::UnboundPersistentVolumeClaim => "UnboundPersistentVolumeClaim".into(),
-            Obstacle::PersistentVolumeClaimNotFound(_) => "PersistentVolumeClaimNotFound".into(),
-            Obstacle::VolumeNodeAffinityConflict => "VolumeNodeAffinityConflict".into(),
-            Obstacle::PodAffinity => "PodAffinity".into(),
-            Obstacle::PodAntiAffinity => "PodAntiAffinity".into(),
-            Obstacle::NodeUnschedulable => "NodesUnschedulable".into(),
-            Obstacle::TooManyPods => "TooManyPods".into(),
-            Obstacle::PortsInUse => "HostPortsInUse".into(),
-            Obstacle::NoNodes => "NoNodes".into(),
-            Obstacle::Other => "Unschedulable".into(),
+            Obstacle::NodeSelectorMismatch => PendingReason::NodeSelectorMismatch,
+            Obstacle::UntoleratedTaint(_) => PendingReason::UntoleratedTaint,
+            Obstacle::UnboundPersistentVolumeClaim => PendingReason::UnboundPersistentVolumeClaim,
+            Obstacle::PersistentVolumeClaimNotFound(_) => {
+                PendingReason::PersistentVolumeClaimNotFound
+            }
+            Obstacle::VolumeNodeAffinityConflict => PendingReason::VolumeNodeAffinityConflict,
+            Obstacle::PodAffinity => PendingReason::PodAffinity,
+            Obstacle::PodAntiAffinity => PendingReason::PodAntiAffinity,
+            Obstacle::NodeUnschedulable => PendingReason::NodesUnschedulable,
+            Obstacle::TooManyPods => PendingReason::TooManyPods,
+            Obstacle::PortsInUse => PendingReason::HostPortsInUse,
+            Obstacle::NoNodes => PendingReason::NoNodes,
+            Obstacle::Other => PendingReason::Unschedulable,
         }
     }
 }
@@ -257,5 +361,17 @@ mod tests {
         );
         let f = parse_scheduling_message("no nodes available to schedule pods");
         assert_eq!(f.reason(), "NoNodes");
+    }
+
+    #[test]
+    fn every_pending_reason_reads_back_from_its_name() {
+        for reason in PendingReason::ALL {
+            assert_eq!(reason.as_str().parse::<PendingReason>(), Ok(reason));
+        }
+        assert!("Error".parse::<PendingReason>().is_err());
+        let f = parse_scheduling_message(
+            "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.",
+        );
+        assert_eq!(f.reason().parse(), Ok(PendingReason::InsufficientCpu));
     }
 }

@@ -3,8 +3,14 @@
 
 wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 use sre_operator::plugin::cluster::{self, ClusterError, LogRequest};
+use tool_shapes::{
+    EventSummary, FoundService, IntOrString, ResourceRequirements, RevisionContainer,
+    RolloutRevision, ServiceCheck, ServicePort, SimilarService,
+};
 
 struct Reader;
 
@@ -158,6 +164,11 @@ fn pretty(value: &Value) -> Result<String, ToolError> {
     serde_json::to_string_pretty(value).map_err(|e| ToolError::Failed(e.to_string()))
 }
 
+/// A typed answer as pretty JSON, its keys sorted like every other answer's.
+fn answer(shape: &impl serde::Serialize) -> Result<String, ToolError> {
+    pretty(&serde_json::to_value(shape).map_err(|e| ToolError::Failed(e.to_string()))?)
+}
+
 fn inspect_object(args: &Value) -> Result<String, ToolError> {
     let kind = required(args, "kind")?;
     let name = required(args, "name")?;
@@ -205,38 +216,55 @@ fn list_events(args: &Value) -> Result<String, ToolError> {
     let events = parse(
         cluster::events(required(args, "kind")?, required(args, "name")?).map_err(host_error)?,
     )?;
-    let summary: Vec<Value> = events
+    let summary: Vec<EventSummary> = events
         .as_array()
         .into_iter()
         .flatten()
-        .map(|e| {
-            let count = e
-                .get("count")
-                .filter(|c| !c.is_null())
-                .or_else(|| e.pointer("/series/count"));
-            let last = ["/lastTimestamp", "/series/lastObservedTime", "/eventTime"]
-                .iter()
-                .find_map(|p| e.pointer(p).filter(|v| !v.is_null()));
-            json!({
-                "type": e.get("type"),
-                "reason": e.get("reason"),
-                "message": e.get("message"),
-                "count": count,
-                "last": last,
-                "source": e.pointer("/source/component").or_else(|| e.get("reportingComponent")),
-                "container": e.pointer("/involvedObject/fieldPath"),
-            })
-        })
+        .map(event_summary)
         .collect();
-    pretty(&Value::Array(summary))
+    answer(&summary)
+}
+
+fn string_at(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// A core/v1 Event reduced to what a reader needs. Events written through events.k8s.io (the
+/// scheduler's) carry their count and time in `series` and `eventTime`.
+fn event_summary(e: &Value) -> EventSummary {
+    let count = e
+        .get("count")
+        .filter(|c| !c.is_null())
+        .or_else(|| e.pointer("/series/count"));
+    let last = ["/lastTimestamp", "/series/lastObservedTime", "/eventTime"]
+        .iter()
+        .find_map(|p| e.pointer(p).filter(|v| !v.is_null()));
+    EventSummary {
+        type_: string_at(e, "/type"),
+        reason: string_at(e, "/reason"),
+        message: string_at(e, "/message"),
+        count: count
+            .and_then(Value::as_i64)
+            .and_then(|c| i32::try_from(c).ok()),
+        last: last.and_then(Value::as_str).map(str::to_string),
+        source: e
+            .pointer("/source/component")
+            .or_else(|| e.get("reportingComponent"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        container: string_at(e, "/involvedObject/fieldPath"),
+    }
 }
 
 /// Whether the labels of an object satisfy a Service's equality selector.
-fn selects(selector: &serde_json::Map<String, Value>, labels: Option<&Value>) -> bool {
+fn selects(selector: &BTreeMap<String, String>, labels: Option<&Value>) -> bool {
     !selector.is_empty()
         && selector
             .iter()
-            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            .all(|(k, v)| labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v.as_str()))
 }
 
 fn pod_ready(pod: &Value) -> bool {
@@ -273,130 +301,183 @@ fn similar(name: &str, candidate: &str) -> bool {
 
 fn check_service(args: &Value) -> Result<String, ToolError> {
     let name = required(args, "name")?;
-    // A host name may be written as svc.namespace or a full cluster DNS name.
-    let short = name.split('.').next().unwrap_or(name);
     let services = parse(cluster::list_objects("Service", None, None).map_err(host_error)?)?;
     let services = services.as_array().cloned().unwrap_or_default();
-    let similar_names: Vec<Value> = services
-        .iter()
-        .filter_map(|s| s.pointer("/metadata/name").and_then(Value::as_str))
-        .filter(|candidate| similar(short, candidate))
-        .map(|candidate| {
-            let svc = services.iter().find(|s| s.pointer("/metadata/name").and_then(Value::as_str) == Some(candidate));
-            json!({"name": candidate, "ports": svc.and_then(|s| s.pointer("/spec/ports")).map(ports_of).unwrap_or_default()})
-        })
-        .collect();
-    let Some(service) = services
-        .iter()
-        .find(|s| s.pointer("/metadata/name").and_then(Value::as_str) == Some(short))
-    else {
-        return pretty(&json!({
-            "service": short,
-            "namespace": cluster::namespace(),
-            "exists": false,
-            "similar": similar_names,
-        }));
-    };
-    let selector = service
-        .pointer("/spec/selector")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let (ready, not_ready) = if selector.is_empty() {
-        (Vec::new(), Vec::new()) // a Service without a selector has hand-made endpoints
-    } else {
+    let check = service_check(name, cluster::namespace(), &services, || {
         let pods = parse(cluster::list_objects("Pod", None, None).map_err(host_error)?)?;
-        let matching: Vec<&Value> = pods
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| selects(&selector, p.pointer("/metadata/labels")))
-            .collect();
-        let name_of = |p: &&Value| p.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
-        (
-            matching
-                .iter()
-                .filter(|p| pod_ready(p))
-                .map(name_of)
-                .collect::<Vec<_>>(),
-            matching
-                .iter()
-                .filter(|p| !pod_ready(p))
-                .map(name_of)
-                .collect::<Vec<_>>(),
-        )
-    };
-    pretty(&json!({
-        "service": short,
-        "namespace": cluster::namespace(),
-        "exists": true,
-        "type": service.pointer("/spec/type"),
-        "clusterIP": service.pointer("/spec/clusterIP"),
-        "selector": selector,
-        "ports": service.pointer("/spec/ports").map(ports_of).unwrap_or_default(),
-        "readyEndpoints": ready.len(),
-        "readyPods": ready,
-        "notReadyPods": not_ready,
-        "similar": similar_names,
-    }))
+        Ok(pods.as_array().cloned().unwrap_or_default())
+    })?;
+    answer(&check)
 }
 
-fn ports_of(ports: &Value) -> Vec<Value> {
-    ports
-        .as_array()
+/// The `check_service` answer about `name` among the namespace's Services; `list_pods` is asked
+/// only when the Service selects Pods.
+fn service_check(
+    name: &str,
+    namespace: String,
+    services: &[Value],
+    list_pods: impl FnOnce() -> Result<Vec<Value>, ToolError>,
+) -> Result<ServiceCheck, ToolError> {
+    // A host name may be written as svc.namespace or a full cluster DNS name.
+    let short = name.split('.').next().unwrap_or(name);
+    let similar_services: Vec<SimilarService> = services
+        .iter()
+        .filter_map(|s| Some((object_name(s)?, s)))
+        .filter(|(candidate, _)| similar(short, candidate))
+        .map(|(candidate, s)| SimilarService {
+            name: candidate.to_string(),
+            ports: service_ports(s),
+        })
+        .collect();
+    let mut check = ServiceCheck {
+        service: short.to_string(),
+        namespace,
+        exists: false,
+        found: None,
+        similar: similar_services,
+    };
+    let Some(service) = services.iter().find(|s| object_name(s) == Some(short)) else {
+        return Ok(check);
+    };
+    let selector = string_map(service.pointer("/spec/selector"));
+    let (mut ready_pods, mut not_ready_pods) = (Vec::new(), Vec::new());
+    // A Service without a selector has hand-made endpoints.
+    if !selector.is_empty() {
+        for pod in list_pods()?
+            .iter()
+            .filter(|p| selects(&selector, p.pointer("/metadata/labels")))
+        {
+            let Some(name) = object_name(pod) else {
+                continue;
+            };
+            if pod_ready(pod) {
+                ready_pods.push(name.to_string());
+            } else {
+                not_ready_pods.push(name.to_string());
+            }
+        }
+    }
+    check.exists = true;
+    check.found = Some(FoundService {
+        type_: string_at(service, "/spec/type"),
+        cluster_ip: string_at(service, "/spec/clusterIP"),
+        selector,
+        ports: service_ports(service),
+        ready_endpoints: ready_pods.len(),
+        ready_pods,
+        not_ready_pods,
+    });
+    Ok(check)
+}
+
+/// A container's `resources` as written; None when it is not an object.
+fn resource_requirements(resources: &Value) -> Option<ResourceRequirements> {
+    let mut other = resources.as_object()?.clone();
+    Some(ResourceRequirements {
+        limits: other.remove("limits").map(|m| string_map(Some(&m))),
+        requests: other.remove("requests").map(|m| string_map(Some(&m))),
+        other,
+    })
+}
+
+/// The string values of a JSON object (a selector, quantities); anything else is left out.
+fn string_map(object: Option<&Value>) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    // Inserted one by one: `collect` into a map would add a sort to the component.
+    for (k, v) in object.and_then(Value::as_object).into_iter().flatten() {
+        if let Some(v) = v.as_str() {
+            map.insert(k.clone(), v.to_string());
+        }
+    }
+    map
+}
+
+fn object_name(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/name").and_then(Value::as_str)
+}
+
+fn service_ports(service: &Value) -> Vec<ServicePort> {
+    service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|p| json!({"name": p.get("name"), "port": p.get("port"), "targetPort": p.get("targetPort"), "protocol": p.get("protocol")}))
+        .map(|p| ServicePort {
+            name: string_at(p, "/name"),
+            port: p
+                .get("port")
+                .and_then(Value::as_i64)
+                .and_then(|n| i32::try_from(n).ok()),
+            target_port: p.get("targetPort").and_then(|t| match t {
+                Value::String(s) => Some(IntOrString::String(s.clone())),
+                other => other
+                    .as_i64()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .map(IntOrString::Int),
+            }),
+            protocol: string_at(p, "/protocol"),
+        })
         .collect()
 }
 
 fn rollout_history(args: &Value) -> Result<String, ToolError> {
     let name = required(args, "name")?;
     let sets = parse(cluster::list_objects("ReplicaSet", None, None).map_err(host_error)?)?;
-    let mut revisions: Vec<(i64, Value)> = sets
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|rs| {
-            rs.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten().any(|o| {
-                o.get("kind").and_then(Value::as_str) == Some("Deployment") && o.get("name").and_then(Value::as_str) == Some(name)
-            })
-        })
-        .map(|rs| {
-            let revision = rs
-                .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
-                .and_then(Value::as_str)
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(0);
-            let containers: Vec<Value> = rs
-                .pointer("/spec/template/spec/containers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|c| json!({"name": c.get("name"), "image": c.get("image"), "resources": c.get("resources")}))
-                .collect();
-            let summary = json!({
-                "revision": revision,
-                "replicaSet": rs.pointer("/metadata/name"),
-                "created": rs.pointer("/metadata/creationTimestamp"),
-                "replicas": rs.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-                "readyReplicas": rs.pointer("/status/readyReplicas").cloned().unwrap_or(json!(0)),
-                "availableReplicas": rs.pointer("/status/availableReplicas").cloned().unwrap_or(json!(0)),
-                "containers": containers,
-            });
-            (revision, summary)
-        })
-        .collect();
+    let revisions = revisions(name, sets.as_array().map(Vec::as_slice).unwrap_or_default());
     if revisions.is_empty() {
         return Err(ToolError::Failed(format!(
             "no ReplicaSet of Deployment {name} in namespace {}",
             cluster::namespace()
         )));
     }
-    revisions.sort_by_key(|r| std::cmp::Reverse(r.0));
-    pretty(&Value::Array(
-        revisions.into_iter().map(|(_, v)| v).collect(),
-    ))
+    answer(&revisions)
+}
+
+/// The revisions of Deployment `name` among the namespace's ReplicaSets, newest first.
+fn revisions(name: &str, replica_sets: &[Value]) -> Vec<RolloutRevision> {
+    let count = |rs: &Value, field: &str| {
+        rs.pointer(&format!("/status/{field}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let mut revisions: Vec<RolloutRevision> = replica_sets
+        .iter()
+        .filter(|rs| {
+            rs.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|o| {
+                    o.get("kind").and_then(Value::as_str) == Some("Deployment")
+                        && o.get("name").and_then(Value::as_str) == Some(name)
+                })
+        })
+        .map(|rs| RolloutRevision {
+            revision: rs
+                .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+                .and_then(Value::as_str)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+            replica_set: string_at(rs, "/metadata/name"),
+            created: string_at(rs, "/metadata/creationTimestamp"),
+            replicas: count(rs, "replicas"),
+            ready_replicas: count(rs, "readyReplicas"),
+            available_replicas: count(rs, "availableReplicas"),
+            containers: rs
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| RevisionContainer {
+                    name: string_at(c, "/name"),
+                    image: string_at(c, "/image"),
+                    resources: c.get("resources").and_then(resource_requirements),
+                })
+                .collect(),
+        })
+        .collect();
+    revisions.sort_by_key(|r| std::cmp::Reverse(r.revision));
+    revisions
 }
 
 fn list_nodes_capacity() -> Result<String, ToolError> {
@@ -414,6 +495,7 @@ fn list_nodes_capacity() -> Result<String, ToolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn similar_service_names() {
@@ -422,5 +504,203 @@ mod tests {
         assert!(similar("billing-db", "billing"));
         assert!(!similar("redis", "web"));
         assert!(!similar("redis", "redis"));
+    }
+
+    /// The answer as the host reads it: the text the tool returns, parsed back into its shape.
+    fn read_back<T: serde::de::DeserializeOwned>(shape: &impl serde::Serialize) -> (Value, T) {
+        let text = answer(shape).unwrap();
+        (
+            serde_json::from_str(&text).unwrap(),
+            serde_json::from_str(&text).unwrap(),
+        )
+    }
+
+    fn keys(value: &Value) -> BTreeSet<&str> {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn service(name: &str, selector: Value, ports: Value) -> Value {
+        json!({"metadata": {"name": name},
+               "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.7", "selector": selector, "ports": ports}})
+    }
+
+    fn pod(name: &str, app: &str, ready: bool) -> Value {
+        let status = if ready { "True" } else { "False" };
+        json!({"metadata": {"name": name, "labels": {"app": app}},
+               "status": {"conditions": [{"type": "Ready", "status": status}]}})
+    }
+
+    #[test]
+    fn a_missing_service_is_answered_with_similar_names_and_their_ports() {
+        let services = [service(
+            "redis-master",
+            json!({"app": "redis"}),
+            json!([{"name": "redis", "port": 6379, "targetPort": "redis", "protocol": "TCP"}]),
+        )];
+        let check = service_check(
+            "redis.shop.svc.cluster.local",
+            "shop".into(),
+            &services,
+            || panic!("no Pods are listed for a Service that does not exist"),
+        )
+        .unwrap();
+        let (text, read): (Value, ServiceCheck) = read_back(&check);
+        assert_eq!(read, check);
+        assert_eq!(
+            keys(&text),
+            BTreeSet::from(["exists", "namespace", "service", "similar"])
+        );
+        assert_eq!(read.service, "redis");
+        assert!(!read.exists);
+        assert_eq!(read.found, None);
+        assert_eq!(
+            read.similar,
+            [SimilarService {
+                name: "redis-master".into(),
+                ports: vec![ServicePort {
+                    name: Some("redis".into()),
+                    port: Some(6379),
+                    target_port: Some(IntOrString::String("redis".into())),
+                    protocol: Some("TCP".into()),
+                }],
+            }]
+        );
+    }
+
+    #[test]
+    fn an_existing_service_is_answered_with_its_ready_and_unready_pods() {
+        let services = [service(
+            "billing",
+            json!({"app": "billing"}),
+            json!([{"port": 8080, "targetPort": 8081}]),
+        )];
+        let pods = vec![
+            pod("billing-1", "billing", true),
+            pod("billing-2", "billing", false),
+            pod("web-1", "web", true),
+        ];
+        let check = service_check("billing", "shop".into(), &services, || Ok(pods)).unwrap();
+        let (text, read): (Value, ServiceCheck) = read_back(&check);
+        assert_eq!(read, check);
+        assert_eq!(
+            keys(&text),
+            BTreeSet::from([
+                "clusterIP",
+                "exists",
+                "namespace",
+                "notReadyPods",
+                "ports",
+                "readyEndpoints",
+                "readyPods",
+                "selector",
+                "service",
+                "similar",
+                "type",
+            ])
+        );
+        // A field the Service does not set is null, not left out.
+        assert_eq!(text["ports"][0]["name"], Value::Null);
+        let found = read.found.unwrap();
+        assert!(read.exists);
+        assert_eq!(found.ready_endpoints, 1);
+        assert_eq!(found.ready_pods, ["billing-1"]);
+        assert_eq!(found.not_ready_pods, ["billing-2"]);
+        assert_eq!(found.ports[0].port, Some(8080));
+        assert_eq!(found.ports[0].target_port, Some(IntOrString::Int(8081)));
+        assert_eq!(found.cluster_ip.as_deref(), Some("10.96.0.7"));
+    }
+
+    #[test]
+    fn a_service_without_a_selector_lists_no_pods() {
+        let services = [service("external", json!(null), json!([{"port": 443}]))];
+        let check = service_check("external", "shop".into(), &services, || {
+            panic!("a Service without a selector has hand-made endpoints")
+        })
+        .unwrap();
+        let found = check.found.unwrap();
+        assert!(found.selector.is_empty());
+        assert_eq!(found.ready_endpoints, 0);
+    }
+
+    #[test]
+    fn events_keep_their_count_and_time_from_either_api() {
+        let core = json!({"type": "Warning", "reason": "BackOff", "message": "Back-off restarting",
+                          "count": 34, "lastTimestamp": "2026-11-25T09:41:07Z",
+                          "source": {"component": "kubelet"},
+                          "involvedObject": {"fieldPath": "spec.containers{app}"}});
+        let scheduler = json!({"type": "Warning", "reason": "FailedScheduling", "message": "0/3 nodes",
+                               "count": null, "series": {"count": 5, "lastObservedTime": "2026-11-25T09:42:00Z"},
+                               "reportingComponent": "default-scheduler"});
+        let summary = vec![event_summary(&core), event_summary(&scheduler)];
+        let (text, read): (Value, Vec<EventSummary>) = read_back(&summary);
+        assert_eq!(read, summary);
+        assert_eq!(
+            keys(&text[1]),
+            BTreeSet::from([
+                "container",
+                "count",
+                "last",
+                "message",
+                "reason",
+                "source",
+                "type"
+            ])
+        );
+        assert_eq!(read[0].count, Some(34));
+        assert_eq!(read[0].container.as_deref(), Some("spec.containers{app}"));
+        assert_eq!(read[1].count, Some(5));
+        assert_eq!(read[1].last.as_deref(), Some("2026-11-25T09:42:00Z"));
+        assert_eq!(read[1].source.as_deref(), Some("default-scheduler"));
+        assert_eq!(read[1].container, None);
+    }
+
+    #[test]
+    fn rollout_history_lists_the_deployments_revisions_newest_first() {
+        let replica_set = |name: &str, owner: &str, revision: &str, ready: i64, image: &str| {
+            json!({"metadata": {"name": name, "creationTimestamp": "2026-11-25T09:00:00Z",
+                                "annotations": {"deployment.kubernetes.io/revision": revision},
+                                "ownerReferences": [{"kind": "Deployment", "name": owner}]},
+                   "spec": {"template": {"spec": {"containers": [
+                       {"name": "app", "image": image,
+                        "resources": {"requests": {"memory": "512Mi"}, "claims": [{"name": "gpu"}]}}]}}},
+                   "status": {"replicas": 1, "readyReplicas": ready}})
+        };
+        let sets = [
+            replica_set("web-1", "web", "1", 2, "web:1.0"),
+            replica_set("web-2", "web", "2", 0, "web:2.0"),
+            replica_set("api-1", "api", "3", 1, "api:1.0"),
+        ];
+        let history = revisions("web", &sets);
+        let (text, read): (Value, Vec<RolloutRevision>) = read_back(&history);
+        assert_eq!(read, history);
+        assert_eq!(
+            keys(&text[0]),
+            BTreeSet::from([
+                "availableReplicas",
+                "containers",
+                "created",
+                "readyReplicas",
+                "replicaSet",
+                "replicas",
+                "revision",
+            ])
+        );
+        // What the template says beyond requests and limits is passed on as it was.
+        assert_eq!(
+            text[0]["containers"][0]["resources"]["claims"][0]["name"],
+            "gpu"
+        );
+        assert_eq!(read.iter().map(|r| r.revision).collect::<Vec<_>>(), [2, 1]);
+        assert!(!read[0].ran());
+        assert!(read[1].ran());
+        let app = read[1].container("app").unwrap();
+        assert_eq!(app.image.as_deref(), Some("web:1.0"));
+        assert_eq!(app.request("memory"), Some("512Mi"));
+        assert_eq!(read[1].available_replicas, 0);
     }
 }

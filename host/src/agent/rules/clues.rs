@@ -1,0 +1,166 @@
+//! Reading a crash log for the cause it states: a refused connection or failed lookup (with the
+//! host and port), a missing setting, a permission error, a missing command, or a crash line.
+//!
+//! Logs are untrusted data: they are searched for facts, never followed.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// What a crash log says about the cause.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Clue {
+    ConnectionRefused { host: String, port: Option<u16> },
+    DnsFailure { host: String, port: Option<u16> },
+    MissingSetting { name: String },
+    PermissionDenied { path: Option<String> },
+    CommandNotFound { command: Option<String> },
+    Crash { line: String },
+}
+
+/// `host:port` where host is a name (starting with a letter) or an IPv4 address; the character
+/// after the port must not continue a timestamp (`09:41:06`).
+static HOST_PORT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^A-Za-z0-9.\-])((?:[a-zA-Z][a-zA-Z0-9\-]*(?:\.[a-zA-Z0-9\-]+)*)|(?:\d{1,3}(?:\.\d{1,3}){3})):(\d{2,5})(?:$|[^\d:]|:[^\d]|:$)")
+        .expect("static regex")
+});
+static PG_HOST: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"host "([^"]+)".*?port (\d{2,5})"#).expect("static regex"));
+static DNS_HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)(?:lookup|ENOTFOUND|host name|UnknownHostException:|resolve host|resolve)\s+"?([a-zA-Z0-9][a-zA-Z0-9.\-]*)"?"#).expect("static regex")
+});
+static MISSING_SETTING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)(?:environment variable|env var(?:iable)?|missing required (?:env(?:ironment)?(?: variable)?|config(?:uration)?(?: key)?|setting)|KeyError:)\s*[:=]?\s*["'`]?([A-Za-z_][A-Za-z0-9_.]{2,})"#)
+        .expect("static regex")
+});
+static NOT_SET: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b([A-Z][A-Z0-9_]{2,}) (?:is|must be) (?:not set|required|unset|empty|missing)")
+        .expect("static regex")
+});
+static PATH_IN_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"["'`]?(/[A-Za-z0-9_.\-/]+)["'`]?"#).expect("static regex"));
+static EXEC_NOT_FOUND: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?:exec: "([^"]+)": executable file not found|exec (\S+): no such file or directory|(\S+): (?:command )?not found)"#).expect("static regex")
+});
+static CRASH_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(panic: .*|fatal error: .*|Exception in thread .*|Unhandled exception.*|FATAL.*|[A-Za-z_.]*(Error|Exception): .*|Segmentation fault.*)$").expect("static regex")
+});
+
+pub(super) fn is_ip(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Reads the facts a crash log states, most specific first.
+pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
+    let mut clues = Vec::new();
+    // Newest line first: the last word before the crash is the most telling.
+    for line in log.lines().rev() {
+        let lower = line.to_ascii_lowercase();
+        let host_port = || {
+            // Prefer a name the app was configured with over the IP it resolved to.
+            let mut found: Vec<(String, Option<u16>)> = HOST_PORT
+                .captures_iter(line)
+                .map(|c| (c[1].to_string(), c[2].parse().ok()))
+                .collect();
+            if let Some(c) = PG_HOST.captures(line) {
+                found.insert(0, (c[1].to_string(), c[2].parse().ok()));
+            }
+            found.sort_by_key(|(h, _)| is_ip(h));
+            found.into_iter().next()
+        };
+        if (lower.contains("connection refused")
+            || lower.contains("econnrefused")
+            || lower.contains("error 111"))
+            && let Some((host, port)) = host_port()
+        {
+            clues.push((Clue::ConnectionRefused { host, port }, line.to_string()));
+            continue;
+        }
+        if [
+            "no such host",
+            "nxdomain",
+            "name or service not known",
+            "temporary failure in name resolution",
+            "enotfound",
+            "could not translate host name",
+            "unknownhostexception",
+            "nodename nor servname",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+        {
+            let host = DNS_HOST
+                .captures(line)
+                .map(|c| c[1].trim_end_matches(['.', ':']).to_string());
+            if let Some(host) = host.or_else(|| host_port().map(|(h, _)| h)) {
+                let host = host.split(':').next().unwrap_or(&host).to_string();
+                // The port of the name that failed, not of the DNS server that answered.
+                let port = HOST_PORT
+                    .captures_iter(line)
+                    .find(|c| c[1] == *host)
+                    .and_then(|c| c[2].parse().ok());
+                clues.push((Clue::DnsFailure { host, port }, line.to_string()));
+                continue;
+            }
+        }
+        if let Some(c) = MISSING_SETTING
+            .captures(line)
+            .or_else(|| NOT_SET.captures(line))
+        {
+            clues.push((
+                Clue::MissingSetting {
+                    name: c[1].to_string(),
+                },
+                line.to_string(),
+            ));
+            continue;
+        }
+        if lower.contains("permission denied")
+            || lower.contains("eacces")
+            || lower.contains("read-only file system")
+        {
+            let path = PATH_IN_LINE.captures(line).map(|c| c[1].to_string());
+            clues.push((Clue::PermissionDenied { path }, line.to_string()));
+            continue;
+        }
+        if let Some(c) = EXEC_NOT_FOUND.captures(line) {
+            let command = c
+                .get(1)
+                .or(c.get(2))
+                .or(c.get(3))
+                .map(|m| m.as_str().to_string());
+            clues.push((Clue::CommandNotFound { command }, line.to_string()));
+            continue;
+        }
+        if CRASH_LINE.is_match(line.trim()) {
+            clues.push((
+                Clue::Crash {
+                    line: line.trim().chars().take(300).collect(),
+                },
+                line.to_string(),
+            ));
+        }
+    }
+    // The most telling clue first: a dependency, then configuration, then anything else.
+    clues.sort_by_key(|(c, _)| match c {
+        Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } => 0,
+        Clue::MissingSetting { .. } => 1,
+        Clue::CommandNotFound { .. } => 2,
+        Clue::PermissionDenied { .. } => 3,
+        Clue::Crash { .. } => 4,
+    });
+    clues
+}
+
+/// The last `n` non-empty lines of a log (without the host's `# note:` lines), each cut to 300
+/// characters, to quote when no clue explains a crash.
+pub(super) fn last_lines(text: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("# note:"))
+        .collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.chars().take(300).collect())
+        .collect()
+}

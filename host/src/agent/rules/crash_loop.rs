@@ -1,0 +1,389 @@
+//! The CrashLoopBackOff playbook: read what the last run printed, find the cause it states, and
+//! for a dependency that cannot be reached, check the Service behind the host name; a wrong host
+//! or port in the container's env is fixed by a patch.
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tool_shapes::{ServiceCheck, ServicePort};
+
+use super::clues::{Clue, is_ip, last_lines, read_clues};
+use super::workload::{Template, fixed, guarded_replace, workload_template};
+use super::{AgentError, Case, Conclusion, Session};
+use super::{answer, failure_container, findings, no_fix, pod_container};
+
+/// The env var of the container whose value names `host`, with the value it should have.
+fn env_naming_host(
+    template: &Template,
+    host: &str,
+    replacement: &str,
+) -> Option<(String, String, String)> {
+    let pattern = Regex::new(&format!(
+        r"(^|[/@:=,\s]){}($|[:/?,\s])",
+        regex::escape(host)
+    ))
+    .ok()?;
+    let env = template.get("/env")?.as_array()?;
+    env.iter().enumerate().find_map(|(i, e)| {
+        let value = e.get("value")?.as_str()?;
+        if !pattern.is_match(value) {
+            return None;
+        }
+        let new = pattern
+            .replace_all(value, |c: &regex::Captures| {
+                format!("{}{replacement}{}", &c[1], &c[2])
+            })
+            .into_owned();
+        Some((
+            format!("{}/env/{i}/value", template.container_path),
+            value.to_string(),
+            new,
+        ))
+    })
+}
+
+/// The env var whose value is exactly the port, to point it at another port.
+fn env_with_port(template: &Template, port: u16) -> Option<(String, String)> {
+    let env = template.get("/env")?.as_array()?;
+    env.iter().enumerate().find_map(|(i, e)| {
+        (e.get("value")?.as_str()? == port.to_string()).then(|| {
+            (
+                format!("{}/env/{i}/value", template.container_path),
+                e["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+    })
+}
+
+/// A match of `match_log_signatures` (the log-signatures plugin, in Python), as far as this
+/// playbook cites it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SignatureMatch {
+    signature: Option<String>,
+    evidence: Option<String>,
+}
+
+pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
+    let container = failure_container(case);
+    let pod = case.report.spec.pod.name.clone();
+    let failure = &case.report.spec.failure;
+    let logs = s
+        .act(
+            format!("Container {container} keeps exiting ({}).", failure.reason),
+            "A crash loop is explained by what the last run printed: read the previous container's log.",
+            "fetch_logs",
+            json!({"pod": pod, "container": container, "previous": true, "lines": 100}),
+        )
+        .await?;
+    let log_text = if logs.ok {
+        logs.text.clone()
+    } else {
+        String::new()
+    };
+    let mut evidence: Vec<String> = failure.evidence.iter().take(3).cloned().collect();
+    if s.plugins().tool("match_log_signatures").is_some() {
+        let signatures = s
+            .act(
+                "The log is read.",
+                "Match it against the catalogue of known failure signatures.",
+                "match_log_signatures",
+                json!({"pod": pod, "container": container, "previous": true}),
+            )
+            .await?;
+        for m in answer::<Vec<SignatureMatch>>(&signatures)
+            .unwrap_or_default()
+            .iter()
+            .take(3)
+        {
+            if let (Some(sig), Some(line)) = (&m.signature, &m.evidence) {
+                evidence.push(format!("log signature {sig}: {line}"));
+            }
+        }
+    }
+    let clues = read_clues(&log_text);
+    let Some((clue, line)) = clues.first().cloned() else {
+        let tail = last_lines(&log_text, 3);
+        evidence.extend(tail.iter().map(|l| format!("log: {l}")));
+        let exit = failure.reason.clone();
+        return Ok(no_fix(
+            format!("Container {container} crash-loops ({exit}); its log names no known cause."),
+            format!(
+                "The container exits ({exit}) without a recognisable error in its last {} log lines.",
+                tail.len()
+            ),
+            evidence,
+            format!(
+                "Read the full log with `kubectl logs {pod} -c {container} --previous -n {}` and the application's own diagnostics.",
+                case.namespace()
+            ),
+        ));
+    };
+    evidence.push(format!("log: {}", line.trim()));
+    match clue {
+        Clue::ConnectionRefused { host, port } | Clue::DnsFailure { host, port } => {
+            let refused = matches!(clues.first(), Some((Clue::ConnectionRefused { .. }, _)));
+            dependency(case, s, &container, &host, port, refused, evidence).await
+        }
+        Clue::MissingSetting { name } => Ok(no_fix(
+            format!("Container {container} exits because the setting {name} is missing."),
+            format!("The application requires {name}, which its environment or configuration does not provide."),
+            evidence,
+            format!("Set {name} in the container's env (from a ConfigMap or Secret) and roll out again."),
+        )),
+        Clue::PermissionDenied { path } => {
+            let at = path.map(|p| format!(" on {p}")).unwrap_or_default();
+            Ok(no_fix(
+                format!("Container {container} exits with permission denied{at}."),
+                format!("The process cannot write or read{at} as the user it runs as (a volume owned by another user, or a read-only filesystem)."),
+                evidence,
+                "Give the Pod an fsGroup or runAsUser that owns the path, or mount a writable volume there; security contexts are not changed by the operator.".into(),
+            ))
+        }
+        Clue::CommandNotFound { command } => {
+            let what = command.map(|c| format!(" {c:?}")).unwrap_or_default();
+            Ok(no_fix(
+                format!("Container {container} cannot start: command{what} not found (exit 127)."),
+                format!("The command{what} does not exist in the image {}.", pod_container(case, &container).and_then(|c| c.image.clone()).unwrap_or_default()),
+                evidence,
+                "Fix the container's command or args, or use an image that contains the binary.".into(),
+            ))
+        }
+        Clue::Crash { line } => Ok(no_fix(
+            format!("Container {container} crashes: {line}"),
+            format!("The application fails at start-up with: {line}"),
+            evidence,
+            "This is an application error; look at the stack trace and the release that introduced it (`kubectl rollout history`).".into(),
+        )),
+    }
+}
+
+/// The log names a host the container cannot reach: check the Service of that name, and fix a
+/// wrong host or port in the container's env when the cluster shows the right one.
+async fn dependency(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    host: &str,
+    port: Option<u16>,
+    refused: bool,
+    mut evidence: Vec<String>,
+) -> Result<Conclusion, AgentError> {
+    let endpoint = match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let what = if refused {
+        "connection refused"
+    } else {
+        "DNS lookup failed"
+    };
+    if is_ip(host) {
+        return Ok(no_fix(
+            format!("Container {container} cannot reach {endpoint} ({what})."),
+            format!(
+                "Nothing accepts connections on {endpoint}, an IP address the operator cannot map to a Service."
+            ),
+            evidence,
+            format!("Find which workload should listen on {endpoint} and why it does not."),
+        ));
+    }
+    let service_name = host.split('.').next().unwrap_or(host).to_string();
+    let check = s
+        .act(
+            format!("The log says {what} to {endpoint}."),
+            format!("{service_name} should be a Service in namespace {}: check it exists, has ready endpoints and serves that port.", case.namespace()),
+            "check_service",
+            json!({"name": service_name}),
+        )
+        .await?;
+    let Some(svc) = answer::<ServiceCheck>(&check) else {
+        return Ok(no_fix(
+            format!("Container {container} cannot reach {endpoint} ({what})."),
+            format!("The dependency {endpoint} is unreachable."),
+            evidence,
+            format!("Check Service {service_name}: {}", check.text),
+        ));
+    };
+    let ns = case.namespace();
+    if !svc.exists {
+        evidence.push(format!(
+            "namespace {ns} has no Service named {service_name}"
+        ));
+        let similar: Vec<(String, Vec<u16>)> = svc
+            .similar
+            .iter()
+            .map(|s| (s.name.clone(), port_numbers(&s.ports)))
+            .collect();
+        // A similar name that serves the port the app wants is the likely intended Service.
+        let best = similar
+            .iter()
+            .find(|(_, p)| port.is_none_or(|want| p.contains(&want)))
+            .cloned();
+        let Some((right, right_ports)) = best else {
+            return Ok(no_fix(
+                format!(
+                    "Container {container} cannot reach {endpoint}: Service {service_name} does not exist."
+                ),
+                format!(
+                    "The application connects to {endpoint}, but namespace {ns} has no Service named {service_name} and none with a similar name."
+                ),
+                evidence,
+                format!(
+                    "Create Service {service_name} for the dependency, or point the application at the right host."
+                ),
+            ));
+        };
+        evidence.push(format!(
+            "Service {right} exists with port(s) {}",
+            right_ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let root_cause = format!(
+            "The application connects to {endpoint}, but namespace {ns} has no Service named {service_name}; Service {right} serves that port: the configured host names the wrong Service."
+        );
+        let summary = format!(
+            "Container {container} crash-loops: {what} to {endpoint} because Service {service_name} does not exist (did you mean {right}?)."
+        );
+        let Some(template) = workload_template(case, s, container).await? else {
+            return Ok(no_fix(
+                summary,
+                root_cause,
+                evidence,
+                format!("Point the application at {right} instead of {service_name}."),
+            ));
+        };
+        let Some((path, old, new)) = env_naming_host(&template, host, &right) else {
+            return Ok(no_fix(
+                summary,
+                root_cause,
+                evidence,
+                format!(
+                    "No env var of container {container} holds {host}; change the application's configuration to use {right}."
+                ),
+            ));
+        };
+        let name = template
+            .object
+            .pointer(&path.replace("/value", "/name"))
+            .and_then(Value::as_str)
+            .unwrap_or("the variable")
+            .to_string();
+        evidence.push(format!(
+            "{} {} sets {name}={old}",
+            case.report.spec.workload.kind, case.report.spec.workload.name
+        ));
+        let explanation = format!(
+            "Set {name} from {old:?} to {new:?}, the Service that exists and serves {endpoint}'s port."
+        );
+        return Ok(fixed(
+            case,
+            findings(summary, root_cause, evidence),
+            guarded_replace(path, json!(old), json!(new)),
+            explanation,
+        ));
+    }
+    let found = svc.found.unwrap_or_default();
+    let ports = port_numbers(&found.ports);
+    let ready = found.ready_endpoints;
+    if ready == 0 {
+        let backing = if found.not_ready_pods.is_empty() {
+            format!(
+                "its selector {} matches no Pod",
+                serde_json::to_string(&found.selector).unwrap_or_default()
+            )
+        } else {
+            format!("its Pods {} are not ready", found.not_ready_pods.join(", "))
+        };
+        evidence.push(format!(
+            "Service {service_name} has no ready endpoints: {backing}"
+        ));
+        return Ok(no_fix(
+            format!(
+                "Container {container} crash-loops: Service {service_name} has no ready endpoints."
+            ),
+            format!(
+                "The dependency {service_name} is down: Service {service_name} exists but {backing}, so {endpoint} refuses connections."
+            ),
+            evidence,
+            format!(
+                "Fix the workload behind Service {service_name} first (`kubectl get pods -l <selector> -n {ns}`); this Pod recovers once it is ready."
+            ),
+        ));
+    }
+    if let Some(want) = port.filter(|p| !ports.is_empty() && !ports.contains(p)) {
+        let listed = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        evidence.push(format!(
+            "Service {service_name} serves port(s) {listed}, not {want}"
+        ));
+        let summary = format!(
+            "Container {container} connects to {service_name} on port {want}, but the Service serves {listed}."
+        );
+        let root_cause = format!(
+            "Port mismatch: the application uses {endpoint}, while Service {service_name} listens on {listed}."
+        );
+        if ports.len() == 1
+            && let Some(template) = workload_template(case, s, container).await?
+        {
+            let right = ports[0];
+            let env_fix = env_with_port(&template, want)
+                .map(|(path, name)| (path, want.to_string(), right.to_string(), name))
+                .or_else(|| {
+                    env_naming_host(
+                        &template,
+                        &format!("{host}:{want}"),
+                        &format!("{host}:{right}"),
+                    )
+                    .map(|(path, old, new)| (path.clone(), old, new, "the variable".into()))
+                });
+            if let Some((path, old, new, name)) = env_fix {
+                let explanation = format!(
+                    "Point {name} at port {right}, the port Service {service_name} serves."
+                );
+                return Ok(fixed(
+                    case,
+                    findings(summary, root_cause, evidence),
+                    guarded_replace(path, json!(old), json!(new)),
+                    explanation,
+                ));
+            }
+        }
+        return Ok(no_fix(
+            summary,
+            root_cause,
+            evidence,
+            format!("Configure the application to use port {listed} of {service_name}."),
+        ));
+    }
+    evidence.push(format!(
+        "Service {service_name} has {ready} ready endpoint(s) on port(s) {:?}",
+        ports
+    ));
+    Ok(no_fix(
+        format!(
+            "Container {container} gets {what} from {endpoint} although Service {service_name} has ready endpoints."
+        ),
+        format!(
+            "Service {service_name} exists with {ready} ready endpoint(s), yet {endpoint} refused the connection: its targetPort may not match what the backing Pods listen on, or a NetworkPolicy blocks the traffic."
+        ),
+        evidence,
+        format!(
+            "Compare Service {service_name}'s targetPort with the backing containers' ports, and check NetworkPolicies in {ns}."
+        ),
+    ))
+}
+
+/// The port numbers a Service serves.
+fn port_numbers(ports: &[ServicePort]) -> Vec<u16> {
+    ports
+        .iter()
+        .filter_map(|p| p.port.and_then(|p| u16::try_from(p).ok()))
+        .collect()
+}

@@ -1,0 +1,353 @@
+//! The Pending playbook: why no node takes the Pod. An unbound claim is read with its events;
+//! a selector or taint is checked against every node's labels and taints; insufficient cpu or
+//! memory is stated in numbers, and a memory request is lowered only to one an earlier revision
+//! ran with.
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::json;
+use tool_shapes::{EventSummary, RolloutRevision};
+
+use super::workload::{fixed, guarded_replace, workload_template};
+use super::{AgentError, Case, Conclusion, Session};
+use super::{answer, failure_container, findings, no_fix, pod_container};
+use super::{first_container, memory_limit, memory_request};
+use crate::cluster::{
+    NodeUsage, ResourceAmounts, Taint, format_bytes, format_millis, memory_bytes, pod_requests,
+};
+use crate::failure::PendingReason;
+
+/// Whether the taint lets the Pod onto its node: `PreferNoSchedule` only steers the scheduler,
+/// any other effect needs a matching toleration.
+fn tolerates(case: &Case, taint: &Taint) -> bool {
+    let (key, value, effect) = (
+        taint.key.as_str(),
+        taint.value.as_deref(),
+        taint.effect.as_deref().unwrap_or(""),
+    );
+    if effect == "PreferNoSchedule" {
+        return true;
+    }
+    case.pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|t| {
+            let key_ok = t.key.as_deref().is_none_or(|k| k.is_empty() || k == key);
+            let op_exists = t.operator.as_deref() == Some("Exists");
+            let value_ok = op_exists || t.value.as_deref() == value;
+            let effect_ok = t
+                .effect
+                .as_deref()
+                .is_none_or(|e| e.is_empty() || e == effect);
+            key_ok && value_ok && effect_ok && (t.key.is_some() || op_exists)
+        })
+}
+
+pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
+    let failure = &case.report.spec.failure;
+    let mut evidence: Vec<String> = failure
+        .evidence
+        .iter()
+        .filter(|e| e.starts_with("scheduler:") || e.starts_with("the Pod requests"))
+        .cloned()
+        .collect();
+    let reason = failure.reason.as_str();
+    // Reasons the scheduler's message does not explain (or a report from elsewhere) are None.
+    let cause: Option<PendingReason> = reason.parse().ok();
+    let pod = &case.report.spec.pod.name;
+    if cause.is_some_and(PendingReason::is_about_a_claim) {
+        let claims: Vec<String> = case
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .map(|c| c.claim_name.clone())
+            })
+            .collect();
+        let mut details = Vec::new();
+        for claim in &claims {
+            let pvc = s
+                .act(
+                    format!("The scheduler says the Pod has an unbound PersistentVolumeClaim; it mounts {claim}."),
+                    "Read the claim: its phase and storage class say why it is not bound.",
+                    "inspect_object",
+                    json!({"kind": "PersistentVolumeClaim", "name": claim}),
+                )
+                .await?;
+            match answer::<PersistentVolumeClaim>(&pvc) {
+                Some(obj) => {
+                    let phase = obj
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .unwrap_or("unknown");
+                    let class = obj
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.storage_class_name.as_deref())
+                        .unwrap_or("(default)");
+                    details.push(format!(
+                        "PersistentVolumeClaim {claim} is {phase} with storageClassName {class}"
+                    ));
+                }
+                None => evidence.push(format!(
+                    "PersistentVolumeClaim {claim} could not be read: {}",
+                    pvc.text.trim_start_matches("error: ")
+                )),
+            }
+            let events = s
+                .act(
+                    "The claim is not bound.",
+                    "The provisioner's events say why.",
+                    "list_events",
+                    json!({"kind": "PersistentVolumeClaim", "name": claim}),
+                )
+                .await?;
+            if let Some(last) = answer::<Vec<EventSummary>>(&events).and_then(|v| v.last().cloned())
+            {
+                details.push(format!(
+                    "claim event {}: {}",
+                    last.reason.as_deref().unwrap_or(""),
+                    last.message.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        evidence.extend(details.iter().cloned());
+        let claim_list = if claims.is_empty() {
+            "its PersistentVolumeClaim".to_string()
+        } else {
+            claims.join(", ")
+        };
+        return Ok(no_fix(
+            format!(
+                "Pod {pod} cannot be scheduled: PersistentVolumeClaim {claim_list} is not bound."
+            ),
+            if details.is_empty() {
+                format!(
+                    "The Pod mounts PersistentVolumeClaim {claim_list}, which is not bound to a volume."
+                )
+            } else {
+                format!(
+                    "The Pod mounts PersistentVolumeClaim {claim_list}, which is not bound to a volume: {}.",
+                    details.join("; ")
+                )
+            },
+            evidence,
+            format!(
+                "Fix the claim {claim_list}: a StorageClass that exists and can provision, or a matching PersistentVolume."
+            ),
+        ));
+    }
+
+    let nodes_outcome = s
+        .act(
+            format!("The scheduler found no node for {pod} ({reason})."),
+            "List every node's allocatable resources, free capacity, labels and taints.",
+            "list_nodes_capacity",
+            json!({}),
+        )
+        .await?;
+    let nodes: Vec<NodeUsage> = answer(&nodes_outcome).unwrap_or_default();
+
+    if matches!(
+        cause,
+        Some(PendingReason::NodeSelectorMismatch | PendingReason::UntoleratedTaint)
+    ) {
+        let selector = case
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_selector.clone())
+            .unwrap_or_default();
+        let mut facts = Vec::new();
+        for (key, want) in &selector {
+            let holders: Vec<String> = nodes
+                .iter()
+                .filter_map(|n| {
+                    n.labels
+                        .get(key)
+                        .map(|v| format!("{} has {key}={v}", n.node))
+                })
+                .collect();
+            let have = if holders.is_empty() {
+                format!("no node has the label {key}")
+            } else {
+                holders.join(", ")
+            };
+            facts.push(format!("nodeSelector {key}={want}: {have}"));
+        }
+        for node in &nodes {
+            for taint in &node.taints {
+                if !tolerates(case, taint) {
+                    facts.push(format!(
+                        "node {} has taint {taint}, which the Pod does not tolerate",
+                        node.node
+                    ));
+                }
+            }
+        }
+        evidence.extend(facts.iter().cloned());
+        let (summary, recommendation) = if cause == Some(PendingReason::NodeSelectorMismatch)
+            && !selector.is_empty()
+        {
+            let wanted: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            (
+                format!(
+                    "Pod {pod} cannot be scheduled: no node matches its nodeSelector {}.",
+                    wanted.join(", ")
+                ),
+                format!(
+                    "Fix the nodeSelector {} in the workload, or add a node with those labels.",
+                    wanted.join(", ")
+                ),
+            )
+        } else {
+            (
+                format!("Pod {pod} cannot be scheduled: the nodes it could use carry taints it does not tolerate."),
+                "Add a matching toleration to the workload, or schedule onto untainted nodes; tolerations are not changed by the operator.".to_string(),
+            )
+        };
+        return Ok(no_fix(summary, facts.join("; "), evidence, recommendation));
+    }
+
+    // Insufficient resources: state the numbers.
+    let (requests, _) = pod_requests(&case.pod);
+    let memory = cause == Some(PendingReason::InsufficientMemory)
+        || (cause != Some(PendingReason::InsufficientCpu) && requests.memory_bytes > 0);
+    let (resource, wanted) = if memory {
+        ("memory", requests.memory_bytes)
+    } else {
+        ("cpu", requests.cpu_millis)
+    };
+    let show = |v: i64| {
+        if memory {
+            format_bytes(v)
+        } else {
+            format_millis(v)
+        }
+    };
+    // The amount of the scarce resource.
+    let amount = |a: &ResourceAmounts| {
+        if memory { a.memory_bytes } else { a.cpu_millis }
+    };
+    let usable: Vec<&NodeUsage> = nodes
+        .iter()
+        .filter(|n| n.ready && !n.unschedulable)
+        .filter(|n| n.taints.iter().all(|t| tolerates(case, t)))
+        .collect();
+    let best = usable.iter().max_by_key(|n| amount(&n.free)).copied();
+    let largest_allocatable = nodes
+        .iter()
+        .map(|n| amount(&n.allocatable))
+        .max()
+        .unwrap_or(0);
+    let Some(best) = best else {
+        return Ok(no_fix(
+            format!("Pod {pod} cannot be scheduled: no Ready, untainted node exists for it."),
+            "Every node is unready, cordoned or tainted against this Pod.".into(),
+            evidence,
+            "Add schedulable capacity.".into(),
+        ));
+    };
+    let best_name = best.node.clone();
+    let best_free = amount(&best.free);
+    let usage = s
+        .act(
+            format!(
+                "The most free {resource} on a node the Pod may use is {} on {best_name}.",
+                show(best_free)
+            ),
+            format!("Read {best_name}'s usage in detail, as kubectl describe node shows it."),
+            "get_resource_usage",
+            json!({"nodeName": best_name}),
+        )
+        .await?;
+    if let Some(u) = answer::<NodeUsage>(&usage) {
+        evidence.push(format!(
+            "node {best_name}: allocatable {} {resource}, {} requested by {} Pods, {} free",
+            show(amount(&u.allocatable)),
+            show(amount(&u.requests)),
+            u.pods,
+            show(amount(&u.free)),
+        ));
+    }
+    let numbers = format!(
+        "requests {} {resource}; the most free allocatable on any node it may use is {} on {best_name}",
+        show(wanted),
+        show(best_free)
+    );
+    evidence.push(numbers.clone());
+    let summary = format!("Pod {pod} cannot be scheduled: it {numbers}.");
+    let root_cause = format!("Insufficient {resource}: the Pod {numbers}, so no node can take it.");
+
+    // Lowering the request is only right when history says a smaller one worked.
+    let container = Some(failure_container(case))
+        .filter(|c| !c.is_empty())
+        .or_else(|| first_container(case))
+        .unwrap_or_default();
+    if memory && case.report.spec.workload.kind == "Deployment" {
+        let history = s
+            .act(
+                "Lowering the request would make the Pod fit, but only if a smaller request is known to work.",
+                "Read the rollout history: did an earlier revision run with a smaller memory request?",
+                "rollout_history",
+                json!({"name": case.report.spec.workload.name}),
+            )
+            .await?;
+        let revisions: Vec<RolloutRevision> = answer(&history).unwrap_or_default();
+        let current_request = memory_request(pod_container(case, &container));
+        let current_limit =
+            memory_limit(pod_container(case, &container)).and_then(|q| memory_bytes(&q));
+        // The newest earlier revision that ran, with its request.
+        let earlier = revisions.iter().skip(1).find(|r| r.ran()).and_then(|r| {
+            let request = r.container(&container)?.request("memory")?;
+            Some((r.revision, request.to_string()))
+        });
+        if let (Some(current), Some((revision, old))) = (current_request, earlier) {
+            let old_bytes = memory_bytes(&Quantity(old.clone())).unwrap_or(i64::MAX);
+            let others = wanted - memory_bytes(&current).unwrap_or(0);
+            let fits = old_bytes + others <= best_free;
+            let within_limit = current_limit.is_none_or(|l| old_bytes <= l);
+            if fits
+                && within_limit
+                && old_bytes < memory_bytes(&current).unwrap_or(0)
+                && let Some(template) = workload_template(case, s, &container).await?
+                && template.get("/resources/requests/memory") == Some(&json!(current.0))
+            {
+                evidence.push(format!(
+                    "revision {revision} ran with a memory request of {old}"
+                ));
+                let explanation = format!(
+                    "Lower container {container}'s memory request from {} to {old}, the request revision {revision} ran with; it fits on {best_name}.",
+                    current.0
+                );
+                let path = format!("{}/resources/requests/memory", template.container_path);
+                return Ok(fixed(
+                    case,
+                    findings(summary, root_cause, evidence),
+                    guarded_replace(path, json!(current.0), json!(old)),
+                    explanation,
+                ));
+            }
+        }
+    }
+    let recommendation = if wanted > largest_allocatable {
+        format!(
+            "The Pod requests more {resource} ({}) than any node has allocatable ({} at most): it cannot fit anywhere. Add larger nodes or reduce what the application needs.",
+            show(wanted),
+            show(largest_allocatable)
+        )
+    } else {
+        format!(
+            "Add capacity: a node with at least {} {resource} free (scale the node pool), or free {resource} on {best_name}. Lowering the request to fit is not safe without evidence the application needs less.",
+            show(wanted)
+        )
+    };
+    Ok(no_fix(summary, root_cause, evidence, recommendation))
+}

@@ -1,0 +1,103 @@
+//! Unit tests of the rules brain's pure parts: the crash-log clue reader and the memory
+//! arithmetic of the OOM playbook. The playbooks end to end are tested in `host/tests/agent.rs`.
+
+use super::clues::{Clue, read_clues};
+use super::oom::{as_quantity, mebibytes_rounded_up};
+
+#[test]
+fn clues_from_real_shaped_logs() {
+    let cases = [
+        (
+            "Error: Connection refused to redis:6379",
+            Clue::ConnectionRefused {
+                host: "redis".into(),
+                port: Some(6379),
+            },
+        ),
+        (
+            "dial tcp 10.96.0.12:5432: connect: connection refused",
+            Clue::ConnectionRefused {
+                host: "10.96.0.12".into(),
+                port: Some(5432),
+            },
+        ),
+        (
+            "Error: connect ECONNREFUSED 10.96.4.2:27017 (mongo.shop.svc:27017)",
+            Clue::ConnectionRefused {
+                host: "mongo.shop.svc".into(),
+                port: Some(27017),
+            },
+        ),
+        (
+            "psql: error: could not connect to server: Connection refused. Is the server running on host \"postgres\" (10.0.0.5) and accepting TCP/IP connections on port 5432?",
+            Clue::ConnectionRefused {
+                host: "postgres".into(),
+                port: Some(5432),
+            },
+        ),
+        (
+            "redis.exceptions.ConnectionError: Error 111 connecting to cache:6380. Connection refused.",
+            Clue::ConnectionRefused {
+                host: "cache".into(),
+                port: Some(6380),
+            },
+        ),
+        (
+            "dial tcp: lookup payments-db on 10.96.0.10:53: no such host",
+            Clue::DnsFailure {
+                host: "payments-db".into(),
+                port: None,
+            },
+        ),
+        (
+            "Error: getaddrinfo ENOTFOUND rabbitmq",
+            Clue::DnsFailure {
+                host: "rabbitmq".into(),
+                port: None,
+            },
+        ),
+        (
+            "FATAL: environment variable DATABASE_URL is not set",
+            Clue::MissingSetting {
+                name: "DATABASE_URL".into(),
+            },
+        ),
+        (
+            "KeyError: 'STRIPE_API_KEY'",
+            Clue::MissingSetting {
+                name: "STRIPE_API_KEY".into(),
+            },
+        ),
+        (
+            "mkdir /data/cache: permission denied",
+            Clue::PermissionDenied {
+                path: Some("/data/cache".into()),
+            },
+        ),
+        (
+            "exec: \"gunicorn\": executable file not found in $PATH",
+            Clue::CommandNotFound {
+                command: Some("gunicorn".into()),
+            },
+        ),
+        (
+            "panic: runtime error: invalid memory address or nil pointer dereference",
+            Clue::Crash {
+                line: "panic: runtime error: invalid memory address or nil pointer dereference"
+                    .into(),
+            },
+        ),
+    ];
+    for (line, expected) in cases {
+        let clues = read_clues(&format!("starting up\n{line}\n"));
+        assert_eq!(clues.first().map(|c| &c.0), Some(&expected), "{line}");
+    }
+    assert!(read_clues("all good\nserving on :8080\n").is_empty());
+}
+
+#[test]
+fn quantities_round_up_to_64mi() {
+    assert_eq!(as_quantity(mebibytes_rounded_up(512 << 20)), "512Mi");
+    assert_eq!(as_quantity(mebibytes_rounded_up((960 << 20) + 1)), "1Gi");
+    assert_eq!(as_quantity(mebibytes_rounded_up(8 << 30)), "8Gi");
+}

@@ -1,0 +1,127 @@
+//! The fix side of every playbook: the workload that owns the Pod, its Pod template read through
+//! `inspect_object`, and guarded JSON Patch operations on it.
+//!
+//! The template stays JSON: a patch addresses it by JSON Pointer, and the same pointer that finds
+//! a value is the path that replaces it.
+
+use serde_json::{Value, json};
+
+use super::{AgentError, Case, Conclusion, Session, answer};
+use crate::crd::{Findings, PatchOp, PatchOperation, SuggestedPatch, TargetRef, WorkloadRef};
+
+/// Kinds a patch may target, with where their Pod template's spec lives.
+fn pod_spec_path(workload: &WorkloadRef) -> Option<&'static str> {
+    match workload.kind.as_str() {
+        "Deployment" | "StatefulSet" | "DaemonSet" => Some("/spec/template/spec"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
+    }
+}
+
+fn target(case: &Case) -> TargetRef {
+    let w = &case.report.spec.workload;
+    TargetRef {
+        api_version: w.api_version.clone(),
+        kind: w.kind.clone(),
+        namespace: case.namespace().to_string(),
+        name: w.name.clone(),
+    }
+}
+
+/// The workload object and the JSON Pointer of the named container in its Pod template.
+pub(super) struct Template {
+    pub object: Value,
+    pub container_path: String,
+}
+
+impl Template {
+    /// A value of the container, by a pointer relative to it (`/resources/limits/memory`).
+    pub fn get(&self, relative: &str) -> Option<&Value> {
+        self.object
+            .pointer(&format!("{}{relative}", self.container_path))
+    }
+}
+
+/// Reads the Pod's workload and finds the container in its template; None (with a note in the
+/// chain) when the owner is not a kind a patch may change or the container is not there.
+pub(super) async fn workload_template(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+) -> Result<Option<Template>, AgentError> {
+    let w = &case.report.spec.workload;
+    let Some(spec_path) = pod_spec_path(w) else {
+        s.note(
+            format!(
+                "The Pod's owner is {} {}, not a workload a patch may change.",
+                w.kind, w.name
+            ),
+            "No patch: only Deployments, StatefulSets, DaemonSets and CronJobs are patched.",
+        );
+        return Ok(None);
+    };
+    let outcome = s
+        .act(
+            format!("A fix would change {} {}.", w.kind, w.name),
+            "Read the workload to patch its Pod template, not the Pod.",
+            "inspect_object",
+            json!({"kind": w.kind, "name": w.name}),
+        )
+        .await?;
+    let Some(object) = answer::<Value>(&outcome) else {
+        return Ok(None);
+    };
+    let index = object
+        .pointer(&format!("{spec_path}/containers"))
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().position(|c| c["name"] == container));
+    Ok(index.map(|i| Template {
+        object,
+        container_path: format!("{spec_path}/containers/{i}"),
+    }))
+}
+
+/// Replaces the value at `path`, guarded by a `test` that it still is `old`.
+pub(super) fn guarded_replace(path: String, old: Value, new: Value) -> Vec<PatchOperation> {
+    vec![
+        PatchOperation {
+            op: PatchOp::Test,
+            path: path.clone(),
+            from: None,
+            value: Some(old),
+        },
+        PatchOperation {
+            op: PatchOp::Replace,
+            path,
+            from: None,
+            value: Some(new),
+        },
+    ]
+}
+
+/// A conclusion whose fix is the given guarded operations on the workload.
+pub(super) fn fixed(
+    case: &Case,
+    findings: Findings,
+    operations: Vec<PatchOperation>,
+    explanation: String,
+) -> Conclusion {
+    Conclusion {
+        findings,
+        patch: Some(patch(case, operations, explanation)),
+        recommendation: None,
+    }
+}
+
+/// The operations as a patch on the Pod's workload.
+pub(super) fn patch(
+    case: &Case,
+    operations: Vec<PatchOperation>,
+    explanation: String,
+) -> SuggestedPatch {
+    SuggestedPatch {
+        target: target(case),
+        patch: operations,
+        explanation,
+    }
+}

@@ -1,0 +1,153 @@
+//! The JSON answers of the k8s-reader plugin's tools, as types: the plugin writes its answers
+//! with them and the host's rules brain reads them back with them, so the two cannot drift apart.
+//! A model reads the same answers as text.
+//!
+//! Answers go out through `serde_json::Value`, whose maps keep their keys sorted, so the text of
+//! an answer lists its keys alphabetically whatever the field order here. A field the tool could
+//! not read from the object is `null`, not left out, so a reader sees the whole shape.
+//!
+//! `list_nodes_capacity` and `get_resource_usage` answer with the host's node usage, passed
+//! through; that shape belongs to the host's `cluster` module, which produces it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `check_service`: whether a Service exists in the namespace under investigation, what it
+/// serves and what backs it, and which Services have names like it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceCheck {
+    /// The name asked for, without a `.namespace…` suffix.
+    pub service: String,
+    pub namespace: String,
+    pub exists: bool,
+    /// Present exactly when the Service exists.
+    #[serde(flatten)]
+    pub found: Option<FoundService>,
+    /// Services whose names look like a typo or a variant of the one asked for ("did you mean").
+    pub similar: Vec<SimilarService>,
+}
+
+/// What an existing Service serves and what backs it. No field defaults: an answer without
+/// them is about a Service that does not exist.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundService {
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: Option<String>,
+    /// Empty for a Service without a selector (its endpoints are made by hand).
+    pub selector: BTreeMap<String, String>,
+    pub ports: Vec<ServicePort>,
+    /// How many of the Pods the selector matches are ready.
+    pub ready_endpoints: usize,
+    pub ready_pods: Vec<String>,
+    pub not_ready_pods: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SimilarService {
+    pub name: String,
+    pub ports: Vec<ServicePort>,
+}
+
+/// One entry of a Service's `spec.ports`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: Option<i32>,
+    pub target_port: Option<IntOrString>,
+    pub protocol: Option<String>,
+}
+
+/// A port given by number or by the name of a container port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(i32),
+    String(String),
+}
+
+/// One entry of `list_events`: an Event about the object, reduced to what a reader needs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EventSummary {
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// How often it happened (core/v1 `count`, or events.k8s.io `series.count`).
+    pub count: Option<i32>,
+    /// When it last happened.
+    pub last: Option<String>,
+    /// The component that reported it (`kubelet`, `default-scheduler`, ...).
+    pub source: Option<String>,
+    /// The container it is about, as a field path (`spec.containers{app}`).
+    pub container: Option<String>,
+}
+
+/// One entry of `rollout_history`: a ReplicaSet of the Deployment, newest revision first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RolloutRevision {
+    /// `deployment.kubernetes.io/revision`, 0 when the ReplicaSet lacks it.
+    pub revision: i64,
+    pub replica_set: Option<String>,
+    pub created: Option<String>,
+    pub replicas: i64,
+    pub ready_replicas: i64,
+    pub available_replicas: i64,
+    pub containers: Vec<RevisionContainer>,
+}
+
+impl RolloutRevision {
+    /// Whether Pods of this revision ran: one is ready or available.
+    pub fn ran(&self) -> bool {
+        self.ready_replicas > 0 || self.available_replicas > 0
+    }
+
+    pub fn container(&self, name: &str) -> Option<&RevisionContainer> {
+        self.containers
+            .iter()
+            .find(|c| c.name.as_deref() == Some(name))
+    }
+}
+
+/// A container of a revision's Pod template: what changes between rollouts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevisionContainer {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl RevisionContainer {
+    /// The container's request of a resource (`memory`, `cpu`) as written.
+    pub fn request(&self, resource: &str) -> Option<&str> {
+        self.resources
+            .as_ref()?
+            .requests
+            .as_ref()?
+            .get(resource)
+            .map(String::as_str)
+    }
+}
+
+/// A container's `resources`, quantities as written (`512Mi`, `250m`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRequirements {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<BTreeMap<String, String>>,
+    /// Anything else the template says (`claims`), kept as it was.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
