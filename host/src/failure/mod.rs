@@ -1,8 +1,10 @@
 //! Classifying a Pod into failure classes, with the evidence a person would cite, from its status
 //! (container states, current and last) and its events. Pure functions over k8s-openapi types.
 
+mod image_pull;
 mod scheduling;
 
+pub use image_pull::{ImagePullCause, quoted_marker};
 pub use scheduling::{
     Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,
 };
@@ -406,25 +408,9 @@ fn detect_container(
                     .as_deref()
                     .is_some_and(|m| m.contains("ull") || m.contains("image"))
         }));
-        let text = evidence.join("\n").to_ascii_lowercase();
-        let reason = if [
-            "401 unauthorized",
-            "403 forbidden",
-            "pull access denied",
-            "authorization failed",
-            "failed to authorize",
-            "no basic auth credentials",
-            "requested access to the resource is denied",
-        ]
-        .iter()
-        .any(|s| text.contains(s))
-        {
-            "RegistryAuthFailed"
-        } else if text.contains("not found") || text.contains("manifest unknown") {
-            "ImageNotFound"
-        } else {
-            waiting_reason
-        };
+        let reason = ImagePullCause::classify(&evidence.join("\n"))
+            .reason()
+            .unwrap_or(waiting_reason);
         return Some(Detection {
             class: FailureClass::ImagePullBackOff,
             reason: reason.to_string(),

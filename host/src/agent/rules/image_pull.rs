@@ -1,4 +1,5 @@
-//! The ImagePullBackOff playbook: a registry that refuses credentials is explained; a tag the
+//! The ImagePullBackOff playbook: a registry that refuses credentials is explained; a registry
+//! that is down, failing or rate-limiting is an outage, explained and never patched; a tag the
 //! registry lacks after a rollout is rolled back to the image of the last revision that ran.
 
 use serde_json::json;
@@ -7,6 +8,7 @@ use tool_shapes::RolloutRevision;
 use super::workload::{guarded_replace, patch, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
+use crate::failure::{ImagePullCause, quoted_marker};
 
 pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
     let failure = &case.report.spec.failure;
@@ -21,7 +23,17 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
         .unwrap_or("docker.io")
         .to_string();
     let mut evidence: Vec<String> = failure.evidence.iter().take(3).cloned().collect();
-    if failure.reason == "RegistryAuthFailed" {
+    let cause = ImagePullCause::parse(&failure.reason);
+    if cause.is_outage() {
+        return Ok(outage(
+            cause,
+            &image,
+            &registry,
+            failure.evidence.join("\n"),
+            evidence,
+        ));
+    }
+    if cause == ImagePullCause::Unauthorized {
         let secrets = case
             .pod
             .spec
@@ -52,7 +64,7 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
             ),
         ));
     }
-    let not_found = failure.reason == "ImageNotFound";
+    let not_found = cause == ImagePullCause::NotFound;
     let summary = format!(
         "Image {image} cannot be pulled: {}.",
         if not_found {
@@ -130,4 +142,61 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
         )),
         recommendation: Some(format!("Then push {image} before rolling forward again.")),
     })
+}
+
+/// A registry that cannot serve the image whatever its tag: unreachable, failing or
+/// rate-limiting. The workload is not at fault, so nothing is patched.
+fn outage(
+    cause: ImagePullCause,
+    image: &str,
+    registry: &str,
+    errors: String,
+    evidence: Vec<String>,
+) -> Conclusion {
+    let seen = quoted_marker(cause, &errors)
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    let (summary, root_cause, recommendation) = match cause {
+        ImagePullCause::RateLimited => (
+            format!(
+                "Image {image} cannot be pulled: registry {registry} is rate-limiting pulls{seen}."
+            ),
+            format!(
+                "Registry {registry} refuses further pulls for now (429 Too Many Requests): the image \
+                 reference is not at fault, the pull quota is spent."
+            ),
+            format!(
+                "Authenticate pulls from {registry} (imagePullSecrets for an account with a higher \
+                 limit), pull through a mirror or cache, or wait for the limit to reset; the image \
+                 pulls once the registry accepts pulls again. Do not change the image."
+            ),
+        ),
+        ImagePullCause::ServerError => (
+            format!(
+                "Image {image} cannot be pulled: registry {registry} answers with a server error{seen}."
+            ),
+            format!(
+                "Registry {registry} is failing (it answered a 5xx): the image reference is not at \
+                 fault, the registry is."
+            ),
+            format!(
+                "Check {registry}'s status page or its operators; the kubelet retries and the image \
+                 pulls once the registry recovers. Other workloads pulling from it fail the same way. \
+                 Do not change the image."
+            ),
+        ),
+        _ => (
+            format!("Image {image} cannot be pulled: registry {registry} cannot be reached{seen}."),
+            format!(
+                "The node cannot reach registry {registry}{seen}: the registry, or the network path, \
+                 DNS or TLS trust to it, is down; the image reference is not at fault."
+            ),
+            format!(
+                "Check that {registry} is up and that nodes can resolve and reach it (DNS, egress, \
+                 proxy, its TLS certificate); every workload pulling from it fails the same way. The \
+                 image pulls once the registry is reachable. Do not change the image."
+            ),
+        ),
+    };
+    no_fix(summary, root_cause, evidence, recommendation)
 }
