@@ -9,6 +9,8 @@ mod dump;
 mod kinds;
 mod live;
 mod logs;
+#[cfg(test)]
+pub(crate) mod testing;
 mod usage;
 mod workload;
 

@@ -2,6 +2,8 @@
 //! host's own check) and pass every loaded patch-filter plugin. The verdict fails closed: no
 //! filter, a filter error, or a patch that does not apply means Denied.
 
+mod revisions;
+
 use serde_json::Value;
 
 use crate::cluster::{Cluster, ResourceKind};
@@ -64,6 +66,16 @@ fn host_check(target: &Value, operations: &[PatchOperation]) -> Result<(), Strin
         .map_err(|e| format!("does not apply to the current object: {e}"))
 }
 
+/// The host's image rule ([`revisions::check_images`]) on the patch applied to `target`.
+async fn image_check(
+    cluster: &dyn Cluster,
+    target: &Value,
+    operations: &[PatchOperation],
+) -> Result<(), String> {
+    let patched = apply_to(target, operations)?;
+    revisions::check_images(cluster, target, &patched).await
+}
+
 /// Reviews a suggestion against the current target. Returns the verdict and, when a filter
 /// rewrote the patch, the suggestion to store instead.
 pub async fn review(
@@ -97,6 +109,9 @@ pub async fn review(
         }
     };
     if let Err(reason) = host_check(&target, &suggestion.patch) {
+        return (denied(HOST_FILTER, reason), None);
+    }
+    if let Err(reason) = image_check(cluster, &target, &suggestion.patch).await {
         return (denied(HOST_FILTER, reason), None);
     }
     let filters: Vec<_> = plugins.by_world(World::PatchFilter).cloned().collect();
@@ -144,6 +159,12 @@ pub async fn review(
                 if let Err(problem) = host_check(&target, &operations) {
                     return (
                         denied(HOST_FILTER, format!("the patch {name} rewrote {problem}")),
+                        None,
+                    );
+                }
+                if let Err(reason) = image_check(cluster, &target, &operations).await {
+                    return (
+                        denied(HOST_FILTER, format!("the patch {name} rewrote: {reason}")),
                         None,
                     );
                 }

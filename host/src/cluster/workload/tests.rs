@@ -1,51 +1,10 @@
 //! Owner references that hold, and the ones a Pod's creator forged.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::cluster::{LogRequest, Logs, Object};
-
-/// Objects by kind and name; kinds outside `held` are not held at all (as in a dump).
-struct Objects {
-    objects: Vec<Value>,
-    held: Vec<ResourceKind>,
-}
-
-#[async_trait]
-impl Cluster for Objects {
-    fn source(&self) -> String {
-        "test objects".into()
-    }
-    async fn get(
-        &self,
-        kind: ResourceKind,
-        _namespace: Option<&str>,
-        name: &str,
-    ) -> Result<Option<Object>> {
-        crate::names::check_name(kind, "name", name)?;
-        if !self.held.contains(&kind) {
-            return Err(ClusterError::Unsupported(format!("no {kind}s")));
-        }
-        Ok(self
-            .objects
-            .iter()
-            .find(|o| o["kind"] == kind.kind() && o["metadata"]["name"] == name)
-            .map(|o| Arc::new(o.clone())))
-    }
-    async fn list(&self, _: ResourceKind, _: Option<&str>) -> Result<Vec<Object>> {
-        unreachable!("resolving a workload reads objects by name")
-    }
-    async fn logs(&self, _: &LogRequest) -> Result<Logs> {
-        unreachable!()
-    }
-    async fn events_for(&self, _: &str, _: &str, _: &str, _: Option<&str>) -> Result<Vec<Event>> {
-        unreachable!()
-    }
-}
+use crate::cluster::testing::Objects;
 
 fn owner(kind: &str, name: &str, uid: &str, controller: bool) -> Value {
     json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": controller})
