@@ -24,12 +24,14 @@
 //! Two helpers that need no cluster live here too, for sre-operator's tests, benchmarks and
 //! examples (this crate is their dev-dependency and never depends on sre-operator):
 //! [`fixtures`] builds Pods and Deployments, [`synth`] writes large synthetic cluster dumps.
+//! [`wait`] waits for a cluster object by watching it.
 
 pub mod demo;
 pub mod fixtures;
 mod pki;
 mod process;
 pub mod synth;
+pub mod wait;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
