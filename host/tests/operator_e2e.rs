@@ -44,8 +44,9 @@ use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
-use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, demo, fault};
+use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, demo, fault, wait};
 use support::kubectl;
 
 /// How every operator process of the test runs: as the deploy/ ServiceAccount, with a plugin
@@ -202,24 +203,22 @@ async fn operator_setup(cluster: &TestCluster) -> Result<OperatorSetup> {
 
 /// The Lease's holder once it is held by someone other than `not`.
 async fn wait_holder(leases: &Api<Lease>, not: Option<&str>, timeout: Duration) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let lease = leases.get_opt("sre-operator").await?;
-        let holder = lease
+    let holder = |lease: &Lease| {
+        lease
+            .spec
             .as_ref()
-            .and_then(|l| l.spec.as_ref())
             .and_then(|s| s.holder_identity.clone())
-            .filter(|h| !h.is_empty());
-        if let Some(h) = holder
-            && Some(h.as_str()) != not
-        {
-            return Ok(h);
-        }
-        if Instant::now() > deadline {
-            bail!("no new holder of Lease sre-operator/sre-operator after {timeout:?}: {lease:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .filter(|h| !h.is_empty())
+    };
+    let lease = wait::until(leases, "sre-operator", timeout, |l: Option<&Lease>| {
+        l.and_then(holder).is_some_and(|h| Some(h.as_str()) != not)
+    })
+    .await
+    .context("no new holder of Lease sre-operator/sre-operator")?;
+    lease
+        .as_ref()
+        .and_then(holder)
+        .context("the Lease sre-operator/sre-operator is gone")
 }
 
 /// The reporting instances (operator Pods) of the events.k8s.io Events about a report.
@@ -254,7 +253,7 @@ fn phase_of(report: &Value) -> &str {
     report["status"]["phase"].as_str().unwrap_or("")
 }
 
-/// Polls the report until its phase is one of `phases`; on timeout fails with the report and
+/// Waits until the report's phase is one of `phases`; on timeout fails with the report and
 /// the operator's log.
 async fn wait_phase(
     api: &Api<DynamicObject>,
@@ -263,24 +262,18 @@ async fn wait_phase(
     timeout: Duration,
     op: &Operator,
 ) -> Result<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let report = match api.get_opt(name).await? {
-            Some(r) => serde_json::to_value(r)?,
-            None => Value::Null,
-        };
-        if phases.contains(&phase_of(&report)) {
-            return Ok(report);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "report {name} not in {phases:?} after {timeout:?}; it is:\n{}\n--- operator log (tail) ---\n{}",
-                serde_json::to_string_pretty(&report["status"])?,
-                op.tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let report = wait::until(api, name, timeout, |r: Option<&DynamicObject>| {
+        r.is_some_and(|r| phases.contains(&phase_of(&r.data)))
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "report {name} not in {phases:?}\n--- operator log (tail) ---\n{}",
+            op.tail()
+        )
+    })?
+    .with_context(|| format!("report {name} is gone"))?;
+    Ok(serde_json::to_value(report)?)
 }
 
 fn decide(cluster: &TestCluster, ns: &str, report: &str, decision: &str) -> Result<()> {
@@ -483,24 +476,22 @@ async fn operator_end_to_end() -> Result<()> {
         // Wait for a ready endpoint behind redis-master (kwok's pod-ready stage, then the
         // EndpointSlice controller).
         let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let list = slices
-                .list(&ListParams::default().labels("kubernetes.io/service-name=redis-master"))
-                .await?;
-            let ready = list.items.iter().any(|s| {
+        let service = "kubernetes.io/service-name=redis-master";
+        let ready = wait::first(
+            &slices,
+            watcher::Config::default().labels(service),
+            Duration::from_secs(60),
+            |s| {
                 s.endpoints
                     .iter()
                     .flatten()
                     .any(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-            });
-            if ready {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("redis-master has no ready endpoint after 60 s: {list:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            },
+        )
+        .await?;
+        if ready.is_none() {
+            let list = slices.list(&ListParams::default().labels(service)).await?;
+            bail!("redis-master has no ready endpoint after 60 s: {list:?}");
         }
 
         let reports = report_api(&client, "default");
@@ -649,25 +640,29 @@ async fn operator_end_to_end() -> Result<()> {
         ("protect-critical-services", "True", "Accepted"),
         ("broken-selector", "False", "Invalid"),
     ] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let p = serde_json::to_value(policies_api.get(name).await?)?;
-            let condition = &p["status"]["conditions"][0];
-            if condition["status"] == ready && condition["reason"] == reason {
-                if ready == "True" {
-                    assert_eq!(p["status"]["rules"], 1, "{p:#}");
-                } else {
-                    assert!(
-                        condition["message"].to_string().contains("spec.rules[0]"),
-                        "{p:#}"
-                    );
-                }
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("DebugPolicy {name} status is not Ready={ready} ({reason}): {p:#}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let p = wait::until(
+            &policies_api,
+            name,
+            Duration::from_secs(30),
+            |p: Option<&DynamicObject>| {
+                p.is_some_and(|p| {
+                    let condition = &p.data["status"]["conditions"][0];
+                    condition["status"] == ready && condition["reason"] == reason
+                })
+            },
+        )
+        .await
+        .with_context(|| format!("DebugPolicy {name} status is not Ready={ready} ({reason})"))?
+        .with_context(|| format!("DebugPolicy {name} is gone"))?;
+        let p = serde_json::to_value(p)?;
+        let condition = &p["status"]["conditions"][0];
+        if ready == "True" {
+            assert_eq!(p["status"]["rules"], 1, "{p:#}");
+        } else {
+            assert!(
+                condition["message"].to_string().contains("spec.rules[0]"),
+                "{p:#}"
+            );
         }
     }
 

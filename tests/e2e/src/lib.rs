@@ -20,10 +20,18 @@
 //! When `SRE_OPERATOR_E2E_KUBECONFIG` names a kubeconfig, [`TestCluster::start`] uses that
 //! cluster instead of starting one (fault stages and logs then need a cluster started by this
 //! harness, e.g. `tests/cluster/up.sh`).
+//!
+//! Two helpers that need no cluster live here too, for sre-operator's tests, benchmarks and
+//! examples (this crate is their dev-dependency and never depends on sre-operator):
+//! [`fixtures`] builds Pods and Deployments, [`synth`] writes large synthetic cluster dumps.
+//! [`wait`] waits for a cluster object by watching it.
 
 pub mod demo;
+pub mod fixtures;
 mod pki;
 mod process;
+pub mod synth;
+pub mod wait;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
