@@ -2,7 +2,7 @@
 //! where the time goes. `cargo bench -p sre-operator --bench pipeline`.
 //!
 //! For each size (default 1,000, 5,000 and 10,000 Pods; `SRE_BENCH_PODS=1000,10000` to choose),
-//! a dump is generated with [`sre_operator::eval::synth`] (50 Pods per namespace, six planted
+//! a dump is generated with [`sre_e2e::synth`] (50 Pods per namespace, six planted
 //! failures, one of each class), then `sre-operator diagnose --dump DIR -o json` runs as a child
 //! process with the rules brain: once to warm the page cache and the compiled-plugin cache, then
 //! `SRE_BENCH_RUNS` times (default 3). Wall time is the median; peak memory is the child's
@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sre_operator::eval::synth::{Spec, write};
+use sre_e2e::synth::{Spec, write};
 
 /// One run of the binary.
 struct Run {

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use sre_operator::eval::synth::{Spec, write};
+use sre_e2e::synth::{Spec, write};
 
 #[derive(Parser)]
 struct Args {

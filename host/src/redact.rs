@@ -319,15 +319,25 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             r"\b((?i:curl)\b[^\n]*?\s(?:-u|--user)[\s=]+[^\s:]+):(\S+)",
             |c| format!("{}:{REDACTED}", &c[1]),
         ),
-        // `--password X` (the value after a secret flag) and `"--password", "X"` (an argument
-        // vector quoted as JSON).
-        rule(&format!(r"(^|\s)(--?{KEY})(\s+)([^\s\-][^\s]*)"), |c| {
-            if is_secret_name(&c[2]) {
-                format!("{}{}{}{REDACTED}", &c[1], &c[2], &c[3])
-            } else {
-                c[0].to_string()
-            }
-        }),
+        // `--password X` (the value after a secret flag), also in a command line quoted as one
+        // string (`runs "app --password X"`, `"--password X"`), and `"--password", "X"` (an
+        // argument vector quoted as JSON). The quote that closes the command line is kept.
+        rule(
+            &format!(r#"(^|[\s"'])(--?{KEY})(\s+)([^\s\-][^\s]*)"#),
+            |c| {
+                if is_secret_name(&c[2]) {
+                    let quote = c[1].trim();
+                    let closing = if !quote.is_empty() && c[4].ends_with(quote) {
+                        quote
+                    } else {
+                        ""
+                    };
+                    format!("{}{}{}{REDACTED}{closing}", &c[1], &c[2], &c[3])
+                } else {
+                    c[0].to_string()
+                }
+            },
+        ),
         rule(&format!(r#""(--?{KEY})"(\s*,\s*)"([^"]*)""#), |c| {
             if is_secret_name(&c[1]) {
                 format!("\"{}\"{}\"{REDACTED}\"", &c[1], &c[2])

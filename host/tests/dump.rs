@@ -1,10 +1,14 @@
-//! The dump reader on the bundled dump and on the broken inputs a user will hand it.
+//! The dump reader on the bundled dump, on the broken inputs a user will hand it, and on the
+//! synthetic dumps the benchmarks generate.
 
 use std::path::{Path, PathBuf};
 
+use sre_e2e::synth::{self, Spec};
 use sre_operator::cluster::{
     Cluster, ClusterError, DumpCluster, LogRequest, ResourceKind, node_usage, typed,
 };
+use sre_operator::crd::FailureClass;
+use sre_operator::policy::{PolicySet, default_policy};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump")
@@ -305,5 +309,53 @@ async fn secret_values_never_leave_the_reader() {
     assert_eq!(
         secret["data"]["password"], "<redacted>",
         "keys stay visible"
+    );
+}
+
+#[test]
+fn synth_plants_the_failure_classes_sre_operator_knows_in_their_order() {
+    let planted: Vec<&str> = synth::Class::ALL.iter().map(|c| c.as_str()).collect();
+    let known: Vec<&str> = FailureClass::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(planted, known);
+}
+
+#[tokio::test]
+async fn a_generated_dump_reads_back_with_exactly_the_planted_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        namespaces: 4,
+        pods: 120,
+        failures: 6,
+        seed: 7,
+    };
+    let written = synth::write(dir.path(), &spec).unwrap();
+    assert_eq!(written.planted.len(), 6);
+    let cluster = DumpCluster::load(dir.path()).unwrap();
+    let pods = cluster.pods(None).await.unwrap();
+    assert_eq!(pods.len(), written.pods);
+    assert_eq!(cluster.namespaces().count(), 4);
+    let reports =
+        sre_operator::triage::triage(&cluster, &PolicySet::compile(&[default_policy()]).unwrap())
+            .await
+            .unwrap();
+    let mut found: Vec<(String, FailureClass)> = reports
+        .iter()
+        .map(|r| (r.spec.pod.name.clone(), r.spec.failure.class))
+        .collect();
+    let mut want: Vec<(String, FailureClass)> = written
+        .planted
+        .iter()
+        .map(|p| (p.pod.clone(), p.class.as_str().parse().unwrap()))
+        .collect();
+    found.sort();
+    want.sort();
+    assert_eq!(found, want);
+    // Deterministic for a seed.
+    let again = tempfile::tempdir().unwrap();
+    let second = synth::write(again.path(), &spec).unwrap();
+    assert_eq!(second.planted, written.planted);
+    assert_eq!(
+        std::fs::read(again.path().join("shop/pods.json")).unwrap(),
+        std::fs::read(dir.path().join("shop/pods.json")).unwrap()
     );
 }

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use serde_json::{Value, json};
+use sre_e2e::fixtures::DeploymentBuilder;
 use sre_operator::crd::{
     ApplyRecord, Decision, DiagnosticReport, DiagnosticReportStatus, Findings, PatchOp,
     PatchOperation, Phase, ReasoningStep, SafetyVerdict, SuggestedPatch, TargetRef, ToolAction,
@@ -69,19 +70,18 @@ fn writes(seen: &Log) -> Vec<Seen> {
 
 /// The workload: REDIS_HOST=`value`, at `resource_version`.
 fn deployment(value: &str, resource_version: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "critical-app", "namespace": "default", "uid": "d-1",
-                     "resourceVersion": resource_version, "generation": 4,
-                     "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
-        "spec": {"replicas": 1,
-                 "selector": {"matchLabels": {"app": "critical-app"}},
-                 "template": {"metadata": {"labels": {"app": "critical-app"}},
-                              "spec": {"containers": [{"name": "app", "image": "shop/critical-app:1.8.2",
-                                        "env": [{"name": "REDIS_HOST", "value": value},
-                                                {"name": "REDIS_PORT", "value": "6379"}]}]}}},
-        "status": {"replicas": 1}
-    })
+    DeploymentBuilder::new("critical-app")
+        .namespace("default")
+        .uid("d-1")
+        .resource_version(resource_version)
+        .generation(4)
+        .managed_by("kubectl")
+        .match_label("app", "critical-app")
+        .container(json!({"name": "app", "image": "shop/critical-app:1.8.2",
+                          "env": [{"name": "REDIS_HOST", "value": value},
+                                  {"name": "REDIS_PORT", "value": "6379"}]}))
+        .status(json!({"replicas": 1}))
+        .json()
 }
 
 fn op(op: PatchOp, value: &str) -> PatchOperation {

@@ -16,10 +16,11 @@ use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
-use sre_e2e::{ClusterOptions, TestCluster};
+use sre_e2e::{ClusterOptions, TestCluster, wait};
 use support::kubectl;
 
 const NS: &str = "kubectl-sre-e2e";
@@ -344,26 +345,17 @@ async fn kubectl_sre_end_to_end() -> Result<()> {
     );
     // The report tells it: an Event regarding it.
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("RolledBack")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(applied)
-            });
-        if found {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "no RolledBack Event on {applied}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let rolled_back = wait::first(
+        &events,
+        watcher::Config::default(),
+        Duration::from_secs(10),
+        |e| {
+            e.reason.as_deref() == Some("RolledBack")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(applied)
+        },
+    )
+    .await?;
+    ensure!(rolled_back.is_some(), "no RolledBack Event on {applied}");
     // A second rollback finds nothing to do.
     let out = ok(
         kubectl_sre(&cluster, &["rollback", applied, "-n", NS, "--yes"])?,

@@ -32,9 +32,6 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -44,182 +41,33 @@ use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
-use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, demo, fault};
+use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, demo, fault, wait};
 use support::kubectl;
+use support::operator::{Operator, operator_setup, phase_of, report_api, wait_phase};
 
-/// How every operator process of the test runs: as the deploy/ ServiceAccount, with a plugin
-/// folder like the ConfigMap's.
-struct OperatorSetup {
-    kubeconfig: PathBuf,
-    plugins: PathBuf,
-}
-
-/// `sre-operator run` as a child process; killed (SIGKILL) on drop.
-struct Operator {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Operator {
-    /// Starts `sre-operator run` as Pod `instance` (POD_NAME, the Lease identity and the
-    /// events' reporting instance); its output goes to `<cluster dir>/<instance>.log`.
-    fn start(
-        cluster: &TestCluster,
-        setup: &OperatorSetup,
-        instance: &str,
-        leader_election: bool,
-    ) -> Result<Operator> {
-        let log = cluster.dir().join(format!("{instance}.log"));
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sre-operator"));
-        cmd.args([
-            "run",
-            "--namespace",
-            "default,production",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-            "--verify-timeout",
-            "60s",
-            "--plugins",
-        ])
-        .arg(&setup.plugins);
-        if leader_election {
-            cmd.arg("--leader-election");
-        }
-        let child = cmd
-            .env("KUBECONFIG", &setup.kubeconfig)
-            .env("POD_NAME", instance)
-            .env("POD_NAMESPACE", "sre-operator")
-            .env("SRE_OPERATOR_CACHE", cluster.dir().join("plugin-cache"))
-            .env("RUST_LOG", "info")
-            .env("SRE_OPERATOR_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("starting sre-operator run")?;
-        let mut op = Operator {
-            child: Some(child),
-            log,
-        };
-        // Up when its HTTP endpoint accepts connections.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = op.child.as_mut().unwrap().try_wait()? {
-                bail!("sre-operator exited ({status}):\n{}", op.tail());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "sre-operator did not listen on {port} within 30 s:\n{}",
-                    op.tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(op)
-    }
-
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The operator's identity and plugins as `deploy/` installs them: the rendered Namespace,
-/// ServiceAccount and RBAC applied to the cluster, a token kubeconfig for the ServiceAccount,
-/// and the exported plugin folder, with patch-safety's memory ceiling lowered to 4Gi (a team's
-/// setting, which scenario 6 exceeds).
-async fn operator_setup(cluster: &TestCluster) -> Result<OperatorSetup> {
-    let rbac: Vec<Value> = support::render_deploy()?
-        .into_iter()
-        .filter(|o| {
-            matches!(
-                o["kind"].as_str(),
-                Some(
-                    "Namespace"
-                        | "ServiceAccount"
-                        | "ClusterRole"
-                        | "ClusterRoleBinding"
-                        | "Role"
-                        | "RoleBinding"
-                )
-            )
-        })
-        .collect();
-    assert!(
-        rbac.len() >= 6,
-        "deploy/ renders too little RBAC: {rbac:#?}"
-    );
-    let file = cluster.dir().join("deploy-rbac.json");
-    std::fs::write(
-        &file,
-        json!({ "apiVersion": "v1", "kind": "List", "items": rbac }).to_string(),
-    )?;
-    kubectl(
-        cluster,
-        &["apply", "--server-side", "-f", file.to_str().unwrap()],
-    )?;
-    let kubeconfig = cluster.service_account_kubeconfig(
-        "sre-operator",
-        "sre-operator",
-        Duration::from_secs(3 * 3600),
-    )?;
-
-    let plugins = cluster.dir().join("plugins");
-    sre_operator::plugin::PluginSet::export_builtin(&plugins).map_err(anyhow::Error::msg)?;
-    let manifest_path = plugins.join("plugins.yaml");
-    let mut manifest: Value = serde_yaml::from_str(&std::fs::read_to_string(&manifest_path)?)?;
-    let safety = manifest["plugins"]
-        .as_array_mut()
-        .and_then(|ps| ps.iter_mut().find(|p| p["name"] == "patch-safety"))
-        .context("the exported plugins.yaml has no patch-safety")?;
-    safety["settings"]["resourceCeiling"]["memory"] = "4Gi".into();
-    std::fs::write(&manifest_path, serde_yaml::to_string(&manifest)?)?;
-    Ok(OperatorSetup {
-        kubeconfig,
-        plugins,
-    })
-}
+/// The namespaces the operator watches (`--namespace`): the seed's two.
+const NAMESPACES: &str = "default,production";
 
 /// The Lease's holder once it is held by someone other than `not`.
 async fn wait_holder(leases: &Api<Lease>, not: Option<&str>, timeout: Duration) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let lease = leases.get_opt("sre-operator").await?;
-        let holder = lease
+    let holder = |lease: &Lease| {
+        lease
+            .spec
             .as_ref()
-            .and_then(|l| l.spec.as_ref())
             .and_then(|s| s.holder_identity.clone())
-            .filter(|h| !h.is_empty());
-        if let Some(h) = holder
-            && Some(h.as_str()) != not
-        {
-            return Ok(h);
-        }
-        if Instant::now() > deadline {
-            bail!("no new holder of Lease sre-operator/sre-operator after {timeout:?}: {lease:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .filter(|h| !h.is_empty())
+    };
+    let lease = wait::until(leases, "sre-operator", timeout, |l: Option<&Lease>| {
+        l.and_then(holder).is_some_and(|h| Some(h.as_str()) != not)
+    })
+    .await
+    .context("no new holder of Lease sre-operator/sre-operator")?;
+    lease
+        .as_ref()
+        .and_then(holder)
+        .context("the Lease sre-operator/sre-operator is gone")
 }
 
 /// The reporting instances (operator Pods) of the events.k8s.io Events about a report.
@@ -240,47 +88,6 @@ async fn reporting_instances(
         })
         .filter_map(|e| e.reporting_instance)
         .collect())
-}
-
-fn report_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("sre-operator.dev", "v1alpha1", "DiagnosticReport"),
-        "diagnosticreports",
-    );
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
-
-fn phase_of(report: &Value) -> &str {
-    report["status"]["phase"].as_str().unwrap_or("")
-}
-
-/// Polls the report until its phase is one of `phases`; on timeout fails with the report and
-/// the operator's log.
-async fn wait_phase(
-    api: &Api<DynamicObject>,
-    name: &str,
-    phases: &[&str],
-    timeout: Duration,
-    op: &Operator,
-) -> Result<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let report = match api.get_opt(name).await? {
-            Some(r) => serde_json::to_value(r)?,
-            None => Value::Null,
-        };
-        if phases.contains(&phase_of(&report)) {
-            return Ok(report);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "report {name} not in {phases:?} after {timeout:?}; it is:\n{}\n--- operator log (tail) ---\n{}",
-                serde_json::to_string_pretty(&report["status"])?,
-                op.tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn decide(cluster: &TestCluster, ns: &str, report: &str, decision: &str) -> Result<()> {
@@ -458,7 +265,7 @@ async fn operator_end_to_end() -> Result<()> {
     }
 
     let setup = operator_setup(&cluster).await?;
-    let mut op = Operator::start(&cluster, &setup, "sre-operator-0", false)?;
+    let mut op = Operator::start(&cluster, &setup, "sre-operator-0", NAMESPACES, false)?;
 
     // --- 2. The Pending scenario: 12Gi on 8Gi nodes ------------------------------------
     let prod_deps: Api<Deployment> = Api::namespaced(client.clone(), "production");
@@ -483,24 +290,22 @@ async fn operator_end_to_end() -> Result<()> {
         // Wait for a ready endpoint behind redis-master (kwok's pod-ready stage, then the
         // EndpointSlice controller).
         let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let list = slices
-                .list(&ListParams::default().labels("kubernetes.io/service-name=redis-master"))
-                .await?;
-            let ready = list.items.iter().any(|s| {
+        let service = "kubernetes.io/service-name=redis-master";
+        let ready = wait::first(
+            &slices,
+            watcher::Config::default().labels(service),
+            Duration::from_secs(60),
+            |s| {
                 s.endpoints
                     .iter()
                     .flatten()
                     .any(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-            });
-            if ready {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("redis-master has no ready endpoint after 60 s: {list:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            },
+        )
+        .await?;
+        if ready.is_none() {
+            let list = slices.list(&ListParams::default().labels(service)).await?;
+            bail!("redis-master has no ready endpoint after 60 s: {list:?}");
         }
 
         let reports = report_api(&client, "default");
@@ -649,25 +454,29 @@ async fn operator_end_to_end() -> Result<()> {
         ("protect-critical-services", "True", "Accepted"),
         ("broken-selector", "False", "Invalid"),
     ] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let p = serde_json::to_value(policies_api.get(name).await?)?;
-            let condition = &p["status"]["conditions"][0];
-            if condition["status"] == ready && condition["reason"] == reason {
-                if ready == "True" {
-                    assert_eq!(p["status"]["rules"], 1, "{p:#}");
-                } else {
-                    assert!(
-                        condition["message"].to_string().contains("spec.rules[0]"),
-                        "{p:#}"
-                    );
-                }
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("DebugPolicy {name} status is not Ready={ready} ({reason}): {p:#}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let p = wait::until(
+            &policies_api,
+            name,
+            Duration::from_secs(30),
+            |p: Option<&DynamicObject>| {
+                p.is_some_and(|p| {
+                    let condition = &p.data["status"]["conditions"][0];
+                    condition["status"] == ready && condition["reason"] == reason
+                })
+            },
+        )
+        .await
+        .with_context(|| format!("DebugPolicy {name} status is not Ready={ready} ({reason})"))?
+        .with_context(|| format!("DebugPolicy {name} is gone"))?;
+        let p = serde_json::to_value(p)?;
+        let condition = &p["status"]["conditions"][0];
+        if ready == "True" {
+            assert_eq!(p["status"]["rules"], 1, "{p:#}");
+        } else {
+            assert!(
+                condition["message"].to_string().contains("spec.rules[0]"),
+                "{p:#}"
+            );
         }
     }
 
@@ -728,7 +537,7 @@ async fn operator_end_to_end() -> Result<()> {
         "Approved",
     )?;
     op.kill(); // at once: the operator may have done nothing, recorded the intent, or applied
-    let mut op = Operator::start(&cluster, &setup, "sre-operator-0", false)?;
+    let mut op = Operator::start(&cluster, &setup, "sre-operator-0", NAMESPACES, false)?;
     let cron = wait_phase(
         &reports,
         "deployment-critical-app-cron-crashloopbackoff",
@@ -920,8 +729,20 @@ async fn operator_end_to_end() -> Result<()> {
     // --- 7. Two replicas: one leader acts; on its death the other takes over -------------
     op.kill();
     let mut replicas = [
-        Some(Operator::start(&cluster, &setup, "sre-operator-a", true)?),
-        Some(Operator::start(&cluster, &setup, "sre-operator-b", true)?),
+        Some(Operator::start(
+            &cluster,
+            &setup,
+            "sre-operator-a",
+            NAMESPACES,
+            true,
+        )?),
+        Some(Operator::start(
+            &cluster,
+            &setup,
+            "sre-operator-b",
+            NAMESPACES,
+            true,
+        )?),
     ];
     let leases: Api<Lease> = Api::namespaced(client.clone(), "sre-operator");
     let first = wait_holder(&leases, None, Duration::from_secs(30)).await?;

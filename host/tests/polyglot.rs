@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Event;
 use serde_json::{Value, json};
+use sre_e2e::fixtures::PodBuilder;
 use sre_operator::cluster::{
     Cluster, DumpCluster, LogRequest, Logs, Object, ResourceKind, Result as ClusterResult,
 };
@@ -588,8 +589,11 @@ fn hours_settings() -> Value {
     })
 }
 
+/// A Pod in `namespace`, as the JSON a policy-filter plugin receives.
 fn pod_in(namespace: &str) -> String {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p-0", "namespace": namespace}})
+    PodBuilder::new("p-0")
+        .namespace(namespace)
+        .json()
         .to_string()
 }
 

@@ -2,12 +2,9 @@
 //! through the same pipeline as `diagnose` and score every report: failure class, root cause,
 //! patch, phase, and the rest (how many reports, secrets that must not leak). `sre-operator eval
 //! tests/scenarios` prints the table; `--brain openai --model M` scores a model the same way.
-//!
-//! [`synth`] writes large synthetic dumps for the pipeline benchmarks.
 
 pub mod scenario;
 pub mod score;
-pub mod synth;
 
 use std::io::Write;
 use std::sync::Arc;

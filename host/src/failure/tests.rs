@@ -2,17 +2,20 @@
 
 use super::*;
 use serde_json::{Value, json};
+use sre_e2e::fixtures::PodBuilder;
 
 const UID: &str = "5b7c1f0e-3a2d-4c53-9d1e-0f6a8e2b7c41";
 
+/// The Pod of Deployment `app` every test here is about, with the test's spec and status.
 fn pod(spec: Value, status: Value) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": "app-7d9f8c6b5-x2k4p", "namespace": "default", "uid": UID,
-                     "labels": {"app": "app", "pod-template-hash": "7d9f8c6b5"}},
-        "spec": spec,
-        "status": status,
-    }))
-    .unwrap()
+    PodBuilder::new("app-7d9f8c6b5-x2k4p")
+        .namespace("default")
+        .uid(UID)
+        .label("app", "app")
+        .label("pod-template-hash", "7d9f8c6b5")
+        .spec(spec)
+        .status(status)
+        .build()
 }
 
 fn event(reason: &str, type_: &str, message: &str, field_path: Option<&str>, count: i32) -> Event {

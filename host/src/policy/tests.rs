@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use sre_e2e::fixtures::PodBuilder;
 
 pub(crate) const SEED_POLICY: &str = r#"
 apiVersion: sre-operator.dev/v1alpha1
@@ -14,13 +14,6 @@ spec:
           app: critical-app
 "#;
 
-fn pod(namespace: &str, labels: serde_json::Value) -> Pod {
-    serde_json::from_value(
-        json!({"metadata": {"name": "p", "namespace": namespace, "labels": labels}}),
-    )
-    .unwrap()
-}
-
 #[test]
 fn the_seed_policy_validates_and_selects_what_it_says() {
     let policies = parse_policies(SEED_POLICY, "seed.yaml").unwrap();
@@ -28,7 +21,10 @@ fn the_seed_policy_validates_and_selects_what_it_says() {
     assert_eq!(policies[0].spec.cooldown, "10m");
     assert_eq!(policies[0].spec.approval, Approval::Manual);
     let set = PolicySet::compile(&policies).unwrap();
-    let critical = pod("default", json!({"app": "critical-app"}));
+    let critical = PodBuilder::new("p")
+        .namespace("default")
+        .label("app", "critical-app")
+        .build();
     assert!(
         set.select(&critical, FailureClass::CrashLoopBackOff)
             .is_some()
@@ -36,14 +32,20 @@ fn the_seed_policy_validates_and_selects_what_it_says() {
     assert!(set.select(&critical, FailureClass::Pending).is_some());
     assert!(
         set.select(
-            &pod("production", json!({"app": "critical-app"})),
+            &PodBuilder::new("p")
+                .namespace("production")
+                .label("app", "critical-app")
+                .build(),
             FailureClass::Pending
         )
         .is_none()
     );
     assert!(
         set.select(
-            &pod("default", json!({"app": "web"})),
+            &PodBuilder::new("p")
+                .namespace("default")
+                .label("app", "web")
+                .build(),
             FailureClass::Pending
         )
         .is_none()
@@ -110,7 +112,10 @@ spec:
       conditions: [CrashLoopBackOff, OOMKilled]
 "#;
     let set = PolicySet::compile(&parse_policies(text, "t.yaml").unwrap()).unwrap();
-    let api = pod("shop", json!({"tier": "api"}));
+    let api = PodBuilder::new("p")
+        .namespace("shop")
+        .label("tier", "api")
+        .build();
     assert!(set.select(&api, FailureClass::CrashLoopBackOff).is_some());
     assert!(set.select(&api, FailureClass::OomKilled).is_some());
     assert!(
@@ -119,21 +124,31 @@ spec:
     );
     assert!(
         set.select(
-            &pod("shop", json!({"tier": "api", "canary": "yes"})),
+            &PodBuilder::new("p")
+                .namespace("shop")
+                .label("tier", "api")
+                .label("canary", "yes")
+                .build(),
             FailureClass::CrashLoopBackOff
         )
         .is_none()
     );
     assert!(
         set.select(
-            &pod("shop", json!({"tier": "db"})),
+            &PodBuilder::new("p")
+                .namespace("shop")
+                .label("tier", "db")
+                .build(),
             FailureClass::CrashLoopBackOff
         )
         .is_none()
     );
     assert!(
         set.select(
-            &pod("web", json!({"tier": "api"})),
+            &PodBuilder::new("p")
+                .namespace("web")
+                .label("tier", "api")
+                .build(),
             FailureClass::CrashLoopBackOff
         )
         .is_none()
@@ -163,7 +178,10 @@ spec:
 fn the_default_policy_selects_everything_and_several_documents_load() {
     let set = PolicySet::compile(&[default_policy()]).unwrap();
     for class in FailureClass::ALL {
-        assert!(set.select(&pod("anywhere", json!({})), class).is_some());
+        assert!(
+            set.select(&PodBuilder::new("p").namespace("anywhere").build(), class)
+                .is_some()
+        );
     }
     let two = format!(
         "{SEED_POLICY}\n---\n{}",

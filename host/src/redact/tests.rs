@@ -26,6 +26,9 @@ const LEAKS: &[(&str, &str)] = &[
     // Argument vectors.
     ("exec: app --password hunter2 --verbose", "hunter2"),
     ("exec: app --password=hunter3", "hunter3"),
+    // A command line quoted as one string, as a crash loop's evidence shows it.
+    (r#"container app: runs "--password Zq7vKp2m""#, "Zq7vKp2m"),
+    ("container app: runs '--token tk_9fR2wX7p'", "tk_9fR2wX7p"),
     ("mysql -uroot -pS3cretpw -h db", "S3cretpw"),
     ("redis-cli -h cache -a r3dispw ping", "r3dispw"),
     ("sshpass -p sshpw1 ssh host", "sshpw1"),

@@ -3,6 +3,7 @@
 
 pub mod mock_api;
 pub mod openai;
+pub mod operator;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

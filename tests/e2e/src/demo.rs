@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::fixtures::DeploymentBuilder;
 use crate::{TestCluster, fault};
 
 /// What critical-app printed before it died (served by `kubectl logs --previous`).
@@ -26,8 +27,9 @@ pub const CURRENT_LOG: &str = "\
 2026-11-25T09:41:20.101Z  INFO critical_app: starting critical-app version=1.8.2 commit=4f2a9c1 pid=1
 2026-11-25T09:41:20.107Z  INFO cache: connecting to redis host=redis port=6379 pool_size=8";
 
-/// A one-replica Deployment; `fault` labels the Pod template for the kwok fault stages, with
-/// quick restarts so that a crash loop shows within seconds.
+/// A one-replica Deployment labelled `labels` (a JSON object), its Pods too; `fault` labels the
+/// Pod template for the kwok fault stages, with quick restarts so that a crash loop shows within
+/// seconds.
 pub fn deployment(
     name: &str,
     labels: Value,
@@ -35,33 +37,25 @@ pub fn deployment(
     env: Value,
     resources: Value,
 ) -> Value {
-    let mut pod_labels = labels.clone();
-    let mut annotations = json!({});
-    if let Some(f) = fault {
-        pod_labels[fault::LABEL] = f.into();
-        annotations = json!({ fault::BACKOFF_ANNOTATION: "1s", fault::DELAY_ANNOTATION: "300ms" });
+    let mut deployment = DeploymentBuilder::new(name)
+        .pod_spec(json!({ "terminationGracePeriodSeconds": 0 }))
+        .container(json!({
+            "name": "app",
+            "image": format!("registry.example.com/shop/{name}:1.8.2"),
+            "env": env,
+            "resources": resources,
+        }));
+    for (key, value) in labels.as_object().into_iter().flatten() {
+        let value = value.as_str().unwrap_or_default();
+        deployment = deployment.label(key, value).match_label(key, value);
     }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": { "name": name, "labels": labels },
-        "spec": {
-            "replicas": 1,
-            "selector": { "matchLabels": labels },
-            "template": {
-                "metadata": { "labels": pod_labels, "annotations": annotations },
-                "spec": {
-                    "terminationGracePeriodSeconds": 0,
-                    "containers": [{
-                        "name": "app",
-                        "image": format!("registry.example.com/shop/{name}:1.8.2"),
-                        "env": env,
-                        "resources": resources,
-                    }],
-                },
-            },
-        },
-    })
+    if let Some(f) = fault {
+        deployment = deployment
+            .pod_label(fault::LABEL, f)
+            .pod_annotation(fault::BACKOFF_ANNOTATION, "1s")
+            .pod_annotation(fault::DELAY_ANNOTATION, "300ms");
+    }
+    deployment.json()
 }
 
 /// The seed's policy for critical-app, and one for payment (the seed's Pending scenario).

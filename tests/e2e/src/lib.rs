@@ -20,10 +20,18 @@
 //! When `SRE_OPERATOR_E2E_KUBECONFIG` names a kubeconfig, [`TestCluster::start`] uses that
 //! cluster instead of starting one (fault stages and logs then need a cluster started by this
 //! harness, e.g. `tests/cluster/up.sh`).
+//!
+//! Two helpers that need no cluster live here too, for sre-operator's tests, benchmarks and
+//! examples (this crate is their dev-dependency and never depends on sre-operator):
+//! [`fixtures`] builds Pods and Deployments, [`synth`] writes large synthetic cluster dumps.
+//! [`wait`] waits for a cluster object by watching it.
 
 pub mod demo;
+pub mod fixtures;
 mod pki;
 mod process;
+pub mod synth;
+pub mod wait;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -796,12 +804,25 @@ impl TestCluster {
     /// e.g. `system:serviceaccount:sre-operator:sre-operator`; `None` for an external cluster,
     /// whose audit log the harness cannot read.
     pub fn audit_events(&self, user: &str) -> Option<Vec<serde_json::Value>> {
+        self.audit_events_in(user, &["ResponseComplete"])
+    }
+
+    /// Like [`TestCluster::audit_events`], but also the `ResponseStarted` events of
+    /// long-running requests: a watch that never ends has no `ResponseComplete` event yet.
+    pub fn audit_events_started_or_complete(&self, user: &str) -> Option<Vec<serde_json::Value>> {
+        self.audit_events_in(user, &["ResponseStarted", "ResponseComplete"])
+    }
+
+    fn audit_events_in(&self, user: &str, stages: &[&str]) -> Option<Vec<serde_json::Value>> {
         self.id?;
         let text = std::fs::read_to_string(self.dir.join(AUDIT_LOG)).unwrap_or_default();
         Some(
             text.lines()
                 .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .filter(|e| e["user"]["username"] == user && e["stage"] == "ResponseComplete")
+                .filter(|e| {
+                    e["user"]["username"] == user
+                        && e["stage"].as_str().is_some_and(|s| stages.contains(&s))
+                })
                 .collect(),
         )
     }

@@ -14,60 +14,49 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, Pod};
 use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::runtime::watcher;
 use serde_json::json;
-use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, fault};
+use sre_e2e::fixtures::{DeploymentBuilder, PodBuilder};
+use sre_e2e::{ClusterOptions, NodeSpec, TestCluster, fault, wait};
 
-/// Polls until `done` accepts the Pod; on timeout fails showing its status.
+/// Waits until `done` accepts the Pod; on timeout fails showing it.
 async fn wait_pod(
     pods: &Api<Pod>,
     name: &str,
     timeout: Duration,
     done: impl Fn(&Pod) -> bool,
 ) -> Result<Pod> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let pod = pods.get(name).await?;
-        if done(&pod) {
-            return Ok(pod);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "timed out waiting for pod {name}; its status:\n{}",
-                serde_json::to_string_pretty(&pod.status)?
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(pods, name, timeout, move |p: Option<&Pod>| {
+        p.is_some_and(&done)
+    })
+    .await?
+    .with_context(|| format!("pod {name} is gone"))
 }
 
-/// Polls until an event with `reason` about `object` exists; returns its message.
+/// Waits until an event with `reason` about `object` exists; returns its message.
 async fn wait_event(
     events: &Api<Event>,
     object: &str,
     reason: &str,
     timeout: Duration,
 ) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    let lp = ListParams::default().fields(&format!("involvedObject.name={object}"));
-    loop {
-        let list = events.list(&lp).await?;
-        if let Some(e) = list
-            .items
-            .iter()
-            .find(|e| e.reason.as_deref() == Some(reason))
-        {
-            return Ok(e.message.clone().unwrap_or_default());
-        }
-        if Instant::now() > deadline {
-            let seen: Vec<_> = list
-                .items
-                .iter()
-                .map(|e| (e.reason.clone(), e.message.clone()))
-                .collect();
-            bail!("no {reason} event for {object} after {timeout:?}; events: {seen:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let about = format!("involvedObject.name={object}");
+    let config = watcher::Config::default().fields(&about);
+    if let Some(e) = wait::first(events, config, timeout, |e| {
+        e.reason.as_deref() == Some(reason)
+    })
+    .await?
+    {
+        return Ok(e.message.unwrap_or_default());
     }
+    let seen: Vec<_> = events
+        .list(&ListParams::default().fields(&about))
+        .await?
+        .items
+        .into_iter()
+        .map(|e| (e.reason, e.message))
+        .collect();
+    bail!("no {reason} event for {object} after {timeout:?}; events: {seen:?}");
 }
 
 fn find_status<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a ContainerStatus> {
@@ -135,33 +124,23 @@ fn condition<'a>(pod: &'a Pod, type_: &str) -> (&'a str, &'a str, &'a str) {
     )
 }
 
-/// A Pod with one container "app", optionally a fault label and annotations, and `extra`
-/// merged into its spec.
-fn pod(
-    name: &str,
-    fault: Option<&str>,
-    annotations: serde_json::Value,
-    extra_spec: serde_json::Value,
-) -> Result<Pod> {
-    let mut spec = json!({
-        "containers": [{ "name": "app", "image": "registry.example.com/shop/app:1.4.2" }],
-        "terminationGracePeriodSeconds": 0,
-    });
-    if let (Some(s), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
-        for (k, v) in extra {
-            s.insert(k.clone(), v.clone());
-        }
+/// A Pod with one container "app", labelled `app=<name>` and, given a `fault`, for that kwok
+/// fault stage.
+fn pod(name: &str, fault: Option<&str>) -> PodBuilder {
+    let pod = PodBuilder::new(name)
+        .label("app", name)
+        .container(json!({ "name": "app", "image": "registry.example.com/shop/app:1.4.2" }))
+        .spec(json!({ "terminationGracePeriodSeconds": 0 }));
+    match fault {
+        Some(f) => pod.label(fault::LABEL, f),
+        None => pod,
     }
-    let mut labels = json!({ "app": name });
-    if let Some(f) = fault {
-        labels[fault::LABEL] = f.into();
-    }
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "name": name, "labels": labels, "annotations": annotations },
-        "spec": spec,
-    }))?)
+}
+
+/// Quick restarts: a 1s back-off, and the fault showing after 300ms.
+fn fast(pod: PodBuilder) -> PodBuilder {
+    pod.annotation(fault::BACKOFF_ANNOTATION, "1s")
+        .annotation(fault::DELAY_ANNOTATION, "300ms")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,53 +227,29 @@ async fn cluster_end_to_end() -> Result<()> {
     cluster.create_namespace(ns).await?;
     cluster.create_namespace(sched).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let fast = json!({ fault::BACKOFF_ANNOTATION: "1s", fault::DELAY_ANNOTATION: "300ms" });
     let pp = PostParams::default();
     for p in [
-        pod("healthy", None, json!({}), json!({}))?,
-        pod("crash", Some(fault::CRASHLOOP), fast.clone(), json!({}))?,
+        pod("healthy", None),
+        fast(pod("crash", Some(fault::CRASHLOOP))),
         // Default timings: the kubelet's first back-off is 10s.
-        pod("oom", Some(fault::OOMKILLED), json!({}), json!({}))?,
-        pod(
-            "pull-missing",
-            Some(fault::IMAGEPULL_NOTFOUND),
-            json!({}),
-            json!({ "containers": [{ "name": "app", "image": "nginx:does-not-exist" }] }),
-        )?,
-        pod(
-            "pull-denied",
-            Some(fault::IMAGEPULL_AUTH),
-            json!({}),
-            json!({ "containers": [{ "name": "app", "image": "registry.example.com/team/private:1.0" }] }),
-        )?,
-        pod(
-            "config-missing",
-            Some(fault::CONFIG_MISSING_KEY),
-            json!({}),
-            json!({ "containers": [{ "name": "app", "image": "app:1", "env": [
+        pod("oom", Some(fault::OOMKILLED)),
+        pod("pull-missing", Some(fault::IMAGEPULL_NOTFOUND))
+            .container(json!({ "name": "app", "image": "nginx:does-not-exist" })),
+        pod("pull-denied", Some(fault::IMAGEPULL_AUTH))
+            .container(json!({ "name": "app", "image": "registry.example.com/team/private:1.0" })),
+        pod("config-missing", Some(fault::CONFIG_MISSING_KEY)).container(
+            json!({ "name": "app", "image": "app:1", "env": [
                 { "name": "LOG_LEVEL", "value": "info" },
                 { "name": "DB_PASSWORD", "valueFrom": { "secretKeyRef": { "name": "db-credentials", "key": "password" } } },
-            ] }] }),
-        )?,
-        pod(
-            "init-fails",
-            Some(fault::INIT_FAIL),
-            fast.clone(),
-            json!({ "initContainers": [{ "name": "migrate", "image": "app:1" }] }),
-        )?,
-        pod(
-            "sidecar-exits",
-            Some(fault::SIDECAR_EXIT),
-            fast.clone(),
-            json!({ "initContainers": [{ "name": "proxy", "image": "envoy:1", "restartPolicy": "Always" }] }),
-        )?,
-        pod(
-            "never-ready",
-            Some(fault::READINESS_NEVER),
-            json!({}),
-            json!({}),
-        )?,
+            ] }),
+        ),
+        fast(pod("init-fails", Some(fault::INIT_FAIL)))
+            .init_container(json!({ "name": "migrate", "image": "app:1" })),
+        fast(pod("sidecar-exits", Some(fault::SIDECAR_EXIT)))
+            .init_container(json!({ "name": "proxy", "image": "envoy:1", "restartPolicy": "Always" })),
+        pod("never-ready", Some(fault::READINESS_NEVER)),
     ] {
+        let p = p.build();
         pods.create(&pp, &p)
             .await
             .with_context(|| format!("creating {:?}", p.metadata.name))?;
@@ -303,18 +258,11 @@ async fn cluster_end_to_end() -> Result<()> {
     deployments
         .create(
             &pp,
-            &serde_json::from_value(json!({
-                "metadata": { "name": "too-big" },
-                "spec": {
-                    "replicas": 1,
-                    "selector": { "matchLabels": { "app": "too-big" } },
-                    "template": {
-                        "metadata": { "labels": { "app": "too-big" } },
-                        "spec": { "containers": [{ "name": "app", "image": "app:1",
-                            "resources": { "requests": { "memory": "12Gi", "cpu": "100m" } } }] },
-                    },
-                },
-            }))?,
+            &DeploymentBuilder::new("too-big")
+                .match_label("app", "too-big")
+                .container(json!({ "name": "app", "image": "app:1",
+                    "resources": { "requests": { "memory": "12Gi", "cpu": "100m" } } }))
+                .build(),
         )
         .await?;
     let t_created = Instant::now();
@@ -477,17 +425,14 @@ async fn cluster_end_to_end() -> Result<()> {
     // --- The real scheduler explains the Pending Pod. ----------------------------------
     let sched_events: Api<Event> = Api::namespaced(client.clone(), sched);
     let sched_pods: Api<Pod> = Api::namespaced(client.clone(), sched);
-    let deadline = Instant::now() + limit;
-    let pending = loop {
-        let list = sched_pods
-            .list(&ListParams::default().labels("app=too-big"))
-            .await?;
-        if let Some(p) = list.items.into_iter().next() {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "the Deployment made no Pod");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let pending = wait::first(
+        &sched_pods,
+        watcher::Config::default().labels("app=too-big"),
+        limit,
+        |_| true,
+    )
+    .await?
+    .context("the Deployment made no Pod")?;
     let name = pending.metadata.name.clone().unwrap();
     let msg = wait_event(&sched_events, &name, "FailedScheduling", limit).await?;
     assert!(msg.contains("Insufficient memory"), "{msg}");

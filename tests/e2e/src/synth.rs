@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::crd::FailureClass;
+use crate::fixtures::uid;
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -37,12 +37,56 @@ impl Default for Spec {
     }
 }
 
+/// The failure classes a dump can plant, named and ordered as sre-operator's `FailureClass`
+/// (this crate cannot depend on sre-operator, whose tests depend on it; a test in
+/// `host/tests/dump.rs` holds the two lists equal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Class {
+    CrashLoopBackOff,
+    Pending,
+    ImagePullBackOff,
+    #[serde(rename = "OOMKilled")]
+    OomKilled,
+    CreateContainerConfigError,
+    ProbeFailure,
+}
+
+impl Class {
+    /// In the order failures are planted.
+    pub const ALL: [Class; 6] = [
+        Class::CrashLoopBackOff,
+        Class::Pending,
+        Class::ImagePullBackOff,
+        Class::OomKilled,
+        Class::CreateContainerConfigError,
+        Class::ProbeFailure,
+    ];
+
+    /// The name `kubectl get pods` and sre-operator's reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::CrashLoopBackOff => "CrashLoopBackOff",
+            Class::Pending => "Pending",
+            Class::ImagePullBackOff => "ImagePullBackOff",
+            Class::OomKilled => "OOMKilled",
+            Class::CreateContainerConfigError => "CreateContainerConfigError",
+            Class::ProbeFailure => "ProbeFailure",
+        }
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A planted failure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Planted {
     pub namespace: String,
     pub pod: String,
-    pub class: FailureClass,
+    pub class: Class,
 }
 
 /// What was written.
@@ -85,15 +129,8 @@ impl Rng {
     }
 
     fn uid(&mut self) -> String {
-        let (a, b) = (self.next(), self.next());
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            0x8000 | (b >> 48) & 0x3fff,
-            b & 0xffff_ffff_ffff
-        )
+        let (high, low) = (self.next(), self.next());
+        uid(high, low)
     }
 
     fn hex(&mut self, n: usize) -> String {
@@ -200,7 +237,7 @@ struct Namespace {
 #[derive(Clone, Copy, PartialEq)]
 enum Health {
     Healthy,
-    Planted(FailureClass),
+    Planted(Class),
 }
 
 impl Gen {
@@ -288,16 +325,16 @@ impl Gen {
             "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File", "imagePullPolicy": "IfNotPresent"
         });
         match health {
-            Health::Planted(FailureClass::Pending) => {
+            Health::Planted(Class::Pending) => {
                 container["resources"] = json!({"limits": {"memory": "96Gi"}, "requests": {"cpu": "2", "memory": "96Gi"}});
             }
-            Health::Planted(FailureClass::CreateContainerConfigError) => {
+            Health::Planted(Class::CreateContainerConfigError) => {
                 container["env"].as_array_mut().unwrap().push(json!({"name": "FEATURE_FLAGS_URL", "valueFrom": {"configMapKeyRef": {"name": format!("{app}-config"), "key": "FEATURE_FLAGS_URL"}}}));
                 ns.configmaps.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": format!("{app}-config"), "namespace": team, "uid": self.rng.uid(), "resourceVersion": self.rv(), "creationTimestamp": time(created)},
                     "data": {"FEATURE_FLAGS_HOST": "flags.internal", "TIMEOUT_MS": "2000"}}));
             }
-            Health::Planted(FailureClass::ProbeFailure) => {
+            Health::Planted(Class::ProbeFailure) => {
                 container["readinessProbe"]["httpGet"]["port"] = json!(8081);
             }
             _ => {}
@@ -310,11 +347,11 @@ impl Gen {
         let mut old_spec = template_spec.clone();
         old_spec["containers"][0]["image"] =
             json!(format!("registry.example.com/{team}/{app}:{old_version}"));
-        if let Health::Planted(FailureClass::ImagePullBackOff) = health {
+        if let Health::Planted(Class::ImagePullBackOff) = health {
             // The current revision names a tag that was never pushed; the old one still runs.
             old_spec["containers"][0]["image"] = json!(image.clone());
         }
-        let image_pull = matches!(health, Health::Planted(FailureClass::ImagePullBackOff));
+        let image_pull = matches!(health, Health::Planted(Class::ImagePullBackOff));
         let (current_spec, current_image) = if image_pull {
             let mut spec = template_spec.clone();
             let missing = format!("registry.example.com/{team}/{app}:{version}-rc1");
@@ -464,7 +501,7 @@ impl Gen {
         pod_spec["priority"] = json!(0);
         pod_spec["enableServiceLinks"] = json!(true);
         pod_spec["preemptionPolicy"] = json!("PreemptLowerPriority");
-        let pending = health == Health::Planted(FailureClass::Pending);
+        let pending = health == Health::Planted(Class::Pending);
         if !pending {
             pod_spec["nodeName"] = json!(node);
         }
@@ -601,8 +638,8 @@ impl Gen {
                     class,
                 });
                 match class {
-                    FailureClass::CrashLoopBackOff | FailureClass::OomKilled => {
-                        let oom = class == FailureClass::OomKilled;
+                    Class::CrashLoopBackOff | Class::OomKilled => {
+                        let oom = class == Class::OomKilled;
                         let restarts = 7;
                         let last_start = NOW - 140;
                         let (exit, reason, end) = if oom {
@@ -644,8 +681,8 @@ impl Gen {
                             vec![status],
                         )
                     }
-                    FailureClass::ImagePullBackOff | FailureClass::CreateContainerConfigError => {
-                        let (reason, message) = if class == FailureClass::ImagePullBackOff {
+                    Class::ImagePullBackOff | Class::CreateContainerConfigError => {
+                        let (reason, message) = if class == Class::ImagePullBackOff {
                             let error = format!(
                                 "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found"
                             );
@@ -704,7 +741,7 @@ impl Gen {
                             vec![status],
                         )
                     }
-                    FailureClass::ProbeFailure => {
+                    Class::ProbeFailure => {
                         events.push(kubelet_event(self, "Unhealthy", format!("Readiness probe failed: Get \"http://{ip}:8081/readyz\": dial tcp {ip}:8081: connect: connection refused"), "Warning", 320, created + 9, NOW - 3));
                         (
                             "Running",
@@ -718,7 +755,7 @@ impl Gen {
                             vec![running_status(false, 0, json!({}), created + 2)],
                         )
                     }
-                    FailureClass::Pending => {
+                    Class::Pending => {
                         let message = format!(
                             "0/{n} nodes are available: {n} Insufficient memory. preemption: 0/{n} nodes are available: {n} No preemption victims found for incoming pod.",
                             n = self.nodes.len()
@@ -811,7 +848,7 @@ pub fn write(dir: &Path, spec: &Spec) -> std::io::Result<Written> {
             index += 1;
         }
         for f in (0..failures).filter(|f| f % namespaces == n) {
-            let class = FailureClass::ALL[f % FailureClass::ALL.len()];
+            let class = Class::ALL[f % Class::ALL.len()];
             let app = format!("{}-{}", APPS[(index + f) % APPS.len()], 900 + f);
             generator.deployment(&mut ns, &app, 1, Health::Planted(class), &mut planted);
         }
@@ -823,7 +860,7 @@ pub fn write(dir: &Path, spec: &Spec) -> std::io::Result<Written> {
         pods: spec.pods
             + planted
                 .iter()
-                .filter(|p| p.class == FailureClass::ImagePullBackOff)
+                .filter(|p| p.class == Class::ImagePullBackOff)
                 .count(),
         nodes: node_count,
         deployments,
@@ -887,52 +924,4 @@ fn write_namespace(dir: &Path, ns: Namespace) -> std::io::Result<u64> {
         bytes += text.len() as u64;
     }
     Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cluster::{Cluster, DumpCluster};
-    use crate::policy::{PolicySet, default_policy};
-
-    #[tokio::test]
-    async fn a_generated_dump_reads_back_with_exactly_the_planted_failures() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = Spec {
-            namespaces: 4,
-            pods: 120,
-            failures: 6,
-            seed: 7,
-        };
-        let written = write(dir.path(), &spec).unwrap();
-        assert_eq!(written.planted.len(), 6);
-        let cluster = DumpCluster::load(dir.path()).unwrap();
-        let pods = cluster.pods(None).await.unwrap();
-        assert_eq!(pods.len(), written.pods);
-        assert_eq!(cluster.namespaces().count(), 4);
-        let reports =
-            crate::triage::triage(&cluster, &PolicySet::compile(&[default_policy()]).unwrap())
-                .await
-                .unwrap();
-        let mut found: Vec<(String, FailureClass)> = reports
-            .iter()
-            .map(|r| (r.spec.pod.name.clone(), r.spec.failure.class))
-            .collect();
-        let mut want: Vec<(String, FailureClass)> = written
-            .planted
-            .iter()
-            .map(|p| (p.pod.clone(), p.class))
-            .collect();
-        found.sort();
-        want.sort();
-        assert_eq!(found, want);
-        // Deterministic for a seed.
-        let again = tempfile::tempdir().unwrap();
-        let second = write(again.path(), &spec).unwrap();
-        assert_eq!(second.planted, written.planted);
-        assert_eq!(
-            std::fs::read(again.path().join("shop/pods.json")).unwrap(),
-            std::fs::read(dir.path().join("shop/pods.json")).unwrap()
-        );
-    }
 }

@@ -1,0 +1,207 @@
+//! The operator as a separate process against a loopback cluster (`sre_e2e`), for the end-to-end
+//! tests that run it for real (`operator_e2e`, `tenant_e2e`): its identity and plugins as
+//! `deploy/` installs them, `sre-operator run` as a child process, and waits on its reports.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kube::api::{Api, DynamicObject};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use sre_e2e::{TestCluster, wait};
+
+use super::kubectl;
+
+/// How every operator process of the test runs: as the deploy/ ServiceAccount, with a plugin
+/// folder like the ConfigMap's.
+pub struct OperatorSetup {
+    pub kubeconfig: PathBuf,
+    pub plugins: PathBuf,
+}
+
+/// `sre-operator run` as a child process; killed (SIGKILL) on drop.
+pub struct Operator {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `sre-operator run` as Pod `instance` (POD_NAME, the Lease identity and the
+    /// events' reporting instance), watching `namespaces` (comma-separated, `--namespace`);
+    /// its output goes to `<cluster dir>/<instance>.log`.
+    pub fn start(
+        cluster: &TestCluster,
+        setup: &OperatorSetup,
+        instance: &str,
+        namespaces: &str,
+        leader_election: bool,
+    ) -> Result<Operator> {
+        let log = cluster.dir().join(format!("{instance}.log"));
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sre-operator"));
+        cmd.args([
+            "run",
+            "--namespace",
+            namespaces,
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--verify-timeout",
+            "60s",
+            "--plugins",
+        ])
+        .arg(&setup.plugins);
+        if leader_election {
+            cmd.arg("--leader-election");
+        }
+        let child = cmd
+            .env("KUBECONFIG", &setup.kubeconfig)
+            .env("POD_NAME", instance)
+            .env("POD_NAMESPACE", "sre-operator")
+            .env("SRE_OPERATOR_CACHE", cluster.dir().join("plugin-cache"))
+            .env("RUST_LOG", "info")
+            .env("SRE_OPERATOR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting sre-operator run")?;
+        let mut op = Operator {
+            child: Some(child),
+            log,
+        };
+        // Up when its HTTP endpoint accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = op.child.as_mut().unwrap().try_wait()? {
+                bail!("sre-operator exited ({status}):\n{}", op.tail());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "sre-operator did not listen on {port} within 30 s:\n{}",
+                    op.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(op)
+    }
+
+    /// The last 60 lines of its output.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The operator's identity and plugins as `deploy/` installs them: the rendered Namespace,
+/// ServiceAccount and RBAC applied to the cluster, a token kubeconfig for the ServiceAccount,
+/// and the exported plugin folder, with patch-safety's memory ceiling lowered to 4Gi (a team's
+/// setting, which `operator_e2e`'s scenario 6 exceeds).
+pub async fn operator_setup(cluster: &TestCluster) -> Result<OperatorSetup> {
+    let rbac: Vec<Value> = super::render_deploy()?
+        .into_iter()
+        .filter(|o| {
+            matches!(
+                o["kind"].as_str(),
+                Some(
+                    "Namespace"
+                        | "ServiceAccount"
+                        | "ClusterRole"
+                        | "ClusterRoleBinding"
+                        | "Role"
+                        | "RoleBinding"
+                )
+            )
+        })
+        .collect();
+    assert!(
+        rbac.len() >= 6,
+        "deploy/ renders too little RBAC: {rbac:#?}"
+    );
+    let file = cluster.dir().join("deploy-rbac.json");
+    std::fs::write(
+        &file,
+        json!({ "apiVersion": "v1", "kind": "List", "items": rbac }).to_string(),
+    )?;
+    kubectl(
+        cluster,
+        &["apply", "--server-side", "-f", file.to_str().unwrap()],
+    )?;
+    let kubeconfig = cluster.service_account_kubeconfig(
+        "sre-operator",
+        "sre-operator",
+        Duration::from_secs(3 * 3600),
+    )?;
+
+    let plugins = cluster.dir().join("plugins");
+    sre_operator::plugin::PluginSet::export_builtin(&plugins).map_err(anyhow::Error::msg)?;
+    let manifest_path = plugins.join("plugins.yaml");
+    let mut manifest: Value = serde_yaml::from_str(&std::fs::read_to_string(&manifest_path)?)?;
+    let safety = manifest["plugins"]
+        .as_array_mut()
+        .and_then(|ps| ps.iter_mut().find(|p| p["name"] == "patch-safety"))
+        .context("the exported plugins.yaml has no patch-safety")?;
+    safety["settings"]["resourceCeiling"]["memory"] = "4Gi".into();
+    std::fs::write(&manifest_path, serde_yaml::to_string(&manifest)?)?;
+    Ok(OperatorSetup {
+        kubeconfig,
+        plugins,
+    })
+}
+
+/// The DiagnosticReports of namespace `ns`.
+pub fn report_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sre-operator.dev", "v1alpha1", "DiagnosticReport"),
+        "diagnosticreports",
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+pub fn phase_of(report: &Value) -> &str {
+    report["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// Waits until the report's phase is one of `phases`; on timeout fails with the report and
+/// the operator's log.
+pub async fn wait_phase(
+    api: &Api<DynamicObject>,
+    name: &str,
+    phases: &[&str],
+    timeout: Duration,
+    op: &Operator,
+) -> Result<Value> {
+    let report = wait::until(api, name, timeout, |r: Option<&DynamicObject>| {
+        r.is_some_and(|r| phases.contains(&phase_of(&r.data)))
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "report {name} not in {phases:?}\n--- operator log (tail) ---\n{}",
+            op.tail()
+        )
+    })?
+    .with_context(|| format!("report {name} is gone"))?;
+    Ok(serde_json::to_value(report)?)
+}
