@@ -11,9 +11,9 @@ use async_openai::config::OpenAIConfig;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::redact::redact_text;
 use super::{AgentError, Brain, Case, Conclusion, Session};
 use crate::crd::{Findings, PatchOperation, SuggestedPatch, TargetRef};
+use crate::redact::redact_text;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// The API key comes only from the environment: a flag would show it in the process list.

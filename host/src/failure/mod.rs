@@ -1,8 +1,10 @@
 //! Classifying a Pod into failure classes, with the evidence a person would cite, from its status
 //! (container states, current and last) and its events. Pure functions over k8s-openapi types.
 
+mod gate;
 mod scheduling;
 
+pub use gate::may_be_failing;
 pub use scheduling::{Obstacle, SchedulingFailure, SchedulingReason, parse_scheduling_message};
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Event, Pod, Probe};

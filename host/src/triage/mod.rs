@@ -214,10 +214,7 @@ pub async fn screen(
         match decision {
             Ok(Ok(Decision::Investigate)) => {}
             Ok(Ok(Decision::Skip(reason))) => {
-                return Some(format!(
-                    "{name}: {}",
-                    crate::redact::redact_text(&reason)
-                ));
+                return Some(format!("{name}: {}", crate::redact::redact_text(&reason)));
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "policy filter failed; not skipping on its account")
