@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
 use crate::cluster::Cluster;
 use crate::crd::{
     BrainUsage, DiagnosticReport, DiagnosticReportStatus, Findings, Phase, ReasoningStep,
-    SuggestedPatch, ToolAction,
+    SuggestedPatch, ToolAction, condition,
 };
-use crate::plugin::{CallError, ClusterAccess, PluginSet, ReviewContext};
+use crate::plugin::{CallError, ClusterAccess, PluginSet};
 use crate::redact::{self, redact_answer, redact_text};
 
 /// Limits on one investigation. Running out of any ends the report as `Failed`, naming it.
@@ -305,6 +305,20 @@ pub fn brain_for_policy(
     }
 }
 
+/// The brain and the budget for the reports of `policy` (None: a report whose policy is gone):
+/// the operator's own, with the policy's `spec.brain` choices over them.
+pub fn brain_and_budget(
+    default: &Arc<dyn Brain>,
+    budget: &Budget,
+    policy: Option<&crate::crd::DebugPolicy>,
+) -> (Arc<dyn Brain>, Budget) {
+    let spec = policy.and_then(|p| p.spec.brain.as_ref());
+    (
+        brain_for_policy(default, spec),
+        budget.clone().with_policy(spec),
+    )
+}
+
 /// A brain that cannot run, and says why in the report.
 struct Unavailable(String);
 
@@ -330,17 +344,6 @@ pub struct Investigator {
     pub plugins: Arc<PluginSet>,
     pub cluster: Arc<dyn Cluster>,
     pub budget: Budget,
-}
-
-fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if status { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message: message.chars().take(1000).collect(),
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
-        observed_generation: None,
-    }
 }
 
 /// Runs the brain on a case and reviews its patch; the result is the report's status.
@@ -376,6 +379,7 @@ pub async fn investigate(investigator: &Investigator, case: &Case) -> Diagnostic
                 false,
                 "InvestigationFailed",
                 &message,
+                None,
             )];
             status.message = Some(message);
             return status;
@@ -394,18 +398,11 @@ pub async fn investigate(investigator: &Investigator, case: &Case) -> Diagnostic
                 .message
                 .clone()
                 .unwrap_or_else(|| "no safe patch follows from the evidence".into());
-            status.conditions = vec![condition("Analyzed", true, "NoFix", &message)];
+            status.conditions = vec![condition("Analyzed", true, "NoFix", &message, None)];
         }
         Some(patch) => {
-            let context = ReviewContext {
-                namespace: case.namespace().to_string(),
-                pod: case.report.spec.pod.name.clone(),
-                failure_class: case.report.spec.failure.class.to_string(),
-                author: investigator
-                    .brain
-                    .model()
-                    .unwrap_or_else(|| investigator.brain.kind().to_string()),
-            };
+            // The author is the brain just recorded in status: its model, or its kind.
+            let context = crate::patch::review_context(&case.report, status.brain.as_ref());
             let (verdict, rewritten) =
                 if let Some(reason) = crate::patch::foreign_target(&case.report, &patch) {
                     (
@@ -436,12 +433,14 @@ pub async fn investigate(investigator: &Investigator, case: &Case) -> Diagnostic
                     true,
                     "PatchSuggested",
                     "a patch passed review and awaits approval",
+                    None,
                 )];
             } else {
                 // The patch stays for a person to read; it can never be applied.
                 status.phase = Some(Phase::NoFix);
                 let message = format!("the suggested patch was denied: {reason}");
-                status.conditions = vec![condition("Analyzed", true, "PatchDenied", &message)];
+                status.conditions =
+                    vec![condition("Analyzed", true, "PatchDenied", &message, None)];
                 status.message.get_or_insert(message);
             }
         }

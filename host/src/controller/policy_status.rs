@@ -10,12 +10,12 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Result, condition};
-use crate::crd::{DebugPolicy, DebugPolicyStatus};
+use super::{Context, FIELD_MANAGER, Result};
+use crate::crd::{API_VERSION, DebugPolicy, DebugPolicyStatus, condition, set_condition};
 use crate::policy::CompiledPolicy;
 
 /// The status a policy should have: the rule count and `Ready` (reason `Accepted` or
-/// `Invalid`, with the compile error).
+/// `Invalid`, with the compile error), its transition time kept while its status holds.
 pub fn desired_status(policy: &DebugPolicy) -> DebugPolicyStatus {
     let generation = policy.meta().generation;
     let (rules, ready) = match CompiledPolicy::compile(policy) {
@@ -43,10 +43,17 @@ pub fn desired_status(policy: &DebugPolicy) -> DebugPolicyStatus {
             ),
         ),
     };
+    let mut conditions = policy
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    conditions.retain(|c| c.type_ == ready.type_);
+    set_condition(&mut conditions, ready);
     DebugPolicyStatus {
         observed_generation: generation,
         rules,
-        conditions: vec![ready],
+        conditions,
     }
 }
 
@@ -91,10 +98,12 @@ pub async fn reconcile_policy(policy: Arc<DebugPolicy>, ctx: Arc<Context>) -> Re
         );
     }
     let api: Api<DebugPolicy> = Api::all(ctx.client.clone());
+    // Server-side apply: `rules` disappears when the policy turns invalid.
+    let body = json!({"apiVersion": API_VERSION, "kind": "DebugPolicy", "status": desired});
     api.patch_status(
         &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": desired })),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
     )
     .await?;
     Ok(Action::await_change())

@@ -1,9 +1,11 @@
 //! The two custom resources, `DebugPolicy` and `DiagnosticReport`, and the CRD generation that
 //! `sre-operator crds` and the checked-in `crds/*.yaml` come from.
 
+mod condition;
 mod policy;
 mod report;
 
+pub use condition::{condition, replace_conditions, set_condition};
 pub use policy::*;
 pub use report::*;
 

@@ -119,6 +119,32 @@ pub enum Phase {
     Failed,
 }
 
+impl Phase {
+    /// The phase as written in status (PascalCase): also the reason of its Event and condition,
+    /// and its metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Analyzing => "Analyzing",
+            Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Approved => "Approved",
+            Phase::Applied => "Applied",
+            Phase::Resolved => "Resolved",
+            Phase::Unresolved => "Unresolved",
+            Phase::Rejected => "Rejected",
+            Phase::NoFix => "NoFix",
+            Phase::Failed => "Failed",
+        }
+    }
+
+    /// Whether the report is finished: nothing more happens to it but its expiry.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Phase::Resolved | Phase::Unresolved | Phase::Rejected | Phase::NoFix | Phase::Failed
+        )
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 // What an approver reads is what is applied: once a report awaits approval, the digest of its

@@ -1,9 +1,11 @@
 //! Classifying a Pod into failure classes, with the evidence a person would cite, from its status
 //! (container states, current and last) and its events. Pure functions over k8s-openapi types.
 
+mod gate;
 mod image_pull;
 mod scheduling;
 
+pub use gate::may_be_failing;
 pub use image_pull::{ImagePullCause, quoted_marker};
 pub use scheduling::{
     Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,

@@ -11,11 +11,11 @@ use super::render::{Table, age_of, for_diff, print, yaml_diff};
 use super::{DecideArgs, FIELD_MANAGER, Format, Io, Result, api_error, failed};
 use crate::cli::output::{Layout, write_findings, write_reasoning};
 use crate::cluster::{Cluster, LiveCluster, ResourceKind};
-use crate::controller::apply::already_applied;
 use crate::crd::{
     Decision, DiagnosticReport, DiagnosticReportStatus, PatchOp, PatchOperation, Phase,
     SuggestedPatch, TargetRef, Verdict,
 };
+use crate::patch::apply::already_applied;
 use crate::patch::apply_to;
 
 /// `kubectl sre show`'s indentation of findings and reasoning.

@@ -1,5 +1,5 @@
 //! `rollback`: the operator's recorded rollback patch, sent with the checks the operator makes
-//! before an apply (`controller::apply_patch`): re-read the target, review the patch with the
+//! before an apply (`controller::report`): re-read the target, review the patch with the
 //! patch-filters, check it applies, a server-side dry run, then the patch guarded by the
 //! resourceVersion. Recorded on the report as an Event.
 
@@ -10,9 +10,8 @@ use serde_json::Value;
 use super::render::{for_diff, yaml_diff};
 use super::{FIELD_MANAGER, Io, Result, RollbackArgs, api_error, failed};
 use crate::cluster::{Cluster, LiveCluster, ResourceKind};
-use crate::controller::apply::{self, WriteError};
-use crate::controller::review_context;
 use crate::crd::{Phase, SuggestedPatch, Verdict};
+use crate::patch::apply::{self, WriteError};
 use crate::plugin::{PluginSet, Runtime};
 
 /// The patch-filters that review the rollback: those of `--plugins DIR`, else the built-ins.
@@ -160,7 +159,10 @@ pub(super) async fn rollback(
             plugins.as_ref().expect("loaded above"),
             &cluster,
             &suggestion,
-            review_context(&report),
+            crate::patch::review_context(
+                &report,
+                report.status.as_ref().and_then(|s| s.brain.as_ref()),
+            ),
         )
         .await;
         if verdict.verdict == Verdict::Denied {
@@ -171,7 +173,7 @@ pub(super) async fn rollback(
             )));
         }
         let operations = rewritten.map(|r| r.patch).unwrap_or(suggestion.patch);
-        let rolled_back = apply::applies(&live, &operations).map_err(|e| {
+        let rolled_back = crate::patch::apply_to(&live, &operations).map_err(|e| {
             failed(format!(
                 "the rollback patch no longer applies to {target_label}: {e}; it changed after \
                  {object} was applied (`kubectl sre show {name} -n {namespace}` shows how)"

@@ -2,13 +2,14 @@
 //! host's own check) and pass every loaded patch-filter plugin. The verdict fails closed: no
 //! filter, a filter error, or a patch that does not apply means Denied.
 
+pub mod apply;
 mod revisions;
 
 use serde_json::Value;
 
 use crate::cluster::{Cluster, ResourceKind};
 use crate::crd::{
-    DiagnosticReport, PatchOp, PatchOperation, SafetyVerdict, SuggestedPatch, Verdict,
+    BrainUsage, DiagnosticReport, PatchOp, PatchOperation, SafetyVerdict, SuggestedPatch, Verdict,
 };
 use crate::plugin::{PluginSet, Review, ReviewContext, World};
 
@@ -19,6 +20,21 @@ fn denied(filter: &str, reason: impl Into<String>) -> SafetyVerdict {
         verdict: Verdict::Denied,
         filter: filter.to_string(),
         reason: Some(reason.into()),
+    }
+}
+
+/// What a patch-filter is told about the report a patch belongs to: the failing Pod, its class,
+/// and the patch's author (the brain's model, or its kind when it has none). Built from the
+/// brain that just wrote the patch when it is first reviewed, and from the one recorded in
+/// status when it is reviewed again (before an apply, or a rollback in `kubectl sre`).
+pub fn review_context(report: &DiagnosticReport, brain: Option<&BrainUsage>) -> ReviewContext {
+    ReviewContext {
+        namespace: report.spec.pod.namespace.clone(),
+        pod: report.spec.pod.name.clone(),
+        failure_class: report.spec.failure.class.to_string(),
+        author: brain
+            .map(|b| b.model.clone().unwrap_or_else(|| b.kind.clone()))
+            .unwrap_or_default(),
     }
 }
 

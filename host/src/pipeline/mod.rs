@@ -101,15 +101,13 @@ pub async fn run(
 
     let started = Instant::now();
     let investigations = kept.into_iter().map(|case| {
-        let policy = policies
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(case.report.spec.policy.as_str()));
-        let brain_spec = policy.and_then(|p| p.spec.brain.as_ref());
+        let policy = crate::policy::by_name(policies, &case.report.spec.policy);
+        let (brain, budget) = crate::agent::brain_and_budget(&engine.brain, &engine.budget, policy);
         let investigator = Investigator {
-            brain: crate::agent::brain_for_policy(&engine.brain, brain_spec),
+            brain,
             plugins: engine.plugins.clone(),
             cluster: cluster.clone(),
-            budget: engine.budget.clone().with_policy(brain_spec),
+            budget,
         };
         async move {
             let status = investigate(&investigator, &case).await;

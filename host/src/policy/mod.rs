@@ -162,6 +162,17 @@ pub struct DedupKey {
     pub class: FailureClass,
 }
 
+/// The DebugPolicy named `name` (a report's `spec.policy`), from a list of them or of the
+/// operator's cached ones (`Arc`s).
+pub fn by_name<P>(policies: impl IntoIterator<Item = P>, name: &str) -> Option<P>
+where
+    P: std::ops::Deref<Target = DebugPolicy>,
+{
+    policies
+        .into_iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))
+}
+
 /// The policy used when none is given: every failing Pod in every namespace.
 pub fn default_policy() -> DebugPolicy {
     DebugPolicy::new(

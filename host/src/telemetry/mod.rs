@@ -40,6 +40,8 @@ pub struct OutcomeLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabel {
     pub controller: String,
+    /// `controller::Error::metric_label`: kube, cluster or other.
+    pub error: String,
 }
 
 /// Every metric the operator exports; low-cardinality labels only.

@@ -1,5 +1,5 @@
-//! Applying an approved patch exactly once, and undoing it: the helpers the state machine (and
-//! `kubectl sre rollback`) use. All but [`dry_run_then_patch`] are pure.
+//! Writing a reviewed patch to its workload exactly once, and undoing it: what the operator's
+//! report controller and `kubectl sre rollback` share. All but [`dry_run_then_patch`] are pure.
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
@@ -162,11 +162,6 @@ pub async fn dry_run_then_patch(
         .map_err(WriteError::Patch)
 }
 
-/// Checks locally that the patch applies before anything is sent.
-pub fn applies(target: &Value, operations: &[PatchOperation]) -> Result<Value, String> {
-    apply_to(target, operations)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,11 +219,11 @@ mod tests {
             ],
         ];
         for patch in patches {
-            let after = applies(&target, &patch).unwrap();
+            let after = apply_to(&target, &patch).unwrap();
             let rollback = rollback_patch(&target, &patch);
             assert!(!rollback.is_empty(), "{patch:?}");
             assert_eq!(
-                applies(&after, &rollback).unwrap(),
+                apply_to(&after, &rollback).unwrap(),
                 target,
                 "{patch:?} -> {rollback:?}"
             );
@@ -236,7 +231,7 @@ mod tests {
             let mut moved = after.clone();
             moved["spec"]["containers"][0]["env"] = json!([]);
             moved["spec"]["containers"][0]["resources"] = json!({});
-            assert!(applies(&moved, &rollback).is_err(), "{patch:?}");
+            assert!(apply_to(&moved, &rollback).is_err(), "{patch:?}");
         }
     }
 
@@ -281,15 +276,15 @@ mod tests {
             op(PatchOp::Replace, "/spec/image", Some(json!("a:2"))),
             op(PatchOp::Add, "/spec/replicas", Some(json!(3))),
         ];
-        let after = applies(&target, &patch).unwrap();
+        let after = apply_to(&target, &patch).unwrap();
         assert!(already_applied(&after, &patch));
         assert!(!already_applied(&target, &patch));
         assert!(
-            applies(&after, &patch).is_err(),
+            apply_to(&after, &patch).is_err(),
             "the test guard stops a second apply"
         );
         let rollback = rollback_patch(&target, &patch);
-        assert_eq!(applies(&after, &rollback).unwrap(), target);
+        assert_eq!(apply_to(&after, &rollback).unwrap(), target);
         let guarded = guarded_by_version(&patch, "8");
         let mut copy = target.clone();
         assert!(

@@ -1,0 +1,166 @@
+//! The Pod controller: opens a DiagnosticReport for each failure class of a failing Pod that a
+//! DebugPolicy selects (one per workload and class, with a cooldown), and keeps the pruned Pod
+//! store its watch feeds: only Pods that [`may_be_failing`] are stored, and those without
+//! managedFields and the last-applied annotation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+
+use super::report::write_status;
+use super::{Context, Result};
+use crate::cluster::{ResourceKind, resolve_workload};
+use crate::crd::{DiagnosticReport, DiagnosticReportStatus, Phase, condition};
+use crate::failure::{detect, may_be_failing};
+use crate::triage::{new_report, screen};
+
+/// Pods per LIST page: each page is parsed whole before the healthy Pods are dropped, so the
+/// page size bounds that transient memory (100 full Pods is about 5 MB).
+pub(super) const POD_PAGE_SIZE: u32 = 100;
+
+/// Opens the report for a Pod's failure unless one is open for the workload and class, or the
+/// last one closed less than a cooldown ago.
+async fn open_report(ctx: &Context, report: DiagnosticReport, cooldown: Duration) -> Result<()> {
+    let namespace = report.namespace().unwrap_or_default();
+    let name = report.name_any();
+    let api: Api<DiagnosticReport> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Some(existing) = api.get_opt(&name).await? {
+        let status = existing.status.as_ref();
+        let finished = status.and_then(|s| s.finished_at.as_ref()).map(|t| t.0);
+        let terminal = status.and_then(|s| s.phase).is_some_and(Phase::is_terminal);
+        let cooled = finished.is_some_and(|f| {
+            Timestamp::now().duration_since(f).as_secs() as u64 >= cooldown.as_secs()
+        });
+        if !(terminal && cooled) {
+            return Ok(());
+        }
+        api.delete(&name, &DeleteParams::default()).await?;
+    }
+    let mut report = report;
+    // The workload owns the report: a replaced Pod does not take it along.
+    let w = &report.spec.workload;
+    if let Ok(kind) = w.kind.parse::<ResourceKind>()
+        && let Some(owner) = ctx.cluster.get(kind, Some(&namespace), &w.name).await?
+        && let Some(uid) = owner["metadata"]["uid"].as_str()
+    {
+        report.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: w.api_version.clone(),
+            kind: w.kind.clone(),
+            name: w.name.clone(),
+            uid: uid.to_string(),
+            ..Default::default()
+        }]);
+    }
+    match api.create(&PostParams::default(), &report).await {
+        Ok(created) => {
+            tracing::info!(report = %name, namespace = %namespace, class = %created.spec.failure.class, "report opened");
+            let status = DiagnosticReportStatus {
+                phase: Some(Phase::Analyzing),
+                started_at: Some(Time(Timestamp::now())),
+                conditions: vec![condition(
+                    "Analyzed",
+                    false,
+                    "Analyzing",
+                    "the investigation is running",
+                    created.metadata.generation,
+                )],
+                ..Default::default()
+            };
+            write_status(ctx, &created, status).await?;
+            ctx.event(
+                &created,
+                EventType::Normal,
+                "Opened",
+                format!(
+                    "{} of Pod {} opened the report",
+                    created.spec.failure.class, created.spec.pod.name
+                ),
+            )
+            .await;
+            Ok(())
+        }
+        // Another Pod of the same workload was faster: one report it is.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.is_leader() {
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
+    let policies = ctx.policy_set();
+    if !policies.selects_pod(&pod) || !may_be_failing(&pod) {
+        return Ok(Action::await_change());
+    }
+    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let events = ctx
+        .cluster
+        .events_for("Pod", &namespace, &name, pod.metadata.uid.as_deref())
+        .await?;
+    let detections = detect(&pod, &events);
+    if detections.is_empty() {
+        // A failure that has not shown yet (a first restart, a probe warming up): look again.
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    let workload = resolve_workload(ctx.cluster.as_ref(), &pod).await?;
+    let plugins = ctx.plugins.current();
+    for detection in detections {
+        let Some(policy) = policies.select(&pod, detection.class) else {
+            continue;
+        };
+        let report = new_report(&pod, workload.clone(), detection, &policy.name);
+        if let Some(reason) = screen(
+            &plugins,
+            ctx.cluster.as_ref(),
+            &report,
+            &pod,
+            &Timestamp::now().to_string(),
+        )
+        .await
+        {
+            tracing::info!(pod = %name, namespace = %namespace, %reason, "not investigating");
+            continue;
+        }
+        open_report(&ctx, report, policy.cooldown).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// What the Pod store keeps: only Pods that `may_be_failing` (whole, but for managedFields and
+/// the last-applied annotation). A healthy Pod is nothing to reconcile, and storing every Pod
+/// was most of the operator's memory (about 25 KB a Pod as the API server serves it; see the
+/// operator_scale benchmark). A Pod that recovers becomes a Delete, so it leaves the store; one
+/// that starts failing arrives whole with the watch event that says so. A policy change
+/// re-reconciles what is stored, which is every Pod a policy could act on.
+///
+/// The gate in `reconcile_pod` must stay `may_be_failing`: a Pod this drops is never reconciled.
+pub(crate) fn store_event(event: watcher::Event<Pod>) -> Option<watcher::Event<Pod>> {
+    fn strip(mut pod: Pod) -> Pod {
+        pod.managed_fields_mut().clear();
+        pod.annotations_mut()
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
+        pod
+    }
+    match event {
+        watcher::Event::Apply(pod) if may_be_failing(&pod) => {
+            Some(watcher::Event::Apply(strip(pod)))
+        }
+        watcher::Event::Apply(pod) => Some(watcher::Event::Delete(pod)),
+        watcher::Event::InitApply(pod) => {
+            may_be_failing(&pod).then(|| watcher::Event::InitApply(strip(pod)))
+        }
+        other => Some(other),
+    }
+}
+
+#[cfg(test)]
+mod tests;

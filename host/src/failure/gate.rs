@@ -1,0 +1,49 @@
+//! The Pod gate: a cheap look at a Pod's status, before its events are read, that says whether
+//! it may be failing. The operator stores and reconciles only Pods that pass it (most Pods are
+//! healthy), so it must pass every Pod [`super::detect`] finds a failure on: a superset of
+//! detection, which the tests check over every Pod the fixture dump and the scenarios hold.
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// Whether `pod` may be failing: false only when its status rules out every failure class.
+pub fn may_be_failing(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    if matches!(status.phase.as_deref(), Some("Succeeded")) {
+        return false;
+    }
+    let unscheduled = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_none();
+    if unscheduled && status.phase.as_deref() == Some("Pending") {
+        return true;
+    }
+    let statuses = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten());
+    statuses.into_iter().any(|cs| {
+        let waiting = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.as_deref());
+        let oom = cs
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.reason.as_deref())
+            == Some("OOMKilled");
+        oom || !cs.ready
+            && (cs.restart_count > 0
+                || waiting.is_some_and(|w| w != "ContainerCreating" && w != "PodInitializing")
+                || cs.state.as_ref().is_some_and(|s| s.running.is_some()))
+    })
+}
+
+#[cfg(test)]
+mod tests;
