@@ -2,6 +2,7 @@
 //! host's own check) and pass every loaded patch-filter plugin. The verdict fails closed: no
 //! filter, a filter error, or a patch that does not apply means Denied.
 
+pub mod gate;
 mod revisions;
 
 use serde_json::Value;
