@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod fairness;
 pub mod policy_status;
+pub mod provenance;
 pub mod scope;
 
 use std::sync::Arc;
