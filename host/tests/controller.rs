@@ -603,7 +603,7 @@ async fn a_spent_hourly_token_budget_defers_a_model_investigation() {
     let mut ctx = Arc::try_unwrap(context(client, vec![])).ok().unwrap();
     ctx.brain = Arc::new(Untouchable);
     let spent = HourlyTokens::new(50_000);
-    let all = spent.reserve(50_000).unwrap();
+    let all = spent.reserve("default", 50_000).unwrap();
     spent.settle(all, 50_000);
     ctx.settings.hourly_tokens = Arc::new(spent);
     let mut analyzing = report_object(Phase::Analyzing, None, vec![], None, false);

@@ -424,7 +424,12 @@ pub async fn investigate(investigator: &Investigator, case: &Case) -> Diagnostic
                 };
             let allowed = verdict.verdict != crate::crd::Verdict::Denied;
             let reason = verdict.reason.clone().unwrap_or_default();
-            status.suggested_patch = Some(rewritten.unwrap_or(patch));
+            let mut suggestion = rewritten.unwrap_or(patch);
+            // Read by every report reader like the findings: a model may quote a secret in it.
+            suggestion.explanation = redact_text(&suggestion.explanation);
+            // The approval is pinned to it; it cannot change once the report awaits approval.
+            status.patch_digest = Some(suggestion.digest());
+            status.suggested_patch = Some(suggestion);
             status.safety = Some(verdict);
             if allowed {
                 status.phase = Some(Phase::AwaitingApproval);

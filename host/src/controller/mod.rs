@@ -5,9 +5,12 @@
 //! force. State lives in status, so a restart resumes where it stopped. This file holds what they
 //! share and [`run`], which wires them to their watches.
 
+pub mod fairness;
 pub mod pod;
 pub mod policy_status;
+pub mod provenance;
 pub mod report;
+pub mod scope;
 
 pub use pod::reconcile_pod;
 pub use report::reconcile_report;
@@ -153,6 +156,7 @@ impl Context {
     }
 }
 
+/// How a failed reconcile is retried, counted by controller and error.
 fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
     move |_, error, ctx| {
         tracing::warn!(controller, reason = error.reason(), error = %error, "reconcile failed; retrying");

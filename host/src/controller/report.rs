@@ -126,7 +126,7 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     // spends none.
     let hourly = &ctx.settings.hourly_tokens;
     let reservation = if brain.model().is_some() {
-        match hourly.reserve(budget.max_tokens) {
+        match hourly.reserve(&spec.pod.namespace, budget.max_tokens) {
             Ok(r) => {
                 budget.max_tokens = r.granted;
                 Some(r)

@@ -7,67 +7,69 @@ use serde_json::Value;
 use crate::crd::{PatchOp, PatchOperation};
 use crate::patch::apply_to;
 
-/// The patch that undoes `operations` on `target` (the object before the patch): test each
-/// value the patch left, then put the old one back (or remove what the patch added). Worked out
-/// on the patched object rather than op by op, and an array element widens to its whole array,
-/// because inserts and removals shift the indices after them (`add .../env/-` cannot be undone
-/// by `remove .../env/-`). Empty when the patch does not apply to `target`.
+/// The patch that undoes `operations` on `target` (the object before the patch), from the exact
+/// paths the patch touched: each change's inverse is worked out on the document as it stood
+/// before that change (so `add .../env/-` becomes `remove .../env/2`, an insert shifts nothing),
+/// guarded by a `test` of what the change left, and the inverses run in reverse order. Only
+/// values the patch itself replaced or removed are copied, never a whole array around them (an
+/// env array's other literal values stay out of status). Empty when the patch does not apply to
+/// `target` or uses `move`/`copy`.
 pub fn rollback_patch(target: &Value, operations: &[PatchOperation]) -> Vec<PatchOperation> {
-    let Ok(patched) = apply_to(target, operations) else {
-        return vec![];
+    let op = |op, path: &str, value: Option<Value>| PatchOperation {
+        op,
+        path: path.to_string(),
+        from: None,
+        value,
     };
-    let mut paths: Vec<String> = Vec::new();
-    for op in operations.iter().filter(|op| op.op != PatchOp::Test) {
-        for path in std::iter::once(&op.path).chain(op.from.as_ref()) {
-            let path = widen(target, &patched, path);
-            if paths.iter().any(|p| covers(p, &path)) {
-                continue;
-            }
-            paths.retain(|p| !covers(&path, p));
-            paths.push(path);
-        }
-    }
-    let (mut tests, mut restores) = (Vec::new(), Vec::new());
-    for path in paths {
-        let (before, after) = (target.pointer(&path), patched.pointer(&path));
-        if before == after {
-            continue;
-        }
-        let op = |op, value: Option<&Value>| PatchOperation {
-            op,
-            path: path.clone(),
-            from: None,
-            value: value.cloned(),
+    let mut doc = target.clone();
+    let mut inverses: Vec<Vec<PatchOperation>> = Vec::new();
+    for change in operations.iter().filter(|o| o.op != PatchOp::Test) {
+        let path = exact_path(&doc, &change.path);
+        let before = doc.pointer(&path).cloned();
+        let in_array = parent_is_array(&doc, &path);
+        let Ok(after_doc) = apply_to(&doc, std::slice::from_ref(change)) else {
+            return vec![];
         };
-        if after.is_some() {
-            tests.push(op(PatchOp::Test, after));
-        }
-        restores.push(match (before, after) {
-            (Some(old), Some(_)) => op(PatchOp::Replace, Some(old)),
-            (Some(old), None) => op(PatchOp::Add, Some(old)),
-            (None, _) => op(PatchOp::Remove, None),
-        });
+        let after = after_doc.pointer(&path).cloned();
+        let inverse = match change.op {
+            PatchOp::Add if in_array => vec![
+                op(PatchOp::Test, &path, after),
+                op(PatchOp::Remove, &path, None),
+            ],
+            PatchOp::Add | PatchOp::Replace => match before {
+                Some(old) => vec![
+                    op(PatchOp::Test, &path, after),
+                    op(PatchOp::Replace, &path, Some(old)),
+                ],
+                None => vec![
+                    op(PatchOp::Test, &path, after),
+                    op(PatchOp::Remove, &path, None),
+                ],
+            },
+            PatchOp::Remove => vec![op(PatchOp::Add, &path, before)],
+            PatchOp::Move | PatchOp::Copy | PatchOp::Test => return vec![],
+        };
+        inverses.push(inverse);
+        doc = after_doc;
     }
-    tests.extend(restores);
-    tests
+    inverses.into_iter().rev().flatten().collect()
 }
 
-/// `path`, or the array that holds the element it names (in the object before or after).
-fn widen(before: &Value, after: &Value, path: &str) -> String {
-    let Some((parent, _)) = path.rsplit_once('/') else {
-        return path.to_string();
-    };
-    let in_array = |doc: &Value| doc.pointer(parent).is_some_and(Value::is_array);
-    if !parent.is_empty() && (in_array(before) || in_array(after)) {
-        parent.to_string()
-    } else {
-        path.to_string()
+/// `path` with an array's `-` (the end) turned into the index it means in `doc`.
+fn exact_path(doc: &Value, path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((parent, "-")) => match doc.pointer(parent).and_then(Value::as_array) {
+            Some(items) => format!("{parent}/{}", items.len()),
+            None => path.to_string(),
+        },
+        _ => path.to_string(),
     }
 }
 
-/// Whether JSON Pointer `outer` is `inner` or one of its ancestors.
-fn covers(outer: &str, inner: &str) -> bool {
-    inner == outer || inner.starts_with(&format!("{outer}/"))
+/// Whether `path` names an element of an array in `doc`.
+fn parent_is_array(doc: &Value, path: &str) -> bool {
+    path.rsplit_once('/')
+        .is_some_and(|(parent, _)| doc.pointer(parent).is_some_and(Value::is_array))
 }
 
 /// Whether the target already holds every value the patch sets: a replay after a restart.
@@ -233,6 +235,42 @@ mod tests {
             moved["spec"]["containers"][0]["resources"] = json!({});
             assert!(apply_to(&moved, &rollback).is_err(), "{patch:?}");
         }
+    }
+
+    #[test]
+    fn a_rollback_copies_only_what_the_patch_touched() {
+        let target = json!({"spec": {"containers": [{"name": "app", "env": [
+            {"name": "DB_PASSWORD", "value": "hunter2"},
+            {"name": "API_TOKEN", "value": "t0k3n"},
+            {"name": "REDIS_HOST", "value": "redis"},
+        ]}]}});
+        let patch = vec![
+            op(
+                PatchOp::Test,
+                "/spec/containers/0/env/2/value",
+                Some(json!("redis")),
+            ),
+            op(
+                PatchOp::Replace,
+                "/spec/containers/0/env/2/value",
+                Some(json!("redis-master")),
+            ),
+            op(
+                PatchOp::Add,
+                "/spec/containers/0/env/-",
+                Some(json!({"name": "REDIS_PORT", "value": "6379"})),
+            ),
+        ];
+        let rollback = rollback_patch(&target, &patch);
+        let text = serde_json::to_string(&rollback).unwrap();
+        for other in ["hunter2", "t0k3n", "DB_PASSWORD"] {
+            assert!(
+                !text.contains(other),
+                "{other} copied into the rollback: {text}"
+            );
+        }
+        let after = apply_to(&target, &patch).unwrap();
+        assert_eq!(apply_to(&after, &rollback).unwrap(), target);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! filter, a filter error, or a patch that does not apply means Denied.
 
 pub mod apply;
+pub mod gate;
 mod revisions;
 
 use serde_json::Value;
@@ -43,8 +44,17 @@ pub fn review_context(report: &DiagnosticReport, brain: Option<&BrainUsage>) -> 
 /// is applied (status can be written by more than the operator).
 pub fn foreign_target(report: &DiagnosticReport, suggestion: &SuggestedPatch) -> Option<String> {
     let (workload, target) = (&report.spec.workload, &suggestion.target);
-    let namespace = &report.spec.pod.namespace;
-    (target.kind != workload.kind || target.name != workload.name || &target.namespace != namespace)
+    // The report's own namespace, which whoever created it chose: the Pod and the target must
+    // both be there (a report in `app` naming a Pod in `victim` patches nothing).
+    let namespace = report.metadata.namespace.as_deref().unwrap_or_default();
+    if report.spec.pod.namespace != namespace {
+        return Some(format!(
+            "the report lives in namespace {namespace} but names a Pod in namespace {}; a patch \
+             may only target a workload in the report's own namespace",
+            report.spec.pod.namespace
+        ));
+    }
+    (target.kind != workload.kind || target.name != workload.name || target.namespace != namespace)
         .then(|| {
             format!(
                 "a patch may only target the failing Pod's workload {} {namespace}/{}, not {} {}/{}",
