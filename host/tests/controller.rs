@@ -124,7 +124,11 @@ fn report_object(
 ) -> DiagnosticReport {
     let mut r: DiagnosticReport = serde_json::from_value(json!({
         "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DiagnosticReport",
-        "metadata": {"name": "deployment-critical-app-crashloopbackoff", "namespace": "default", "generation": 2, "uid": "r-1"},
+        "metadata": {"name": "deployment-critical-app-crashloopbackoff", "namespace": "default", "generation": 2, "uid": "r-1",
+                     // What the operator writes when it opens a report (provenance::opened_by_us).
+                     "labels": {"app.kubernetes.io/managed-by": "sre-operator"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "critical-app",
+                                          "uid": "774486c4-ce4c-48ab-a972-79b1bc20d7dc"}]},
         "spec": {"pod": {"namespace": "default", "name": "critical-app-7d4b9c6f5-h8x2m", "uid": "a69e1828-f3e0-4043-9cc9-8e3f0e2f3d2e"},
                  "workload": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "critical-app"},
                  "failure": {"class": "CrashLoopBackOff", "reason": "Error", "evidence": []},
@@ -132,18 +136,20 @@ fn report_object(
     }))
     .unwrap();
     r.spec.decision = decision;
+    let suggestion = SuggestedPatch {
+        target: TargetRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "default".into(),
+            name: "critical-app".into(),
+        },
+        patch,
+        explanation: "point REDIS_HOST at redis-master".into(),
+    };
     r.status = Some(DiagnosticReportStatus {
         phase: Some(phase),
-        suggested_patch: Some(SuggestedPatch {
-            target: TargetRef {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                namespace: "default".into(),
-                name: "critical-app".into(),
-            },
-            patch,
-            explanation: "point REDIS_HOST at redis-master".into(),
-        }),
+        patch_digest: Some(suggestion.digest()),
+        suggested_patch: Some(suggestion),
         safety: Some(SafetyVerdict {
             verdict: Verdict::Allowed,
             filter: "patch-safety".into(),
@@ -165,6 +171,11 @@ fn report_object(
 
 fn context(client: Client, policies: Vec<DebugPolicy>) -> Arc<Context> {
     context_with_leadership(client, policies, true)
+}
+
+/// The context of a report the seed's policy (Manual approval) still selects.
+fn selecting(client: Client) -> Arc<Context> {
+    context(client, vec![policy("Manual")])
 }
 
 fn context_with_leadership(
@@ -201,6 +212,8 @@ fn context_with_leadership(
             },
         ),
         leader: tokio::sync::watch::channel(leader).1,
+        slots: sre_operator::controller::fairness::NamespaceSlots::new(1),
+        unwritten: Default::default(),
     })
 }
 
@@ -208,7 +221,7 @@ fn context_with_leadership(
 /// `target`) and returns every request the operator made.
 async fn reconcile_once(target: Target, report: DiagnosticReport) -> Log {
     let (client, seen) = mock(target);
-    reconcile_report(Arc::new(report), context(client, vec![]))
+    reconcile_report(Arc::new(report), selecting(client))
         .await
         .unwrap();
     seen
@@ -244,7 +257,7 @@ fn assert_failed_without_applying(seen: &Log, reason: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_records_the_intent_then_dry_runs_then_applies_guarded_by_the_version() {
     let (client, seen) = mock(Target::Accept);
-    let ctx = context(client, vec![]);
+    let ctx = selecting(client);
     // First pass: the intent is recorded and nothing else is touched.
     let approved = report_object(
         Phase::Approved,
@@ -448,7 +461,7 @@ async fn a_patch_planted_in_status_is_reviewed_again_even_on_an_unchanged_target
     // Whoever can write status can put any patch there and mark it Allowed: the operator must
     // not take the recorded verdict's word for it.
     let (client, seen) = mock(Target::Accept);
-    let ctx = context(client, vec![]);
+    let ctx = selecting(client);
     let privileged = vec![PatchOperation {
         op: PatchOp::Add,
         path: "/spec/template/spec/containers/0/securityContext".into(),
@@ -483,6 +496,9 @@ async fn a_patch_for_another_workload_is_never_applied() {
         .as_mut()
         .unwrap();
     suggestion.target.namespace = "production".into();
+    // Whoever can write status can write the matching digest too.
+    let digest = suggestion.digest();
+    planted.status.as_mut().unwrap().patch_digest = Some(digest);
     let seen = reconcile_once(Target::Accept, planted).await;
     assert_failed_without_applying(&seen, "may only target the failing Pod's workload");
 }
@@ -500,7 +516,7 @@ async fn only_the_leader_acts() {
     };
     // A replica that does not hold the Lease reads but never writes.
     let (client, seen) = mock(Target::Accept);
-    let follower = context_with_leadership(client, vec![], false);
+    let follower = context_with_leadership(client, vec![policy("Manual")], false);
     reconcile_report(Arc::new(approved()), follower)
         .await
         .unwrap();
@@ -512,9 +528,13 @@ async fn only_the_leader_acts() {
     // When the Lease passes to it, the same report is applied, once.
     let (client, seen) = mock(Target::Accept);
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut ctx = Arc::try_unwrap(context_with_leadership(client, vec![], false))
-        .ok()
-        .unwrap();
+    let mut ctx = Arc::try_unwrap(context_with_leadership(
+        client,
+        vec![policy("Manual")],
+        false,
+    ))
+    .ok()
+    .unwrap();
     ctx.leader = rx;
     let ctx = Arc::new(ctx);
     reconcile_report(Arc::new(approved()), ctx.clone())
@@ -600,7 +620,7 @@ async fn a_spent_hourly_token_budget_defers_a_model_investigation() {
             (200, report(Phase::Analyzing, None))
         }
     });
-    let mut ctx = Arc::try_unwrap(context(client, vec![])).ok().unwrap();
+    let mut ctx = Arc::try_unwrap(selecting(client)).ok().unwrap();
     ctx.brain = Arc::new(Untouchable);
     let spent = HourlyTokens::new(50_000);
     let all = spent.reserve("default", 50_000).unwrap();

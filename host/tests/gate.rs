@@ -123,7 +123,7 @@ async fn through_the_gate(author: &str, patch: Vec<PatchOperation>) -> Result<Ch
 async fn the_five_harmful_patches_are_stopped_at_the_gate_for_a_model() {
     for (what, patch) in harmful() {
         match through_the_gate("gpt-4.1-mini", patch).await {
-            Err(GateError::Denied { filter, reason }) => {
+            Err(GateError::Denied { filter, reason, .. }) => {
                 assert!(
                     !reason.is_empty(),
                     "{what}: denied by {filter} without a reason"

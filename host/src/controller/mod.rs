@@ -97,6 +97,12 @@ pub struct Context {
     pub recorder: Recorder,
     /// Whether this replica holds the lease; only the leader writes.
     pub leader: tokio::sync::watch::Receiver<bool>,
+    /// Investigation slots per namespace (half of `concurrency`).
+    pub slots: Arc<fairness::NamespaceSlots>,
+    /// Finished investigations whose status write failed, by report UID: written on the next
+    /// reconcile instead of investigating (and paying a model) again.
+    pub unwritten:
+        std::sync::Mutex<std::collections::HashMap<String, crate::crd::DiagnosticReportStatus>>,
 }
 
 impl Context {
@@ -208,6 +214,10 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         metrics,
         recorder,
         leader,
+        slots: fairness::NamespaceSlots::new(fairness::NamespaceSlots::default_share(
+            settings.concurrency,
+        )),
+        unwritten: Default::default(),
     });
 
     let watch_config = watcher::Config::default().page_size(500);

@@ -18,13 +18,13 @@ use serde_json::json;
 
 use super::{Context, Error, FIELD_MANAGER, Result};
 use crate::agent::{Case, Investigator, investigate};
-use crate::cluster::{LiveCluster, ResourceKind, resolve_workload};
+use crate::cluster::{ResourceKind, resolve_workload};
 use crate::crd::{
-    API_VERSION, ApplyRecord, Approval, Decision, DiagnosticReport, DiagnosticReportStatus, Phase,
-    Verdict, condition, replace_conditions, set_condition,
+    API_VERSION, ApplyRecord, Decision, DiagnosticReport, DiagnosticReportStatus, Phase, Verdict,
+    condition, replace_conditions, set_condition,
 };
 use crate::failure::detect;
-use crate::patch::apply;
+use crate::patch::{apply, gate};
 use crate::telemetry::{KindLabel, OutcomeLabel, PhaseLabel, ToolLabel};
 
 /// Writes the report's whole status by server-side apply under [`FIELD_MANAGER`]: a field the
@@ -107,8 +107,23 @@ fn record_investigation(ctx: &Context, status: &DiagnosticReportStatus, seconds:
 
 async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     let spec = &report.spec;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &spec.pod.namespace);
-    let Some(pod) = pods.get_opt(&spec.pod.name).await? else {
+    let uid = report.uid().unwrap_or_default();
+    // A finished investigation whose status write failed is written, not run again.
+    let unwritten = ctx.unwritten.lock().unwrap().remove(&uid);
+    if let Some(status) = unwritten {
+        return write_investigation(report, ctx, status).await;
+    }
+    // One namespace holds at most its share of the slots; the others are not held up.
+    let Some(_slot) = ctx.slots.try_acquire(&spec.pod.namespace) else {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let pod = ctx
+        .cluster
+        .get(ResourceKind::Pod, Some(&spec.pod.namespace), &spec.pod.name)
+        .await?
+        .map(|p| crate::cluster::typed::<Pod>(&p))
+        .transpose()?;
+    let Some(pod) = pod else {
         let mut status = report.status.clone().unwrap_or_default();
         status.phase = Some(Phase::Failed);
         status.message = Some(format!(
@@ -120,6 +135,14 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let policy = ctx.policy(&spec.policy);
+    let compiled = policy
+        .as_deref()
+        .and_then(|p| crate::policy::CompiledPolicy::compile(p).ok());
+    if let Err(reason) =
+        super::provenance::still_selected(report, &pod, compiled.as_ref(), &ctx.settings.namespaces)
+    {
+        return fail(ctx, report, "no_longer_selected", reason).await;
+    }
     let (brain, mut budget) =
         crate::agent::brain_and_budget(&ctx.brain, &ctx.settings.budget, policy.as_deref());
     // A model investigation takes its tokens from the hour's budget first; the rules brain
@@ -187,6 +210,16 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     }
     let previous = report.status.as_ref().map_or(&[][..], |s| &s.conditions);
     status.conditions = replace_conditions(previous, status.conditions);
+    write_investigation(report, ctx, status).await
+}
+
+/// Writes a finished investigation's status and its Event; a failed write keeps the status for
+/// the next reconcile, so the investigation is never paid for twice.
+async fn write_investigation(
+    report: &DiagnosticReport,
+    ctx: &Context,
+    status: DiagnosticReportStatus,
+) -> Result<Action> {
     let phase = status.phase;
     let note = status
         .findings
@@ -194,7 +227,13 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         .map(|f| f.summary.clone())
         .or_else(|| status.message.clone())
         .unwrap_or_default();
-    write_status(ctx, report, status).await?;
+    if let Err(e) = write_status(ctx, report, status.clone()).await {
+        ctx.unwritten
+            .lock()
+            .unwrap()
+            .insert(report.uid().unwrap_or_default(), status);
+        return Err(e);
+    }
     let type_ = if phase == Some(Phase::Failed) {
         EventType::Warning
     } else {
@@ -252,12 +291,49 @@ async fn fail(
     Ok(Action::await_change())
 }
 
-/// Applies the approved patch: intent first, then a drift check, a server-side dry run, and the
-/// patch guarded by the reviewed resourceVersion. A replay after a restart finds the patch
-/// already in place and records it as applied.
+/// Why the operator may no longer act on `report`, if it may not: its policy must still select
+/// the Pod (or, once the Pod is gone, its workload's Pod template) and `--namespace` cover it.
+async fn no_longer_selected(report: &DiagnosticReport, ctx: &Context) -> Result<Option<String>> {
+    let spec = &report.spec;
+    let pod = match ctx
+        .cluster
+        .get(ResourceKind::Pod, Some(&spec.pod.namespace), &spec.pod.name)
+        .await?
+    {
+        Some(pod) => crate::cluster::typed::<Pod>(&pod)?,
+        None => {
+            // The Pod was replaced: its workload's template says what its Pods are.
+            let labels = match spec.workload.kind.parse::<ResourceKind>() {
+                Ok(kind) => ctx
+                    .cluster
+                    .get(kind, Some(&spec.pod.namespace), &spec.workload.name)
+                    .await?
+                    .map(|w| w["spec"]["template"]["metadata"]["labels"].clone()),
+                Err(_) => None,
+            };
+            serde_json::from_value(json!({
+                "metadata": {"name": spec.pod.name, "namespace": spec.pod.namespace,
+                             "labels": labels.unwrap_or(json!({}))}
+            }))
+            .map_err(|e| Error::Other(e.to_string()))?
+        }
+    };
+    let policy = ctx
+        .policy(&spec.policy)
+        .and_then(|p| crate::policy::CompiledPolicy::compile(&p).ok());
+    Ok(
+        super::provenance::still_selected(report, &pod, policy.as_ref(), &ctx.settings.namespaces)
+            .err(),
+    )
+}
+
+/// Applies the approved patch through the one gate ([`crate::patch::gate`]): the pinned digest
+/// checked, the intent recorded, then re-read, replay check, review, local apply, resourceVersion
+/// guard, dry run and patch. A replay after a restart finds the patch already in place and
+/// records it as applied.
 async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     let status = report.status.clone().unwrap_or_default();
-    let Some(mut suggestion) = status.suggested_patch.clone() else {
+    let Some(suggestion) = status.suggested_patch.clone() else {
         return fail(
             ctx,
             report,
@@ -284,33 +360,37 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         )
         .await;
     }
-    if let Some(reason) = crate::patch::foreign_target(report, &suggestion) {
-        return fail(ctx, report, "foreign_target", reason).await;
-    }
-    let kind: ResourceKind = match suggestion.target.kind.parse() {
-        Ok(k) => k,
-        Err(e) => return fail(ctx, report, "invalid", e).await,
-    };
-    let target = match ctx
-        .cluster
-        .get(
-            kind,
-            Some(&suggestion.target.namespace),
-            &suggestion.target.name,
+    // What is applied is what was read: the patch's digest is the one recorded when it was
+    // reviewed, and the one the approver pinned, if they pinned one.
+    let digest = suggestion.digest();
+    if status.patch_digest.as_deref() != Some(digest.as_str()) {
+        return fail(
+            ctx,
+            report,
+            "digest_mismatch",
+            format!(
+                "the patch in status (digest {digest}) is not the one that was reviewed (digest {}); nothing was applied",
+                status.patch_digest.as_deref().unwrap_or("none")
+            ),
         )
-        .await?
+        .await;
+    }
+    if let Some(approved) = &report.spec.approved_digest
+        && *approved != digest
     {
-        Some(t) => (*t).clone(),
-        None => {
-            return fail(
-                ctx,
-                report,
-                "target_missing",
-                format!("{} {} no longer exists", kind, suggestion.target.name),
-            )
-            .await;
-        }
-    };
+        return fail(
+            ctx,
+            report,
+            "digest_mismatch",
+            format!(
+                "spec.approvedDigest {approved} is not the digest of the patch in status ({digest}): the approver read another patch; nothing was applied"
+            ),
+        )
+        .await;
+    }
+    if let Some(reason) = no_longer_selected(report, ctx).await? {
+        return fail(ctx, report, "no_longer_selected", reason).await;
+    }
     let Some(mut record) = status.apply.clone() else {
         // Record the intent before touching anything.
         let mut next = status.clone();
@@ -323,90 +403,75 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         write_status(ctx, report, next).await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
     };
-    let api =
-        LiveCluster::new(ctx.client.clone(), "").api(kind, Some(&suggestion.target.namespace));
-    // A replay: the values are in place, or (for a patch that only appends) our own write is on
-    // record after the intent. Either way the patch is not sent again.
-    let replayed = apply::already_applied(&target, &suggestion.patch)
-        || match api.get_opt(&suggestion.target.name).await? {
-            Some(live) => apply::written_by_since(&live, FIELD_MANAGER, &record.started_at),
-            None => false,
-        };
-    if replayed {
-        record.applied_at.get_or_insert(Time(Timestamp::now()));
-        record.target_generation = target["metadata"]["generation"].as_i64();
-        let mut next = status.clone();
-        next.apply = Some(record);
-        next.phase = Some(Phase::Applied);
-        ctx.metrics
-            .applies
-            .get_or_create(&OutcomeLabel {
-                outcome: "already_applied".into(),
-            })
-            .inc();
-        write_status(ctx, report, next).await?;
-        return Ok(Action::requeue(Duration::from_secs(2)));
-    }
-    let version = target["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    // Reviewed again against the target as it is now, drifted or not: the patch in status is
-    // only as trustworthy as whoever can write status, and the filters may have changed.
-    let drifted = status.target_resource_version.as_deref() != Some(version.as_str());
-    let (verdict, rewritten) = crate::patch::review(
-        &ctx.plugins.current(),
+    let checked = gate::prepare(
+        &ctx.client,
         ctx.cluster.as_ref(),
+        &ctx.plugins.current(),
+        report,
         &suggestion,
         crate::patch::review_context(report, status.brain.as_ref()),
+        Some(gate::Replay {
+            field_manager: FIELD_MANAGER,
+            intent: &record.started_at,
+        }),
     )
     .await;
-    if verdict.verdict == Verdict::Denied {
-        let reason = verdict.reason.unwrap_or_default();
-        let (outcome, what) = if drifted {
-            (
-                "drift_denied",
-                "changed since the analysis and the patch no longer passes review",
+    let label = gate::target_label(&suggestion);
+    let prepared = match checked {
+        Ok(gate::Checked::Ready(prepared)) => prepared,
+        Ok(gate::Checked::AlreadyApplied { target }) => {
+            record.applied_at.get_or_insert(Time(Timestamp::now()));
+            record.target_generation = target["metadata"]["generation"].as_i64();
+            let mut next = status.clone();
+            next.apply = Some(record);
+            next.phase = Some(Phase::Applied);
+            ctx.metrics
+                .applies
+                .get_or_create(&OutcomeLabel {
+                    outcome: "already_applied".into(),
+                })
+                .inc();
+            write_status(ctx, report, next).await?;
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        Err(gate::GateError::Denied {
+            filter,
+            reason,
+            target_version,
+        }) => {
+            // Reviewed again against the target as it is now, drifted or not: the patch in
+            // status is only as trustworthy as whoever can write status.
+            let drifted = target_version.is_some()
+                && status.target_resource_version.as_deref() != target_version.as_deref();
+            let (outcome, what) = if drifted {
+                (
+                    "drift_denied",
+                    "changed since the analysis and the patch no longer passes review",
+                )
+            } else {
+                (
+                    "review_denied",
+                    "is unchanged, but the patch no longer passes review",
+                )
+            };
+            return fail(
+                ctx,
+                report,
+                outcome,
+                format!("{label} {what} ({filter}): {reason}"),
             )
-        } else {
-            (
-                "review_denied",
-                "is unchanged, but the patch no longer passes review",
-            )
-        };
-        return fail(
-            ctx,
-            report,
-            outcome,
-            format!("{kind} {} {what}: {reason}", suggestion.target.name),
-        )
-        .await;
-    }
-    if let Some(r) = rewritten {
-        suggestion = r;
-    }
-    if let Err(e) = crate::patch::apply_to(&target, &suggestion.patch) {
-        return fail(
-            ctx,
-            report,
-            "test_failed",
-            format!(
-                "the patch no longer applies to {} {}: {e}",
-                kind, suggestion.target.name
-            ),
-        )
-        .await;
-    }
-    let patch = apply::guarded_by_version(&suggestion.patch, &version).map_err(Error::Other)?;
-    match apply::dry_run_then_patch(&api, &suggestion.target.name, &patch, FIELD_MANAGER).await {
+            .await;
+        }
+        Err(e) => return fail(ctx, report, e.label(), e.to_string()).await,
+    };
+    match gate::send(&ctx.client, &prepared, FIELD_MANAGER).await {
         Ok(patched) => {
             record.applied_at = Some(Time(Timestamp::now()));
-            record.rollback_patch = apply::rollback_patch(&target, &suggestion.patch);
+            record.rollback_patch = apply::rollback_patch(&prepared.target, &prepared.operations);
             record.target_generation = patched.metadata.generation;
             let mut next = status.clone();
             next.apply = Some(record);
             next.phase = Some(Phase::Applied);
-            next.suggested_patch = Some(suggestion.clone());
             ctx.metrics
                 .applies
                 .get_or_create(&OutcomeLabel {
@@ -418,33 +483,14 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
                 report,
                 EventType::Normal,
                 "Applied",
-                format!("patched {} {}", kind, suggestion.target.name),
+                format!("patched {label}"),
             )
             .await;
             Ok(Action::requeue(Duration::from_secs(2)))
         }
-        Err(apply::WriteError::DryRun(e)) => {
-            fail(
-                ctx,
-                report,
-                "dry_run_rejected",
-                format!("the API server's dry run rejected the patch: {e}"),
-            )
-            .await
-        }
         // The object changed between read and write: read it again and retry.
-        Err(apply::WriteError::Patch(kube::Error::Api(e))) if e.code == 409 => {
-            Ok(Action::requeue(Duration::from_secs(1)))
-        }
-        Err(apply::WriteError::Patch(e)) => {
-            fail(
-                ctx,
-                report,
-                "rejected",
-                format!("the API server rejected the patch: {e}"),
-            )
-            .await
-        }
+        Err(gate::GateError::Conflict { .. }) => Ok(Action::requeue(Duration::from_secs(1))),
+        Err(e) => fail(ctx, report, e.label(), e.to_string()).await,
     }
 }
 
@@ -606,6 +652,12 @@ pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) 
     if !ctx.is_leader() {
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
+    // Only reports the operator opened are acted on: one created by anyone else (naming a Pod
+    // in another namespace, or a policy with approval: Auto) is left alone, unwritten.
+    if let Err(why) = super::provenance::opened_by_us(&report, ctx.cluster.as_ref()).await {
+        tracing::warn!(report = %report.name_any(), namespace = %report.namespace().unwrap_or_default(), "ignoring a report the operator did not open: {why}");
+        return Ok(Action::await_change());
+    }
     let status = report.status.clone().unwrap_or_default();
     let phase = status.phase;
     // A human's rejection wins in every open phase.
@@ -642,9 +694,18 @@ pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) 
                 .safety
                 .as_ref()
                 .is_some_and(|s| s.verdict != Verdict::Denied);
-            let auto = ctx
-                .policy(&report.spec.policy)
-                .is_some_and(|p| p.spec.approval == Approval::Auto);
+            // Auto approves what review allowed, and of a model's patches only those the
+            // policy opted into (`auto_approves`); the author is the brain that wrote it.
+            let policy = ctx.policy(&report.spec.policy);
+            let (brain, _) =
+                crate::agent::brain_and_budget(&ctx.brain, &ctx.settings.budget, policy.as_deref());
+            let author = brain.model().unwrap_or_else(|| brain.kind().to_string());
+            let auto = policy
+                .as_ref()
+                .zip(status.suggested_patch.as_ref())
+                .is_some_and(|(p, patch)| {
+                    crate::crd::auto_approves(&p.spec, &patch.patch, &author)
+                });
             if report.spec.decision == Some(Decision::Approved) || (auto && allowed) {
                 let mut next = status;
                 next.phase = Some(Phase::Approved);

@@ -21,7 +21,12 @@ use crate::plugin::{PluginSet, ReviewContext};
 pub enum GateError {
     /// The review (the foreign-target rule, the host's checks, a patch filter) refused it.
     #[error("denied by {filter}: {reason}")]
-    Denied { filter: String, reason: String },
+    Denied {
+        filter: String,
+        reason: String,
+        /// The target's resourceVersion when it was reviewed, when it was read.
+        target_version: Option<String>,
+    },
     /// A patch filter would change the patch: what was approved is not what would be applied.
     #[error(
         "patch filter {filter} now rewrites the patch ({reason}); an approval covers the patch as it was read, so nothing was applied"
@@ -125,6 +130,7 @@ pub async fn prepare(
         return Err(GateError::Denied {
             filter: super::HOST_FILTER.into(),
             reason,
+            target_version: None,
         });
     }
     let kind: ResourceKind = suggestion
@@ -182,6 +188,9 @@ pub async fn prepare(
             return Err(GateError::Denied {
                 filter: verdict.filter,
                 reason: verdict.reason.unwrap_or_default(),
+                target_version: target["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(String::from),
             });
         }
         Verdict::Rewritten | Verdict::Allowed if rewritten.is_some() => {
