@@ -1,5 +1,5 @@
-//! `rollback`: the operator's recorded rollback patch, sent with the checks the operator makes
-//! before an apply (`controller::report`): re-read the target, review the patch with the
+//! `rollback`: the operator's recorded rollback patch, sent through the one gate the operator's
+//! applies go through ([`crate::patch::gate`]): re-read the target, review the patch with the
 //! patch-filters, check it applies, a server-side dry run, then the patch guarded by the
 //! resourceVersion. Recorded on the report as an Event.
 
@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::render::{for_diff, yaml_diff};
 use super::{FIELD_MANAGER, Io, Result, RollbackArgs, api_error, failed};
 use crate::cluster::{Cluster, LiveCluster, ResourceKind};
-use crate::crd::{Phase, SuggestedPatch, Verdict};
-use crate::patch::apply::{self, WriteError};
+use crate::crd::{Phase, SuggestedPatch};
+use crate::patch::gate;
 use crate::plugin::{PluginSet, Runtime};
 
 /// The patch-filters that review the rollback: those of `--plugins DIR`, else the built-ins.
@@ -118,89 +118,76 @@ pub(super) async fn rollback(
         .map_err(|e: String| failed(format!("cannot roll back {object}: {e}")))?;
 
     let cluster = LiveCluster::new(client.clone(), "the cluster");
-    let api = cluster.api(kind, Some(&target.namespace));
     let rbac = format!("patch {} in namespace {}", kind.plural(), target.namespace);
-    let mut plugins = None;
+    let plugins = load_plugins(args, io).await?;
+    let suggestion = SuggestedPatch {
+        target: target.clone(),
+        patch: rollback.clone(),
+        explanation: format!("roll back the patch {object} applied"),
+    };
     let mut attempt = 0;
     let (patched, operations) = loop {
         attempt += 1;
-        // Re-read the target: the rollback is checked against what it is now.
-        let live = read_live(
+        // The one gate the operator's applies go through: re-read, review, local apply,
+        // resourceVersion guard; then a dry run and the patch.
+        let checked = gate::prepare(
+            client,
             &cluster,
-            kind,
-            &target.namespace,
-            &target.name,
-            &target_label,
-        )
-        .await?
-        .ok_or_else(|| {
-            failed(format!(
-                "cannot roll back {object}: {target_label} does not exist any more"
-            ))
-        })?;
-        if apply::already_applied(&live, &rollback) {
-            writeln!(
-                io.out,
-                "{target_label} already holds the values from before {object} patched it: nothing to roll back"
-            )?;
-            return Ok(());
-        }
-
-        // The same review the operator runs before an apply.
-        if plugins.is_none() {
-            plugins = Some(load_plugins(args, io).await?);
-        }
-        let suggestion = SuggestedPatch {
-            target: target.clone(),
-            patch: rollback.clone(),
-            explanation: format!("roll back the patch {object} applied"),
-        };
-        let (verdict, rewritten) = crate::patch::review(
-            plugins.as_ref().expect("loaded above"),
-            &cluster,
+            &plugins,
+            &report,
             &suggestion,
-            crate::patch::review_context(
-                &report,
-                report.status.as_ref().and_then(|s| s.brain.as_ref()),
-            ),
+            crate::patch::review_context(&report, status.brain.as_ref()),
+            None,
         )
         .await;
-        if verdict.verdict == Verdict::Denied {
-            return Err(failed(format!(
-                "the rollback of {target_label} was Denied by {}: {}; nothing was changed",
-                verdict.filter,
-                verdict.reason.as_deref().unwrap_or("no reason given")
-            )));
-        }
-        let operations = rewritten.map(|r| r.patch).unwrap_or(suggestion.patch);
-        let rolled_back = crate::patch::apply_to(&live, &operations).map_err(|e| {
-            failed(format!(
-                "the rollback patch no longer applies to {target_label}: {e}; it changed after \
-                 {object} was applied (`kubectl sre show {name} -n {namespace}` shows how)"
-            ))
-        })?;
-        let version = resource_version(&live);
-        let guarded = apply::guarded_by_version(&operations, &version).map_err(failed)?;
-
+        let prepared = match checked {
+            Ok(gate::Checked::Ready(p)) => p,
+            Ok(gate::Checked::AlreadyApplied { .. }) => {
+                writeln!(
+                    io.out,
+                    "{target_label} already holds the values from before {object} patched it: nothing to roll back"
+                )?;
+                return Ok(());
+            }
+            Err(gate::GateError::Denied { filter, reason, .. }) => {
+                return Err(failed(format!(
+                    "the rollback of {target_label} was Denied by {filter}: {reason}; nothing was changed"
+                )));
+            }
+            Err(gate::GateError::NoLongerApplies { reason, .. }) => {
+                return Err(failed(format!(
+                    "the rollback patch no longer applies to {target_label}: {reason}; it changed after \
+                     {object} was applied (`kubectl sre show {name} -n {namespace}` shows how)"
+                )));
+            }
+            Err(gate::GateError::TargetMissing { .. }) => {
+                return Err(failed(format!(
+                    "cannot roll back {object}: {target_label} does not exist any more"
+                )));
+            }
+            Err(e) => {
+                return Err(failed(format!(
+                    "cannot roll back {object}: {e}; nothing was changed"
+                )));
+            }
+        };
+        let version = prepared.resource_version.clone();
         if attempt == 1 {
-            let reason = verdict
-                .reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
             writeln!(
                 io.out,
                 "Rolling back {target_label} puts back what it held before {object} applied its \
                  patch: {} operation(s), guarded by resourceVersion {version}, sent as a \
-                 server-side dry run first. Safety verdict: {:?} by {}{reason}.",
-                operations.len(),
-                verdict.verdict,
-                verdict.filter
+                 server-side dry run first. Safety verdict: Allowed by {}.",
+                prepared.operations.len(),
+                prepared.allowed_by
             )?;
-            let keep_status = operations.iter().any(|o| o.path.starts_with("/status"));
+            let keep_status = prepared
+                .operations
+                .iter()
+                .any(|o| o.path.starts_with("/status"));
             let diff = yaml_diff(
-                &for_diff(&live, keep_status),
-                &for_diff(&rolled_back, keep_status),
+                &for_diff(&prepared.target, keep_status),
+                &for_diff(&prepared.patched, keep_status),
                 &format!("{target_label} live (resourceVersion {version})"),
                 &format!("{target_label} rolled back"),
             );
@@ -217,9 +204,8 @@ pub(super) async fn rollback(
                 }
             }
         }
-
-        match apply::dry_run_then_patch(&api, &target.name, &guarded, FIELD_MANAGER).await {
-            Ok(patched) => break (patched, operations),
+        match gate::send(client, &prepared, FIELD_MANAGER).await {
+            Ok(patched) => break (patched, prepared.operations.clone()),
             Err(e) => {
                 // Its controller updates a workload's status all the time: when the version
                 // moved under us, check everything again against the new one, as the operator
@@ -239,7 +225,7 @@ pub(super) async fn rollback(
                     continue;
                 }
                 return Err(match e {
-                    WriteError::DryRun(e) => api_error(
+                    gate::GateError::DryRunRejected(e) => api_error(
                         e,
                         &format!(
                             "the API server's dry run rejected the rollback of {target_label}; nothing was changed"
@@ -247,17 +233,17 @@ pub(super) async fn rollback(
                         &rbac,
                         |_| format!("{target_label} was deleted; nothing was changed"),
                     ),
-                    WriteError::Patch(kube::Error::Api(s)) if moved => failed(format!(
-                        "{target_label} kept changing while the rollback was sent ({}); nothing \
-                         was changed: run `kubectl sre rollback {name} -n {namespace}` again",
-                        s.message
+                    gate::GateError::Conflict { .. } if moved => failed(format!(
+                        "{target_label} kept changing while the rollback was sent; nothing \
+                         was changed: run `kubectl sre rollback {name} -n {namespace}` again"
                     )),
-                    WriteError::Patch(e) => api_error(
+                    gate::GateError::Rejected(e) => api_error(
                         e,
                         &format!("the API server rejected the rollback of {target_label}"),
                         &rbac,
                         |_| format!("{target_label} was deleted; nothing was changed"),
                     ),
+                    e => failed(format!("the rollback of {target_label} failed: {e}")),
                 });
             }
         }
