@@ -16,6 +16,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
 use super::report::write_status;
+use super::scope::{self, PodScope};
 use super::{Context, Result};
 use crate::cluster::{ResourceKind, resolve_workload};
 use crate::crd::{DiagnosticReport, DiagnosticReportStatus, Phase, condition};
@@ -135,28 +136,28 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// What the Pod store keeps: only Pods that `may_be_failing` (whole, but for managedFields and
-/// the last-applied annotation). A healthy Pod is nothing to reconcile, and storing every Pod
-/// was most of the operator's memory (about 25 KB a Pod as the API server serves it; see the
-/// operator_scale benchmark). A Pod that recovers becomes a Delete, so it leaves the store; one
-/// that starts failing arrives whole with the watch event that says so. A policy change
+/// What the Pod store keeps: only Pods that `may_be_failing`, in a namespace some policy can
+/// select ([`PodScope`]), trimmed ([`scope::trim`]: no managedFields, last-applied annotation,
+/// env values or oversized annotations). A healthy Pod is nothing to reconcile, and storing every
+/// Pod was most of the operator's memory (about 25 KB a Pod as the API server serves it; see the
+/// operator_scale benchmark). A Pod that recovers, or whose namespace no policy names, becomes a
+/// Delete, so it leaves the store; one that starts failing arrives whole with the watch event
+/// that says so. A policy change that changes the scope restarts the watch (a fresh LIST), and
 /// re-reconciles what is stored, which is every Pod a policy could act on.
 ///
 /// The gate in `reconcile_pod` must stay `may_be_failing`: a Pod this drops is never reconciled.
-pub(crate) fn store_event(event: watcher::Event<Pod>) -> Option<watcher::Event<Pod>> {
-    fn strip(mut pod: Pod) -> Pod {
-        pod.managed_fields_mut().clear();
-        pod.annotations_mut()
-            .remove("kubectl.kubernetes.io/last-applied-configuration");
-        pod
-    }
+pub(crate) fn store_event(
+    event: watcher::Event<Pod>,
+    scope: &PodScope,
+) -> Option<watcher::Event<Pod>> {
+    let keep = |pod: &Pod| {
+        may_be_failing(pod) && scope.contains(pod.metadata.namespace.as_deref().unwrap_or(""))
+    };
     match event {
-        watcher::Event::Apply(pod) if may_be_failing(&pod) => {
-            Some(watcher::Event::Apply(strip(pod)))
-        }
+        watcher::Event::Apply(pod) if keep(&pod) => Some(watcher::Event::Apply(scope::trim(pod))),
         watcher::Event::Apply(pod) => Some(watcher::Event::Delete(pod)),
         watcher::Event::InitApply(pod) => {
-            may_be_failing(&pod).then(|| watcher::Event::InitApply(strip(pod)))
+            keep(&pod).then(|| watcher::Event::InitApply(scope::trim(pod)))
         }
         other => Some(other),
     }
