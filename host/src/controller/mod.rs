@@ -191,27 +191,12 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     let cluster: Arc<dyn Cluster> = Arc::new(LiveCluster::new(client.clone(), "the cluster"));
     let policies_api: Api<DebugPolicy> = Api::all(client.clone());
     let (policies, policy_writer) = reflector::store();
-    // The namespaces whose Pods may be stored follow the policies: a change restarts the Pod
-    // watch below with a fresh LIST.
-    let (scope_tx, scope_rx) =
-        tokio::sync::watch::channel(scope::PodScope::Namespaces(Default::default()));
-    let policy_store = policies.clone();
-    let watched = settings.namespaces.clone();
     let policy_changes = watcher(policies_api, watcher::Config::default())
         .default_backoff()
         .reflect(policy_writer)
         .touched_objects()
         .filter_map(|r| async move { r.ok() })
-        .map(move |_| {
-            let all: Vec<DebugPolicy> =
-                policy_store.state().iter().map(|p| (**p).clone()).collect();
-            let next = scope::PodScope::of(&all, &watched);
-            scope_tx.send_if_modified(|current| {
-                let changed = *current != next;
-                *current = next;
-                changed
-            });
-        });
+        .map(|_| ());
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -241,30 +226,23 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         _ => Api::all(client.clone()),
     };
     let (pod_reader, pod_writer) = reflector::store();
-    // Only Pods that may be failing, in the policies' scope, are stored (`store_event`), listed
-    // in small pages: a page of full Pods is parsed before it is dropped. Each watch session
-    // lasts until the scope changes.
-    let pod_stream = futures::stream::unfold(scope_rx, move |mut rx| {
-        let api = pod_api.clone();
-        async move {
-            let scope = rx.borrow_and_update().clone();
-            let mut next = rx.clone();
-            let session = watcher(
-                api,
-                watcher::Config::default().page_size(pod::POD_PAGE_SIZE),
-            )
-            .default_backoff()
-            .try_filter_map(move |event| {
-                let kept = pod::store_event(event, &scope);
-                async move { Ok(kept) }
-            })
-            .take_until(async move {
-                let _ = next.changed().await;
-            });
-            Some((session, rx))
-        }
+    // `--namespace` bounds what is stored even when several namespaces mean watching all.
+    let scope = if settings.namespaces.is_empty() {
+        scope::PodScope::All
+    } else {
+        scope::PodScope::Namespaces(settings.namespaces.iter().cloned().collect())
+    };
+    // Only Pods that may be failing, in the watched namespaces, are stored
+    // (`store_event`), listed in small pages: a page of full Pods is parsed before it is dropped.
+    let pod_stream = watcher(
+        pod_api,
+        watcher::Config::default().page_size(pod::POD_PAGE_SIZE),
+    )
+    .default_backoff()
+    .try_filter_map(move |event| {
+        let kept = pod::store_event(event, &scope);
+        async move { Ok(kept) }
     })
-    .flatten()
     .reflect(pod_writer)
     .applied_objects();
     let concurrency = settings.concurrency;

@@ -136,13 +136,12 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// What the Pod store keeps: only Pods that `may_be_failing`, in a namespace some policy can
-/// select ([`PodScope`]), trimmed ([`scope::trim`]: no managedFields, last-applied annotation,
+/// What the Pod store keeps: only Pods that `may_be_failing`, in the namespaces of `--namespace`
+/// ([`PodScope`]), trimmed ([`scope::trim`]: no managedFields, last-applied annotation,
 /// env values or oversized annotations). A healthy Pod is nothing to reconcile, and storing every
 /// Pod was most of the operator's memory (about 25 KB a Pod as the API server serves it; see the
-/// operator_scale benchmark). A Pod that recovers, or whose namespace no policy names, becomes a
-/// Delete, so it leaves the store; one that starts failing arrives whole with the watch event
-/// that says so. A policy change that changes the scope restarts the watch (a fresh LIST), and
+/// operator_scale benchmark). A Pod that recovers becomes a Delete, so it leaves the store; one
+/// that starts failing arrives with the watch event that says so. A policy change
 /// re-reconciles what is stored, which is every Pod a policy could act on.
 ///
 /// The gate in `reconcile_pod` must stay `may_be_failing`: a Pod this drops is never reconciled.

@@ -1,44 +1,21 @@
-//! What the Pod store may hold: Pods of the namespaces some DebugPolicy can select (or those of
-//! `--namespace`), trimmed to what detection and screening read. A tenant who can only create
-//! Pods must not be able to grow the operator's memory from a namespace no policy names, nor with
-//! megabytes of env values or annotations on a Pod that is stored.
+//! What the Pod store may hold: Pods of the namespaces of `--namespace` (all without it), trimmed
+//! to what detection and screening read. A tenant who can only create Pods must not be able to
+//! grow the operator's memory with megabytes of env values or annotations on a stored Pod.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::crd::DebugPolicy;
-
 /// The namespaces whose failing Pods are stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PodScope {
-    /// Some policy has a rule for every namespace.
+    /// Every namespace (no `--namespace`).
     All,
     /// Only these (possibly none).
     Namespaces(BTreeSet<String>),
 }
 
 impl PodScope {
-    /// The namespaces `policies` can select, within `watched` (`--namespace`; empty: all).
-    pub fn of(policies: &[DebugPolicy], watched: &[String]) -> PodScope {
-        let mut named = BTreeSet::new();
-        let mut every = false;
-        for rule in policies.iter().flat_map(|p| p.spec.rules.iter()) {
-            if rule.namespaces.is_empty() {
-                every = true;
-            }
-            named.extend(rule.namespaces.iter().cloned());
-        }
-        match (every, watched.is_empty()) {
-            (true, true) => PodScope::All,
-            (true, false) => PodScope::Namespaces(watched.iter().cloned().collect()),
-            (false, true) => PodScope::Namespaces(named),
-            (false, false) => {
-                PodScope::Namespaces(named.into_iter().filter(|n| watched.contains(n)).collect())
-            }
-        }
-    }
-
     pub fn contains(&self, namespace: &str) -> bool {
         match self {
             PodScope::All => true,
@@ -81,35 +58,6 @@ pub fn trim(mut pod: Pod) -> Pod {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn policy(namespaces: &[&str]) -> DebugPolicy {
-        serde_json::from_value(json!({
-            "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DebugPolicy",
-            "metadata": {"name": "p"},
-            "spec": {"rules": [{"namespaces": namespaces}]}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn the_store_covers_only_namespaces_a_policy_names() {
-        let scope = PodScope::of(&[policy(&["shop"]), policy(&["pay"])], &[]);
-        assert!(scope.contains("shop") && scope.contains("pay"));
-        assert!(!scope.contains("attacker"), "no policy names it");
-        assert_eq!(PodScope::of(&[policy(&[])], &[]), PodScope::All);
-        assert_eq!(
-            PodScope::of(&[policy(&[])], &["shop".into()]),
-            PodScope::Namespaces(["shop".to_string()].into())
-        );
-        assert_eq!(
-            PodScope::of(&[policy(&["shop", "pay"])], &["pay".into()]),
-            PodScope::Namespaces(["pay".to_string()].into())
-        );
-        assert_eq!(
-            PodScope::of(&[], &[]),
-            PodScope::Namespaces(BTreeSet::new())
-        );
-    }
 
     #[test]
     fn a_stored_pod_keeps_what_detection_reads_and_drops_bulk() {
