@@ -38,10 +38,20 @@ pub fn may_be_failing(pod: &Pod) -> bool {
             .and_then(|s| s.terminated.as_ref())
             .and_then(|t| t.reason.as_deref())
             == Some("OOMKilled");
-        oom || !cs.ready
-            && (cs.restart_count > 0
-                || waiting.is_some_and(|w| w != "ContainerCreating" && w != "PodInitializing")
-                || cs.state.as_ref().is_some_and(|s| s.running.is_some()))
+        // A container its liveness probe killed (SIGTERM 143, or SIGKILL 137 after the grace
+        // period) may be ready again by the time its Pod is read: detection still reports it
+        // from its last state and events. A ready container that once crashed otherwise is not
+        // stored.
+        let killed = cs
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| matches!(t.exit_code, 137 | 143));
+        oom || (cs.restart_count > 0 && killed)
+            || !cs.ready
+                && (cs.restart_count > 0
+                    || waiting.is_some_and(|w| w != "ContainerCreating" && w != "PodInitializing")
+                    || cs.state.as_ref().is_some_and(|s| s.running.is_some()))
     })
 }
 

@@ -29,12 +29,7 @@ fn dumps() -> Vec<PathBuf> {
     dumps
 }
 
-// Ignored until the gate is fixed, which changes which Pods the operator sees (issue 15 is no
-// behaviour change): it finds web/search-85d6fb7c49-mq8jz in tests/fixtures/dump, killed by its
-// liveness probe (restartCount 3, lastState exit 137) and ready again, which `detect` reports as
-// ProbeFailure but the gate drops because the container is ready.
 #[tokio::test]
-#[ignore = "the gate drops a ready Pod restarted by its liveness probe; see the comment"]
 async fn every_pod_detection_finds_failing_passes_the_gate() {
     let (mut failing, mut checked) = (0, 0);
     for dir in dumps() {
