@@ -1,6 +1,8 @@
-//! Builds the built-in plugins (and the hostile test component) as wasm32-wasip2 components, so
-//! that `cargo run` and `cargo test` need nothing but the Rust toolchain. The operator embeds the
-//! built-ins as its defaults; tests find every component through `SRE_OPERATOR_WASM_DIR`.
+//! Builds the built-in plugins (and, outside release builds, the hostile test component) as
+//! wasm32-wasip2 components, so that `cargo run` and `cargo test` need nothing but the Rust
+//! toolchain. The operator embeds the built-ins as its defaults; tests find every component through
+//! `SRE_OPERATOR_WASM_DIR`. Release builds (`cargo build --release`, `cargo bench`) skip the
+//! hostile component: only the tests in `tests/plugins.rs` run it.
 //!
 //! The components are built by a nested cargo into a target directory of their own: the outer
 //! build holds the lock on the usual one, and both dev and release builds share the result.
@@ -10,12 +12,15 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 /// (package, file cargo writes)
-const COMPONENTS: [(&str, &str); 4] = [
+type Package = (&'static str, &'static str);
+/// What every build needs: the built-in plugins.
+const BUILT_INS: [Package; 3] = [
     ("k8s-reader", "k8s_reader.wasm"),
     ("patch-safety", "patch_safety.wasm"),
     ("policy-filter", "policy_filter.wasm"),
-    ("hostile-tool", "hostile_tool.wasm"),
 ];
+/// What only the tests need.
+const TEST_ONLY: [Package; 1] = [("hostile-tool", "hostile_tool.wasm")];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -33,6 +38,13 @@ fn main() {
         .unwrap_or_else(|| workspace.join("target"))
         .join("wasm-plugins");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("cargo:rerun-if-env-changed=PROFILE");
+    let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
+    let components: Vec<Package> = if release {
+        BUILT_INS.to_vec()
+    } else {
+        BUILT_INS.iter().chain(&TEST_ONLY).copied().collect()
+    };
 
     ensure_target();
     let mut cmd = Command::new(&cargo);
@@ -40,7 +52,7 @@ fn main() {
         .args(["build", "--target", TARGET, "--profile", "plugin"])
         .arg("--target-dir")
         .arg(&target_dir);
-    for (package, _) in COMPONENTS {
+    for (package, _) in &components {
         cmd.args(["-p", package]);
     }
     // Flags meant for the host (coverage, sanitizers) do not belong in a wasm build.
@@ -58,7 +70,7 @@ fn main() {
     if !status.success() {
         panic!("building the WebAssembly plugins failed (see the cargo output above)");
     }
-    for (_, file) in COMPONENTS {
+    for (_, file) in &components {
         let built = target_dir.join(TARGET).join("plugin").join(file);
         let copy = out_dir.join(file);
         std::fs::copy(&built, &copy)
@@ -67,6 +79,12 @@ fn main() {
     println!(
         "cargo:rustc-env=SRE_OPERATOR_WASM_DIR={}",
         out_dir.display()
+    );
+    // Where the nested build keeps its output, so a benchmark can build a test component the
+    // release build skipped without compiling its dependencies again.
+    println!(
+        "cargo:rustc-env=SRE_OPERATOR_WASM_TARGET_DIR={}",
+        target_dir.display()
     );
 }
 

@@ -44,6 +44,32 @@ fn wasm(file: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("SRE_OPERATOR_WASM_DIR")).join(file)).unwrap()
 }
 
+/// The hostile test component, whose well-behaved `echo` is the trivial call measured here.
+/// Release builds (and so `cargo bench`) leave it out of `SRE_OPERATOR_WASM_DIR`; it is built here
+/// as `build.rs` builds it for tests, into the same target directory.
+fn hostile_tool() -> Vec<u8> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let target_dir = Path::new(env!("SRE_OPERATOR_WASM_TARGET_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .current_dir(workspace)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin"])
+        .args(["-p", "hostile-tool", "--target-dir"])
+        .arg(target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("running cargo to build the hostile test component");
+    assert!(
+        status.success(),
+        "building the hostile test component failed"
+    );
+    std::fs::read(target_dir.join("wasm32-wasip2/plugin/hostile_tool.wasm")).unwrap()
+}
+
 /// The Python and JavaScript components, built (or found up to date) by the build script.
 fn polyglot_dir() -> std::path::PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -265,7 +291,7 @@ fn main() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("h.wasm"), wasm("hostile_tool.wasm")).unwrap();
+    std::fs::write(dir.path().join("h.wasm"), hostile_tool()).unwrap();
     std::fs::write(dir.path().join("r.wasm"), &reader).unwrap();
     std::fs::write(
         dir.path().join("plugins.yaml"),

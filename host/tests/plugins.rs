@@ -265,6 +265,50 @@ fn patch_safety_and_policy_filter_run_as_components() {
     );
 }
 
+/// A call a plugin's world does not have is a wrong-world error, not a trap of the plugin nor an
+/// unknown tool.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_of_another_world_says_so() {
+    let set = PluginSet::builtin(&runtime());
+    let reader = set.by_world(World::Tool).next().unwrap();
+    let safety = set.by_world(World::PatchFilter).next().unwrap();
+    let review_context = ReviewContext {
+        namespace: "default".into(),
+        pod: "p".into(),
+        failure_class: "CrashLoopBackOff".into(),
+        author: "rules".into(),
+    };
+    let err = reader.review("{}", "[]", &review_context).unwrap_err();
+    assert!(
+        matches!(&err, CallError::WrongWorld { call, world: World::Tool, expected: World::PatchFilter, .. } if call == "review"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "plugin {}: review needs a patch-filter plugin, and this one is a tool",
+            reader.name
+        )
+    );
+    let decide_context = DecideContext {
+        policy: "p".into(),
+        namespace: None,
+        now: "2026-11-25T10:00:00Z".into(),
+    };
+    let err = safety.decide("{}", "{}", &decide_context).unwrap_err();
+    assert!(
+        matches!(&err, CallError::WrongWorld { call, world: World::PatchFilter, expected: World::PolicyFilter, .. } if call == "decide"),
+        "{err:?}"
+    );
+    let err = safety
+        .invoke_tool("get_pod", "{}", fixture_access("production"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::WrongWorld { call, world: World::PatchFilter, expected: World::Tool, .. } if call == "invoke get_pod"),
+        "{err:?}"
+    );
+}
+
 /// A small dump with a Secret in `shop` and a Pod in `kube-system`, for scope tests.
 fn scoped_dump() -> (tempfile::TempDir, ClusterAccess) {
     let dir = tempfile::tempdir().unwrap();

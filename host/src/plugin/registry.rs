@@ -291,13 +291,11 @@ impl PluginSet {
         }
         let (plugin, tool, arguments) =
             (info.plugin.clone(), tool.to_string(), arguments.to_string());
+        let name = plugin.name.clone();
+        let call = format!("invoke {tool}");
         tokio::task::spawn_blocking(move || plugin.invoke_tool(&tool, &arguments, access))
             .await
-            .unwrap_or_else(|e| {
-                Err(CallError::UnknownTool(format!(
-                    "the call could not run: {e}"
-                )))
-            })
+            .unwrap_or_else(|e| Err(CallError::not_run(&name, &call, e)))
     }
 }
 

@@ -1,0 +1,144 @@
+//! A plugin that loaded, and the one way every call reaches it: a fresh sandbox, instantiate,
+//! `configure` with the plugin's settings, the world's own call, the guest's stdio logged, and a
+//! failure classified into a [`CallError`]. The world files (`tool.rs`, `patch_filter.rs`,
+//! `policy_filter.rs`) only say which export to call and what its answer means.
+
+use std::sync::Arc;
+
+use wasmtime::{Engine, Store};
+
+use super::World;
+use super::access::ClusterAccess;
+use super::bindings::patch_filter::PatchFilterPre;
+use super::bindings::policy_filter::PolicyFilterPre;
+use super::bindings::tool::ToolPre;
+use super::errors::CallError;
+use super::manifest::Limits;
+use super::sandbox::{CallState, Ticker, new_store};
+
+/// A plugin's template, by world.
+pub(super) enum Template {
+    Tool(ToolPre<CallState>),
+    PatchFilter(PatchFilterPre<CallState>),
+    PolicyFilter(PolicyFilterPre<CallState>),
+}
+
+/// A plugin that loaded: compiled, linked, and its settings accepted.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub world: World,
+    /// sha256 of the component, hex.
+    pub digest: String,
+    pub limits: Limits,
+    pub size: usize,
+    pub(super) settings: String,
+    pub(super) template: Template,
+    pub(super) engine: Engine,
+    /// Deadlines need the epoch to advance for as long as any plugin can be called.
+    pub(super) _ticker: Arc<Ticker>,
+}
+
+/// What every world exports: `configure`, called on each fresh instance before anything else.
+pub(super) trait Configure {
+    fn configure(
+        &self,
+        store: &mut Store<CallState>,
+        settings: &str,
+    ) -> wasmtime::Result<Result<(), String>>;
+}
+
+impl LoadedPlugin {
+    /// Runs `call` on a fresh instance: `instantiate` makes it, `configure` gets the settings
+    /// (a refusal is [`CallError::Settings`]), then `body` calls the world's export. What the
+    /// guest printed goes to the log; a trap becomes the limit it hit, if any.
+    pub(super) fn call<I: Configure, T>(
+        &self,
+        call: &str,
+        access: Option<ClusterAccess>,
+        instantiate: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<I>,
+        body: impl FnOnce(&I, &mut Store<CallState>) -> wasmtime::Result<T>,
+    ) -> Result<T, CallError> {
+        let mut store = new_store(&self.engine, &self.limits, access);
+        let result = (|| -> wasmtime::Result<Result<T, String>> {
+            let instance = instantiate(&mut store)?;
+            if let Err(message) = instance.configure(&mut store, &self.settings)? {
+                return Ok(Err(message));
+            }
+            Ok(Ok(body(&instance, &mut store)?))
+        })();
+        self.log_stdio(call, &store);
+        match result {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(message)) => Err(self.settings_error(message)),
+            Err(e) => Err(CallError::from_wasmtime(
+                &self.name,
+                &self.limits,
+                call,
+                store.data(),
+                e,
+            )),
+        }
+    }
+
+    /// Runs `configure` on a fresh instance; used at load time.
+    pub(super) fn check_settings(&self) -> Result<(), CallError> {
+        match &self.template {
+            Template::Tool(pre) => {
+                self.call("configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
+            }
+            Template::PatchFilter(pre) => {
+                self.call("configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
+            }
+            Template::PolicyFilter(pre) => {
+                self.call("configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
+            }
+        }
+    }
+
+    /// The error for `call` made of a plugin of another world.
+    pub(super) fn wrong_world(&self, call: &str, expected: World) -> CallError {
+        CallError::WrongWorld {
+            plugin: self.name.clone(),
+            call: call.to_string(),
+            world: self.world,
+            expected,
+        }
+    }
+
+    /// Sends what the guest printed to the operator's log, capped.
+    fn log_stdio(&self, call: &str, store: &Store<CallState>) {
+        for (stream, pipe) in [
+            ("stdout", &store.data().stdout),
+            ("stderr", &store.data().stderr),
+        ] {
+            let bytes = pipe.contents();
+            if !bytes.is_empty() {
+                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+                // A tool prints what it read (logs, env): redacted like anything it returns.
+                let text = crate::redact::redact_text(text.trim_end());
+                tracing::info!(plugin = %self.name, call, stream, "{text}");
+            }
+        }
+    }
+
+    /// Refuses an answer over the plugin's output limit.
+    pub(super) fn check_output(&self, call: &str, text: &str) -> Result<(), CallError> {
+        if text.len() > self.limits.output_bytes {
+            return Err(CallError::Output {
+                plugin: self.name.clone(),
+                call: call.to_string(),
+                size: text.len(),
+                limit: self.limits.output_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn settings_error(&self, message: String) -> CallError {
+        CallError::Settings {
+            plugin: self.name.clone(),
+            call: "configure".into(),
+            message,
+        }
+    }
+}

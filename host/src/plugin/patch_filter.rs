@@ -1,0 +1,64 @@
+//! The `patch-filter` world: reviews a suggested JSON Patch before anyone can apply it.
+
+use wasmtime::Store;
+
+use super::World;
+use super::bindings::patch_filter::PatchFilter;
+use super::bindings::types::ReviewVerdict;
+use super::errors::CallError;
+use super::loaded::{Configure, LoadedPlugin, Template};
+use super::sandbox::CallState;
+
+pub use super::bindings::types::ReviewContext;
+
+/// What the patch-filter said.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Review {
+    Allow,
+    Deny(String),
+    Rewrite { patch: String, reason: String },
+}
+
+impl Configure for PatchFilter {
+    fn configure(
+        &self,
+        store: &mut Store<CallState>,
+        settings: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.call_configure(store, settings)
+    }
+}
+
+impl LoadedPlugin {
+    /// Reviews a patch against its target (patch-filter plugins).
+    pub fn review(
+        &self,
+        target: &str,
+        patch: &str,
+        context: &ReviewContext,
+    ) -> Result<Review, CallError> {
+        let Template::PatchFilter(pre) = &self.template else {
+            return Err(self.wrong_world("review", World::PatchFilter));
+        };
+        let verdict = self.call(
+            "review",
+            None,
+            |s| pre.instantiate(s),
+            |filter, s| filter.call_review(s, target, patch, context),
+        )?;
+        match verdict {
+            ReviewVerdict::Allow => Ok(Review::Allow),
+            ReviewVerdict::Deny(reason) => {
+                self.check_output("review", &reason)?;
+                Ok(Review::Deny(reason))
+            }
+            ReviewVerdict::Rewrite(r) => {
+                self.check_output("review", &r.patch)?;
+                Ok(Review::Rewrite {
+                    patch: r.patch,
+                    reason: r.reason,
+                })
+            }
+        }
+    }
+}

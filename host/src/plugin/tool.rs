@@ -1,0 +1,74 @@
+//! The `tool` world: diagnostic tools the agent calls, with read access to the cluster.
+
+use wasmtime::Store;
+
+use super::World;
+use super::access::ClusterAccess;
+use super::bindings::tool::Tool;
+use super::bindings::types::ToolError;
+use super::errors::CallError;
+use super::loaded::{Configure, LoadedPlugin, Template};
+use super::sandbox::CallState;
+
+pub use super::bindings::types::ToolSpec;
+
+impl Configure for Tool {
+    fn configure(
+        &self,
+        store: &mut Store<CallState>,
+        settings: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.call_configure(store, settings)
+    }
+}
+
+impl LoadedPlugin {
+    /// The tools a `tool` plugin describes (empty for filters).
+    pub fn describe(&self) -> Result<Vec<ToolSpec>, CallError> {
+        let Template::Tool(pre) = &self.template else {
+            return Ok(Vec::new());
+        };
+        self.call(
+            "describe",
+            None,
+            |s| pre.instantiate(s),
+            |tool, s| tool.call_describe(s),
+        )
+    }
+
+    /// Calls one tool on a fresh instance. Synchronous: run it off the async executor.
+    pub fn invoke_tool(
+        &self,
+        tool: &str,
+        arguments: &str,
+        access: ClusterAccess,
+    ) -> Result<String, CallError> {
+        let call = format!("invoke {tool}");
+        let Template::Tool(pre) = &self.template else {
+            return Err(self.wrong_world(&call, World::Tool));
+        };
+        let answer = self.call(
+            &call,
+            Some(access),
+            |s| pre.instantiate(s),
+            |instance, s| instance.call_invoke(s, tool, arguments),
+        )?;
+        match answer {
+            Ok(text) => {
+                self.check_output(&call, &text)?;
+                Ok(text)
+            }
+            Err(ToolError::UnknownTool(t)) => Err(CallError::UnknownTool(t)),
+            Err(ToolError::InvalidArguments(message)) => Err(CallError::InvalidArguments {
+                plugin: self.name.clone(),
+                call,
+                message,
+            }),
+            Err(ToolError::Failed(message)) => Err(CallError::Tool {
+                plugin: self.name.clone(),
+                call,
+                message,
+            }),
+        }
+    }
+}
