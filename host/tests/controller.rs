@@ -1,6 +1,7 @@
-//! The report state machine against a mocked API service (the tower-test pattern of kube-rs's
-//! controller-rs): every request the operator makes is recorded and answered here, so the tests
-//! see exactly what it writes. Reads go through a cluster dump.
+//! The report state machine against a scripted API service (the tower-test pattern of kube-rs's
+//! controller-rs, support/mock_api.rs): each test scripts the requests the operator must make, in
+//! order, and any other request fails it; the tests also look at what it wrote. Reads go through
+//! a cluster dump.
 
 mod support;
 
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use sre_operator::agent::hourly::HourlyTokens;
 use sre_operator::agent::rules::RulesBrain;
 use sre_operator::agent::{Brain, Budget, Case, Conclusion, Session};
-use sre_operator::cluster::{Cluster, DumpCluster};
+use sre_operator::cluster::DumpCluster;
 use sre_operator::controller::{Context, Settings, reconcile_report};
 use sre_operator::crd::{
     ApplyRecord, DebugPolicy, Decision, DiagnosticReport, DiagnosticReportStatus, PatchOp,
@@ -23,7 +24,7 @@ use sre_operator::crd::{
 };
 use sre_operator::plugin::{PluginRegistry, Runtime};
 use sre_operator::telemetry::Metrics;
-use support::mock_api::{self, Log, Seen, conflict, requests};
+use support::mock_api::{Api, Exchange, Log, Script, Seen, conflict, requests};
 
 /// How the mocked API server answers a PATCH of the Deployment.
 #[derive(Clone, Copy, PartialEq)]
@@ -38,25 +39,47 @@ fn registry() -> Arc<PluginRegistry> {
         .clone()
 }
 
-/// The mocked API server: a PATCH of the Deployment is answered per `target` (a dry run always
-/// passes), an Event is echoed back, and anything else gets the report as it is being analysed.
-fn mock(target: Target) -> (Client, Log) {
-    mock_api::mock(move |s| {
-        if s.uri.contains("/deployments/") && s.method == "PATCH" {
-            if target == Target::Conflict && !s.uri.contains("dryRun") {
-                conflict("critical-app")
-            } else {
-                (
-                    200,
-                    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "critical-app", "namespace": "default", "generation": 5}}),
-                )
-            }
-        } else if s.uri.contains("/events") {
-            (201, s.body.clone())
-        } else {
-            (200, report(Phase::Analyzing, None))
-        }
-    })
+const REPORT_STATUS: &str = "/apis/sre-operator.dev/v1alpha1/namespaces/default/diagnosticreports/deployment-critical-app-crashloopbackoff/status";
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/critical-app";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+/// The scripted API server: `steps` in order; Events (echoed back) may come any number of times.
+fn mock(steps: Vec<Exchange>) -> (Client, Api) {
+    steps
+        .into_iter()
+        .fold(Script::new(), Script::then)
+        .any_number(Exchange::post(EVENTS).echo())
+        .start()
+}
+
+/// A write of the report's status, answered with the report as it is being analysed.
+fn status_write() -> Exchange {
+    Exchange::patch(REPORT_STATUS).reply(200, report(Phase::Analyzing, None))
+}
+
+/// A read of the Deployment (answered as the mock always has: only its metadata is used).
+fn read_target() -> Exchange {
+    Exchange::get(DEPLOYMENT).reply(200, report(Phase::Analyzing, None))
+}
+
+fn patched_target() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "critical-app", "namespace": "default", "generation": 5}})
+}
+
+/// The dry run of the Deployment's patch; it always passes.
+fn dry_run() -> Exchange {
+    Exchange::patch(DEPLOYMENT)
+        .with_query("dryRun=All")
+        .reply(200, patched_target())
+}
+
+/// The real patch of the Deployment, answered per `target`.
+fn patch_target(target: Target) -> Exchange {
+    let patch = Exchange::patch(DEPLOYMENT).without_query("dryRun");
+    match target {
+        Target::Accept => patch.reply(200, patched_target()),
+        Target::Conflict => patch.reply_with(|_| conflict("critical-app")),
+    }
 }
 
 fn dump() -> Arc<DumpCluster> {
@@ -217,13 +240,15 @@ fn context_with_leadership(
     })
 }
 
-/// Reconciles `report` once against the mocked API (which answers the Deployment's PATCH as
-/// `target`) and returns every request the operator made.
-async fn reconcile_once(target: Target, report: DiagnosticReport) -> Log {
-    let (client, seen) = mock(target);
+/// Reconciles `report` once against an API scripted with `steps`, checks they all came, and
+/// returns every request the operator made.
+async fn reconcile_once(steps: Vec<Exchange>, report: DiagnosticReport) -> Log {
+    let (client, api) = mock(steps);
     reconcile_report(Arc::new(report), selecting(client))
         .await
         .unwrap();
+    let seen = api.seen.clone();
+    api.done().await;
     seen
 }
 
@@ -256,7 +281,14 @@ fn assert_failed_without_applying(seen: &Log, reason: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_records_the_intent_then_dry_runs_then_applies_guarded_by_the_version() {
-    let (client, seen) = mock(Target::Accept);
+    let (client, api) = mock(vec![
+        status_write(),
+        read_target(),
+        dry_run(),
+        patch_target(Target::Accept),
+        status_write(),
+    ]);
+    let seen = api.seen.clone();
     let ctx = selecting(client);
     // First pass: the intent is recorded and nothing else is touched.
     let approved = report_object(
@@ -307,6 +339,7 @@ async fn approval_records_the_intent_then_dry_runs_then_applies_guarded_by_the_v
         json!({"op": "replace", "path": "/spec/template/spec/containers/0/env/0/value", "value": "redis"})
     );
     assert_eq!(last["status"]["apply"]["targetGeneration"], 5);
+    api.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -320,7 +353,7 @@ async fn a_restart_while_approved_never_applies_twice() {
         true,
     );
     // (the dump holds REDIS_HOST=redis, so a patch whose new value is "redis" is already applied)
-    let seen = reconcile_once(Target::Accept, replayed).await;
+    let seen = reconcile_once(vec![status_write()], replayed).await;
     assert!(
         writes(&seen, "/deployments/").is_empty(),
         "nothing is sent twice"
@@ -337,7 +370,7 @@ async fn rejection_applies_nothing() {
         Some(target_version()),
         false,
     );
-    let seen = reconcile_once(Target::Accept, rejected).await;
+    let seen = reconcile_once(vec![status_write()], rejected).await;
     assert!(writes(&seen, "/deployments/").is_empty());
     assert_eq!(status_phases(&seen), ["Rejected"]);
 }
@@ -352,7 +385,7 @@ async fn drift_is_reviewed_again_and_a_stale_patch_fails_with_the_reason() {
         Some("1".into()),
         true,
     );
-    let seen = reconcile_once(Target::Accept, drifted).await;
+    let seen = reconcile_once(vec![read_target(), status_write()], drifted).await;
     assert_failed_without_applying(&seen, "changed since the analysis");
 }
 
@@ -365,7 +398,11 @@ async fn a_resource_version_conflict_is_retried_not_failed() {
         Some(target_version()),
         true,
     );
-    let seen = reconcile_once(Target::Conflict, approved).await;
+    let seen = reconcile_once(
+        vec![read_target(), dry_run(), patch_target(Target::Conflict)],
+        approved,
+    )
+    .await;
     assert_eq!(
         writes(&seen, "/deployments/").len(),
         2,
@@ -388,7 +425,8 @@ fn policy(approval: &str) -> DebugPolicy {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_approval_approves_only_allowed_patches() {
-    let (client, seen) = mock(Target::Accept);
+    let (client, api) = mock(vec![status_write()]);
+    let seen = api.seen.clone();
     let ctx = context(client, vec![policy("Auto")]);
     let allowed = report_object(
         Phase::AwaitingApproval,
@@ -401,8 +439,10 @@ async fn auto_approval_approves_only_allowed_patches() {
         .await
         .unwrap();
     assert_eq!(status_phases(&seen), ["Approved"]);
+    api.done().await;
 
-    let (client, seen) = mock(Target::Accept);
+    let (client, api) = mock(vec![]);
+    let seen = api.seen.clone();
     let ctx = context(client, vec![policy("Auto")]);
     let mut denied = report_object(
         Phase::AwaitingApproval,
@@ -421,8 +461,10 @@ async fn auto_approval_approves_only_allowed_patches() {
         status_phases(&seen).is_empty(),
         "a denied patch waits for nobody"
     );
+    api.done().await;
 
-    let (client, seen) = mock(Target::Accept);
+    let (client, api) = mock(vec![]);
+    let seen = api.seen.clone();
     let ctx = context(client, vec![policy("Manual")]);
     let manual = report_object(
         Phase::AwaitingApproval,
@@ -436,6 +478,7 @@ async fn auto_approval_approves_only_allowed_patches() {
         status_phases(&seen).is_empty(),
         "Manual waits for spec.decision"
     );
+    api.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -452,7 +495,7 @@ async fn a_denied_patch_set_to_approved_by_hand_is_never_applied() {
         filter: "patch-safety".into(),
         reason: Some("touches securityContext".into()),
     });
-    let seen = reconcile_once(Target::Accept, forced).await;
+    let seen = reconcile_once(vec![status_write()], forced).await;
     assert_failed_without_applying(&seen, "denied and can never be applied");
 }
 
@@ -460,7 +503,8 @@ async fn a_denied_patch_set_to_approved_by_hand_is_never_applied() {
 async fn a_patch_planted_in_status_is_reviewed_again_even_on_an_unchanged_target() {
     // Whoever can write status can put any patch there and mark it Allowed: the operator must
     // not take the recorded verdict's word for it.
-    let (client, seen) = mock(Target::Accept);
+    let (client, api) = mock(vec![read_target(), status_write()]);
+    let seen = api.seen.clone();
     let ctx = selecting(client);
     let privileged = vec![PatchOperation {
         op: PatchOp::Add,
@@ -477,6 +521,7 @@ async fn a_patch_planted_in_status_is_reviewed_again_even_on_an_unchanged_target
     );
     reconcile_report(Arc::new(planted), ctx).await.unwrap();
     assert_failed_without_applying(&seen, "no longer passes review");
+    api.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -499,7 +544,7 @@ async fn a_patch_for_another_workload_is_never_applied() {
     // Whoever can write status can write the matching digest too.
     let digest = suggestion.digest();
     planted.status.as_mut().unwrap().patch_digest = Some(digest);
-    let seen = reconcile_once(Target::Accept, planted).await;
+    let seen = reconcile_once(vec![status_write()], planted).await;
     assert_failed_without_applying(&seen, "may only target the failing Pod's workload");
 }
 
@@ -515,7 +560,8 @@ async fn only_the_leader_acts() {
         )
     };
     // A replica that does not hold the Lease reads but never writes.
-    let (client, seen) = mock(Target::Accept);
+    let (client, api) = mock(vec![]);
+    let seen = api.seen.clone();
     let follower = context_with_leadership(client, vec![policy("Manual")], false);
     reconcile_report(Arc::new(approved()), follower)
         .await
@@ -525,8 +571,15 @@ async fn only_the_leader_acts() {
         "{:?}",
         seen.lock().unwrap()
     );
+    api.done().await;
     // When the Lease passes to it, the same report is applied, once.
-    let (client, seen) = mock(Target::Accept);
+    let (client, api) = mock(vec![
+        read_target(),
+        dry_run(),
+        patch_target(Target::Accept),
+        status_write(),
+    ]);
+    let seen = api.seen.clone();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut ctx = Arc::try_unwrap(context_with_leadership(
         client,
@@ -548,6 +601,7 @@ async fn only_the_leader_acts() {
         2,
         "dry run and the patch"
     );
+    api.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -559,7 +613,15 @@ async fn events_go_to_the_report_and_the_pod() {
         Some(target_version()),
         false,
     );
-    let seen = reconcile_once(Target::Accept, rejected).await;
+    let seen = reconcile_once(
+        vec![
+            status_write(),
+            Exchange::post(EVENTS).echo(),
+            Exchange::post(EVENTS).echo(),
+        ],
+        rejected,
+    )
+    .await;
     let events: Vec<Value> = seen
         .lock()
         .unwrap()
@@ -603,23 +665,9 @@ impl Brain for Untouchable {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spent_hourly_token_budget_defers_a_model_investigation() {
-    let pod = serde_json::to_value(
-        dump()
-            .pods(Some("default"))
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|p| p.metadata.name.as_deref() == Some("critical-app-7d4b9c6f5-h8x2m"))
-            .unwrap(),
-    )
-    .unwrap();
-    let (client, seen) = mock_api::mock(move |s| {
-        if s.uri.contains("/pods/") {
-            (200, pod.clone())
-        } else {
-            (200, report(Phase::Analyzing, None))
-        }
-    });
+    // The Pod is read through the cluster reader (the bundled dump), not the mocked API.
+    let (client, api) = mock(vec![status_write()]);
+    let seen = api.seen.clone();
     let mut ctx = Arc::try_unwrap(selecting(client)).ok().unwrap();
     ctx.brain = Arc::new(Untouchable);
     let spent = HourlyTokens::new(50_000);
@@ -645,4 +693,5 @@ async fn a_spent_hourly_token_budget_defers_a_model_investigation() {
         "{last}"
     );
     assert_ne!(last["status"]["phase"], "Failed", "{last}");
+    api.done().await;
 }

@@ -1,6 +1,6 @@
-//! `kubectl sre` against a mocked API service (the tower-test pattern, in support/mock_api.rs):
-//! every request the plugin makes is recorded and answered by a route table here, so the tests
-//! see exactly what it reads and writes.
+//! `kubectl sre` against a scripted API service (the tower-test pattern, in support/mock_api.rs):
+//! each test scripts the requests the plugin must make, in order, and any other request fails
+//! it; the tests also look at exactly what it wrote.
 
 mod support;
 
@@ -19,7 +19,9 @@ use sre_operator::crd::{
 };
 use sre_operator::kubectl_sre::{Cli, Error, Io, run};
 use sre_operator::plugin::{PluginRegistry, Runtime};
-use support::mock_api::{Log, Seen, conflict, mock, not_found, requests, status_error};
+use support::mock_api::{
+    Api, Exchange, Log, Script, Seen, conflict, not_found, requests, status_error,
+};
 
 const REPORTS: &str = "/apis/sre-operator.dev/v1alpha1";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/critical-app";
@@ -181,23 +183,44 @@ fn applied(phase: Phase, rollback: bool) -> DiagnosticReport {
     r
 }
 
-/// Routes for one report and the Deployment; writes echo the report.
-fn routes(report: DiagnosticReport, target: Value) -> impl Fn(&Seen) -> (u16, Value) + Send {
-    let path = format!("{REPORTS}/namespaces/default/diagnosticreports/{NAME}");
-    move |s: &Seen| {
-        let uri = s.uri.split('?').next().unwrap();
-        if uri == path {
-            (200, serde_json::to_value(&report).unwrap())
-        } else if uri.starts_with(&format!("{REPORTS}/namespaces/default/diagnosticreports/")) {
-            not_found(uri.rsplit('/').next().unwrap())
-        } else if uri == DEPLOYMENT {
-            (200, target.clone())
-        } else if uri.ends_with("/events") && s.method == "POST" {
-            (201, s.body.clone())
-        } else {
-            (404, status_error(404, "NotFound", "unexpected request", ""))
-        }
-    }
+/// The scripted API server: `steps`, in order, and nothing else.
+fn script(steps: Vec<Exchange>) -> (Client, Api) {
+    steps.into_iter().fold(Script::new(), Script::then).start()
+}
+
+fn report_path() -> String {
+    format!("{REPORTS}/namespaces/default/diagnosticreports/{NAME}")
+}
+
+/// A read of the report, answered with `report`.
+fn get_report(report: &DiagnosticReport) -> Exchange {
+    Exchange::get(report_path()).reply(200, serde_json::to_value(report).unwrap())
+}
+
+/// A write of the report's decision, answered with `report` (the write echoes the report).
+fn write_report(report: &DiagnosticReport) -> Exchange {
+    Exchange::patch(report_path()).reply(200, serde_json::to_value(report).unwrap())
+}
+
+/// A read of the Deployment, answered with `target`.
+fn get_target(target: &Value) -> Exchange {
+    Exchange::get(DEPLOYMENT).reply(200, target.clone())
+}
+
+/// A patch of the Deployment, answered with `target`: the dry run if `dry_run`, else the real one.
+fn patch_target(dry_run: bool, target: &Value) -> Exchange {
+    let patch = Exchange::patch(DEPLOYMENT);
+    let patch = if dry_run {
+        patch.with_query("dryRun=All")
+    } else {
+        patch.without_query("dryRun")
+    };
+    patch.reply(200, target.clone())
+}
+
+/// The Event the plugin records on the report, echoed back.
+fn event() -> Exchange {
+    Exchange::post("/apis/events.k8s.io/v1/namespaces/default/events").echo()
 }
 
 fn list_of(items: &[DiagnosticReport]) -> Value {
@@ -222,17 +245,13 @@ async fn list_prints_a_kubectl_table_and_lists_everywhere_with_all_namespaces() 
     elsewhere.metadata.creation_timestamp = Some(ago(20 * 3600));
     let mut everywhere = here.clone();
     everywhere.push(elsewhere);
-    let (client, seen) = mock(move |s| {
-        if s.uri
-            .starts_with(&format!("{REPORTS}/namespaces/default/diagnosticreports"))
-        {
-            (200, list_of(&here))
-        } else if s.uri.starts_with(&format!("{REPORTS}/diagnosticreports")) {
-            (200, list_of(&everywhere))
-        } else {
-            not_found("?")
-        }
-    });
+    let in_default = format!("{REPORTS}/namespaces/default/diagnosticreports");
+    let (client, api) = script(vec![
+        Exchange::get(&in_default).reply(200, list_of(&here)),
+        Exchange::get(format!("{REPORTS}/diagnosticreports")).reply(200, list_of(&everywhere)),
+        Exchange::get(&in_default).reply(200, list_of(&here)),
+    ]);
+    let seen = api.seen.clone();
 
     let o = kubectl_sre(client.clone(), &["list"], false).await;
     o.result.unwrap();
@@ -298,25 +317,24 @@ async fn list_prints_a_kubectl_table_and_lists_everywhere_with_all_namespaces() 
     assert_eq!(list["items"][0]["metadata"]["name"], NAME);
     assert_eq!(list["items"][0]["kind"], "DiagnosticReport");
     assert_eq!(list["items"][1]["status"]["phase"], "NoFix");
+    api.done().await;
 }
 
 #[tokio::test]
 async fn list_says_when_there_is_nothing_and_when_the_crd_is_missing() {
-    let (client, _) = mock(|s| {
-        if s.uri.contains("/namespaces/empty/") {
-            (200, list_of(&[]))
-        } else {
-            (
+    let (client, api) = script(vec![
+        Exchange::get(format!("{REPORTS}/namespaces/empty/diagnosticreports"))
+            .reply(200, list_of(&[])),
+        Exchange::get(format!("{REPORTS}/namespaces/default/diagnosticreports")).reply(
+            404,
+            status_error(
                 404,
-                status_error(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                    "",
-                ),
-            )
-        }
-    });
+                "NotFound",
+                "the server could not find the requested resource",
+                "",
+            ),
+        ),
+    ]);
     let o = kubectl_sre(client.clone(), &["list", "-n", "empty"], false).await;
     o.result.unwrap();
     assert_eq!(o.out, "");
@@ -325,14 +343,17 @@ async fn list_says_when_there_is_nothing_and_when_the_crd_is_missing() {
     let e = o.result.unwrap_err();
     assert_eq!(e.exit_code(), 1);
     assert!(e.to_string().contains("kubectl apply -f crds/"), "{e}");
+    api.done().await;
 }
 
 #[tokio::test]
 async fn show_prints_the_story_and_the_patch_as_a_diff_of_the_live_object() {
-    let (client, seen) = mock(routes(
+    let (r, t) = (
         report(NAME, "default", Phase::AwaitingApproval),
         deployment("redis", "100"),
-    ));
+    );
+    let (client, api) = script(vec![get_report(&r), get_target(&t)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["show", NAME], false).await;
     o.result.unwrap();
     let out = &o.out;
@@ -389,15 +410,17 @@ async fn show_prints_the_story_and_the_patch_as_a_diff_of_the_live_object() {
     assert!(out.contains("Applied:   no"));
     assert!(writes(&seen).is_empty(), "show never writes");
     assert_eq!(requests(&seen, "GET", DEPLOYMENT).len(), 1);
+    api.done().await;
 }
 
 #[tokio::test]
 async fn show_says_when_the_live_object_drifted() {
     // A newer resourceVersion, same values: the patch still applies, but it says so.
-    let (client, _) = mock(routes(
+    let (r, t) = (
         report(NAME, "default", Phase::AwaitingApproval),
         deployment("redis", "107"),
-    ));
+    );
+    let (client, api) = script(vec![get_report(&r), get_target(&t)]);
     let o = kubectl_sre(client, &["show", NAME], false).await;
     o.result.unwrap();
     assert!(
@@ -414,10 +437,12 @@ async fn show_says_when_the_live_object_drifted() {
     );
 
     // Someone changed the value: the patch's test fails, and no diff is shown.
-    let (client, _) = mock(routes(
+    api.done().await;
+    let (r, t) = (
         report(NAME, "default", Phase::AwaitingApproval),
         deployment("redis-cache", "108"),
-    ));
+    );
+    let (client, api) = script(vec![get_report(&r), get_target(&t)]);
     let o = kubectl_sre(client, &["show", NAME], false).await;
     o.result.unwrap();
     assert!(
@@ -429,14 +454,16 @@ async fn show_says_when_the_live_object_drifted() {
     );
     assert!(!o.out.contains("+++"), "{}", o.out);
     assert!(o.out.contains("JSON Patch:"));
+    api.done().await;
 }
 
 #[tokio::test]
 async fn show_of_an_applied_report_shows_the_apply_and_the_rollback() {
-    let (client, _) = mock(routes(
+    let (r, t) = (
         applied(Phase::Resolved, true),
         deployment("redis-master", "200"),
-    ));
+    );
+    let (client, api) = script(vec![get_report(&r), get_target(&t), get_report(&r)]);
     let o = kubectl_sre(client.clone(), &["show", NAME], false).await;
     o.result.unwrap();
     assert!(o.out.contains("The patch is in place on the live object."));
@@ -474,14 +501,17 @@ async fn show_of_an_applied_report_shows_the_apply_and_the_rollback() {
     );
     got.apply = want.apply.clone();
     assert_eq!(got, want);
+    api.done().await;
 }
 
 #[tokio::test]
 async fn show_of_a_missing_report_names_it_and_the_fix() {
-    let (client, _) = mock(routes(
-        report(NAME, "default", Phase::AwaitingApproval),
-        deployment("redis", "100"),
-    ));
+    let (client, api) = script(vec![
+        Exchange::get(format!(
+            "{REPORTS}/namespaces/default/diagnosticreports/foo"
+        ))
+        .reply_with(|_| not_found("foo")),
+    ]);
     let o = kubectl_sre(client, &["show", "foo"], false).await;
     let e = o.result.unwrap_err();
     assert_eq!(
@@ -489,14 +519,17 @@ async fn show_of_a_missing_report_names_it_and_the_fix() {
         "diagnosticreport default/foo not found: `kubectl sre list -n default` shows the reports (-A for every namespace)"
     );
     assert_eq!(e.exit_code(), 1);
+    api.done().await;
 }
 
 #[tokio::test]
 async fn approve_with_yes_writes_exactly_the_decision() {
-    let (client, seen) = mock(routes(
+    let (r, t) = (
         report(NAME, "default", Phase::AwaitingApproval),
         deployment("redis", "100"),
-    ));
+    );
+    let (client, api) = script(vec![get_report(&r), get_target(&t), write_report(&r)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["approve", NAME, "--yes"], false).await;
     o.result.unwrap();
     assert!(o.asked.is_empty(), "--yes asks nothing");
@@ -529,14 +562,23 @@ async fn approve_with_yes_writes_exactly_the_decision() {
         o.out
             .contains("approved: the operator applies the patch next")
     );
+    api.done().await;
 }
 
 #[tokio::test]
 async fn approve_asks_and_a_no_writes_nothing() {
-    let (client, seen) = mock(routes(
+    let (r, t) = (
         report(NAME, "default", Phase::AwaitingApproval),
         deployment("redis", "105"),
-    ));
+    );
+    let (client, api) = script(vec![
+        get_report(&r),
+        get_target(&t),
+        get_report(&r),
+        get_target(&t),
+        write_report(&r),
+    ]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client.clone(), &["approve", NAME], false).await;
     assert_eq!(o.asked, ["Approve?"]);
     let e = o.result.unwrap_err();
@@ -554,6 +596,7 @@ async fn approve_asks_and_a_no_writes_nothing() {
     o.result.unwrap();
     assert_eq!(o.asked, ["Approve?"]);
     assert_eq!(writes(&seen).len(), 1);
+    api.done().await;
 }
 
 #[tokio::test]
@@ -564,7 +607,9 @@ async fn approve_refuses_a_denied_patch_and_a_report_not_awaiting_approval() {
         filter: "patch-safety".into(),
         reason: Some("field securityContext may not change".into()),
     });
-    let (client, seen) = mock(routes(denied, deployment("redis", "100")));
+    let r = denied;
+    let (client, api) = script(vec![get_report(&r)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["approve", NAME, "--yes"], true).await;
     let e = o.result.unwrap_err().to_string();
     assert!(
@@ -573,10 +618,10 @@ async fn approve_refuses_a_denied_patch_and_a_report_not_awaiting_approval() {
     );
     assert!(writes(&seen).is_empty(), "no write request");
 
-    let (client, seen) = mock(routes(
-        report(NAME, "default", Phase::NoFix),
-        deployment("redis", "100"),
-    ));
+    api.done().await;
+    let r = report(NAME, "default", Phase::NoFix);
+    let (client, api) = script(vec![get_report(&r)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["approve", NAME, "-y"], true).await;
     let e = o.result.unwrap_err().to_string();
     assert!(
@@ -589,7 +634,10 @@ async fn approve_refuses_a_denied_patch_and_a_report_not_awaiting_approval() {
 
     let mut decided = report(NAME, "default", Phase::AwaitingApproval);
     decided.spec.decision = Some(Decision::Rejected);
-    let (client, seen) = mock(routes(decided, deployment("redis", "100")));
+    api.done().await;
+    let r = decided;
+    let (client, api) = script(vec![get_report(&r)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["approve", NAME, "-y"], true).await;
     let e = o.result.unwrap_err().to_string();
     assert!(
@@ -597,32 +645,29 @@ async fn approve_refuses_a_denied_patch_and_a_report_not_awaiting_approval() {
         "{e}"
     );
     assert!(writes(&seen).is_empty(), "no write request");
+    api.done().await;
 }
 
 #[tokio::test]
 async fn approve_surfaces_the_api_servers_refusal() {
     // Another person decided between our read and our write: the CRD's CEL rule refuses.
-    let inner = routes(
+    let (r, t) = (
         report(NAME, "default", Phase::AwaitingApproval),
         deployment("redis", "100"),
     );
-    let (client, _) = mock(move |s| {
-        if s.method == "PATCH" {
-            (
-                422,
-                status_error(
-                    422,
-                    "Invalid",
-                    &format!(
-                        "DiagnosticReport.sre-operator.dev \"{NAME}\" is invalid: spec: Invalid value: \"object\": spec.decision is final once set; open a new report instead"
-                    ),
-                    NAME,
-                ),
-            )
-        } else {
-            inner(s)
-        }
-    });
+    let refusal = status_error(
+        422,
+        "Invalid",
+        &format!(
+            "DiagnosticReport.sre-operator.dev \"{NAME}\" is invalid: spec: Invalid value: \"object\": spec.decision is final once set; open a new report instead"
+        ),
+        NAME,
+    );
+    let (client, api) = script(vec![
+        get_report(&r),
+        get_target(&t),
+        Exchange::patch(report_path()).reply(422, refusal),
+    ]);
     let o = kubectl_sre(client, &["approve", NAME, "-y"], true).await;
     let e = o.result.unwrap_err().to_string();
     assert!(
@@ -635,14 +680,14 @@ async fn approve_surfaces_the_api_servers_refusal() {
         e.contains("spec.decision is final once set; open a new report instead"),
         "{e}"
     );
+    api.done().await;
 }
 
 #[tokio::test]
 async fn approve_refuses_a_patch_that_changed_after_show() {
-    let (client, seen) = mock(routes(
-        report(NAME, "default", Phase::AwaitingApproval),
-        deployment("redis", "100"),
-    ));
+    let r = report(NAME, "default", Phase::AwaitingApproval);
+    let (client, api) = script(vec![get_report(&r)]);
+    let seen = api.seen.clone();
     // The digest of a patch the person read earlier; the report now holds another.
     let read = "sha256:".to_string() + &"0".repeat(64);
     let o = kubectl_sre(
@@ -661,14 +706,14 @@ async fn approve_refuses_a_patch_that_changed_after_show() {
         "nothing is approved: {:?}",
         writes(&seen)
     );
+    api.done().await;
 }
 
 #[tokio::test]
 async fn reject_writes_rejected() {
-    let (client, seen) = mock(routes(
-        report(NAME, "default", Phase::AwaitingApproval),
-        deployment("redis", "100"),
-    ));
+    let r = report(NAME, "default", Phase::AwaitingApproval);
+    let (client, api) = script(vec![get_report(&r), write_report(&r)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["reject", NAME], true).await;
     o.result.unwrap();
     assert_eq!(o.asked, ["Reject?"]);
@@ -682,13 +727,14 @@ async fn reject_writes_rejected() {
     assert!(o.out.contains("rejected: nothing will be applied"));
 
     // Rejecting a closed report is refused.
-    let (client, seen) = mock(routes(
-        applied(Phase::Resolved, true),
-        deployment("redis", "100"),
-    ));
+    api.done().await;
+    let r = applied(Phase::Resolved, true);
+    let (client, api) = script(vec![get_report(&r)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["reject", NAME, "-y"], true).await;
     assert!(o.result.is_err());
     assert!(writes(&seen).is_empty());
+    api.done().await;
 }
 
 fn registry() -> Arc<PluginRegistry> {
@@ -699,10 +745,19 @@ fn registry() -> Arc<PluginRegistry> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_reviews_dry_runs_then_patches_guarded_by_the_version() {
-    let (client, seen) = mock(routes(
+    let (r, t) = (
         applied(Phase::Unresolved, true),
         deployment("redis-master", "200"),
-    ));
+    );
+    let (client, api) = script(vec![
+        get_report(&r),
+        get_target(&t),
+        get_target(&t),
+        patch_target(true, &t),
+        patch_target(false, &t),
+        event(),
+    ]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["rollback", NAME, "--yes"], false).await;
     o.result
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", o.out, o.err));
@@ -757,23 +812,23 @@ async fn rollback_reviews_dry_runs_then_patches_guarded_by_the_version() {
             .iter()
             .any(|p| p.name == "patch-safety")
     );
+    api.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_refuses_without_a_rollback_patch_or_an_apply() {
-    let (client, seen) = mock(routes(
-        applied(Phase::Resolved, false),
-        deployment("redis-master", "200"),
-    ));
+    let r = applied(Phase::Resolved, false);
+    let (client, api) = script(vec![get_report(&r)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["rollback", NAME, "--yes"], false).await;
     let e = o.result.unwrap_err().to_string();
     assert!(e.contains("it has no status.apply.rollbackPatch"), "{e}");
     assert!(writes(&seen).is_empty());
 
-    let (client, seen) = mock(routes(
-        report(NAME, "default", Phase::AwaitingApproval),
-        deployment("redis", "100"),
-    ));
+    api.done().await;
+    let r = report(NAME, "default", Phase::AwaitingApproval);
+    let (client, api) = script(vec![get_report(&r)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["rollback", NAME, "--yes"], false).await;
     let e = o.result.unwrap_err().to_string();
     assert!(
@@ -783,24 +838,28 @@ async fn rollback_refuses_without_a_rollback_patch_or_an_apply() {
     assert!(writes(&seen).is_empty());
 
     // Someone already put the old value back: nothing to do, nothing written.
-    let (client, seen) = mock(routes(
-        applied(Phase::Unresolved, true),
-        deployment("redis", "201"),
-    ));
+    api.done().await;
+    let (r, t) = (applied(Phase::Unresolved, true), deployment("redis", "201"));
+    let (client, api) = script(vec![get_report(&r), get_target(&t)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["rollback", NAME, "--yes"], false).await;
     o.result.unwrap();
     assert!(o.out.contains("nothing to roll back"), "{}", o.out);
     assert!(writes(&seen).is_empty());
 
     // The live object changed after the apply: the rollback's tests fail, it is refused.
-    let (client, seen) = mock(routes(
+    api.done().await;
+    let (r, t) = (
         applied(Phase::Unresolved, true),
         deployment("redis-cache", "202"),
-    ));
+    );
+    let (client, api) = script(vec![get_report(&r), get_target(&t), get_target(&t)]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["rollback", NAME, "--yes"], false).await;
     let e = o.result.unwrap_err().to_string();
     assert!(e.contains("Denied by host"), "{e}");
     assert!(writes(&seen).is_empty());
+    api.done().await;
 }
 
 /// What the operator's `GET /plugins` answers, from the real endpoint (telemetry::serve).
@@ -837,6 +896,13 @@ async fn operator_plugins_json() -> Value {
     serde_json::from_str(body).unwrap()
 }
 
+/// The operator's Pods, as a list of one.
+fn operator_pods() -> Value {
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sre-operator-7d9f", "namespace": "sre-operator"}}
+    ]})
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plugins_reads_each_operator_pod_through_the_pod_proxy() {
     let mut served = operator_plugins_json().await;
@@ -845,20 +911,14 @@ async fn plugins_reads_each_operator_pod_through_the_pod_proxy() {
     served["refusals"] = json!([{"plugin": "log-signatures", "reason": "sha256 mismatch"}]);
     let proxy = "/api/v1/namespaces/sre-operator/pods/sre-operator-7d9f:8080/proxy/plugins";
     let answer = served.clone();
-    let (client, seen) = mock(move |s| {
-        if s.uri.starts_with("/api/v1/namespaces/sre-operator/pods?") {
-            (
-                200,
-                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
-                    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sre-operator-7d9f", "namespace": "sre-operator"}}
-                ]}),
-            )
-        } else if s.uri == proxy {
-            (200, answer.clone())
-        } else {
-            not_found("?")
-        }
-    });
+    let pods = Exchange::get("/api/v1/namespaces/sre-operator/pods").reply(200, operator_pods());
+    let (client, api) = script(vec![
+        pods,
+        Exchange::get(proxy).reply(200, answer.clone()),
+        Exchange::get("/api/v1/namespaces/sre-operator/pods").reply(200, operator_pods()),
+        Exchange::get(proxy).reply(200, answer),
+    ]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client.clone(), &["plugins"], false).await;
     o.result.unwrap();
     let list = requests(&seen, "GET", "/api/v1/namespaces/sre-operator/pods?");
@@ -898,16 +958,15 @@ async fn plugins_reads_each_operator_pod_through_the_pod_proxy() {
     assert_eq!(printed[0]["pod"], "sre-operator-7d9f");
     assert_eq!(printed[0]["plugins"], served["plugins"]);
     assert_eq!(printed[0]["refusals"], served["refusals"]);
+    api.done().await;
 }
 
 #[tokio::test]
 async fn plugins_names_the_missing_pod_and_the_missing_permission() {
-    let (client, _) = mock(|_| {
-        (
-            200,
-            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
-        )
-    });
+    let (client, api) = script(vec![Exchange::get("/api/v1/namespaces/ops/pods").reply(
+        200,
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+    )]);
     let o = kubectl_sre(client, &["plugins", "--operator-namespace", "ops"], false).await;
     let e = o.result.unwrap_err().to_string();
     assert!(
@@ -917,9 +976,11 @@ async fn plugins_names_the_missing_pod_and_the_missing_permission() {
         "{e}"
     );
 
-    let (client, _) = mock(|s| {
-        if s.uri.contains("/proxy/") {
-            (
+    api.done().await;
+    let (client, api) = script(vec![
+        Exchange::get("/api/v1/namespaces/sre-operator/pods").reply(200, operator_pods()),
+        Exchange::get("/api/v1/namespaces/sre-operator/pods/sre-operator-7d9f:8080/proxy/plugins")
+            .reply(
                 403,
                 status_error(
                     403,
@@ -927,22 +988,15 @@ async fn plugins_names_the_missing_pod_and_the_missing_permission() {
                     "pods \"sre-operator-7d9f\" is forbidden: User \"dev\" cannot get resource \"pods/proxy\"",
                     "sre-operator-7d9f",
                 ),
-            )
-        } else {
-            (
-                200,
-                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
-                    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sre-operator-7d9f", "namespace": "sre-operator"}}
-                ]}),
-            )
-        }
-    });
+            ),
+    ]);
     let o = kubectl_sre(client, &["plugins"], false).await;
     let e = o.result.unwrap_err().to_string();
     assert!(
         e.contains("needs the RBAC permission `get pods/proxy` in namespace sre-operator"),
         "{e}"
     );
+    api.done().await;
 }
 
 #[test]
@@ -960,36 +1014,39 @@ fn usage_errors_exit_with_2() {
 
 #[tokio::test]
 async fn all_namespaces_and_a_namespace_is_a_usage_error() {
-    let (client, seen) = mock(|_| not_found("?"));
+    let (client, api) = script(vec![]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["list", "-A", "-n", "x"], false).await;
     assert_eq!(o.result.unwrap_err().exit_code(), 2);
     assert!(seen.lock().unwrap().is_empty());
+    api.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_checks_again_when_the_version_moves_under_it() {
     // The Deployment controller bumps the resourceVersion between our read and our write: the
     // first real patch fails its guard; the next try reads 201 and is guarded by it.
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let patches = Arc::new(AtomicUsize::new(0));
-    let count = patches.clone();
-    let inner = routes(
-        applied(Phase::Unresolved, true),
+    let (before, moved, after) = (
         deployment("redis-master", "200"),
+        deployment("redis-master", "201"),
+        deployment("redis", "202"),
     );
-    let (client, seen) = mock(move |s| {
-        if s.uri.starts_with(DEPLOYMENT) && s.method == "PATCH" {
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            if n == 1 {
-                return conflict("critical-app");
-            }
-            return (200, deployment("redis", "202"));
-        }
-        if s.uri.starts_with(DEPLOYMENT) && count.load(Ordering::SeqCst) >= 2 {
-            return (200, deployment("redis-master", "201"));
-        }
-        inner(s)
-    });
+    let (client, api) = script(vec![
+        get_report(&applied(Phase::Unresolved, true)),
+        get_target(&before),
+        get_target(&before),
+        patch_target(true, &after),
+        Exchange::patch(DEPLOYMENT)
+            .without_query("dryRun")
+            .reply_with(|_| conflict("critical-app")),
+        get_target(&moved),
+        get_target(&moved),
+        get_target(&moved),
+        patch_target(true, &after),
+        patch_target(false, &after),
+        event(),
+    ]);
+    let seen = api.seen.clone();
     let o = kubectl_sre(client, &["rollback", NAME], true).await;
     o.result.unwrap_or_else(|e| panic!("{e}\n{}", o.out));
     assert_eq!(o.asked, ["Roll back?"], "asked once");
@@ -998,4 +1055,5 @@ async fn rollback_checks_again_when_the_version_moves_under_it() {
     assert_eq!(sent[3].body[0]["value"], "201");
     assert!(!sent[3].uri.contains("dryRun"));
     assert!(o.out.contains("resourceVersion 202"), "{}", o.out);
+    api.done().await;
 }
