@@ -89,8 +89,16 @@ fn harmful() -> Vec<(&'static str, Vec<PatchOperation>)> {
 }
 
 async fn through_the_gate(author: &str, patch: Vec<PatchOperation>) -> Result<Checked, GateError> {
+    through_the_gate_of(&report(), author, patch).await
+}
+
+/// `patch` for `critical-app`, written by `author` for `report`, through `prepare`.
+async fn through_the_gate_of(
+    report: &DiagnosticReport,
+    author: &str,
+    patch: Vec<PatchOperation>,
+) -> Result<Checked, GateError> {
     let cluster = dump();
-    let report = report();
     let suggestion = SuggestedPatch {
         target: TargetRef {
             api_version: "apps/v1".into(),
@@ -111,7 +119,7 @@ async fn through_the_gate(author: &str, patch: Vec<PatchOperation>) -> Result<Ch
         &unused_client(),
         &cluster,
         plugins(),
-        &report,
+        report,
         &suggestion,
         context,
         None,
@@ -156,34 +164,10 @@ async fn the_rules_brain_may_not_take_a_workload_down_or_run_a_new_image_either(
 async fn a_report_naming_a_pod_in_another_namespace_is_refused_before_any_read() {
     let mut forged = report();
     forged.metadata.namespace = Some("app".into());
-    let suggestion = SuggestedPatch {
-        target: TargetRef {
-            api_version: "apps/v1".into(),
-            kind: "Deployment".into(),
-            namespace: "default".into(),
-            name: "critical-app".into(),
-        },
-        patch: harmful().remove(3).1,
-        explanation: "planted".into(),
-    };
-    let context = ReviewContext {
-        namespace: "default".into(),
-        pod: "critical-app-7d4b9c6f5-h8x2m".into(),
-        failure_class: "CrashLoopBackOff".into(),
-        author: "rules".into(),
-    };
-    let err = prepare(
-        &unused_client(),
-        &dump(),
-        plugins(),
-        &forged,
-        &suggestion,
-        context,
-        None,
-    )
-    .await
-    .err()
-    .expect("refused");
+    let err = through_the_gate_of(&forged, "rules", harmful().remove(3).1)
+        .await
+        .err()
+        .expect("refused");
     assert!(
         err.to_string()
             .contains("the report lives in namespace app"),
