@@ -79,7 +79,7 @@ pub const T_CREATED: &str = "2026-11-25T08:00:00Z";
 pub const T_STARTED: &str = "2026-11-25T08:00:03Z";
 
 pub struct Workload {
-    name: String,
+    pub name: String,
     hash: String,
     deployment_uid: String,
     replicaset_uid: String,
@@ -592,7 +592,7 @@ pub struct Mock {
     pods: Mutex<Vec<String>>,
     pod_index: HashMap<String, usize>,
     events: Mutex<HashMap<String, Vec<Value>>>,
-    reports: Mutex<BTreeMap<String, Value>>,
+    pub reports: Mutex<BTreeMap<String, Value>>,
     pub created: Mutex<Created>,
     watchers: Mutex<Vec<Watcher>>,
     pub pod_watch_opened: Mutex<Option<Instant>>,
