@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sre_e2e::synth::{self, Spec};
 use sre_operator::cluster::{
-    Cluster, ClusterError, DumpCluster, LogRequest, ResourceKind, node_usage, typed,
+    Cluster, ClusterError, DumpCluster, Involved, LogRequest, ResourceKind, node_usage, typed,
 };
 use sre_operator::crd::FailureClass;
 use sre_operator::policy::{PolicySet, default_policy};
@@ -148,27 +148,17 @@ async fn events_and_node_usage() {
         .into_iter()
         .find(|p| p.metadata.name.as_deref().unwrap().starts_with("payment-"))
         .unwrap();
-    let events = dump
-        .events_for(
-            "Pod",
-            "production",
-            pod.metadata.name.as_deref().unwrap(),
-            pod.metadata.uid.as_deref(),
-        )
-        .await
-        .unwrap();
+    let events = dump.events_for(Involved::pod(&pod)).await.unwrap();
     assert!(
         events
             .iter()
             .any(|e| e.reason.as_deref() == Some("FailedScheduling"))
     );
     let stale = dump
-        .events_for(
-            "Pod",
-            "production",
-            pod.metadata.name.as_deref().unwrap(),
-            Some("not-this-pod"),
-        )
+        .events_for(Involved {
+            uid: Some("not-this-pod"),
+            ..Involved::pod(&pod)
+        })
         .await
         .unwrap();
     assert!(

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Event;
 use serde_json::{Value, json};
 use sre_e2e::fixtures::PodBuilder;
 use sre_operator::cluster::{
-    Cluster, DumpCluster, LogRequest, Logs, Object, ResourceKind, Result as ClusterResult,
+    Cluster, DumpCluster, Involved, LogRequest, Logs, Object, ResourceKind, Result as ClusterResult,
 };
 use sre_operator::plugin::{
     CallError, ClusterAccess, DecideContext, Decision, LoadedPlugin, ManifestEntry, PluginSet,
@@ -193,13 +193,7 @@ impl Cluster for LogOnly {
             note: None,
         })
     }
-    async fn events_for(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: Option<&str>,
-    ) -> ClusterResult<Vec<Event>> {
+    async fn events_for(&self, _: Involved<'_>) -> ClusterResult<Vec<Event>> {
         Ok(Vec::new())
     }
 }

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use super::logs::tail;
 use super::{
-    Cluster, ClusterError, ContainerLog, LogRequest, Logs, Object, ResourceKind, Result,
+    Cluster, ClusterError, ContainerLog, Involved, LogRequest, Logs, Object, ResourceKind, Result,
     parse_dump_logs, redact_secret,
 };
 
@@ -651,19 +651,17 @@ impl Cluster for DumpCluster {
         })
     }
 
-    async fn events_for(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        uid: Option<&str>,
-    ) -> Result<Vec<Event>> {
+    async fn events_for(&self, about: Involved<'_>) -> Result<Vec<Event>> {
         let mut events: Vec<Event> = self
             .events
-            .get(&(namespace.to_string(), kind.to_string(), name.to_string()))
+            .get(&(
+                about.namespace.to_string(),
+                about.kind.to_string(),
+                about.name.to_string(),
+            ))
             .map(|es| {
                 es.iter()
-                    .filter(|e| match (uid, e.involved_object.uid.as_deref()) {
+                    .filter(|e| match (about.uid, e.involved_object.uid.as_deref()) {
                         (Some(want), Some(have)) => want == have,
                         _ => true,
                     })

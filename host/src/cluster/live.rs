@@ -20,7 +20,9 @@ use kube::{Api, Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Cluster, ClusterError, LogRequest, Logs, Object, ResourceKind, Result, redact_secret};
+use super::{
+    Cluster, ClusterError, Involved, LogRequest, Logs, Object, ResourceKind, Result, redact_secret,
+};
 use crate::names::{check_container, check_name, check_namespace};
 
 /// Objects per page when listing.
@@ -298,24 +300,20 @@ impl Cluster for LiveCluster {
         })
     }
 
-    async fn events_for(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        uid: Option<&str>,
-    ) -> Result<Vec<Event>> {
-        check_namespace("namespace", namespace)?;
+    async fn events_for(&self, about: Involved<'_>) -> Result<Vec<Event>> {
+        check_namespace("namespace", about.namespace)?;
         // Every part of a field selector is checked: a `,` in a name would add a term.
-        let kind = kind
+        let kind = about
+            .kind
             .parse::<ResourceKind>()
             .map_err(ClusterError::Unsupported)?;
-        check_name(kind, "name", name)?;
+        check_name(kind, "name", about.name)?;
         let mut selector = format!(
-            "involvedObject.kind={},involvedObject.name={name}",
-            kind.kind()
+            "involvedObject.kind={},involvedObject.name={}",
+            kind.kind(),
+            about.name
         );
-        if let Some(uid) = uid {
+        if let Some(uid) = about.uid {
             if uid.is_empty() || !uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                 return Err(ClusterError::Unsupported(format!(
                     "uid {uid:?} is not a Kubernetes UID"
@@ -323,11 +321,11 @@ impl Cluster for LiveCluster {
             }
             selector.push_str(&format!(",involvedObject.uid={uid}"));
         }
-        let what = format!("the events of {} {name}", kind.kind());
+        let what = format!("the events of {} {}", kind.kind(), about.name);
         let mut list: Vec<Event> = self
             .list_all(
                 &what,
-                Request::new(Event::url_path(&(), Some(namespace))),
+                Request::new(Event::url_path(&(), Some(about.namespace))),
                 ListParams::default().fields(&selector),
             )
             .await?;

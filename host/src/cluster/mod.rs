@@ -74,6 +74,27 @@ pub enum ClusterError {
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
 
+/// The object whose events are asked for; `uid`, when known, keeps a recreated namesake's
+/// events out.
+#[derive(Clone, Copy, Debug)]
+pub struct Involved<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: Option<&'a str>,
+}
+
+impl<'a> Involved<'a> {
+    pub fn pod(pod: &'a k8s_openapi::api::core::v1::Pod) -> Self {
+        Involved {
+            kind: "Pod",
+            namespace: pod.metadata.namespace.as_deref().unwrap_or_default(),
+            name: pod.metadata.name.as_deref().unwrap_or_default(),
+            uid: pod.metadata.uid.as_deref(),
+        }
+    }
+}
+
 /// Everything the operator may read. Implementations never return Secret values (a Secret shows
 /// its keys only).
 #[async_trait]
@@ -96,13 +117,7 @@ pub trait Cluster: Send + Sync {
     async fn logs(&self, request: &LogRequest) -> Result<Logs>;
 
     /// Events whose involved object is the given one, oldest first.
-    async fn events_for(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        uid: Option<&str>,
-    ) -> Result<Vec<Event>>;
+    async fn events_for(&self, about: Involved<'_>) -> Result<Vec<Event>>;
 
     /// Every Pod in a namespace (or all), typed. The default converts `list`; implementations
     /// that hold typed Pods already may answer directly.

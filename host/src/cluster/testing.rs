@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Event;
 use serde_json::Value;
 
-use super::{Cluster, ClusterError, LogRequest, Logs, Object, ResourceKind, Result};
+use super::{Cluster, ClusterError, Involved, LogRequest, Logs, Object, ResourceKind, Result};
 
 /// Objects by kind and name; kinds outside `held` are not held at all (as in a dump).
 pub struct Objects {
@@ -50,7 +50,7 @@ impl Cluster for Objects {
     async fn logs(&self, _: &LogRequest) -> Result<Logs> {
         unreachable!()
     }
-    async fn events_for(&self, _: &str, _: &str, _: &str, _: Option<&str>) -> Result<Vec<Event>> {
+    async fn events_for(&self, _: Involved<'_>) -> Result<Vec<Event>> {
         unreachable!()
     }
 }

@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 use super::report::write_status;
 use super::scope::{self, PodScope};
 use super::{Context, Result};
-use crate::cluster::{ResourceKind, resolve_workload};
+use crate::cluster::{Involved, ResourceKind, resolve_workload};
 use crate::crd::{DiagnosticReport, DiagnosticReportStatus, Phase, condition};
 use crate::failure::{detect, may_be_failing};
 use crate::triage::{new_report, screen};
@@ -103,10 +103,7 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
     let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-    let events = ctx
-        .cluster
-        .events_for("Pod", &namespace, &name, pod.metadata.uid.as_deref())
-        .await?;
+    let events = ctx.cluster.events_for(Involved::pod(&pod)).await?;
     let detections = detect(&pod, &events);
     if detections.is_empty() {
         // A failure that has not shown yet (a first restart, a probe warming up): look again.

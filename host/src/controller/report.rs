@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{Context, Error, FIELD_MANAGER, Result};
 use crate::agent::{Case, Investigator, investigate};
-use crate::cluster::{ResourceKind, resolve_workload};
+use crate::cluster::{Involved, ResourceKind, resolve_workload};
 use crate::crd::{
     API_VERSION, ApplyRecord, Decision, DiagnosticReport, DiagnosticReportStatus, Phase, Verdict,
     condition, replace_conditions, set_condition,
@@ -422,16 +422,7 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         Ok(gate::Checked::AlreadyApplied { target }) => {
             record.applied_at.get_or_insert(Time(Timestamp::now()));
             record.target_generation = target["metadata"]["generation"].as_i64();
-            let mut next = status.clone();
-            next.apply = Some(record);
-            next.phase = Some(Phase::Applied);
-            ctx.metrics
-                .applies
-                .get_or_create(&OutcomeLabel {
-                    outcome: "already_applied".into(),
-                })
-                .inc();
-            write_status(ctx, report, next).await?;
+            mark_applied(ctx, report, &status, record, "already_applied").await?;
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         Err(gate::GateError::Denied {
@@ -469,16 +460,7 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
             record.applied_at = Some(Time(Timestamp::now()));
             record.rollback_patch = apply::rollback_patch(&prepared.target, &prepared.operations);
             record.target_generation = patched.metadata.generation;
-            let mut next = status.clone();
-            next.apply = Some(record);
-            next.phase = Some(Phase::Applied);
-            ctx.metrics
-                .applies
-                .get_or_create(&OutcomeLabel {
-                    outcome: "applied".into(),
-                })
-                .inc();
-            write_status(ctx, report, next).await?;
+            mark_applied(ctx, report, &status, record, "applied").await?;
             ctx.event(
                 report,
                 EventType::Normal,
@@ -492,6 +474,26 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
         Err(gate::GateError::Conflict { .. }) => Ok(Action::requeue(Duration::from_secs(1))),
         Err(e) => fail(ctx, report, e.label(), e.to_string()).await,
     }
+}
+
+/// Records the patch as on the workload (`outcome` says whether this call sent it).
+async fn mark_applied(
+    ctx: &Context,
+    report: &DiagnosticReport,
+    status: &DiagnosticReportStatus,
+    record: ApplyRecord,
+    outcome: &str,
+) -> Result<()> {
+    let mut next = status.clone();
+    next.apply = Some(record);
+    next.phase = Some(Phase::Applied);
+    ctx.metrics
+        .applies
+        .get_or_create(&OutcomeLabel {
+            outcome: outcome.into(),
+        })
+        .inc();
+    write_status(ctx, report, next).await
 }
 
 /// Whether the workload finished rolling out the patched generation, and what is missing if not.
@@ -574,15 +576,7 @@ async fn verify(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         if !owned || pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let events = ctx
-            .cluster
-            .events_for(
-                "Pod",
-                &report.spec.pod.namespace,
-                &pod.name_any(),
-                pod.metadata.uid.as_deref(),
-            )
-            .await?;
+        let events = ctx.cluster.events_for(Involved::pod(pod)).await?;
         if detect(pod, &events)
             .iter()
             .any(|d| d.class == report.spec.failure.class)
@@ -591,25 +585,11 @@ async fn verify(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         }
     }
     if rollout.is_ok() && still_failing.is_empty() {
-        ctx.metrics
-            .applies
-            .get_or_create(&OutcomeLabel {
-                outcome: "resolved".into(),
-            })
-            .inc();
         let message = format!(
             "{} {} rolled out and no Pod shows {} any more",
             kind, patch.target.name, report.spec.failure.class
         );
-        write_status(
-            ctx,
-            report,
-            terminal_status(report, Phase::Resolved, message.clone()),
-        )
-        .await?;
-        ctx.event(report, EventType::Normal, "Resolved", message)
-            .await;
-        return Ok(Action::await_change());
+        return verified(ctx, report, Phase::Resolved, message).await;
     }
     let applied = record
         .applied_at
@@ -629,23 +609,31 @@ async fn verify(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         };
         let message =
             format!("after {waited}s {seen}; roll back with the recorded rollbackPatch if needed");
-        ctx.metrics
-            .applies
-            .get_or_create(&OutcomeLabel {
-                outcome: "unresolved".into(),
-            })
-            .inc();
-        write_status(
-            ctx,
-            report,
-            terminal_status(report, Phase::Unresolved, message.clone()),
-        )
-        .await?;
-        ctx.event(report, EventType::Warning, "Unresolved", message)
-            .await;
-        return Ok(Action::await_change());
+        return verified(ctx, report, Phase::Unresolved, message).await;
     }
     Ok(Action::requeue(Duration::from_secs(3)))
+}
+
+/// Ends verification: the outcome counted, the terminal status written, an Event raised.
+async fn verified(
+    ctx: &Context,
+    report: &DiagnosticReport,
+    phase: Phase,
+    message: String,
+) -> Result<Action> {
+    let (outcome, event_type) = match phase {
+        Phase::Resolved => ("resolved", EventType::Normal),
+        _ => ("unresolved", EventType::Warning),
+    };
+    ctx.metrics
+        .applies
+        .get_or_create(&OutcomeLabel {
+            outcome: outcome.into(),
+        })
+        .inc();
+    write_status(ctx, report, terminal_status(report, phase, message.clone())).await?;
+    ctx.event(report, event_type, phase.as_str(), message).await;
+    Ok(Action::await_change())
 }
 
 pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) -> Result<Action> {

@@ -333,6 +333,17 @@ patch:
     }
 
     /// The report a correct brain writes for critical-app.
+    fn patch_of(r: &mut DiagnosticReport) -> &mut Vec<PatchOperation> {
+        &mut r
+            .status
+            .as_mut()
+            .unwrap()
+            .suggested_patch
+            .as_mut()
+            .unwrap()
+            .patch
+    }
+
     fn report() -> DiagnosticReport {
         DiagnosticReport::new(
             "deployment-critical-app-crashloopbackoff",
@@ -529,34 +540,13 @@ patch:
         ))
         .unwrap();
         let mut r = report();
-        let patch = &mut r
-            .status
-            .as_mut()
-            .unwrap()
-            .suggested_patch
-            .as_mut()
-            .unwrap()
-            .patch;
+        let patch = patch_of(&mut r);
         *patch = vec![op(PatchOp::Replace, "1Gi")];
         assert!(score(&e, std::slice::from_ref(&r)).passed());
-        let patch = &mut r
-            .status
-            .as_mut()
-            .unwrap()
-            .suggested_patch
-            .as_mut()
-            .unwrap()
-            .patch;
+        let patch = patch_of(&mut r);
         *patch = vec![op(PatchOp::Replace, "512Mi")];
         assert_eq!(failed(&score(&e, std::slice::from_ref(&r))), ["patch"]);
-        let patch = &mut r
-            .status
-            .as_mut()
-            .unwrap()
-            .suggested_patch
-            .as_mut()
-            .unwrap()
-            .patch;
+        let patch = patch_of(&mut r);
         *patch = vec![op(PatchOp::Replace, "960Mi"), op(PatchOp::Test, "x")];
         let s = score(&e, std::slice::from_ref(&r));
         assert_eq!(
@@ -572,14 +562,7 @@ patch:
             (json!("http"), true),
             (json!("8080"), false),
         ] {
-            let patch = &mut r
-                .status
-                .as_mut()
-                .unwrap()
-                .suggested_patch
-                .as_mut()
-                .unwrap()
-                .patch;
+            let patch = patch_of(&mut r);
             patch[0].value = Some(value.clone());
             assert_eq!(
                 score(&e, std::slice::from_ref(&r)).passed(),

@@ -13,7 +13,9 @@ use serde_json::Value;
 use super::bindings::tool::sre_operator::plugin::cluster::{
     ClusterError, Host, LogRequest as WitLogRequest,
 };
-use crate::cluster::{Cluster, LogRequest, ResourceKind, node_usage, redact_secret, typed};
+use crate::cluster::{
+    Cluster, Involved, LogRequest, ResourceKind, node_usage, redact_secret, typed,
+};
 
 /// Lines of log a plugin gets when it does not ask (the seed's 100) and at most.
 pub const DEFAULT_LOG_LINES: usize = 100;
@@ -222,11 +224,12 @@ impl Host for super::CallState {
         let access = self.access()?;
         let kind = access.kind(&kind)?;
         let events = access
-            .block_on(
-                access
-                    .cluster
-                    .events_for(kind.kind(), &access.namespace, &name, None),
-            )
+            .block_on(access.cluster.events_for(Involved {
+                kind: kind.kind(),
+                namespace: &access.namespace,
+                name: &name,
+                uid: None,
+            }))
             .map_err(failed)?;
         let value = serde_json::to_value(&events).map_err(failed)?;
         access.answer(&value, &format!("the events of {kind} {name}"))

@@ -47,6 +47,26 @@ pub(super) trait Configure {
     ) -> wasmtime::Result<Result<(), String>>;
 }
 
+/// Each world's bindings export `configure` under the same name; one impl covers all three.
+macro_rules! configure_for {
+    ($($world:ty),+) => {$(
+        impl Configure for $world {
+            fn configure(
+                &self,
+                store: &mut Store<CallState>,
+                settings: &str,
+            ) -> wasmtime::Result<Result<(), String>> {
+                self.call_configure(store, settings)
+            }
+        }
+    )+};
+}
+configure_for!(
+    super::bindings::tool::Tool,
+    super::bindings::patch_filter::PatchFilter,
+    super::bindings::policy_filter::PolicyFilter
+);
+
 impl LoadedPlugin {
     /// Runs `call` on a fresh instance: `instantiate` makes it, `configure` gets the settings
     /// (a refusal is [`CallError::Settings`]), then `body` calls the world's export. What the

@@ -1,13 +1,9 @@
 //! The `patch-filter` world: reviews a suggested JSON Patch before anyone can apply it.
 
-use wasmtime::Store;
-
 use super::World;
-use super::bindings::patch_filter::PatchFilter;
 use super::bindings::types::ReviewVerdict;
 use super::errors::CallError;
-use super::loaded::{Configure, LoadedPlugin, Template};
-use super::sandbox::CallState;
+use super::loaded::{LoadedPlugin, Template};
 
 pub use super::bindings::types::ReviewContext;
 
@@ -17,16 +13,6 @@ pub enum Review {
     Allow,
     Deny(String),
     Rewrite { patch: String, reason: String },
-}
-
-impl Configure for PatchFilter {
-    fn configure(
-        &self,
-        store: &mut Store<CallState>,
-        settings: &str,
-    ) -> wasmtime::Result<Result<(), String>> {
-        self.call_configure(store, settings)
-    }
 }
 
 impl LoadedPlugin {

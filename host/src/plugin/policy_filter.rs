@@ -1,13 +1,9 @@
 //! The `policy-filter` world: decides whether a failing Pod is worth an investigation.
 
-use wasmtime::Store;
-
 use super::World;
-use super::bindings::policy_filter::PolicyFilter;
 use super::bindings::types::Decision as WitDecision;
 use super::errors::CallError;
-use super::loaded::{Configure, LoadedPlugin, Template};
-use super::sandbox::CallState;
+use super::loaded::{LoadedPlugin, Template};
 
 pub use super::bindings::types::DecideContext;
 
@@ -16,16 +12,6 @@ pub use super::bindings::types::DecideContext;
 pub enum Decision {
     Investigate,
     Skip(String),
-}
-
-impl Configure for PolicyFilter {
-    fn configure(
-        &self,
-        store: &mut Store<CallState>,
-        settings: &str,
-    ) -> wasmtime::Result<Result<(), String>> {
-        self.call_configure(store, settings)
-    }
 }
 
 impl LoadedPlugin {

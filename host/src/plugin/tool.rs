@@ -1,26 +1,12 @@
 //! The `tool` world: diagnostic tools the agent calls, with read access to the cluster.
 
-use wasmtime::Store;
-
 use super::World;
 use super::access::ClusterAccess;
-use super::bindings::tool::Tool;
 use super::bindings::types::ToolError;
 use super::errors::CallError;
-use super::loaded::{Configure, LoadedPlugin, Template};
-use super::sandbox::CallState;
+use super::loaded::{LoadedPlugin, Template};
 
 pub use super::bindings::types::ToolSpec;
-
-impl Configure for Tool {
-    fn configure(
-        &self,
-        store: &mut Store<CallState>,
-        settings: &str,
-    ) -> wasmtime::Result<Result<(), String>> {
-        self.call_configure(store, settings)
-    }
-}
 
 impl LoadedPlugin {
     /// The tools a `tool` plugin describes (empty for filters).

@@ -14,6 +14,18 @@ spec:
           app: critical-app
 "#;
 
+fn selects(set: &PolicySet, pod: &Pod, class: FailureClass) -> bool {
+    set.select(pod, class).is_some()
+}
+
+/// A Pod named `p` with one label, in `namespace`.
+fn pod_in(namespace: &str, key: &str, value: &str) -> Pod {
+    PodBuilder::new("p")
+        .namespace(namespace)
+        .label(key, value)
+        .build()
+}
+
 #[test]
 fn the_seed_policy_validates_and_selects_what_it_says() {
     let policies = parse_policies(SEED_POLICY, "seed.yaml").unwrap();
@@ -25,31 +37,18 @@ fn the_seed_policy_validates_and_selects_what_it_says() {
         .namespace("default")
         .label("app", "critical-app")
         .build();
-    assert!(
-        set.select(&critical, FailureClass::CrashLoopBackOff)
-            .is_some()
-    );
-    assert!(set.select(&critical, FailureClass::Pending).is_some());
-    assert!(
-        set.select(
-            &PodBuilder::new("p")
-                .namespace("production")
-                .label("app", "critical-app")
-                .build(),
-            FailureClass::Pending
-        )
-        .is_none()
-    );
-    assert!(
-        set.select(
-            &PodBuilder::new("p")
-                .namespace("default")
-                .label("app", "web")
-                .build(),
-            FailureClass::Pending
-        )
-        .is_none()
-    );
+    assert!(selects(&set, &critical, FailureClass::CrashLoopBackOff));
+    assert!(selects(&set, &critical, FailureClass::Pending));
+    assert!(!selects(
+        &set,
+        &pod_in("production", "app", "critical-app"),
+        FailureClass::Pending
+    ));
+    assert!(!selects(
+        &set,
+        &pod_in("default", "app", "web"),
+        FailureClass::Pending
+    ));
 }
 
 #[test]
@@ -116,43 +115,31 @@ spec:
         .namespace("shop")
         .label("tier", "api")
         .build();
-    assert!(set.select(&api, FailureClass::CrashLoopBackOff).is_some());
-    assert!(set.select(&api, FailureClass::OomKilled).is_some());
+    assert!(selects(&set, &api, FailureClass::CrashLoopBackOff));
+    assert!(selects(&set, &api, FailureClass::OomKilled));
     assert!(
-        set.select(&api, FailureClass::Pending).is_none(),
+        !selects(&set, &api, FailureClass::Pending),
         "class outside the rule's conditions"
     );
-    assert!(
-        set.select(
-            &PodBuilder::new("p")
-                .namespace("shop")
-                .label("tier", "api")
-                .label("canary", "yes")
-                .build(),
-            FailureClass::CrashLoopBackOff
-        )
-        .is_none()
-    );
-    assert!(
-        set.select(
-            &PodBuilder::new("p")
-                .namespace("shop")
-                .label("tier", "db")
-                .build(),
-            FailureClass::CrashLoopBackOff
-        )
-        .is_none()
-    );
-    assert!(
-        set.select(
-            &PodBuilder::new("p")
-                .namespace("web")
-                .label("tier", "api")
-                .build(),
-            FailureClass::CrashLoopBackOff
-        )
-        .is_none()
-    );
+    assert!(!selects(
+        &set,
+        &PodBuilder::new("p")
+            .namespace("shop")
+            .label("tier", "api")
+            .label("canary", "yes")
+            .build(),
+        FailureClass::CrashLoopBackOff
+    ));
+    assert!(!selects(
+        &set,
+        &pod_in("shop", "tier", "db"),
+        FailureClass::CrashLoopBackOff
+    ));
+    assert!(!selects(
+        &set,
+        &pod_in("web", "tier", "api"),
+        FailureClass::CrashLoopBackOff
+    ));
     assert!(set.selects_pod(&api));
 }
 
@@ -178,10 +165,11 @@ spec:
 fn the_default_policy_selects_everything_and_several_documents_load() {
     let set = PolicySet::compile(&[default_policy()]).unwrap();
     for class in FailureClass::ALL {
-        assert!(
-            set.select(&PodBuilder::new("p").namespace("anywhere").build(), class)
-                .is_some()
-        );
+        assert!(selects(
+            &set,
+            &PodBuilder::new("p").namespace("anywhere").build(),
+            class
+        ));
     }
     let two = format!(
         "{SEED_POLICY}\n---\n{}",

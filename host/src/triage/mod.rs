@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ObjectMeta;
 
-use crate::cluster::{Cluster, Result, resolve_workload};
+use crate::cluster::{Cluster, Involved, Result, resolve_workload};
 use crate::crd::{DiagnosticReport, DiagnosticReportSpec, PodRef, report_name};
 use crate::failure::{Detection, detect};
 use crate::policy::{DedupKey, PolicySet};
@@ -115,9 +115,7 @@ async fn triage_pods(
             pod.metadata.namespace.as_deref().unwrap_or("default"),
             pod.metadata.name.as_deref().unwrap_or_default(),
         );
-        let events = cluster
-            .events_for("Pod", namespace, name, pod.metadata.uid.as_deref())
-            .await?;
+        let events = cluster.events_for(Involved::pod(pod)).await?;
         let detections = detect(pod, &events);
         if detections.is_empty() {
             continue;

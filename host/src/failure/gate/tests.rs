@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cluster::{Cluster, DumpCluster};
+use crate::cluster::{Cluster, DumpCluster, Involved};
 use crate::failure::{detect, may_be_failing};
 use kube::ResourceExt;
 
@@ -36,10 +36,7 @@ async fn every_pod_detection_finds_failing_passes_the_gate() {
         let cluster = DumpCluster::load(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         for pod in cluster.pods(None).await.unwrap() {
             let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-            let events = cluster
-                .events_for("Pod", &namespace, &name, pod.metadata.uid.as_deref())
-                .await
-                .unwrap();
+            let events = cluster.events_for(Involved::pod(&pod)).await.unwrap();
             let detections = detect(&pod, &events);
             checked += 1;
             if detections.is_empty() {
