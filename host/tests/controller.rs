@@ -216,6 +216,7 @@ fn context_with_leadership(
         client: client.clone(),
         cluster: dump(),
         policies: store,
+        compiled: Default::default(),
         plugins: registry(),
         brain: Arc::new(RulesBrain),
         settings: Settings {
@@ -693,5 +694,128 @@ async fn a_spent_hourly_token_budget_defers_a_model_investigation() {
         "{last}"
     );
     assert_ne!(last["status"]["phase"], "Failed", "{last}");
+    api.done().await;
+}
+
+/// A crash-looping Pod in `namespace` (what `may_be_failing` keeps).
+fn crash_looping_in(namespace: &str, name: &str) -> Value {
+    sre_e2e::fixtures::PodBuilder::new(name)
+        .namespace(namespace)
+        .uid(&sre_e2e::fixtures::uid(7, name.len() as u64))
+        .label("app", "web")
+        .status(json!({"phase": "Running", "containerStatuses": [{
+            "name": "app", "ready": false, "restartCount": 5, "image": "web:1", "imageID": "",
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}))
+        .json()
+}
+
+fn policy_for(namespaces: &[&str]) -> DebugPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DebugPolicy",
+        "metadata": {"name": "web"},
+        "spec": {"rules": [{"namespaces": namespaces,
+                            "selector": {"matchLabels": {"app": "web"}}}]}
+    }))
+    .unwrap()
+}
+
+/// The store holds only Pods a policy selects, so a policy edit that widens the policies' reach
+/// must fetch the Pods that came into it, and one that narrows it must let go of the others;
+/// an edit that changes nothing about reach lists nothing.
+#[tokio::test]
+async fn a_policy_edit_relists_only_what_came_into_reach() {
+    use futures::StreamExt;
+    use kube::runtime::reflector::ObjectRef;
+    use sre_operator::controller::scope::{CompiledPolicies, PodScope, relists};
+    use sre_operator::policy::PolicySet;
+
+    let list = |items: Vec<Value>| {
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "9"},
+               "items": items})
+    };
+    let healthy = sre_e2e::fixtures::PodBuilder::new("calm")
+        .namespace("web")
+        .label("app", "web")
+        .status(json!({"phase": "Running"}))
+        .json();
+    let (client, api) = Script::new()
+        // Widened from `shop` to `shop` and `web`: both are listed, in pages of 100; the Pod
+        // already stored is not applied again, the healthy one is not kept.
+        .then(
+            Exchange::get("/api/v1/namespaces/shop/pods")
+                .with_query("limit=100")
+                .reply(200, list(vec![crash_looping_in("shop", "a")])),
+        )
+        .then(
+            Exchange::get("/api/v1/namespaces/web/pods")
+                .with_query("limit=100")
+                .reply(200, list(vec![crash_looping_in("web", "b"), healthy])),
+        )
+        // Narrowed to `web`: nothing new there, `shop/a` leaves the store.
+        .then(
+            Exchange::get("/api/v1/namespaces/web/pods")
+                .reply(200, list(vec![crash_looping_in("web", "b")])),
+        )
+        .start();
+
+    let (policies, mut policy_writer) = reflector::store::<DebugPolicy>();
+    policy_writer.apply_watcher_event(&watcher::Event::Init);
+    policy_writer.apply_watcher_event(&watcher::Event::InitApply(policy_for(&["shop"])));
+    policy_writer.apply_watcher_event(&watcher::Event::InitDone);
+    let (pods, mut pod_writer) = reflector::store::<k8s_openapi::api::core::v1::Pod>();
+    let stored_a: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(crash_looping_in("shop", "a")).unwrap();
+    pod_writer.apply_watcher_event(&watcher::Event::Apply(stored_a.clone()));
+    let compiled = Arc::new(CompiledPolicies::default());
+    let (changed, change) = tokio::sync::watch::channel(());
+    let (store, cache) = (policies.clone(), compiled.clone());
+    let mut events = Box::pin(relists(
+        kube::Api::all(client),
+        pods.clone(),
+        PodScope::All,
+        std::future::ready(()),
+        move || {
+            cache.current(&store, |p| {
+                PolicySet::compile(&p.iter().map(|p| (**p).clone()).collect::<Vec<_>>()).unwrap()
+            })
+        },
+        change,
+    ));
+    use std::time::Duration;
+    let wait = Duration::from_secs(5);
+    let quiet = Duration::from_millis(300);
+
+    // An edit of nothing that decides reach (the cooldown): nothing is listed or stored.
+    let mut same = policy_for(&["shop"]);
+    same.spec.cooldown = "1h".into();
+    policy_writer.apply_watcher_event(&watcher::Event::Apply(same));
+    changed.send_replace(());
+    assert!(tokio::time::timeout(quiet, events.next()).await.is_err());
+
+    policy_writer.apply_watcher_event(&watcher::Event::Apply(policy_for(&["shop", "web"])));
+    changed.send_replace(());
+    match tokio::time::timeout(wait, events.next()).await {
+        Ok(Some(watcher::Event::Apply(pod))) => {
+            assert_eq!(pod.metadata.namespace.as_deref(), Some("web"));
+            assert_eq!(pod.metadata.name.as_deref(), Some("b"));
+            pod_writer.apply_watcher_event(&watcher::Event::Apply(pod));
+        }
+        other => panic!("expected web/b to come into the store, got {other:?}"),
+    }
+    assert!(
+        tokio::time::timeout(quiet, events.next()).await.is_err(),
+        "shop/a is stored already and the healthy Pod is not kept"
+    );
+
+    policy_writer.apply_watcher_event(&watcher::Event::Apply(policy_for(&["web"])));
+    changed.send_replace(());
+    match tokio::time::timeout(wait, events.next()).await {
+        Ok(Some(watcher::Event::Delete(pod))) => {
+            assert_eq!(ObjectRef::from_obj(&pod), ObjectRef::from_obj(&stored_a))
+        }
+        other => panic!("expected shop/a to leave the store, got {other:?}"),
+    }
+    // The narrowing still lists `web` (a rule may have changed its selector), finding nothing new.
+    assert!(tokio::time::timeout(quiet, events.next()).await.is_err());
     api.done().await;
 }

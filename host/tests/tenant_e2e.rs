@@ -19,7 +19,11 @@
 //!    `controller: true`) StatefulSet `db`, which does not select it; its report is about the
 //!    Pod and nothing patches `db`. The StatefulSet controller is off in this cluster: it would
 //!    otherwise release the Pod (drop the reference) before the operator sees it;
-//! 5. no stuck slots: a crash loop created after all of that still gets its report promptly.
+//! 5. no stuck slots: a crash loop created after all of that still gets its report promptly;
+//! 6. memory from namespaces no policy selects: a second operator watching `attic` too, where
+//!    20 unschedulable Pods carry 200 KiB of env each and no policy names the namespace, stores
+//!    none of them (`sre_operator_stored_pods` is 0 once ready); a policy edit that brings one
+//!    of them into reach re-lists, stores exactly that one and opens its report.
 //!
 //! Needs a cluster this harness starts (kwok fault stages, served logs, the audit log): with
 //! `SRE_OPERATOR_E2E_KUBECONFIG` set the test says so and returns.
@@ -43,6 +47,8 @@ use support::operator::{Operator, operator_setup, phase_of, report_api, wait_pha
 const NS: &str = "tenant";
 const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 /// Where an investigation ends without a decision by a person.
+/// Scenario 6's namespace, which no policy names until the edit.
+const ATTIC: &str = "attic";
 const FINAL: &[&str] = &["NoFix", "AwaitingApproval", "Failed"];
 
 /// The hostile claim names, by the Pod that mounts them.
@@ -576,6 +582,124 @@ async fn tenant_attacks_end_to_end() -> Result<()> {
         out.contains("\\x1b[8mhidden") && out.contains("\\x07") && out.contains("\\r"),
         "kubectl-sre show does not print the forged report's control bytes as visible escapes:\n{out}"
     );
+
+    // --- 6. Memory from namespaces no policy selects -------------------------------------
+    cluster.create_namespace(ATTIC).await?;
+    let attic: Api<Pod> = Api::namespaced(client.clone(), ATTIC);
+    let ballast = "b".repeat(200 << 10);
+    let unschedulable = |name: &str, app: &str| -> Result<Pod> {
+        Ok(serde_json::from_value(
+            PodBuilder::new(name)
+                .namespace(ATTIC)
+                .label("app", app)
+                .spec(json!({ "nodeSelector": { "sre-operator.dev/no-such-node": "true" } }))
+                .container(json!({
+                    "name": "app",
+                    "image": "registry.example.com/tenant/ballast:1",
+                    "env": [{ "name": "BALLAST", "value": ballast }],
+                }))
+                .json(),
+        )?)
+    };
+    for i in 0..20 {
+        attic
+            .create(
+                &PostParams::default(),
+                &unschedulable(&format!("ballast-{i}"), "ballast")?,
+            )
+            .await?;
+    }
+    attic
+        .create(&PostParams::default(), &unschedulable("stray", "stray")?)
+        .await?;
+    let scheduled_false = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+            })
+    };
+    for name in ["ballast-19", "stray"] {
+        wait::until(&attic, name, Duration::from_secs(60), |p: Option<&Pod>| {
+            p.is_some_and(scheduled_false)
+        })
+        .await
+        .with_context(|| format!("{ATTIC}/{name} was never marked unschedulable"))?;
+    }
+    let watcher_op = Operator::start(
+        &cluster,
+        &setup,
+        "sre-operator-1",
+        &format!("{NS},{ATTIC}"),
+        false,
+    )?;
+    watcher_op.await_ready(Duration::from_secs(60))?;
+    let stored = watcher_op.metric("sre_operator_stored_pods")?;
+    // The tenant's own failing Pods are stored (its policy selects them); the attic's are not.
+    let tenant_failing = pods
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter(|p| sre_operator::failure::may_be_failing(p))
+        .count() as f64;
+    assert!(
+        tenant_failing < 21.0,
+        "{tenant_failing} failing Pods in {NS}: the count below could hide the attic's 21"
+    );
+    assert!(
+        stored.is_some_and(|s| s <= tenant_failing),
+        "{stored:?} Pods stored with {tenant_failing} failing in {NS}: the attic's 20 unselected Pods are held\n{}",
+        watcher_op.tail()
+    );
+    eprintln!(
+        "tenant-e2e: 6. {ATTIC}'s 21 unschedulable Pods (4 MiB of env) stored: none ({} stored in all)",
+        stored.unwrap_or_default()
+    );
+    let mut reach = debug_policy();
+    reach["spec"]["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "namespaces": [ATTIC], "selector": { "matchLabels": { "app": "stray" } } }));
+    std::fs::write(&policy_file, reach.to_string())?;
+    kubectl(&cluster, &["apply", "-f", policy_file.to_str().unwrap()])?;
+    let attic_reports = report_api(&client, ATTIC);
+    wait::until(
+        &attic_reports,
+        "pod-stray-pending",
+        Duration::from_secs(30),
+        |r: Option<&DynamicObject>| r.is_some(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "no report for {ATTIC}/stray within 30 s of the policy edit that selects it: the store did not re-list\n{}",
+            watcher_op.tail()
+        )
+    })?;
+    let after = watcher_op
+        .metric("sre_operator_stored_pods")?
+        .unwrap_or_default();
+    let others = attic_reports
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|r| r.metadata.name.clone())
+        .filter(|n| n != "pod-stray-pending")
+        .collect::<Vec<_>>();
+    assert!(
+        others.is_empty(),
+        "reports for Pods no policy selects: {others:?}"
+    );
+    assert!(
+        after <= tenant_failing + 1.0,
+        "{after} Pods stored after the edit: the ballast came in with the stray\n{}",
+        watcher_op.tail()
+    );
+    drop(watcher_op);
 
     eprintln!(
         "tenant-e2e: cluster ready in {:.1} s; suite took {:.1} s",

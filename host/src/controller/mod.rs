@@ -18,7 +18,7 @@ pub use report::reconcile_report;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -90,6 +90,8 @@ pub struct Context {
     pub client: Client,
     pub cluster: Arc<dyn Cluster>,
     pub policies: Store<DebugPolicy>,
+    /// `policies` compiled, once per change.
+    pub compiled: scope::CompiledPolicies,
     pub plugins: Arc<PluginRegistry>,
     pub brain: Arc<dyn Brain>,
     pub settings: Settings,
@@ -115,26 +117,23 @@ impl Context {
         crate::policy::by_name(self.policies.state(), name)
     }
 
-    fn policy_set(&self) -> PolicySet {
-        let policies: Vec<DebugPolicy> = self
-            .policies
-            .state()
-            .iter()
-            .map(|p| (**p).clone())
-            .collect();
-        // A policy that does not compile is skipped (and said so), the others stay in force.
-        let valid: Vec<DebugPolicy> = policies
-            .into_iter()
-            .filter(|p| match crate::policy::CompiledPolicy::compile(p) {
-                Ok(_) => true,
-                // Said once per policy generation in the policy's status (policy_status).
-                Err(e) => {
-                    tracing::debug!(policy = %p.name_any(), error = %e, "ignoring an invalid DebugPolicy");
-                    false
-                }
-            })
-            .collect();
-        PolicySet::compile(&valid).unwrap_or_default()
+    fn policy_set(&self) -> Arc<PolicySet> {
+        self.compiled.current(&self.policies, |policies| {
+            // A policy that does not compile is skipped (and said so), the others stay in force.
+            let valid: Vec<DebugPolicy> = policies
+                .iter()
+                .filter(|p| match crate::policy::CompiledPolicy::compile(p) {
+                    Ok(_) => true,
+                    // Said once per policy generation in the policy's status (policy_status).
+                    Err(e) => {
+                        tracing::debug!(policy = %p.name_any(), error = %e, "ignoring an invalid DebugPolicy");
+                        false
+                    }
+                })
+                .map(|p| (**p).clone())
+                .collect();
+            PolicySet::compile(&valid).unwrap_or_default()
+        })
     }
 
     async fn event(&self, report: &DiagnosticReport, type_: EventType, reason: &str, note: String) {
@@ -191,12 +190,13 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     let cluster: Arc<dyn Cluster> = Arc::new(LiveCluster::new(client.clone(), "the cluster"));
     let policies_api: Api<DebugPolicy> = Api::all(client.clone());
     let (policies, policy_writer) = reflector::store();
+    let (policy_changed, policy_change) = tokio::sync::watch::channel(());
     let policy_changes = watcher(policies_api, watcher::Config::default())
         .default_backoff()
         .reflect(policy_writer)
         .touched_objects()
         .filter_map(|r| async move { r.ok() })
-        .map(|_| ());
+        .map(move |_| policy_changed.send_replace(()));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -208,6 +208,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         client: client.clone(),
         cluster,
         policies,
+        compiled: Default::default(),
         plugins,
         brain,
         settings: settings.clone(),
@@ -232,19 +233,51 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     } else {
         scope::PodScope::Namespaces(settings.namespaces.iter().cloned().collect())
     };
-    // Only Pods that may be failing, in the watched namespaces, are stored
+    // Only Pods that may be failing, in the watched namespaces, that a policy selects are stored
     // (`store_event`), listed in small pages: a page of full Pods is parsed before it is dropped.
-    let pod_stream = watcher(
+    // The watch starts once the policies are known, or its first list would keep nothing.
+    let policies_known = {
+        let store = ctx.policies.clone();
+        async move { listed(&store).await }.boxed().shared()
+    };
+    let filter_ctx = ctx.clone();
+    let (watch_api, watch_scope) = (pod_api.clone(), scope.clone());
+    let pod_watch = futures::stream::once(policies_known.clone())
+        .flat_map(move |_| {
+            watcher(
+                watch_api.clone(),
+                watcher::Config::default().page_size(pod::POD_PAGE_SIZE),
+            )
+            .default_backoff()
+        })
+        .try_filter_map(move |event| {
+            let policies = filter_ctx.policy_set();
+            let kept = pod::store_event(
+                event,
+                &scope::StoreScope {
+                    namespaces: &watch_scope,
+                    policies: &policies,
+                },
+            );
+            async move { Ok(kept) }
+        });
+    let relist_ctx = ctx.clone();
+    let relists = scope::relists(
         pod_api,
-        watcher::Config::default().page_size(pod::POD_PAGE_SIZE),
+        pod_reader.clone(),
+        scope,
+        policies_known.clone(),
+        move || relist_ctx.policy_set(),
+        policy_change,
     )
-    .default_backoff()
-    .try_filter_map(move |event| {
-        let kept = pod::store_event(event, &scope);
-        async move { Ok(kept) }
-    })
-    .reflect(pod_writer)
-    .applied_objects();
+    .map(Ok);
+    let (stored, stored_pods) = (pod_reader.clone(), ctx.metrics.stored_pods.clone());
+    let pod_stream = futures::stream::select(pod_watch, relists)
+        .reflect(pod_writer)
+        .inspect(move |_| {
+            stored_pods.set(stored.len() as i64);
+        })
+        .applied_objects();
     let concurrency = settings.concurrency;
     let pods_synced = pod_reader.clone();
     let pods = Controller::for_stream(pod_stream, pod_reader)
@@ -277,14 +310,13 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     .for_each(|_| async {});
     // Ready once every watch has listed what it watches: a replica that took over before that
     // could miss a failing Pod or an approved report.
-    let policies_synced = ctx.policies.clone();
     let ready = async move {
         let synced = tokio::join!(
-            pods_synced.wait_until_ready(),
-            policies_synced.wait_until_ready(),
-            reports_synced.wait_until_ready()
+            listed(&pods_synced),
+            policies_known,
+            listed(&reports_synced)
         );
-        if let (Ok(()), Ok(()), Ok(())) = synced {
+        if let (true, true, true) = synced {
             release_freed_memory();
             readiness.set(true);
             tracing::info!("caches synced; ready");
@@ -293,6 +325,22 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     tracing::info!("controllers started");
     tokio::join!(pods, reports, policy_status, ready);
     Ok(())
+}
+
+/// Whether the store's first list completed (false if its writer went away). A store's
+/// `wait_until_ready` wakes only the last of several concurrent waiters (its readiness is a
+/// oneshot behind a lock) and the controllers wait on the same stores, so the wait is re-polled.
+async fn listed<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) => continue,
+        }
+    }
 }
 
 /// The initial LIST parses every Pod once and drops most of them; glibc keeps the freed pages

@@ -16,7 +16,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
 use super::report::write_status;
-use super::scope::{self, PodScope};
+use super::scope::{self, StoreScope};
 use super::{Context, Result};
 use crate::cluster::{Involved, ResourceKind, resolve_workload};
 use crate::crd::{DiagnosticReport, DiagnosticReportStatus, Phase, condition};
@@ -133,22 +133,21 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// What the Pod store keeps: only Pods that `may_be_failing`, in the namespaces of `--namespace`
-/// ([`PodScope`]), trimmed ([`scope::trim`]: no managedFields, last-applied annotation,
+/// What the Pod store keeps: only Pods that `may_be_failing`, in the namespaces of `--namespace`,
+/// that some DebugPolicy selects ([`StoreScope`]), trimmed ([`scope::trim`]: no managedFields, last-applied annotation,
 /// env values or oversized annotations). A healthy Pod is nothing to reconcile, and storing every
 /// Pod was most of the operator's memory (about 25 KB a Pod as the API server serves it; see the
 /// operator_scale benchmark). A Pod that recovers becomes a Delete, so it leaves the store; one
 /// that starts failing arrives with the watch event that says so. A policy change
-/// re-reconciles what is stored, which is every Pod a policy could act on.
+/// re-reconciles what is stored, which is every Pod a policy could act on; one that widens what the
+/// policies reach re-lists ([`scope::relists`]).
 ///
 /// The gate in `reconcile_pod` must stay `may_be_failing`: a Pod this drops is never reconciled.
 pub(crate) fn store_event(
     event: watcher::Event<Pod>,
-    scope: &PodScope,
+    scope: &StoreScope,
 ) -> Option<watcher::Event<Pod>> {
-    let keep = |pod: &Pod| {
-        may_be_failing(pod) && scope.contains(pod.metadata.namespace.as_deref().unwrap_or(""))
-    };
+    let keep = |pod: &Pod| scope.keeps(pod);
     match event {
         watcher::Event::Apply(pod) if keep(&pod) => Some(watcher::Event::Apply(scope::trim(pod))),
         watcher::Event::Apply(pod) => Some(watcher::Event::Delete(pod)),

@@ -1,10 +1,22 @@
-//! What the Pod store may hold: Pods of the namespaces of `--namespace` (all without it), trimmed
-//! to what detection and screening read. A tenant who can only create Pods must not be able to
-//! grow the operator's memory with megabytes of env values or annotations on a stored Pod.
+//! What the Pod store may hold: Pods of the namespaces of `--namespace` (all without it) that some
+//! DebugPolicy selects, trimmed to what detection and screening read. A tenant who can only create
+//! Pods must not be able to grow the operator's memory with Pods no policy covers, or with
+//! megabytes of env values or annotations on a stored Pod. When a policy edit widens what the
+//! policies reach, [`relists`] fetches the Pods that came into reach.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use futures::Stream;
 use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+
+use crate::crd::DebugPolicy;
+use crate::failure::may_be_failing;
+use crate::policy::PolicySet;
 
 /// The namespaces whose failing Pods are stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +34,140 @@ impl PodScope {
             PodScope::Namespaces(set) => set.contains(namespace),
         }
     }
+}
+
+/// Which Pods the store keeps.
+#[derive(Clone, Copy)]
+pub struct StoreScope<'a> {
+    pub namespaces: &'a PodScope,
+    pub policies: &'a PolicySet,
+}
+
+impl StoreScope<'_> {
+    /// A Pod that may be failing, in `--namespace`, that some policy selects.
+    pub fn keeps(&self, pod: &Pod) -> bool {
+        may_be_failing(pod)
+            && self
+                .namespaces
+                .contains(pod.metadata.namespace.as_deref().unwrap_or(""))
+            && self.policies.selects_pod(pod)
+    }
+}
+
+/// The policies in force, compiled once per change of the policy store rather than per Pod
+/// event: the store filter asks for every watch event.
+#[derive(Default)]
+pub struct CompiledPolicies(Mutex<Option<(Vec<Arc<DebugPolicy>>, Arc<PolicySet>)>>);
+
+impl CompiledPolicies {
+    /// The compiled set for what `store` holds now; `compile` runs only when a policy changed
+    /// (the reflector replaces an object's `Arc` on every update, so identity is the version).
+    pub fn current(
+        &self,
+        store: &Store<DebugPolicy>,
+        compile: impl FnOnce(&[Arc<DebugPolicy>]) -> PolicySet,
+    ) -> Arc<PolicySet> {
+        let mut state = store.state();
+        state.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, set)) = cached.as_ref()
+            && seen.len() == state.len()
+            && seen.iter().zip(&state).all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return set.clone();
+        }
+        let set = Arc::new(compile(&state));
+        *cached = Some((state, set.clone()));
+        set
+    }
+}
+
+/// Watch events that bring the store in line with the policies after each change: an Apply for
+/// every Pod that came into reach (listed in pages from the namespaces the policies now name),
+/// a Delete for every stored Pod that left it. Nothing happens when an edit does not change
+/// what the policies reach (classes, approval, budgets). `policies` gives the set in force once
+/// `known` resolves (the policy store listed); `changed` fires after every policy event.
+pub fn relists(
+    api: Api<Pod>,
+    stored: Store<Pod>,
+    namespaces: PodScope,
+    known: impl std::future::Future + Send + 'static,
+    policies: impl Fn() -> Arc<PolicySet> + Send + 'static,
+    mut changed: tokio::sync::watch::Receiver<()>,
+) -> impl Stream<Item = watcher::Event<Pod>> + Send {
+    async_stream::stream! {
+        // What the watch's own initial list was filtered with: it starts once the policies are
+        // known too.
+        known.await;
+        changed.borrow_and_update();
+        let mut reached = policies();
+        while changed.changed().await.is_ok() {
+            let now = policies();
+            if now.reach() == reached.reach() {
+                continue;
+            }
+            let keeps = StoreScope { namespaces: &namespaces, policies: &now };
+            for pod in stored.state() {
+                if !keeps.keeps(&pod) {
+                    yield watcher::Event::Delete((*pod).clone());
+                }
+            }
+            let mut listed = 0usize;
+            match list_in_reach(&api, &namespaces, &now).await {
+                Ok(pods) => {
+                    for pod in pods {
+                        listed += 1;
+                        if keeps.keeps(&pod) && stored.get(&ObjectRef::from_obj(&pod)).is_none() {
+                            yield watcher::Event::Apply(trim(pod));
+                        }
+                    }
+                    tracing::info!(listed, "the DebugPolicies changed what they reach; Pods re-listed");
+                    reached = now;
+                }
+                // Retried on the next policy change or the watch's own re-list; the operator
+                // keeps acting on what it stores.
+                Err(error) => tracing::warn!(%error, "re-listing Pods after a DebugPolicy change failed"),
+            }
+        }
+    }
+}
+
+/// The Pods of the namespaces the policies can select, within `--namespace`, page by page; each
+/// page is filtered by the caller before the next is read.
+async fn list_in_reach(
+    api: &Api<Pod>,
+    namespaces: &PodScope,
+    policies: &PolicySet,
+) -> kube::Result<Vec<Pod>> {
+    let targets: Vec<Option<String>> = match (policies.namespaces(), namespaces) {
+        (None, PodScope::All) => vec![None],
+        (None, PodScope::Namespaces(set)) => set.iter().cloned().map(Some).collect(),
+        (Some(named), scope) => named
+            .into_iter()
+            .filter(|n| scope.contains(n))
+            .map(Some)
+            .collect(),
+    };
+    let mut pods = Vec::new();
+    for namespace in targets {
+        let api = match &namespace {
+            Some(ns) => Api::namespaced(api.clone().into_client(), ns),
+            None => api.clone(),
+        };
+        let mut params = ListParams::default().limit(super::pod::POD_PAGE_SIZE);
+        loop {
+            let page = tokio::time::timeout(Duration::from_secs(60), api.list(&params))
+                .await
+                .map_err(|_| kube::Error::Service("listing Pods took over 60s".into()))??;
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            pods.extend(page.items.into_iter().filter(may_be_failing));
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+    }
+    Ok(pods)
 }
 
 /// Annotation values larger than this are dropped from a stored Pod: no annotation the policy
@@ -58,6 +204,48 @@ pub fn trim(mut pod: Pod) -> Pod {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// 100 hostile Pending Pods in a namespace no policy names, or without the label the policy
+    /// selects, cost the store nothing.
+    #[test]
+    fn the_store_keeps_only_failing_pods_a_policy_selects() {
+        let policies = crate::policy::parse_policies(
+            "apiVersion: sre-operator.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: shop}\nspec:\n  rules: [{namespaces: [shop], selector: {matchLabels: {app: web}}}]\n",
+            "shop.yaml",
+        )
+        .unwrap();
+        let policies = PolicySet::compile(&policies).unwrap();
+        let pending = |namespace: &str, app: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": namespace, "labels": {"app": app}},
+                "spec": {"containers": [{"name": "app", "image": "web:1"}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled",
+                    "status": "False", "reason": "Unschedulable"}]}
+            }))
+            .unwrap()
+        };
+        let all = PodScope::All;
+        let scope = StoreScope {
+            namespaces: &all,
+            policies: &policies,
+        };
+        assert!(scope.keeps(&pending("shop", "web")));
+        assert!(
+            !scope.keeps(&pending("attic", "web")),
+            "no policy names attic"
+        );
+        assert!(
+            !scope.keeps(&pending("shop", "miner")),
+            "the selector says app=web"
+        );
+        let only_web = PodScope::Namespaces(["web".to_string()].into());
+        let bounded = StoreScope {
+            namespaces: &only_web,
+            policies: &policies,
+        };
+        assert!(!bounded.keeps(&pending("shop", "web")), "--namespace web");
+        assert_eq!(policies.namespaces(), Some(["shop".to_string()].into()));
+    }
 
     #[test]
     fn a_stored_pod_keeps_what_detection_reads_and_drops_bulk() {

@@ -152,6 +152,33 @@ impl PolicySet {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.policies.iter().map(|p| p.name.as_str())
     }
+
+    /// The namespaces some rule can select a Pod in; None when a rule names none (all).
+    pub fn namespaces(&self) -> Option<BTreeSet<String>> {
+        let mut all = BTreeSet::new();
+        for rule in self.policies.iter().flat_map(|p| &p.rules) {
+            if rule.namespaces.is_empty() {
+                return None;
+            }
+            all.extend(rule.namespaces.iter().cloned());
+        }
+        Some(all)
+    }
+
+    /// What decides which Pods the set can select (namespaces and selectors, not classes or
+    /// approval): when it is unchanged, a policy edit cannot bring a new Pod into reach.
+    pub fn reach(
+        &self,
+    ) -> Vec<(
+        &[String],
+        Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    )> {
+        self.policies
+            .iter()
+            .flat_map(|p| &p.spec.rules)
+            .map(|r| (r.namespaces.as_slice(), r.selector.as_ref()))
+            .collect()
+    }
 }
 
 /// One report per workload and failure class: what deduplicates Pods of the same workload.

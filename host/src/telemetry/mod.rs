@@ -11,6 +11,7 @@ use hyper::{Request, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -52,6 +53,8 @@ pub struct Metrics {
     pub tokens: Family<KindLabel, Counter>,
     pub applies: Family<OutcomeLabel, Counter>,
     pub reconcile_errors: Family<ControllerLabel, Counter>,
+    /// Pods in the store: what a policy selects and may be failing, never every Pod.
+    pub stored_pods: Gauge,
     registry: Registry,
 }
 
@@ -95,7 +98,14 @@ impl Default for Metrics {
             "Reconcile errors by controller",
             reconcile_errors.clone(),
         );
+        let stored_pods = Gauge::default();
+        registry.register(
+            "stored_pods",
+            "Pods held in memory: those a DebugPolicy selects that may be failing",
+            stored_pods.clone(),
+        );
         Metrics {
+            stored_pods,
             report_transitions,
             investigation_seconds,
             tool_calls,

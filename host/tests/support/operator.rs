@@ -26,6 +26,7 @@ pub struct OperatorSetup {
 pub struct Operator {
     child: Option<Child>,
     log: PathBuf,
+    port: u16,
 }
 
 impl Operator {
@@ -75,6 +76,7 @@ impl Operator {
         let mut op = Operator {
             child: Some(child),
             log,
+            port,
         };
         // Up when its HTTP endpoint accepts connections.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -91,6 +93,50 @@ impl Operator {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(op)
+    }
+
+    /// GET `path` from its HTTP endpoint: the status code and the body.
+    pub fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("GET {path}: not an HTTP response: {response:.200}"))?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// The value of metric `name` (without labels) on /metrics, if exported.
+    pub fn metric(&self, name: &str) -> Result<Option<f64>> {
+        let (_, body) = self.http_get("/metrics")?;
+        Ok(body.lines().find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok()).flatten()
+        }))
+    }
+
+    /// Waits until /readyz answers 200: every watch has listed what it watches.
+    pub fn await_ready(&self, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        while self.http_get("/readyz").map(|(s, _)| s).unwrap_or(0) != 200 {
+            if Instant::now() > deadline {
+                bail!("sre-operator not ready within {within:?}:\n{}", self.tail());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 
     /// The last 60 lines of its output.

@@ -2,7 +2,9 @@
 //! plugins and workload resolution see what they would on the full Pod; a healthy one is not kept.
 
 use super::*;
+use crate::controller::scope::PodScope;
 use crate::crd::FailureClass;
+use crate::policy::PolicySet;
 use k8s_openapi::api::core::v1::Event;
 use kube::runtime::reflector;
 use serde_json::{Value, json};
@@ -99,9 +101,25 @@ fn event(reason: &str, message: &str) -> Event {
     .unwrap()
 }
 
+/// A store scope under a policy that selects every Pod of every namespace.
+fn everything() -> StoreScope<'static> {
+    static ALL: std::sync::LazyLock<(PodScope, PolicySet)> = std::sync::LazyLock::new(|| {
+        let policy = crate::policy::parse_policies(
+            "apiVersion: sre-operator.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: all}\nspec:\n  rules: [{}]\n",
+            "all.yaml",
+        )
+        .unwrap();
+        (PodScope::All, PolicySet::compile(&policy).unwrap())
+    });
+    StoreScope {
+        namespaces: &ALL.0,
+        policies: &ALL.1,
+    }
+}
+
 /// What the store keeps of a Pod arriving in a watch event; None when it keeps nothing.
 fn stored(pod: &Pod) -> Option<Pod> {
-    match store_event(watcher::Event::Apply(pod.clone()), &PodScope::All) {
+    match store_event(watcher::Event::Apply(pod.clone()), &everything()) {
         Some(watcher::Event::Apply(p)) => Some(p),
         Some(watcher::Event::Delete(_)) => None,
         other => panic!("unexpected {other:?}"),
@@ -301,7 +319,7 @@ fn a_healthy_pod_is_not_stored() {
     for pod in healthy() {
         assert!(!may_be_failing(&pod));
         assert!(stored(&pod).is_none(), "{pod:#?}");
-        assert!(store_event(watcher::Event::InitApply(pod), &PodScope::All).is_none());
+        assert!(store_event(watcher::Event::InitApply(pod), &everything()).is_none());
     }
 }
 
@@ -316,7 +334,7 @@ fn the_store_follows_a_pod_into_failure_and_out_again() {
         }
     };
     let apply = |writer: &mut reflector::store::Writer<Pod>, e: watcher::Event<Pod>| {
-        if let Some(e) = store_event(e, &PodScope::All) {
+        if let Some(e) = store_event(e, &everything()) {
             writer.apply_watcher_event(&e);
         }
     };
