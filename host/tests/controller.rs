@@ -223,6 +223,7 @@ fn context_with_leadership(
             namespaces: vec![],
             budget: Budget::default(),
             concurrency: 2,
+            namespace_concurrency: 1,
             verify_timeout: std::time::Duration::from_secs(300),
             retention: std::time::Duration::from_secs(3600),
             hourly_tokens: Arc::new(HourlyTokens::new(0)),

@@ -58,6 +58,11 @@ impl HourlyTokens {
         self.limit
     }
 
+    /// What one namespace may use of the hour.
+    pub fn namespace_limit(&self) -> u64 {
+        self.namespace_limit
+    }
+
     /// Sets aside up to `want` tokens, or says how long until at least [`MIN_GRANT`] are free.
     /// Reserves up to `want` tokens for an investigation in `namespace`, or says how long until
     /// enough of the hour (or of the namespace's share) frees up.

@@ -255,6 +255,16 @@ pub struct RunArgs {
     )]
     pub max_tokens_per_hour: u64,
 
+    /// The percentage of `--max-tokens-per-hour` one namespace may use: a namespace full of
+    /// failing Pods cannot spend the hour the others need.
+    #[arg(long, env = "SRE_OPERATOR_NAMESPACE_TOKEN_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub namespace_token_share: u8,
+
+    /// Investigations one namespace may run at once; half of `--concurrency` when omitted, so
+    /// one namespace never holds every slot.
+    #[arg(long, env = "SRE_OPERATOR_NAMESPACE_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub namespace_concurrency: Option<u16>,
+
     /// How long finished reports are kept.
     #[arg(long, env = "SRE_OPERATOR_RETENTION", default_value = "168h")]
     pub retention: String,
@@ -276,10 +286,11 @@ pub struct RunArgs {
     pub plugin_poll: String,
 }
 
-async fn run_operator(args: RunArgs) -> Result<()> {
+/// What `run`'s flags say about how the operator runs.
+fn run_settings(args: &RunArgs) -> Result<crate::controller::Settings> {
     let duration =
         |field: &str, v: &str| crate::crd::parse_duration(field, v).map_err(anyhow::Error::msg);
-    let settings = crate::controller::Settings {
+    Ok(crate::controller::Settings {
         namespaces: args
             .namespaces
             .iter()
@@ -288,12 +299,23 @@ async fn run_operator(args: RunArgs) -> Result<()> {
             .collect(),
         budget: args.brain.budget()?,
         concurrency: args.concurrency,
+        namespace_concurrency: args.namespace_concurrency.map_or_else(
+            || crate::controller::fairness::NamespaceSlots::default_share(args.concurrency),
+            usize::from,
+        ),
         verify_timeout: duration("--verify-timeout", &args.verify_timeout)?,
         retention: duration("--retention", &args.retention)?,
-        hourly_tokens: Arc::new(crate::agent::hourly::HourlyTokens::new(
-            args.max_tokens_per_hour,
-        )),
-    };
+        hourly_tokens: Arc::new(
+            crate::agent::hourly::HourlyTokens::new(args.max_tokens_per_hour)
+                .with_namespace_share(args.namespace_token_share),
+        ),
+    })
+}
+
+async fn run_operator(args: RunArgs) -> Result<()> {
+    let duration =
+        |field: &str, v: &str| crate::crd::parse_duration(field, v).map_err(anyhow::Error::msg);
+    let settings = run_settings(&args)?;
     let brain = args.brain.brain()?;
     let client = kube::Client::try_default()
         .await
@@ -315,6 +337,8 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         max_steps = settings.budget.max_steps,
         max_tokens = settings.budget.max_tokens,
         max_tokens_per_hour = settings.hourly_tokens.limit(),
+        namespace_token_share = args.namespace_token_share,
+        namespace_concurrency = settings.namespace_concurrency,
         timeout = ?settings.budget.deadline,
         concurrency = settings.concurrency,
         verify_timeout = ?settings.verify_timeout,
@@ -549,4 +573,47 @@ fn write_crds(output_dir: Option<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(flags: &[&str]) -> crate::controller::Settings {
+        let cli = Cli::try_parse_from(["sre-operator", "run"].iter().chain(flags)).unwrap();
+        let Command::Run(args) = cli.command else {
+            unreachable!()
+        };
+        run_settings(&args).unwrap()
+    }
+
+    /// One namespace gets half the investigation slots and half the hour by default, and the
+    /// flags change both.
+    #[test]
+    fn one_namespace_gets_a_share_of_the_slots_and_the_hour() {
+        let fair = settings(&["--concurrency", "6", "--max-tokens-per-hour", "100000"]);
+        assert_eq!(fair.namespace_concurrency, 3);
+        let hourly = &fair.hourly_tokens;
+        assert!(hourly.reserve("noisy", 50_000).is_ok());
+        assert!(
+            hourly.reserve("noisy", 10_000).is_err(),
+            "a namespace went past half the hour"
+        );
+        assert!(hourly.reserve("quiet", 40_000).is_ok());
+
+        let set = settings(&[
+            "--namespace-concurrency",
+            "1",
+            "--namespace-token-share",
+            "100",
+            "--max-tokens-per-hour",
+            "100000",
+        ]);
+        assert_eq!(set.namespace_concurrency, 1);
+        assert!(set.hourly_tokens.reserve("noisy", 100_000).is_ok());
+        assert!(
+            Cli::try_parse_from(["sre-operator", "run", "--namespace-token-share", "0"]).is_err()
+        );
+    }
 }

@@ -77,6 +77,8 @@ pub struct Settings {
     pub budget: Budget,
     /// Reconciles at once, per controller.
     pub concurrency: u16,
+    /// Investigations one namespace may run at once (`--namespace-concurrency`).
+    pub namespace_concurrency: usize,
     /// How long a rollout may take before an applied report is Unresolved.
     pub verify_timeout: Duration,
     /// How long finished reports are kept.
@@ -215,9 +217,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         metrics,
         recorder,
         leader,
-        slots: fairness::NamespaceSlots::new(fairness::NamespaceSlots::default_share(
-            settings.concurrency,
-        )),
+        slots: fairness::NamespaceSlots::new(settings.namespace_concurrency),
         unwritten: Default::default(),
     });
 

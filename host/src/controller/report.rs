@@ -157,8 +157,10 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
             Err(wait) => {
                 let wait = Duration::from_secs(wait.as_secs_f64().ceil() as u64);
                 let message = format!(
-                    "waiting for the hourly token budget ({} tokens, --max-tokens-per-hour) to free up",
-                    hourly.limit()
+                    "waiting for the hourly token budget ({} tokens, --max-tokens-per-hour; {} for namespace {}, --namespace-token-share) to free up",
+                    hourly.limit(),
+                    hourly.namespace_limit(),
+                    spec.pod.namespace
                 );
                 tracing::info!(report = %report.name_any(), wait = ?wait, "{message}");
                 let mut status = report.status.clone().unwrap_or_default();
