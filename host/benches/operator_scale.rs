@@ -15,6 +15,10 @@
 //!   (restartCount 3, last state terminated with exit code 1: the built-in policy-filter
 //!   investigates from the third restart) and the time until the report's POST arrives is
 //!   measured, once per workload for `SRE_BENCH_SAMPLES` workloads (default 5).
+//!   At the largest size a **hostile** row runs the same Pods plus issue 16's memory attack: 100
+//!   unschedulable Pods with 200 KiB of env each in a namespace no policy names and 500
+//!   ReplicaSets of 100 KiB, with the operator watching every namespace (no `--namespace`); its
+//!   RSS must stay within 4 MiB of the plain row's.
 //! - **cluster**: a real loopback control plane (`sre_e2e`: etcd, kube-apiserver, scheduler,
 //!   controller-manager with a raised `--kube-api-qps`, kwok nodes of 600 Pods). Four
 //!   Deployments in namespace `bench` are scaled to N Pods in all; once every Pod is Ready the
@@ -45,22 +49,15 @@ mod fake_api;
 
 use common::{machine, mib};
 use fake_api::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use futures::channel::mpsc;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{Full, StreamBody};
-use hyper::body::{Bytes, Frame, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
 // The operator process and its memory
@@ -72,18 +69,16 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(kubeconfig: &Path, log: PathBuf) -> Operator {
+    /// Watching `namespace`, or every namespace with None.
+    fn start(kubeconfig: &Path, log: PathBuf, namespace: Option<&str>) -> Operator {
         let out = std::fs::File::create(&log).expect("operator log file");
-        let child = Command::new(binary())
-            .args([
-                "--log",
-                "warn,sre_operator=info",
-                "run",
-                "--namespace",
-                NS,
-                "--http-addr",
-                "127.0.0.1:0",
-            ])
+        let mut cmd = Command::new(binary());
+        cmd.args(["--log", "warn,sre_operator=info", "run"]);
+        if let Some(ns) = namespace {
+            cmd.args(["--namespace", ns]);
+        }
+        let child = cmd
+            .args(["--http-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", kubeconfig)
             .env("NO_COLOR", "1")
             .env_remove("SRE_OPERATOR_BRAIN")
@@ -197,9 +192,24 @@ impl Row {
     }
 }
 
-async fn run_mock(n: usize, samples: usize, dir: &Path) -> Row {
-    let (mock, kubeconfig, server) = start_mock(n, dir).await;
-    let mut op = Operator::start(&kubeconfig, dir.join(format!("operator-mock-{n}.log")));
+/// Issue 16's memory attack beside the `n` Pods: unschedulable Pods with 200 KiB of env in a
+/// namespace no policy names, and large ReplicaSets, with the operator watching every namespace.
+const HOSTILE_PODS: usize = 100;
+const LARGE_REPLICASETS: usize = 500;
+
+async fn run_mock(n: usize, samples: usize, dir: &Path, hostile: bool) -> Row {
+    let (mock, kubeconfig, server) = if hostile {
+        let mock = Mock::hostile(n, HOSTILE_PODS, LARGE_REPLICASETS);
+        serve_mock(mock, &format!("mock-hostile-{n}"), dir).await
+    } else {
+        start_mock(n, dir).await
+    };
+    let mode = if hostile { "hostile" } else { "mock" };
+    let mut op = Operator::start(
+        &kubeconfig,
+        dir.join(format!("operator-{mode}-{n}.log")),
+        (!hostile).then_some(NS),
+    );
     let started = Instant::now();
     // Synced: the Pods listed and the watch opened (the reflector swaps its store in then).
     loop {
@@ -256,13 +266,19 @@ async fn run_mock(n: usize, samples: usize, dir: &Path) -> Row {
     }
     latencies.sort();
     let (after, _) = memory(op.pid());
-    let note = format!(
+    let mut note = format!(
         "{split}; {} B/Pod served, {} list pages, watch open after {:.1} s; RSS after the reports {:.1} MiB",
         mock.bytes_served_per_pod(),
         mock.pod_list_pages.load(Ordering::SeqCst),
         watch_after.as_secs_f64(),
         mib(after)
     );
+    if hostile {
+        note += &format!(
+            "; every namespace watched, {HOSTILE_PODS} unschedulable Pods with 200 KiB of env in {HOSTILE_NS} (no policy), {LARGE_REPLICASETS} ReplicaSets of 100 KiB ({} ReplicaSet lists asked)",
+            mock.replicaset_lists.load(Ordering::SeqCst)
+        );
+    }
     drop(op);
     server.abort();
     let unexpected = mock.unexpected.lock().unwrap().clone();
@@ -279,7 +295,7 @@ async fn run_mock(n: usize, samples: usize, dir: &Path) -> Row {
     }
     UNEXPECTED_SEEN.lock().unwrap().extend(unexpected);
     Row {
-        mode: "mock",
+        mode,
         pods: n,
         rss_kib: rss,
         hwm_kib: hwm,
@@ -588,6 +604,7 @@ mod cluster {
             let mut op = Operator::start(
                 cluster.kubeconfig(),
                 dir.join(format!("operator-cluster-{n}.log")),
+                Some(NS),
             );
             let t0 = Instant::now();
             let mut watch_open = None;
@@ -727,10 +744,16 @@ fn main() {
     let mut rows = Vec::new();
     runtime.block_on(async {
         if mode == "mock" || mode == "both" {
-            for &n in &sizes_with_baseline {
-                let row = run_mock(n, samples(5), dir.path()).await;
+            let largest = sizes_with_baseline.last().copied().unwrap_or(0);
+            for (n, hostile) in sizes_with_baseline
+                .iter()
+                .map(|&n| (n, false))
+                .chain([(largest, true)])
+            {
+                let row = run_mock(n, samples(5), dir.path(), hostile).await;
                 eprintln!(
-                    "operator-scale: mock {n}: RSS {:.1} MiB, VmHWM {:.1} MiB, to report {:?}",
+                    "operator-scale: {} {n}: RSS {:.1} MiB, VmHWM {:.1} MiB, to report {:?}",
+                    row.mode,
                     mib(row.rss_kib),
                     mib(row.hwm_kib),
                     row.median()
@@ -754,9 +777,28 @@ fn main() {
     print_table(&rows);
 
     let mut missed = Vec::new();
+    // The attack adds at most 4 MiB to the run without it (issue 16).
+    for hostile in rows.iter().filter(|r| r.mode == "hostile") {
+        if let Some(plain) = rows
+            .iter()
+            .find(|r| r.mode == "mock" && r.pods == hostile.pods)
+        {
+            let added = mib(hostile.rss_kib) - mib(plain.rss_kib);
+            println!(
+                "hostile at {} Pods: RSS {:+.1} MiB against the run without the attack",
+                hostile.pods, added
+            );
+            if added > 4.0 {
+                missed.push(format!(
+                    "hostile at {} Pods: {added:.1} MiB over the run without the attack, more than 4 MiB",
+                    hostile.pods
+                ));
+            }
+        }
+    }
     for row in &rows {
         let limit_mib = match row.mode {
-            "mock" => 50.0,
+            "mock" | "hostile" => 50.0,
             _ => 40.0,
         };
         if row.pods == 10_000 && mib(row.rss_kib) > limit_mib {

@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 
 /// The namespace the fake serves (and the bench's cluster mode uses).
 pub const NS: &str = "bench";
+/// The namespace of the hostile Pods, which no DebugPolicy names.
+pub const HOSTILE_NS: &str = "attic";
 /// The label the bench's DebugPolicy selects.
 pub const PART_OF: &str = "app.kubernetes.io/part-of";
 
@@ -432,6 +434,45 @@ pub fn debug_policy() -> Value {
     })
 }
 
+/// Issue 16's memory attack: an unschedulable Pod in a namespace no policy names, with 200 KiB
+/// of env, as the scheduler leaves it.
+pub fn hostile_pod(k: usize, resource_version: u64) -> Value {
+    json!({
+        "metadata": {
+            "name": format!("ballast-{k}"), "namespace": HOSTILE_NS, "uid": uid(5_000_000 + k as u64),
+            "resourceVersion": resource_version.to_string(), "creationTimestamp": T_CREATED,
+            "labels": { "app": "ballast" },
+        },
+        "spec": {
+            "nodeSelector": { "sre-operator.dev/no-such-node": "true" },
+            "containers": [{ "name": "app", "image": "registry.example.com/attic/ballast:1",
+                "env": [{ "name": "BALLAST", "value": "b".repeat(200 << 10) }] }],
+        },
+        "status": {
+            "phase": "Pending",
+            "conditions": [{ "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "lastTransitionTime": T_CREATED,
+                "message": "0/20 nodes are available: 20 node(s) didn't match Pod's node affinity/selector." }],
+        },
+    })
+}
+
+/// A ReplicaSet of the bench namespace carrying 100 KiB of annotation: what a tenant can make
+/// any list of ReplicaSets cost.
+pub fn large_replicaset(k: usize) -> Value {
+    json!({
+        "metadata": {
+            "name": format!("bulk-{k}"), "namespace": NS, "uid": uid(6_000_000 + k as u64),
+            "resourceVersion": "20", "creationTimestamp": T_CREATED,
+            "annotations": { "tenant.example.com/blob": "r".repeat(100 << 10) },
+        },
+        "spec": { "replicas": 0, "selector": { "matchLabels": { "app": format!("bulk-{k}") } },
+            "template": { "metadata": { "labels": { "app": format!("bulk-{k}") } },
+                "spec": { "containers": [{ "name": "app", "image": "registry.example.com/bulk:1" }] } } },
+        "status": { "replicas": 0 },
+    })
+}
+
 pub fn backoff_event(i: usize, restarts: i32) -> Value {
     let name = pod_name(i);
     let node = format!("kwok-node-{}", i % MOCK_NODES);
@@ -599,6 +640,11 @@ pub struct Mock {
     pub pod_list_pages: AtomicU64,
     page_cap: usize,
     pub unexpected: Mutex<BTreeSet<String>>,
+    /// Pods `0..bench_pods` are the bench namespace's; the rest are [`hostile_pod`]s.
+    bench_pods: usize,
+    /// How many [`large_replicaset`]s a list of ReplicaSets returns, and how often one was asked.
+    large_replicasets: usize,
+    pub replicaset_lists: AtomicU64,
 }
 
 impl Mock {
@@ -623,7 +669,22 @@ impl Mock {
                 .filter(|p| *p > 0)
                 .unwrap_or(usize::MAX),
             unexpected: Mutex::new(BTreeSet::new()),
+            bench_pods: n,
+            large_replicasets: 0,
+            replicaset_lists: AtomicU64::new(0),
         }
+    }
+
+    /// The same `n` Pods plus `pods` [`hostile_pod`]s and `replicasets` [`large_replicaset`]s.
+    pub fn hostile(n: usize, pods: usize, replicasets: usize) -> Mock {
+        let mut mock = Mock::new(n);
+        let rv = mock.next_rv();
+        let hostile = (0..pods).map(|k| hostile_pod(k, rv).to_string());
+        mock.pods.get_mut().unwrap().extend(hostile);
+        mock.pod_index
+            .extend((0..pods).map(|k| (format!("ballast-{k}"), n + k)));
+        mock.large_replicasets = replicasets;
+        mock
     }
 
     fn next_rv(&self) -> u64 {
@@ -707,11 +768,21 @@ impl Mock {
         )
     }
 
-    fn list_pods(&self, query: &HashMap<String, String>) -> Response<Body> {
+    fn list_pods(
+        &self,
+        namespace: Option<&str>,
+        query: &HashMap<String, String>,
+    ) -> Response<Body> {
         let rv = self.resource_version.load(Ordering::SeqCst);
         let labels = selector_terms(query.get("labelSelector"));
         let fields = selector_terms(query.get("fieldSelector"));
-        let pods = self.pods.lock().unwrap();
+        let all = self.pods.lock().unwrap();
+        let pods = match namespace {
+            Some(NS) => &all[..self.bench_pods],
+            Some(HOSTILE_NS) => &all[self.bench_pods..],
+            Some(_) => &all[..0],
+            None => &all[..],
+        };
         if !labels.is_empty() || !fields.is_empty() {
             // The agent's tools; a filter over the parsed Pods, unpaged.
             let items: Vec<Value> = pods
@@ -727,7 +798,7 @@ impl Mock {
                         })
                 })
                 .collect();
-            drop(pods);
+            drop(all);
             return self.list("v1", "PodList", items);
         }
         self.pod_list_pages.fetch_add(1, Ordering::SeqCst);
@@ -866,7 +937,9 @@ impl Mock {
                     .get_or_insert_with(Instant::now);
                 self.watch("pods")
             }
-            ("", "pods") if get && t.name.is_none() => self.list_pods(query),
+            ("", "pods") if get && t.name.is_none() => {
+                self.list_pods(t.namespace.as_deref(), query)
+            }
             ("", "pods") if get => {
                 let name = t.name.as_deref().unwrap_or_default();
                 let Some(&i) = self.pod_index.get(name) else {
@@ -972,6 +1045,14 @@ impl Mock {
                 };
                 self.list("v1", "EventList", items)
             }
+            ("apps", "replicasets") if get && t.name.is_none() && !watch => {
+                self.replicaset_lists.fetch_add(1, Ordering::SeqCst);
+                let items = (0..self.large_replicasets)
+                    .map(large_replicaset)
+                    .chain((0..self.bench_pods.div_ceil(PODS_PER_WORKLOAD)).map(|w| replicaset(&workload(w))))
+                    .collect();
+                self.list("apps/v1", "ReplicaSetList", items)
+            }
             ("apps", "replicasets") if get && t.name.is_some() => {
                 let name = t.name.as_deref().unwrap();
                 let found = name
@@ -1056,7 +1137,16 @@ pub async fn serve(mock: Arc<Mock>, listener: tokio::net::TcpListener) {
 
 /// Starts a mock with `n` Pods; returns it and a kubeconfig pointing at it.
 pub async fn start_mock(n: usize, dir: &Path) -> (Arc<Mock>, PathBuf, tokio::task::JoinHandle<()>) {
-    let mock = Arc::new(Mock::new(n));
+    serve_mock(Mock::new(n), &format!("mock-{n}"), dir).await
+}
+
+/// Serves `mock` on loopback; its kubeconfig is `<dir>/<tag>.kubeconfig`.
+pub async fn serve_mock(
+    mock: Mock,
+    tag: &str,
+    dir: &Path,
+) -> (Arc<Mock>, PathBuf, tokio::task::JoinHandle<()>) {
+    let mock = Arc::new(mock);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let server = tokio::spawn(serve(mock.clone(), listener));
@@ -1067,7 +1157,7 @@ pub async fn start_mock(n: usize, dir: &Path) -> (Arc<Mock>, PathBuf, tokio::tas
             bookmarks.bookmarks();
         }
     });
-    let kubeconfig = dir.join(format!("mock-{n}.kubeconfig"));
+    let kubeconfig = dir.join(format!("{tag}.kubeconfig"));
     std::fs::write(
         &kubeconfig,
         format!(
