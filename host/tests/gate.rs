@@ -92,8 +92,17 @@ async fn through_the_gate(author: &str, patch: Vec<PatchOperation>) -> Result<Ch
     through_the_gate_of(&report(), author, patch).await
 }
 
-/// `patch` for `critical-app`, written by `author` for `report`, through `prepare`.
 async fn through_the_gate_of(
+    report: &DiagnosticReport,
+    author: &str,
+    patch: Vec<PatchOperation>,
+) -> Result<Checked, GateError> {
+    through_the_gate_with(plugins(), report, author, patch).await
+}
+
+/// `patch` for `critical-app`, written by `author` for `report`, through `prepare` with `plugins`.
+async fn through_the_gate_with(
+    plugins: &PluginSet,
     report: &DiagnosticReport,
     author: &str,
     patch: Vec<PatchOperation>,
@@ -118,7 +127,7 @@ async fn through_the_gate_of(
     prepare(
         &unused_client(),
         &cluster,
-        plugins(),
+        plugins,
         report,
         &suggestion,
         context,
@@ -173,4 +182,65 @@ async fn a_report_naming_a_pod_in_another_namespace_is_refused_before_any_read()
             .contains("the report lives in namespace app"),
         "{err}"
     );
+}
+
+/// Fail closed: with patch-safety refused at a reload (settings it does not accept) or left out
+/// of the manifest, no patch passes the gate, and the refusal says why.
+#[tokio::test]
+async fn without_a_patch_filter_nothing_is_approvable() {
+    let runtime = Runtime::new(None).unwrap();
+    let harmless = ops(json!([
+        {"op": "test", "path": format!("{C}/resources/limits/memory"), "value": "512Mi"},
+        {"op": "replace", "path": format!("{C}/resources/limits/memory"), "value": "768Mi"}
+    ]));
+    // The same patch passes with the built-in set, so only the filter's absence refuses it below.
+    assert!(
+        matches!(
+            through_the_gate("rules", harmless.clone()).await,
+            Ok(Checked::Ready(_))
+        ),
+        "the harmless patch must pass with patch-safety loaded"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    PluginSet::export_builtin(dir.path()).unwrap();
+    let manifest_path = dir.path().join("plugins.yaml");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let refused = manifest.replace(
+        "allowedKinds: [Deployment, StatefulSet, DaemonSet, CronJob]",
+        "allowedKinds: 5",
+    );
+    assert_ne!(
+        refused, manifest,
+        "the manifest's patch-safety settings moved"
+    );
+    let mut without: Vec<&str> = Vec::new();
+    let mut skipping = false;
+    for line in manifest.lines() {
+        if line.starts_with("  - name: ") {
+            skipping = line.ends_with("patch-safety");
+        }
+        if !skipping {
+            without.push(line);
+        }
+    }
+    for (case, text) in [("refused", refused), ("missing", without.join("\n"))] {
+        std::fs::write(&manifest_path, text).unwrap();
+        let set = PluginSet::from_dir(&runtime, dir.path()).unwrap();
+        if case == "refused" {
+            assert!(
+                set.refusals().iter().any(|r| r.plugin == "patch-safety"),
+                "patch-safety with bad settings was not refused: {:?}",
+                set.refusals()
+            );
+        }
+        let result = through_the_gate_with(&set, &report(), "rules", harmless.clone()).await;
+        match result {
+            Err(GateError::Denied { reason, .. }) => assert!(
+                reason.contains("no patch-filter plugin is loaded"),
+                "{case}: {reason}"
+            ),
+            Err(other) => panic!("{case}: refused for another reason: {other}"),
+            Ok(_) => panic!("{case}: a patch passed without a patch filter"),
+        }
+    }
 }
