@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+mod compact;
+
 use super::logs::tail;
 use super::{
     Cluster, ClusterError, ContainerLog, Involved, LogRequest, Logs, Object, ResourceKind, Result,
@@ -73,33 +75,6 @@ fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// What the reader needs of an object before storing it.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow, default)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(rename = "apiVersion", default)]
-    api_version: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    metadata: Option<HeadMeta<'a>>,
-    #[serde(borrow, default)]
-    spec: Option<HeadSpec<'a>>,
-}
-
-#[derive(Deserialize)]
-struct HeadMeta<'a> {
-    #[serde(borrow, default)]
-    name: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    namespace: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct HeadSpec<'a> {
-    #[serde(rename = "nodeName", borrow, default)]
-    node_name: Option<std::borrow::Cow<'a, str>>,
-}
-
 #[derive(Deserialize)]
 struct ListDoc<'a> {
     #[serde(default)]
@@ -123,32 +98,6 @@ struct Item {
     text: Text,
     name: String,
     node: Option<String>,
-}
-
-/// JSON without the whitespace between tokens; `json` must be valid JSON.
-fn minify(json: &str) -> String {
-    let mut out = String::with_capacity(json.len() / 2);
-    let (mut in_string, mut escaped) = (false, false);
-    let mut run_start = 0;
-    let bytes = json.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            out.push_str(&json[run_start..i]);
-            run_start = i + 1;
-        }
-    }
-    out.push_str(&json[run_start..]);
-    out
 }
 
 fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Item>> {
@@ -215,9 +164,9 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
         .collect()
 }
 
-/// The fast path: the item as kubectl wrote it, minified, `kind` and `apiVersion` put back.
-/// Anything unusual (no namespace where one belongs, a Secret) takes the slow path through a
-/// `Value`.
+/// The fast path: the item as kubectl wrote it, compacted in one pass ([`compact`]), `kind` and
+/// `apiVersion` put back. Anything unusual (no namespace where one belongs, a Secret) takes the
+/// slow path through a `Value`.
 fn item_from_raw(
     path: &Path,
     kind: ResourceKind,
@@ -228,9 +177,8 @@ fn item_from_raw(
     if !raw.starts_with('{') {
         return Err(dump_error(path, format!("items[{i}] is not an object")));
     }
-    let head: Head =
-        serde_json::from_str(raw).map_err(|e| dump_error(path, format!("items[{i}]: {e}")))?;
-    match head.kind.as_deref() {
+    let found = compact::compact(raw);
+    match found.kind.as_deref() {
         None => {}
         Some(k) if k == kind.kind() => {}
         Some(k) => {
@@ -240,40 +188,36 @@ fn item_from_raw(
             ));
         }
     }
-    let Some(meta) = &head.metadata else {
+    if !found.has_metadata {
         return Err(dump_error(path, format!("items[{i}] has no metadata")));
-    };
-    let Some(name) = meta.name.as_deref().filter(|n| !n.is_empty()) else {
+    }
+    let Some(name) = found.name.as_deref().filter(|n| !n.is_empty()) else {
         return Err(dump_error(path, format!("items[{i}] has no metadata.name")));
     };
-    let needs_namespace = kind.namespaced() && !namespace.is_empty() && meta.namespace.is_none();
+    let needs_namespace = kind.namespaced() && !namespace.is_empty() && found.namespace.is_none();
     if needs_namespace || kind == ResourceKind::Secret {
         let value: Value =
             serde_json::from_str(raw).map_err(|e| dump_error(path, format!("items[{i}]: {e}")))?;
         return item_from_value(path, kind, namespace, i, value);
     }
-    let compact = minify(raw);
-    let mut text = String::with_capacity(compact.len() + 48);
-    text.push('{');
-    if head.kind.is_none() {
-        text.push_str(&format!("\"kind\":\"{}\",", kind.kind()));
+    let mut head = String::new();
+    if found.kind.is_none() {
+        head.push_str(&format!("\"kind\":\"{}\",", kind.kind()));
     }
-    if head.api_version.is_none() {
-        text.push_str(&format!("\"apiVersion\":\"{}\",", kind.api_version()));
+    if !found.has_api_version {
+        head.push_str(&format!("\"apiVersion\":\"{}\",", kind.api_version()));
     }
-    if text.len() == 1 {
-        text = compact;
-    } else if compact == "{}" {
-        text.pop();
-        text.push('}');
-    } else {
-        text.push_str(&compact[1..]);
+    let mut text = found.text;
+    if !head.is_empty() {
+        if text == "{}" {
+            head.pop();
+        }
+        text.insert_str(1, &head);
     }
     Ok(Item {
         name: name.to_string(),
-        node: head
-            .spec
-            .and_then(|s| s.node_name)
+        node: found
+            .node_name
             .filter(|_| kind == ResourceKind::Pod)
             .map(|n| n.into_owned()),
         text: text.into(),
@@ -318,6 +262,11 @@ fn item_from_value(
     if kind.namespaced() && !namespace.is_empty() {
         meta.entry("namespace").or_insert_with(|| namespace.into());
     }
+    // As the fast path and the live reader: no bookkeeping.
+    meta.remove("managedFields");
+    if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
     if kind == ResourceKind::Secret {
         redact_secret(&mut item);
     }
@@ -344,6 +293,89 @@ fn typed_pod(text: &str) -> Result<Pod> {
         kind: "Pod".into(),
         name: super::object_name(&parse(text)),
         message: e.to_string(),
+    })
+}
+
+/// What one namespace folder holds, read and compacted, not yet in the dump.
+struct NamespaceRead {
+    namespace: String,
+    lists: Vec<(ResourceKind, Vec<Item>)>,
+    events: Vec<(EventKey, Event)>,
+    logs: Vec<(String, Vec<ContainerLog>)>,
+}
+
+/// Reads one namespace folder; None when it holds no list (not a namespace folder).
+fn read_namespace(dir: &Path, namespace: &str) -> Result<Option<NamespaceRead>> {
+    let mut read = NamespaceRead {
+        namespace: namespace.to_string(),
+        lists: Vec::new(),
+        events: Vec::new(),
+        logs: Vec::new(),
+    };
+    for kind in ResourceKind::ALL.into_iter().filter(|k| k.namespaced()) {
+        let Some(path) = find_file(dir, kind.dump_file_stem()) else {
+            continue;
+        };
+        let items = read_list(&path, kind, namespace)?;
+        if kind == ResourceKind::Event {
+            for item in &items {
+                let event: Event = serde_json::from_str(&item.text)
+                    .map_err(|e| dump_error(&path, format!("Event {}: {e}", item.name)))?;
+                let involved = &event.involved_object;
+                let key = (
+                    involved
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| namespace.to_string()),
+                    involved.kind.clone().unwrap_or_default(),
+                    involved.name.clone().unwrap_or_default(),
+                );
+                read.events.push((key, event));
+            }
+        }
+        read.lists.push((kind, items));
+    }
+    if read.lists.is_empty() {
+        return Ok(None);
+    }
+    let pod_dirs =
+        std::fs::read_dir(dir).map_err(|e| dump_error(dir, format!("cannot list: {e}")))?;
+    for entry in pod_dirs.filter_map(|e| e.ok()) {
+        let logs_path = entry.path().join("logs.txt");
+        if !logs_path.is_file() {
+            continue;
+        }
+        let pod = entry.file_name().to_string_lossy().to_string();
+        let text = std::fs::read(&logs_path)
+            .map_err(|e| dump_error(&logs_path, format!("cannot read: {e}")))?;
+        let text = String::from_utf8_lossy(&text);
+        let frames =
+            parse_dump_logs(&text, namespace, &pod).map_err(|m| dump_error(&logs_path, m))?;
+        read.logs.push((pod, frames));
+    }
+    Ok(Some(read))
+}
+
+/// `f` of every item, in order, spread over the cores: reading a dump and typing its Pods are
+/// CPU-bound and independent per item.
+fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    // Below a few items the threads cost more than they save.
+    if workers < 2 || items.len() < 8 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
 
@@ -386,12 +418,19 @@ impl DumpCluster {
             .filter(|p| p.is_dir())
             .collect();
         entries.sort();
-        for dir in entries {
-            let Some(namespace) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string)
-            else {
-                continue;
-            };
-            dump.load_namespace(&dir, &namespace)?;
+        let folders: Vec<(PathBuf, String)> = entries
+            .into_iter()
+            .filter_map(|dir| {
+                let namespace = dir.file_name()?.to_str()?.to_string();
+                Some((dir, namespace))
+            })
+            .collect();
+        // The folders are read on every core, the results taken in folder order: the dump and
+        // its first error are the same as one thread's.
+        for read in on_every_core(&folders, |(dir, namespace)| read_namespace(dir, namespace)) {
+            if let Some(read) = read? {
+                dump.absorb(read);
+            }
         }
         if dump.namespaces.is_empty() && dump.objects.is_empty() {
             return Err(dump_error(
@@ -418,52 +457,24 @@ impl DumpCluster {
         Ok(dump)
     }
 
-    fn load_namespace(&mut self, dir: &Path, namespace: &str) -> Result<()> {
-        let mut found = false;
-        for kind in ResourceKind::ALL.into_iter().filter(|k| k.namespaced()) {
-            let Some(path) = find_file(dir, kind.dump_file_stem()) else {
-                continue;
-            };
-            found = true;
-            let items = read_list(&path, kind, namespace)?;
-            if kind == ResourceKind::Event {
-                for item in &items {
-                    let event: Event = serde_json::from_str(&item.text)
-                        .map_err(|e| dump_error(&path, format!("Event {}: {e}", item.name)))?;
-                    let involved = &event.involved_object;
-                    let key = (
-                        involved
-                            .namespace
-                            .clone()
-                            .unwrap_or_else(|| namespace.to_string()),
-                        involved.kind.clone().unwrap_or_default(),
-                        involved.name.clone().unwrap_or_default(),
-                    );
-                    self.events.entry(key).or_default().push(event);
-                }
-            }
-            self.insert(kind, namespace, items);
+    /// Takes in what [`read_namespace`] read of one namespace folder.
+    fn absorb(&mut self, read: NamespaceRead) {
+        let NamespaceRead {
+            namespace,
+            lists,
+            events,
+            logs,
+        } = read;
+        for (key, event) in events {
+            self.events.entry(key).or_default().push(event);
         }
-        if !found {
-            return Ok(()); // not a namespace folder
+        for (kind, items) in lists {
+            self.insert(kind, &namespace, items);
         }
-        self.namespaces.insert(namespace.to_string());
-        let pod_dirs =
-            std::fs::read_dir(dir).map_err(|e| dump_error(dir, format!("cannot list: {e}")))?;
-        for entry in pod_dirs.filter_map(|e| e.ok()) {
-            let logs_path = entry.path().join("logs.txt");
-            if !logs_path.is_file() {
-                continue;
-            }
-            let pod = entry.file_name().to_string_lossy().to_string();
-            let text = std::fs::read(&logs_path)
-                .map_err(|e| dump_error(&logs_path, format!("cannot read: {e}")))?;
-            let text = String::from_utf8_lossy(&text);
-            let frames =
-                parse_dump_logs(&text, namespace, &pod).map_err(|m| dump_error(&logs_path, m))?;
-            self.logs.insert((namespace.to_string(), pod), frames);
+        for (pod, frames) in logs {
+            self.logs.insert((namespace.clone(), pod), frames);
         }
-        Ok(())
+        self.namespaces.insert(namespace);
     }
 
     fn insert(&mut self, kind: ResourceKind, namespace: &str, items: Vec<Item>) {
@@ -568,15 +579,13 @@ impl Cluster for DumpCluster {
         let Some(by_ns) = self.objects.get(&ResourceKind::Pod) else {
             return Ok(Vec::new());
         };
-        match namespace {
-            Some(ns) => by_ns
-                .get(ns)
-                .into_iter()
-                .flatten()
-                .map(|t| typed_pod(t))
-                .collect(),
-            None => by_ns.values().flatten().map(|t| typed_pod(t)).collect(),
-        }
+        let texts: Vec<&Text> = match namespace {
+            Some(ns) => by_ns.get(ns).into_iter().flatten().collect(),
+            None => by_ns.values().flatten().collect(),
+        };
+        on_every_core(&texts, |t| typed_pod(t))
+            .into_iter()
+            .collect()
     }
 
     async fn pod_namespaces(&self) -> Result<Option<Vec<String>>> {
@@ -716,16 +725,6 @@ mod tests {
     }
 
     #[test]
-    fn minify_keeps_strings_and_drops_the_rest() {
-        let pretty = "{\n    \"a\": \"x y\\\" }\\n\",\n    \"b\": [ 1, {\"c\": \"\\\\\"} ]\n}";
-        let compact = minify(pretty);
-        assert_eq!(compact, r#"{"a":"x y\" }\n","b":[1,{"c":"\\"}]}"#);
-        let before: Value = serde_json::from_str(pretty).unwrap();
-        let after: Value = serde_json::from_str(&compact).unwrap();
-        assert_eq!(before, after);
-    }
-
-    #[test]
     fn the_fast_path_stores_what_the_slow_path_would() {
         let path = Path::new("ns/pods.json");
         for raw in [
@@ -733,6 +732,8 @@ mod tests {
             r#"{ "kind": "Pod", "metadata": { "name": "web-2", "namespace": "shop" } }"#,
             r#"{ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "web-3", "namespace": "shop" } }"#,
             r#"{ "metadata": { "name": "web-4" }, "spec": { "nodeName": "node-b" } }"#,
+            r#"{ "kind": "Pod", "metadata": { "name": "web-5", "namespace": "shop", "managedFields": [{"manager": "kubelet"}], "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"} } }"#,
+            r#"{ "metadata": { "name": "web-6", "managedFields": [] } }"#,
         ] {
             let fast = item_from_raw(path, ResourceKind::Pod, "shop", 0, raw).unwrap();
             let slow = item_from_value(

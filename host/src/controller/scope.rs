@@ -57,7 +57,10 @@ impl StoreScope<'_> {
 /// The policies in force, compiled once per change of the policy store rather than per Pod
 /// event: the store filter asks for every watch event.
 #[derive(Default)]
-pub struct CompiledPolicies(Mutex<Option<(Vec<Arc<DebugPolicy>>, Arc<PolicySet>)>>);
+pub struct CompiledPolicies(Mutex<Option<Compiled>>);
+
+/// The policies a set was compiled from, and the set.
+type Compiled = (Vec<Arc<DebugPolicy>>, Arc<PolicySet>);
 
 impl CompiledPolicies {
     /// The compiled set for what `store` holds now; `compile` runs only when a policy changed
