@@ -378,7 +378,7 @@ async fn hostile(tool: &str) -> Result<String, CallError> {
 async fn an_endless_loop_hits_the_deadline() {
     let err = hostile("spin").await.unwrap_err();
     assert!(
-        matches!(&err, CallError::Deadline { plugin, call, limit } if plugin == "hostile" && call == "invoke spin" && limit.as_millis() == 300),
+        matches!(&err, CallError::Deadline { plugin, call, limit, waiting_on: None } if plugin == "hostile" && call == "invoke spin" && limit.as_millis() == 300),
         "{err}"
     );
     assert_eq!(
@@ -725,5 +725,123 @@ fn plugins_check_names_each_refusal_and_fails() {
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .starts_with("plugins from built-in plugins: 3 loaded, 0 refused")
+    );
+}
+
+/// A cluster whose every read waits forever, and says when a waiting read was dropped.
+struct Hanging(Arc<std::sync::atomic::AtomicUsize>);
+
+struct DroppedRead(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for DroppedRead {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Hanging {
+    async fn never<T>(&self) -> sre_operator::cluster::Result<T> {
+        let _dropped = DroppedRead(self.0.clone());
+        futures::future::pending().await
+    }
+}
+
+#[async_trait::async_trait]
+impl sre_operator::cluster::Cluster for Hanging {
+    fn source(&self) -> String {
+        "a cluster that never answers".into()
+    }
+    async fn get(
+        &self,
+        _: sre_operator::cluster::ResourceKind,
+        _: Option<&str>,
+        _: &str,
+    ) -> sre_operator::cluster::Result<Option<sre_operator::cluster::Object>> {
+        self.never().await
+    }
+    async fn list(
+        &self,
+        _: sre_operator::cluster::ResourceKind,
+        _: Option<&str>,
+    ) -> sre_operator::cluster::Result<Vec<sre_operator::cluster::Object>> {
+        self.never().await
+    }
+    async fn logs(
+        &self,
+        _: &sre_operator::cluster::LogRequest,
+    ) -> sre_operator::cluster::Result<sre_operator::cluster::Logs> {
+        self.never().await
+    }
+    async fn events_for(
+        &self,
+        _: sre_operator::cluster::Involved<'_>,
+    ) -> sre_operator::cluster::Result<Vec<k8s_openapi::api::core::v1::Event>> {
+        self.never().await
+    }
+}
+
+/// A host call counts against the plugin's deadline: a read that never answers ends the call
+/// at the deadline, as past it, naming the read; the read itself is dropped, not left running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_read_that_never_answers_ends_at_the_plugins_deadline() {
+    let dir = plugin_dir(
+        &[("k8s_reader.wasm", wasm("k8s_reader.wasm"))],
+        "plugins:\n  - name: k8s-reader\n    world: tool\n    file: k8s_reader.wasm\n    limits: {timeout: 300ms}\n",
+    );
+    let set = PluginSet::from_dir(&runtime(), dir.path()).unwrap();
+    assert!(set.refusals().is_empty(), "{:?}", set.refusals());
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let access = ClusterAccess::new(Arc::new(Hanging(dropped.clone())), "shop");
+    let started = std::time::Instant::now();
+    let err = call(
+        &set,
+        "inspect_object",
+        json!({"kind": "Pod", "name": "web"}),
+        &access,
+    )
+    .await
+    .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        err,
+        CallError::Deadline {
+            plugin: "k8s-reader".into(),
+            call: "invoke inspect_object".into(),
+            limit: std::time::Duration::from_millis(300),
+            waiting_on: Some("the read of Pod web".into()),
+        }
+    );
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "the call took {took:?} with a 300ms deadline"
+    );
+    assert_eq!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the read cut at the deadline is dropped"
+    );
+    assert_eq!(
+        err.to_string(),
+        "plugin k8s-reader: invoke inspect_object ran past its deadline of 300ms, waiting on the read of Pod web"
+    );
+}
+
+/// A plugin's error message is cut to a few KiB before it can reach a report, an Event or a log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_megabyte_of_error_message_is_cut() {
+    let err = hostile("long_error").await.unwrap_err();
+    let CallError::Tool { message, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        message.len() <= sre_operator::plugin::MESSAGE_CAP + 64,
+        "{} bytes kept",
+        message.len()
+    );
+    assert!(message.starts_with("éé"), "{message:.40}");
+    assert!(
+        message.ends_with("more bytes cut)"),
+        "{}",
+        &message[message.len() - 40..]
     );
 }

@@ -768,7 +768,8 @@ async fn limits_bind_python_and_javascript_plugins_as_they_bind_rust_ones() {
         CallError::Deadline {
             plugin: "log-signatures".into(),
             call: "invoke match_log_signatures".into(),
-            limit: Duration::from_millis(300)
+            limit: Duration::from_millis(300),
+            waiting_on: None,
         }
     );
     assert!(
@@ -841,7 +842,8 @@ async fn limits_bind_python_and_javascript_plugins_as_they_bind_rust_ones() {
         CallError::Deadline {
             plugin: "business-hours".into(),
             call: "decide".into(),
-            limit: Duration::from_millis(200)
+            limit: Duration::from_millis(200),
+            waiting_on: None,
         }
     );
 }

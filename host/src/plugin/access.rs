@@ -5,7 +5,8 @@
 //! before they cross into a plugin: they cost the plugin's memory and the agent's budget and say
 //! nothing about a failure.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use kube::core::{Expression, Selector, SelectorExt};
 use serde_json::Value;
@@ -29,6 +30,11 @@ pub struct ClusterAccess {
     /// Largest answer, in bytes, a single read may return.
     pub max_answer_bytes: usize,
     pub runtime: tokio::runtime::Handle,
+    /// When the calling plugin's time is up (set by the sandbox for each call): a read that
+    /// has not answered by then is dropped, and the call ends as past its deadline.
+    pub deadline: Option<Instant>,
+    /// The read the deadline cut, for the error; fresh for every call.
+    pub(super) cut: Arc<Mutex<Option<String>>>,
 }
 
 impl ClusterAccess {
@@ -38,7 +44,14 @@ impl ClusterAccess {
             namespace: namespace.into(),
             max_answer_bytes: 1 << 20,
             runtime: tokio::runtime::Handle::current(),
+            deadline: None,
+            cut: Arc::default(),
         }
+    }
+
+    /// The read the plugin's deadline cut, if one was.
+    pub fn timed_out(&self) -> Option<String> {
+        self.cut.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn kind(&self, kind: &str) -> Result<ResourceKind, ClusterError> {
@@ -74,8 +87,30 @@ impl ClusterAccess {
         Ok(text)
     }
 
-    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+    /// Runs `read` (described by `what`) to its answer or to the plugin's deadline, whichever
+    /// comes first: time spent in the host counts against the plugin, and a read cut off is
+    /// dropped, its request with it.
+    fn block_on<T, E: std::fmt::Display>(
+        &self,
+        what: impl FnOnce() -> String,
+        read: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, ClusterError> {
+        let answer = match self.deadline {
+            Some(deadline) => self
+                .runtime
+                .block_on(async { tokio::time::timeout_at(deadline.into(), read).await.ok() }),
+            None => Some(self.runtime.block_on(read)),
+        };
+        match answer {
+            Some(result) => result.map_err(failed),
+            None => {
+                let what = what();
+                *self.cut.lock().unwrap_or_else(|e| e.into_inner()) = Some(what.clone());
+                Err(ClusterError::Failed(format!(
+                    "the plugin's time ran out waiting on {what}"
+                )))
+            }
+        }
     }
 }
 
@@ -152,8 +187,10 @@ impl Host for super::CallState {
         let kind = access.kind(&kind)?;
         access.scope(namespace.as_deref())?;
         let object = access
-            .block_on(access.cluster.get(kind, Some(&access.namespace), &name))
-            .map_err(failed)?
+            .block_on(
+                || format!("the read of {kind} {name}"),
+                access.cluster.get(kind, Some(&access.namespace), &name),
+            )?
             .ok_or_else(|| {
                 ClusterError::NotFound(format!("{kind} {name} in namespace {}", access.namespace))
             })?;
@@ -174,9 +211,10 @@ impl Host for super::CallState {
             .map(parse_label_selector)
             .transpose()
             .map_err(ClusterError::Failed)?;
-        let objects = access
-            .block_on(access.cluster.list(kind, Some(&access.namespace)))
-            .map_err(failed)?;
+        let objects = access.block_on(
+            || format!("the list of {}", kind.plural()),
+            access.cluster.list(kind, Some(&access.namespace)),
+        )?;
         let items: Vec<Value> = objects
             .iter()
             .filter(|o| selector.as_ref().is_none_or(|s| s.matches(&labels_of(o))))
@@ -195,15 +233,16 @@ impl Host for super::CallState {
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_LOG_LINES)
             .clamp(1, MAX_LOG_LINES);
-        let logs = access
-            .block_on(access.cluster.logs(&LogRequest {
+        let logs = access.block_on(
+            || format!("the log of Pod {}", request.pod),
+            access.cluster.logs(&LogRequest {
                 namespace: access.namespace.clone(),
                 pod: request.pod.clone(),
                 container: request.container.clone(),
                 previous: request.previous,
                 tail_lines: Some(lines),
-            }))
-            .map_err(failed)?;
+            }),
+        )?;
         let mut text = String::new();
         if let Some(note) = logs.note {
             text.push_str(&format!("# note: {note}\n"));
@@ -223,14 +262,15 @@ impl Host for super::CallState {
     fn events(&mut self, kind: String, name: String) -> Result<String, ClusterError> {
         let access = self.access()?;
         let kind = access.kind(&kind)?;
-        let events = access
-            .block_on(access.cluster.events_for(Involved {
+        let events = access.block_on(
+            || format!("the events of {kind} {name}"),
+            access.cluster.events_for(Involved {
                 kind: kind.kind(),
                 namespace: &access.namespace,
                 name: &name,
                 uid: None,
-            }))
-            .map_err(failed)?;
+            }),
+        )?;
         let value = serde_json::to_value(&events).map_err(failed)?;
         access.answer(&value, &format!("the events of {kind} {name}"))
     }
@@ -238,13 +278,16 @@ impl Host for super::CallState {
     fn node_usage(&mut self, node: String) -> Result<String, ClusterError> {
         let access = self.access()?;
         let object = access
-            .block_on(access.cluster.get(ResourceKind::Node, None, &node))
-            .map_err(failed)?
+            .block_on(
+                || format!("the read of Node {node}"),
+                access.cluster.get(ResourceKind::Node, None, &node),
+            )?
             .ok_or_else(|| ClusterError::NotFound(format!("Node {node}")))?;
         let node_obj = typed(&object).map_err(failed)?;
-        let pods = access
-            .block_on(access.cluster.pods_on_node(&node))
-            .map_err(failed)?;
+        let pods = access.block_on(
+            || format!("the Pods of Node {node}"),
+            access.cluster.pods_on_node(&node),
+        )?;
         let usage = node_usage(&node_obj, &pods);
         access.answer(
             &serde_json::to_value(&usage).map_err(failed)?,

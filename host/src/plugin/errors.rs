@@ -12,11 +12,16 @@ use super::sandbox::{CallState, STDIO_CAP};
 /// Why a call of a plugin failed. Every variant names the plugin and the call.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum CallError {
-    #[error("plugin {plugin}: {call} ran past its deadline of {limit:?}")]
+    #[error(
+        "plugin {plugin}: {call} ran past its deadline of {limit:?}{}",
+        waiting(waiting_on)
+    )]
     Deadline {
         plugin: String,
         call: String,
         limit: Duration,
+        /// The cluster read the plugin was waiting on when its time ran out, if any.
+        waiting_on: Option<String>,
     },
     #[error("plugin {plugin}: {call} hit its memory limit of {limit} bytes")]
     Memory {
@@ -81,6 +86,12 @@ pub enum CallError {
     UnknownTool(String),
 }
 
+fn waiting(read: &Option<String>) -> String {
+    read.as_ref()
+        .map(|r| format!(", waiting on {r}"))
+        .unwrap_or_default()
+}
+
 impl CallError {
     /// Turns a wasmtime failure of `plugin`'s `call` into the limit it hit, if any, else a trap
     /// that says what the guest said last.
@@ -104,6 +115,7 @@ impl CallError {
                 plugin,
                 call,
                 limit: limits.timeout,
+                waiting_on: None,
             };
         }
         for (stream, pipe) in [("stderr", &state.stderr), ("stdout", &state.stdout)] {

@@ -16,6 +16,25 @@ use super::errors::CallError;
 use super::manifest::Limits;
 use super::sandbox::{CallState, Ticker, new_store};
 
+/// The most of a reason or an error message a plugin writes that is kept: these end up in
+/// reports, Events and logs, where a plugin must not be able to put megabytes.
+pub const MESSAGE_CAP: usize = 4 << 10;
+
+/// `text` cut to [`MESSAGE_CAP`] bytes (at a character boundary), saying how much was cut.
+pub(super) fn capped(mut text: String) -> String {
+    if text.len() <= MESSAGE_CAP {
+        return text;
+    }
+    let cut = text.len();
+    let mut end = MESSAGE_CAP;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("... ({} more bytes cut)", cut - end));
+    text
+}
+
 /// A plugin's template, by world.
 pub(super) enum Template {
     Tool(ToolPre<CallState>),
@@ -87,6 +106,15 @@ impl LoadedPlugin {
             Ok(Ok(body(&instance, &mut store)?))
         })();
         self.log_stdio(call, &store);
+        // A read the deadline cut ends the call as past it, whatever the guest did next.
+        if let Some(read) = store.data().access.as_ref().and_then(|a| a.timed_out()) {
+            return Err(CallError::Deadline {
+                plugin: self.name.clone(),
+                call: call.to_string(),
+                limit: self.limits.timeout,
+                waiting_on: Some(read),
+            });
+        }
         match result {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(message)) => Err(self.settings_error(message)),
@@ -158,7 +186,7 @@ impl LoadedPlugin {
         CallError::Settings {
             plugin: self.name.clone(),
             call: "configure".into(),
-            message,
+            message: capped(message),
         }
     }
 }

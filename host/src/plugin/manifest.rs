@@ -99,8 +99,31 @@ fn bytes(field: &str, text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("limits.{field}: {text:?} is not a size like 64Mi"))
 }
 
+/// The cgroup v2 memory limit of the operator's own container.
+const CGROUP_MEMORY_MAX: &str = "/sys/fs/cgroup/memory.max";
+
+/// The memory limit in a cgroup v2 `memory.max` file; None when it says `max`, or there is no
+/// such file (not in a cgroup v2 container).
+pub fn container_memory_limit(path: &std::path::Path) -> Option<usize> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The operator's container memory limit, read once.
+fn container_memory() -> Option<usize> {
+    static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| container_memory_limit(std::path::Path::new(CGROUP_MEMORY_MAX)))
+}
+
 impl LimitsSpec {
+    /// The limits in force, within the host's ceilings and the operator's container limit.
     pub fn resolve(&self) -> Result<Limits, String> {
+        self.resolve_within(container_memory())
+    }
+
+    /// [`resolve`](Self::resolve) for a container limited to `container` bytes of memory (None:
+    /// unlimited). A plugin may not be granted what the operator itself does not have: the
+    /// kernel would kill the whole operator instead of trapping the plugin.
+    pub fn resolve_within(&self, container: Option<usize>) -> Result<Limits, String> {
         let default = Limits::default();
         let limits = Limits {
             memory_bytes: self
@@ -126,6 +149,13 @@ impl LimitsSpec {
             return Err(format!(
                 "limits.memory is above the host's ceiling of {}",
                 crate::cluster::format_bytes(MAX_MEMORY as i64)
+            ));
+        }
+        if let Some(container) = container.filter(|c| limits.memory_bytes > *c) {
+            return Err(format!(
+                "limits.memory {} is more than the operator's own container may use ({}); lower it or raise the operator's memory limit",
+                crate::cluster::format_bytes(limits.memory_bytes as i64),
+                crate::cluster::format_bytes(container as i64)
             ));
         }
         if limits.timeout > MAX_TIMEOUT || limits.timeout.is_zero() {
@@ -285,6 +315,33 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.contains("limits.timeout"), "{err}");
+    }
+
+    /// No manifest grants a plugin more memory than the operator's container has.
+    #[test]
+    fn a_grant_above_the_containers_memory_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.max");
+        std::fs::write(&path, "max\n").unwrap();
+        assert_eq!(container_memory_limit(&path), None);
+        std::fs::write(&path, "100663296\n").unwrap();
+        let container = container_memory_limit(&path);
+        assert_eq!(container, Some(96 << 20));
+        assert_eq!(container_memory_limit(&dir.path().join("absent")), None);
+        let asks = |memory: &str| LimitsSpec {
+            memory: Some(memory.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            asks("64Mi").resolve_within(container).unwrap().memory_bytes,
+            64 << 20
+        );
+        let err = asks("128Mi").resolve_within(container).unwrap_err();
+        assert!(
+            err.contains("128Mi") && err.contains("96Mi") && err.contains("container"),
+            "{err}"
+        );
+        assert!(asks("128Mi").resolve_within(None).is_ok());
     }
 
     #[test]

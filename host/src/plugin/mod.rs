@@ -27,7 +27,7 @@ mod tool;
 
 pub use access::ClusterAccess;
 pub use errors::CallError;
-pub use loaded::LoadedPlugin;
+pub use loaded::{LoadedPlugin, MESSAGE_CAP};
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestEntry, parse_manifest};
 pub use patch_filter::{Review, ReviewContext};
 pub use policy_filter::{DecideContext, Decision};

@@ -3,7 +3,7 @@
 use super::World;
 use super::bindings::types::ReviewVerdict;
 use super::errors::CallError;
-use super::loaded::{LoadedPlugin, Template};
+use super::loaded::{LoadedPlugin, Template, capped};
 
 pub use super::bindings::types::ReviewContext;
 
@@ -34,15 +34,12 @@ impl LoadedPlugin {
         )?;
         match verdict {
             ReviewVerdict::Allow => Ok(Review::Allow),
-            ReviewVerdict::Deny(reason) => {
-                self.check_output("review", &reason)?;
-                Ok(Review::Deny(reason))
-            }
+            ReviewVerdict::Deny(reason) => Ok(Review::Deny(capped(reason))),
             ReviewVerdict::Rewrite(r) => {
                 self.check_output("review", &r.patch)?;
                 Ok(Review::Rewrite {
                     patch: r.patch,
-                    reason: r.reason,
+                    reason: capped(r.reason),
                 })
             }
         }

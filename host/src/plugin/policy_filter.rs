@@ -3,7 +3,7 @@
 use super::World;
 use super::bindings::types::Decision as WitDecision;
 use super::errors::CallError;
-use super::loaded::{LoadedPlugin, Template};
+use super::loaded::{LoadedPlugin, Template, capped};
 
 pub use super::bindings::types::DecideContext;
 
@@ -33,10 +33,7 @@ impl LoadedPlugin {
         )?;
         match decision {
             WitDecision::Investigate => Ok(Decision::Investigate),
-            WitDecision::Skip(reason) => {
-                self.check_output("decide", &reason)?;
-                Ok(Decision::Skip(reason))
-            }
+            WitDecision::Skip(reason) => Ok(Decision::Skip(capped(reason))),
         }
     }
 }

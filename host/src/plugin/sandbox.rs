@@ -20,24 +20,41 @@ pub(super) const TICK: Duration = Duration::from_millis(10);
 /// Guest stdout and stderr kept per call; more is an error, like any other flood.
 pub(super) const STDIO_CAP: usize = 16 << 10;
 
-/// Caps a guest's linear memory and tables; remembers when it said no, so the trap that
-/// follows can be reported as the memory limit rather than as a crash.
+/// Core instances, linear memories and tables one call may create. A component is several core
+/// modules: measured here, the Rust built-ins need at most 10 instances, the Python
+/// (componentize-py) and JavaScript (jco) examples 11 to 15; every one of them one memory and at
+/// most two tables. These leave about three times that and stop a component built to multiply
+/// them.
+pub(super) const MAX_INSTANCES: usize = 50;
+pub(super) const MAX_MEMORIES: usize = 4;
+pub(super) const MAX_TABLES: usize = 16;
+/// Elements in one table.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// Caps all of a call's linear memories together (a component with several memories gets one
+/// budget, not one each) and its tables; remembers when it said no, so the trap that follows
+/// can be reported as the memory limit rather than as a crash.
 pub(super) struct MemoryLimiter {
     limit: usize,
+    /// Bytes of every memory the call has created, as they are now.
+    total: usize,
     pub(super) hit: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        // A new memory arrives here with `current` 0: its initial size counts too.
+        let total = self.total - current.min(self.total) + desired;
+        if total > self.limit {
             self.hit = true;
             return Ok(false);
         }
+        self.total = total;
         Ok(true)
     }
 
@@ -47,7 +64,19 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -89,11 +118,18 @@ pub(super) fn new_store(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build();
+    // A host call (a cluster read) counts against the same deadline as the guest's own code.
+    let access = access.map(|mut a| {
+        a.deadline = Some(std::time::Instant::now() + limits.timeout);
+        a.cut = Default::default();
+        a
+    });
     let state = CallState {
         wasi,
         table: ResourceTable::new(),
         limiter: MemoryLimiter {
             limit: limits.memory_bytes,
+            total: 0,
             hit: false,
         },
         access,
@@ -133,5 +169,79 @@ impl Ticker {
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::component::{Component, Linker};
+
+    /// An engine configured as the runtime's, and a store with `limits`.
+    fn sandbox(memory: usize) -> (Engine, Store<CallState>) {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).unwrap();
+        let limits = Limits {
+            memory_bytes: memory,
+            ..Limits::default()
+        };
+        let store = new_store(&engine, &limits, None);
+        (engine, store)
+    }
+
+    /// Instantiates a component that makes `count` instances of `module` (core WAT).
+    fn instantiate(memory: usize, module: &str, count: usize) -> (wasmtime::Result<()>, bool) {
+        let (engine, mut store) = sandbox(memory);
+        let text = format!(
+            "(component (core module $m {module}) {})",
+            "(core instance (instantiate $m))".repeat(count)
+        );
+        let component = Component::new(&engine, text).unwrap();
+        let result = Linker::new(&engine)
+            .instantiate(&mut store, &component)
+            .map(|_| ());
+        (result, store.data().limiter.hit)
+    }
+
+    #[test]
+    fn memory_is_capped_across_all_of_a_components_memories() {
+        const PAGE: usize = 64 << 10;
+        // Two memories of 40 MiB each: either fits a 64 MiB cap, both do not.
+        let forty = format!("(memory {})", (40 << 20) / PAGE);
+        assert!(instantiate(64 << 20, &forty, 1).0.is_ok());
+        let (result, hit) = instantiate(64 << 20, &forty, 2);
+        assert!(
+            result.is_err() && hit,
+            "two memories of 40 MiB under a 64 MiB cap: {result:?}"
+        );
+        // Growing counts the same way: 20 MiB + 20 MiB then a grow of one to 40 MiB.
+        let twenty = format!("(memory {})", (20 << 20) / PAGE);
+        assert!(instantiate(64 << 20, &twenty, 2).0.is_ok());
+        let mut limiter = MemoryLimiter {
+            limit: 64 << 20,
+            total: 0,
+            hit: false,
+        };
+        assert!(limiter.memory_growing(0, 20 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 20 << 20, None).unwrap());
+        assert!(!limiter.memory_growing(20 << 20, 48 << 20, None).unwrap());
+        assert!(limiter.hit);
+        assert!(limiter.memory_growing(20 << 20, 40 << 20, None).unwrap());
+    }
+
+    #[test]
+    fn a_component_cannot_multiply_its_instances_memories_or_tables() {
+        let (result, _) = instantiate(64 << 20, "", MAX_INSTANCES + 1);
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("instance count too high"), "{err}");
+        assert!(instantiate(64 << 20, "", MAX_INSTANCES - 1).0.is_ok());
+        let (result, _) = instantiate(64 << 20, "(memory 1)", MAX_MEMORIES + 1);
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("memory count too high"), "{err}");
+        let (result, _) = instantiate(64 << 20, "(table 1 funcref)", MAX_TABLES + 1);
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("table count too high"), "{err}");
     }
 }

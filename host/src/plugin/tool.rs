@@ -4,7 +4,7 @@ use super::World;
 use super::access::ClusterAccess;
 use super::bindings::types::ToolError;
 use super::errors::CallError;
-use super::loaded::{LoadedPlugin, Template};
+use super::loaded::{LoadedPlugin, Template, capped};
 
 pub use super::bindings::types::ToolSpec;
 
@@ -14,12 +14,27 @@ impl LoadedPlugin {
         let Template::Tool(pre) = &self.template else {
             return Ok(Vec::new());
         };
-        self.call(
+        let specs = self.call(
             "describe",
             None,
             |s| pre.instantiate(s),
             |tool, s| tool.call_describe(s),
-        )
+        )?;
+        // What a plugin says of its tools goes to the model with every request: within the
+        // plugin's output limit, all of it together.
+        let size: usize = specs
+            .iter()
+            .map(|t| t.name.len() + t.description.len() + t.parameters.len())
+            .sum();
+        if size > self.limits.output_bytes {
+            return Err(CallError::Output {
+                plugin: self.name.clone(),
+                call: "describe".into(),
+                size,
+                limit: self.limits.output_bytes,
+            });
+        }
+        Ok(specs)
     }
 
     /// Calls one tool on a fresh instance. Synchronous: run it off the async executor.
@@ -44,16 +59,16 @@ impl LoadedPlugin {
                 self.check_output(&call, &text)?;
                 Ok(text)
             }
-            Err(ToolError::UnknownTool(t)) => Err(CallError::UnknownTool(t)),
+            Err(ToolError::UnknownTool(t)) => Err(CallError::UnknownTool(capped(t))),
             Err(ToolError::InvalidArguments(message)) => Err(CallError::InvalidArguments {
                 plugin: self.name.clone(),
                 call,
-                message,
+                message: capped(message),
             }),
             Err(ToolError::Failed(message)) => Err(CallError::Tool {
                 plugin: self.name.clone(),
                 call,
-                message,
+                message: capped(message),
             }),
         }
     }

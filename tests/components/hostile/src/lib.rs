@@ -1,6 +1,6 @@
 //! A tool component that misbehaves on purpose, one way per tool, so the host's limits can be
 //! tested against real WebAssembly: a loop, a memory bomb, a trap, a flood of output, reads
-//! outside its scope. `echo` is the well-behaved trivial call the benchmark measures.
+//! outside its scope, an error message of a megabyte. `echo` is the well-behaved trivial call the benchmark measures.
 
 wit_bindgen::generate!({ world: "tool", path: "../../../wit" });
 
@@ -8,7 +8,7 @@ use sre_operator::plugin::cluster;
 
 struct Hostile;
 
-const TOOLS: [&str; 10] = [
+const TOOLS: [&str; 11] = [
     "echo",
     "slow",
     "spin",
@@ -19,6 +19,7 @@ const TOOLS: [&str; 10] = [
     "read_secret",
     "other_namespace",
     "leak_state",
+    "long_error",
 ];
 
 static mut CALLS: u32 = 0;
@@ -89,6 +90,8 @@ impl Guest for Hostile {
                 };
                 Ok(calls.to_string())
             }
+            // A megabyte of error message, for the reports and logs it would land in.
+            "long_error" => Err(ToolError::Failed("é".repeat(512 << 10))),
             other => Err(ToolError::UnknownTool(other.to_string())),
         }
     }
