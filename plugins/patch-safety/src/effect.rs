@@ -94,11 +94,12 @@ fn containers_problem(
         };
         let problem = limits_removed(&path, was, now)
             .or_else(|| ceiling_problem(&path, was, now, settings))
-            .or_else(|| match author {
-                Author::Rules => None,
-                Author::Model => frozen_problem(&path, was, now, settings)
-                    .or_else(|| env_problem(&path, was, now, settings)),
-            });
+            // What runs as the workload is frozen for every author: the author is read from the
+            // report's status, which is only as trustworthy as whoever can write it, and the rules
+            // brain never changes these. Its one exception, an image rollback, is the host's to
+            // check against the workload's own history.
+            .or_else(|| frozen_problem(&path, was, now, author, settings))
+            .or_else(|| env_problem(&path, was, now, settings));
         if problem.is_some() {
             return problem;
         }
@@ -170,22 +171,30 @@ fn ceiling_problem(path: &str, was: &Value, now: &Value, settings: &Settings) ->
     None
 }
 
-/// A container field (`image`, `command`, a probe's `exec`, ...) a model may not change.
-fn frozen_problem(path: &str, was: &Value, now: &Value, settings: &Settings) -> Option<String> {
+/// A container field (`image`, `command`, a probe's `exec`, ...) no patch may change; `image`
+/// only a model may not (the rules brain rolls back to an image of the workload's history).
+fn frozen_problem(
+    path: &str,
+    was: &Value,
+    now: &Value,
+    author: Author,
+    settings: &Settings,
+) -> Option<String> {
     settings
         .model_frozen_container_fields
         .iter()
+        .filter(|field| author == Author::Model || field.as_str() != "image")
         .find_map(|field| {
             let pointer = format!("/{}", field.replace('.', "/"));
             (was.pointer(&pointer) != now.pointer(&pointer)).then(|| {
                 format!(
-                    "model-frozen-field: {path}{pointer} would change; a model-authored patch may not change {field} (modelFrozenContainerFields)"
+                    "model-frozen-field: {path}{pointer} would change; no patch may change {field} (modelFrozenContainerFields; a model may not change image either)"
                 )
             })
         })
 }
 
-/// An env entry a model adds or changes whose name is on the denylist.
+/// An env entry a patch adds or changes whose name is on the denylist, whoever wrote it.
 fn env_problem(path: &str, was: &Value, now: &Value, settings: &Settings) -> Option<String> {
     let old: Vec<&Value> = was
         .get("env")
@@ -204,7 +213,7 @@ fn env_problem(path: &str, was: &Value, now: &Value, settings: &Settings) -> Opt
             .iter()
             .find(|p| env_name_matches(p, name))?;
         Some(format!(
-            "model-denied-env: {path}/env/{i} would set {name}, which matches {pattern:?} in modelDeniedEnv; a model-authored patch may not set it"
+            "model-denied-env: {path}/env/{i} would set {name}, which matches {pattern:?} in modelDeniedEnv; no patch may set it"
         ))
     })
 }

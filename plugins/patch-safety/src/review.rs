@@ -39,10 +39,12 @@ pub struct Settings {
     pub max_replicas: u64,
     /// Instead of denying a patch without `test` guards, add them from the current object.
     pub add_missing_guards: bool,
-    /// Container fields (dotted, relative to a container) a model-authored patch may not change:
-    /// what a container runs and where its probes connect. The rules brain is not bound by it.
+    /// Container fields (dotted, relative to a container) no patch may change: what a container
+    /// runs and where its probes connect. The author is read from a report's status, so it binds
+    /// the rules brain too, except for `image` (its rollbacks, which the host checks against the
+    /// workload's history). The name says where it began: model-authored patches.
     pub model_frozen_container_fields: Vec<String>,
-    /// Env names a model-authored patch may not add or change: names that make a runtime load
+    /// Env names no patch may add or change, whoever wrote it: names that make a runtime load
     /// code or reroute traffic. `*` at the start or end matches any suffix or prefix; case is
     /// ignored.
     pub model_denied_env: Vec<String>,
@@ -632,11 +634,13 @@ mod tests {
 
     #[test]
     fn the_five_harmful_patches_are_denied_to_a_model_and_the_unsafe_ones_to_everyone() {
-        // (patch, rule the model author is denied by, rule the rules author is denied by)
+        // (patch, rule the model author is denied by, rule the rules author is denied by). The
+        // author comes from a report's status, so a planted patch may claim the rules brain:
+        // only its image rollbacks are left to the host, which checks the workload's history.
         let expected = [
             ("image", "model-frozen-field", None),
-            ("command", "model-frozen-field", None),
-            ("env", "model-denied-env", None),
+            ("command", "model-frozen-field", Some("model-frozen-field")),
+            ("env", "model-denied-env", Some("model-denied-env")),
             ("replicas", "replicas-to-zero", Some("replicas-to-zero")),
             ("limits", "limit-removal", Some("limit-removal")),
         ];
@@ -795,11 +799,12 @@ mod tests {
         ] {
             let patch =
                 json!([{"op": "add", "path": format!("{C0}/livenessProbe"), "value": probe}]);
-            assert!(
-                matches!(by(MODEL, patch.clone()), Verdict::Deny(r) if r.contains(rule)),
-                "{rule}"
-            );
-            assert_eq!(by("rules", patch), Verdict::Allow, "{rule}");
+            for author in [MODEL, "rules"] {
+                assert!(
+                    matches!(by(author, patch.clone()), Verdict::Deny(r) if r.contains(rule)),
+                    "{rule} by {author}"
+                );
+            }
         }
         for name in [
             "https_proxy",
