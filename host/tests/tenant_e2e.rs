@@ -362,9 +362,10 @@ async fn tenant_attacks_end_to_end() -> Result<()> {
             phase_of(&r),
             context(&r, &op)
         );
-        // The refusal names the field or the name.
+        // The refusal names the field the name came from.
         assert!(
-            text.contains("not a valid") && (text.contains("claimName") || text.contains(claim)),
+            text.contains("not a valid")
+                && text.contains("spec.volumes[0].persistentVolumeClaim.claimName"),
             "{name}: the report does not say the claim name {claim:?} was refused\n{}",
             context(&r, &op)
         );

@@ -59,19 +59,32 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
     let cause: Option<PendingReason> = reason.parse().ok();
     let pod = &case.report.spec.pod.name;
     if cause.is_some_and(PendingReason::is_about_a_claim) {
-        let claims: Vec<String> = case
+        // Each claim with the field it came from: a name the API server stored unvalidated (a
+        // `claimName` of `?watch=true&x=`) is refused here, naming that field, and never asked for.
+        let claims: Vec<(String, String)> = case
             .pod
             .spec
             .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-            .filter_map(|v| {
-                v.persistent_volume_claim
-                    .as_ref()
-                    .map(|c| c.claim_name.clone())
+            .flat_map(|s| s.volumes.iter().flatten().enumerate())
+            .filter_map(|(i, v)| {
+                v.persistent_volume_claim.as_ref().map(|c| {
+                    (
+                        format!("spec.volumes[{i}].persistentVolumeClaim.claimName"),
+                        c.claim_name.clone(),
+                    )
+                })
             })
             .collect();
         let mut details = Vec::new();
-        for claim in &claims {
+        for (field, claim) in &claims {
+            if let Err(invalid) = crate::names::check_name(
+                crate::cluster::ResourceKind::PersistentVolumeClaim,
+                field,
+                claim,
+            ) {
+                evidence.push(format!("the Pod's {invalid}"));
+                continue;
+            }
             let pvc = s
                 .act(
                     format!("The scheduler says the Pod has an unbound PersistentVolumeClaim; it mounts {claim}."),
@@ -122,7 +135,11 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
         let claim_list = if claims.is_empty() {
             "its PersistentVolumeClaim".to_string()
         } else {
-            claims.join(", ")
+            claims
+                .iter()
+                .map(|(_, claim)| claim.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         return Ok(no_fix(
             format!(
