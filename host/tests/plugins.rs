@@ -845,3 +845,54 @@ async fn a_megabyte_of_error_message_is_cut() {
         &message[message.len() - 40..]
     );
 }
+
+/// The ConfigMap deploy/ ships names the built-ins (`builtin:`) and carries no component; an
+/// edit of it (here a limit) is reloaded like any other, and an unknown built-in is refused by
+/// name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_of_built_ins_loads_without_files_and_reloads_when_edited() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/plugins/plugins.yaml"),
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    configmap_version(root.path(), "2026_12_05_10_00_00.1", &[], &manifest);
+    let registry =
+        Arc::new(PluginRegistry::from_dir(runtime(), root.path().to_path_buf()).unwrap());
+    let current = registry.current();
+    assert!(current.refusals().is_empty(), "{:?}", current.refusals());
+    assert_eq!(current.plugins().len(), 3);
+    let reader = |set: &PluginSet| {
+        set.plugins()
+            .iter()
+            .find(|p| p.name == "k8s-reader")
+            .unwrap()
+            .limits
+            .timeout
+    };
+    assert_eq!(reader(&current), std::time::Duration::from_secs(2));
+
+    let edited = manifest.replace(
+        "limits: {memory: 64Mi, timeout: 2s, output: 256Ki}",
+        "limits: {memory: 64Mi, timeout: 5s, output: 256Ki}",
+    );
+    assert_ne!(edited, manifest);
+    configmap_version(root.path(), "2026_12_05_10_05_00.2", &[], &edited);
+    assert!(registry.reload_if_changed().unwrap());
+    assert_eq!(
+        reader(&registry.current()),
+        std::time::Duration::from_secs(5)
+    );
+
+    let unknown = edited.replace("builtin: k8s-reader", "builtin: k8s-writer");
+    configmap_version(root.path(), "2026_12_05_10_10_00.3", &[], &unknown);
+    assert!(registry.reload_if_changed().unwrap());
+    let refusals = registry.current().refusals().to_vec();
+    assert!(
+        refusals.iter().any(|r| r.plugin == "k8s-reader"
+            && r.reason
+                .contains("\"k8s-writer\" is not a plugin this operator embeds")
+            && r.reason.contains("patch-safety")),
+        "{refusals:?}"
+    );
+}

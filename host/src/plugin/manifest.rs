@@ -12,10 +12,15 @@
 //!     world: tool
 //!     url: https://plugins.example.com/log_signatures-1.2.0.wasm
 //!     sha256: 9b1c...            # required with url; checked before the component is compiled
+//!   - name: patch-safety         # one the operator embeds: no file to ship, tune it here
+//!     world: patch-filter
+//!     builtin: patch-safety
+//!     settings: {resourceCeiling: {cpu: "2", memory: 4Gi}}
 //! ```
 //!
-//! Each entry names its component with exactly one of `file` (a path inside the plugin directory)
-//! and `url` (`https://`, `file:///absolute/path`, or `http://` to a loopback address only).
+//! Each entry names its component with exactly one of `file` (a path inside the plugin directory),
+//! `url` (`https://`, `file:///absolute/path`, or `http://` to a loopback address only) and
+//! `builtin` (a plugin embedded in the operator: `k8s-reader`, `patch-safety`, `policy-filter`).
 
 use std::time::Duration;
 
@@ -45,6 +50,9 @@ pub struct ManifestEntry {
     /// Or where to download it from; `sha256` is then required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Or the name of a plugin the operator embeds (`k8s-reader`, ...): nothing to ship.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     #[serde(default)]
@@ -211,13 +219,13 @@ impl ManifestEntry {
                 "plugin {name}: sha256 {digest:?} is not a SHA-256 digest (64 hex digits, as `sha256sum` prints)"
             ));
         }
-        match (&self.file, &self.url) {
-            (Some(_), Some(_)) => Err(format!("plugin {name}: give either file or url, not both")),
-            (None, None) => Err(format!(
-                "plugin {name}: needs a file (in the plugin directory) or a url (with its sha256)"
+        match (&self.file, &self.url, &self.builtin) {
+            (None, None, Some(builtin)) => Ok(Source::Builtin(builtin)),
+            (None, None, None) => Err(format!(
+                "plugin {name}: needs a file (in the plugin directory), a url (with its sha256) or a builtin (a plugin the operator embeds)"
             )),
-            (Some(_), None) => Ok(Source::File(self.checked_file()?)),
-            (None, Some(url)) => {
+            (Some(_), None, None) => Ok(Source::File(self.checked_file()?)),
+            (None, Some(url), None) => {
                 let Some(sha256) = self.sha256.as_deref() else {
                     return Err(format!(
                         "plugin {name}: url needs a sha256 (the component's digest, as `sha256sum` prints it) so the download can be verified"
@@ -226,6 +234,9 @@ impl ManifestEntry {
                 check_url(url).map_err(|e| format!("plugin {name}: url {url:?} {e}"))?;
                 Ok(Source::Url { url, sha256 })
             }
+            _ => Err(format!(
+                "plugin {name}: give one of file, url and builtin, not several"
+            )),
         }
     }
 
@@ -242,7 +253,12 @@ impl ManifestEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source<'a> {
     File(&'a str),
-    Url { url: &'a str, sha256: &'a str },
+    /// A plugin embedded in the operator, by name.
+    Builtin(&'a str),
+    Url {
+        url: &'a str,
+        sha256: &'a str,
+    },
 }
 
 /// `https://`, `file:///absolute`, or `http://` to a loopback address (a local mirror, tests): the

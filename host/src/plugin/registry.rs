@@ -60,6 +60,29 @@ const BUILTIN_FILES: [(&str, &[u8]); 3] = [
     ),
 ];
 
+/// The component of the plugin the operator embeds under `name` (as the built-in manifest
+/// names it), for a manifest entry's `builtin:`.
+fn builtin_component(name: &str) -> Result<Vec<u8>, String> {
+    let manifest = parse_manifest(BUILTIN_MANIFEST).expect("the built-in manifest parses");
+    let file = manifest
+        .plugins
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.file.as_deref());
+    match file.and_then(|f| BUILTIN_FILES.iter().find(|(n, _)| *n == f)) {
+        Some((_, bytes)) => Ok(bytes.to_vec()),
+        None => Err(format!(
+            "builtin {name:?} is not a plugin this operator embeds; it embeds {}",
+            manifest
+                .plugins
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 fn valid_tool_name(name: &str) -> bool {
     // What OpenAI-compatible function calling accepts.
     (1..=64).contains(&name.len())
@@ -119,6 +142,7 @@ impl PluginSet {
             let bytes = match entry.source().and_then(|source| match source {
                 Source::File(file) => read(file),
                 Source::Url { url, sha256 } => downloads.fetch(url, sha256),
+                Source::Builtin(name) => builtin_component(name),
             }) {
                 Ok(bytes) => bytes,
                 Err(reason) => {

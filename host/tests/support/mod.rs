@@ -39,17 +39,26 @@ pub fn kubectl(cluster: &sre_e2e::TestCluster, args: &[&str]) -> Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `kubectl kustomize deploy/` as objects, rendered from a copy of `deploy/` and `crds/` whose
-/// plugin folder holds the built-in plugins (what `sre-operator plugins export deploy/plugins`
-/// writes before an install).
-pub fn render_deploy() -> Result<Vec<Value>> {
+/// A copy of `deploy/` and `crds/` as a fresh clone has them (no build output in
+/// `deploy/plugins/`), in a temporary folder.
+pub fn fresh_deploy() -> Result<tempfile::TempDir> {
     let work = tempfile::tempdir()?;
     let root = repo_root();
     for dir in ["deploy", "crds"] {
         copy_dir(&root.join(dir), &work.path().join(dir))?;
     }
-    sre_operator::plugin::PluginSet::export_builtin(&work.path().join("deploy/plugins"))
-        .map_err(anyhow::Error::msg)?;
+    for entry in std::fs::read_dir(work.path().join("deploy/plugins"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(work)
+}
+
+/// `kubectl kustomize deploy/` as objects, rendered from [`fresh_deploy`].
+pub fn render_deploy() -> Result<Vec<Value>> {
+    let work = fresh_deploy()?;
     let out = Command::new(kubectl_program())
         .arg("kustomize")
         .arg(work.path().join("deploy"))
