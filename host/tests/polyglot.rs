@@ -1097,7 +1097,7 @@ fn file_urls_load_and_malformed_url_entries_are_manifest_errors_naming_the_plugi
     for (entry, message) in [
         (
             format!("{{name: both, world: tool, file: a.wasm, url: '{url}', sha256: {digest}}}"),
-            "plugin both: give either file or url, not both".to_string(),
+            "plugin both: give one of file, url and builtin, not several".to_string(),
         ),
         (
             format!("{{name: unsigned, world: tool, url: '{url}'}}"),
@@ -1105,7 +1105,7 @@ fn file_urls_load_and_malformed_url_entries_are_manifest_errors_naming_the_plugi
         ),
         (
             "{name: nowhere, world: tool}".to_string(),
-            "plugin nowhere: needs a file (in the plugin directory) or a url (with its sha256)".to_string(),
+            "plugin nowhere: needs a file (in the plugin directory), a url (with its sha256) or a builtin (a plugin the operator embeds)".to_string(),
         ),
         (
             format!("{{name: plain, world: tool, url: 'http://plugins.example.com/a.wasm', sha256: {digest}}}"),

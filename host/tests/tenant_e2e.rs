@@ -638,21 +638,16 @@ async fn tenant_attacks_end_to_end() -> Result<()> {
     )?;
     watcher_op.await_ready(Duration::from_secs(60))?;
     let stored = watcher_op.metric("sre_operator_stored_pods")?;
-    // The tenant's own failing Pods are stored (its policy selects them); the attic's are not.
-    let tenant_failing = pods
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .filter(|p| sre_operator::failure::may_be_failing(p))
-        .count() as f64;
+    // At most the tenant's own Pods are stored (its policy selects them; a crash loop flips in
+    // and out of may-be-failing, so not an exact count); the attic's 21 are not.
+    let tenant_pods = pods.list(&Default::default()).await?.items.len() as f64;
     assert!(
-        tenant_failing < 21.0,
-        "{tenant_failing} failing Pods in {NS}: the count below could hide the attic's 21"
+        tenant_pods < 20.0,
+        "{tenant_pods} Pods in {NS}: the bound below could hide the attic's 20 ballast Pods"
     );
     assert!(
-        stored.is_some_and(|s| s <= tenant_failing),
-        "{stored:?} Pods stored with {tenant_failing} failing in {NS}: the attic's 20 unselected Pods are held\n{}",
+        stored.is_some_and(|s| s <= tenant_pods),
+        "{stored:?} Pods stored with {tenant_pods} in {NS}: the attic's unselected Pods are held\n{}",
         watcher_op.tail()
     );
     eprintln!(
@@ -696,7 +691,7 @@ async fn tenant_attacks_end_to_end() -> Result<()> {
         "reports for Pods no policy selects: {others:?}"
     );
     assert!(
-        after <= tenant_failing + 1.0,
+        after <= tenant_pods + 1.0,
         "{after} Pods stored after the edit: the ballast came in with the stray\n{}",
         watcher_op.tail()
     );

@@ -108,19 +108,7 @@ impl<'a> Walk<'a> {
                     self.found.text.push('[');
                 }
                 let mut first = true;
-                loop {
-                    self.skip_ws();
-                    match self.bytes().get(self.pos) {
-                        Some(b']') | None => {
-                            self.pos += 1;
-                            break;
-                        }
-                        Some(b',') => {
-                            self.pos += 1;
-                            continue;
-                        }
-                        _ => {}
-                    }
+                while self.next_member(b']') {
                     if emit && !first {
                         self.found.text.push(',');
                     }
@@ -154,6 +142,23 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// Moves to the next member of an array or object (past whitespace and commas): false, past
+    /// the bracket, when `close` ends it.
+    fn next_member(&mut self, close: u8) -> bool {
+        loop {
+            self.skip_ws();
+            match self.bytes().get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b) if *b == close => {
+                    self.pos += 1;
+                    return false;
+                }
+                None => return false,
+                _ => return true,
+            }
+        }
+    }
+
     fn value(&mut self, at: At) {
         self.value_to(at, true)
     }
@@ -164,19 +169,7 @@ impl<'a> Walk<'a> {
             self.found.text.push('{');
         }
         let mut first = true;
-        loop {
-            self.skip_ws();
-            match self.bytes().get(self.pos) {
-                Some(b'}') | None => {
-                    self.pos += 1;
-                    break;
-                }
-                Some(b',') => {
-                    self.pos += 1;
-                    continue;
-                }
-                _ => {}
-            }
+        while self.next_member(b'}') {
             let key = self.string();
             self.skip_ws();
             self.pos += 1; // ':'
