@@ -105,6 +105,10 @@ async def main(binary, dump):
             except MCPError as e:
                 check("not found" in str(e), f"the error says not found: {e}")
 
+            result = await session.call_tool("get_report", {"namespace": "default", "name": "a/../b"})
+            check(result.is_error and "DiagnosticReport name" in text(result),
+                  f"an invalid report name is refused: {text(result)}")
+
             result = await session.call_tool(
                 "approve_report",
                 {"namespace": "default", "name": report["name"], "digest": "sha256:00"})

@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use crate::agent::Session;
 use crate::cluster::{Cluster, ResourceKind};
 use crate::crd::{DebugPolicy, Decision, DiagnosticReport, PolicyRule};
-use crate::names::{check_name, check_namespace};
+use crate::names::{check_name, check_namespace, check_report_name};
 use crate::pipeline::Engine;
 use crate::plugin::ClusterAccess;
 use crate::policy::{PolicySet, default_policy};
@@ -86,10 +86,9 @@ fn namespace_arg(arguments: &Map<String, Value>) -> Result<String, String> {
     Ok(namespace)
 }
 
-/// A report's name follows the same rule as the object names the operator gives reports.
 fn report_name_arg(arguments: &Map<String, Value>) -> Result<String, String> {
     let name = required(arguments, "name")?;
-    check_name(ResourceKind::ConfigMap, "name", &name).map_err(|e| e.to_string())?;
+    check_report_name("name", &name).map_err(|e| e.to_string())?;
     Ok(name)
 }
 
