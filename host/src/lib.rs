@@ -13,6 +13,7 @@ pub mod crd;
 pub mod eval;
 pub mod failure;
 pub mod kubectl_sre;
+pub mod mcp;
 pub mod names;
 pub mod patch;
 pub mod pipeline;

@@ -112,6 +112,16 @@ pub fn check_name(kind: ResourceKind, field: &str, name: &str) -> Result<(), Inv
     }
 }
 
+/// Checks a DiagnosticReport's name (a DNS-1123 subdomain, as for most kinds), read from `field`.
+pub fn check_report_name(field: &str, name: &str) -> Result<(), InvalidName> {
+    let rule = NameRule::Dns1123Subdomain;
+    if rule.allows(name) {
+        Ok(())
+    } else {
+        Err(refuse(field, name, "DiagnosticReport name", rule))
+    }
+}
+
 /// Checks a namespace name, read from `field`.
 pub fn check_namespace(field: &str, namespace: &str) -> Result<(), InvalidName> {
     check_name(ResourceKind::Namespace, field, namespace)
@@ -167,6 +177,17 @@ mod tests {
             );
             assert!(message.contains("PersistentVolumeClaim name"), "{message}");
             assert!(!message.contains('\n'), "{message:?}");
+        }
+    }
+
+    #[test]
+    fn report_names_an_mcp_client_sends_follow_the_subdomain_rule() {
+        check_report_name("name", "critical-app-crashloopbackoff-7f3a").unwrap();
+        for hostile in ["a/../b", "?watch=true", "Foo", ""] {
+            let message = check_report_name("name", hostile)
+                .expect_err(hostile)
+                .to_string();
+            assert!(message.contains("DiagnosticReport name"), "{message}");
         }
     }
 

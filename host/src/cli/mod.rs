@@ -49,6 +49,10 @@ pub enum Command {
     Plugins(PluginsCommand),
     /// Run the operator against a cluster (in-cluster config, or KUBECONFIG / ~/.kube/config).
     Run(RunArgs),
+    /// Serve the tools and the reports to an MCP client (Claude Desktop, an IDE, an agent) over
+    /// stdin/stdout: against a cluster dump (`--dump DIR`), or the kubeconfig's cluster, as its
+    /// user.
+    Mcp(McpArgs),
     /// Print both CustomResourceDefinitions as YAML, or write them to a folder.
     Crds {
         /// Write one file per CRD here (what `crds/` holds) instead of printing.
@@ -217,7 +221,71 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Plugins(command) => plugins(command),
         Command::Run(args) => run_operator(args).await,
         Command::Crds { output_dir } => write_crds(output_dir),
+        Command::Mcp(args) => mcp(args).await,
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// A cluster dump (as `diagnose --dump` reads it); without it, the kubeconfig's cluster.
+    #[arg(long, value_name = "DIR")]
+    pub dump: Option<PathBuf>,
+
+    /// The kubeconfig context (live cluster only).
+    #[arg(long)]
+    pub context: Option<String>,
+
+    /// The kubeconfig file; KUBECONFIG or ~/.kube/config when omitted (live cluster only).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub brain: BrainArgs,
+
+    /// A plugin directory; the built-in plugins when omitted.
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+
+    /// Investigations `diagnose` runs at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// `sre-operator mcp`: stdout is the protocol's, so every warning goes to stderr.
+async fn mcp(args: McpArgs) -> Result<()> {
+    let engine = crate::pipeline::Engine {
+        brain: args.brain.brain()?,
+        plugins: load_plugins(args.plugins.as_ref())?,
+        budget: args.brain.budget()?,
+        concurrency: usize::from(args.concurrency),
+    };
+    let (cluster, reports): (Arc<dyn Cluster>, _) = match &args.dump {
+        Some(dir) => (
+            Arc::new(DumpCluster::load(dir)?),
+            crate::mcp::Reports::Dump(Default::default()),
+        ),
+        None => {
+            let global = crate::kubectl_sre::Global {
+                namespace: None,
+                context: args.context.clone(),
+                kubeconfig: args.kubeconfig.clone(),
+            };
+            let client = crate::kubectl_sre::client(&global).await?;
+            (
+                Arc::new(crate::cluster::LiveCluster::new(
+                    client.clone(),
+                    "the cluster",
+                )),
+                crate::mcp::Reports::Live(client),
+            )
+        }
+    };
+    crate::mcp::serve_stdio(crate::mcp::McpServer {
+        cluster,
+        engine,
+        reports,
+    })
+    .await
 }
 
 #[derive(Debug, clap::Args)]

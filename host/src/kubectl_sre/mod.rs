@@ -8,7 +8,7 @@
 
 mod plugins;
 mod render;
-mod reports;
+pub(crate) mod reports;
 mod rollback;
 
 pub use render::{Table, age, yaml_diff};

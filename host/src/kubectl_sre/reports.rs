@@ -34,7 +34,7 @@ fn crd_missing() -> String {
 }
 
 /// One report, or an error that says how to find the right name.
-pub(super) async fn get_report(
+pub(crate) async fn get_report(
     client: &Client,
     namespace: &str,
     name: &str,
@@ -444,7 +444,7 @@ pub(super) async fn show(
 }
 
 /// `approve` and `reject`: checks, a summary, a question, and one merge patch of `spec.decision`.
-pub(super) async fn decide(
+pub(crate) async fn decide(
     client: &Client,
     namespace: &str,
     args: &DecideArgs,
