@@ -98,19 +98,11 @@ pub struct DiagnoseArgs {
     pub output: OutputFormat,
 
     #[command(flatten)]
-    pub brain: BrainArgs,
-
-    /// A plugin directory (plugins.yaml and its components); the built-in plugins when omitted.
-    #[arg(long, value_name = "DIR")]
-    pub plugins: Option<PathBuf>,
+    pub engine: EngineArgs,
 
     /// Only detect and print the failures; do not investigate.
     #[arg(long)]
     pub detect_only: bool,
-
-    /// Investigations run at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -196,16 +188,36 @@ pub struct EvalArgs {
     #[arg(long, value_name = "NAME|TAG")]
     pub only: Vec<String>,
 
+    /// Scenarios run one after the other; `--concurrency` is within one.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// How the commands that investigate here (diagnose, eval, mcp) run it: the brain, the plugins
+/// and how many investigations at once.
+#[derive(Debug, clap::Args)]
+pub struct EngineArgs {
     #[command(flatten)]
     pub brain: BrainArgs,
 
-    /// A plugin directory; the built-in plugins when omitted.
+    /// A plugin directory (plugins.yaml and its components); the built-in plugins when omitted.
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
 
-    /// Investigations run at once within a scenario (scenarios run one after the other).
+    /// Investigations run at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> Result<crate::pipeline::Engine> {
+        Ok(crate::pipeline::Engine {
+            brain: self.brain.brain()?,
+            plugins: load_plugins(self.plugins.as_ref())?,
+            budget: self.brain.budget()?,
+            concurrency: usize::from(self.concurrency),
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -240,25 +252,12 @@ pub struct McpArgs {
     pub kubeconfig: Option<PathBuf>,
 
     #[command(flatten)]
-    pub brain: BrainArgs,
-
-    /// A plugin directory; the built-in plugins when omitted.
-    #[arg(long, value_name = "DIR")]
-    pub plugins: Option<PathBuf>,
-
-    /// Investigations `diagnose` runs at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    pub engine: EngineArgs,
 }
 
 /// `sre-operator mcp`: stdout is the protocol's, so every warning goes to stderr.
 async fn mcp(args: McpArgs) -> Result<()> {
-    let engine = crate::pipeline::Engine {
-        brain: args.brain.brain()?,
-        plugins: load_plugins(args.plugins.as_ref())?,
-        budget: args.brain.budget()?,
-        concurrency: usize::from(args.concurrency),
-    };
+    let engine = args.engine.engine()?;
     let (cluster, reports): (Arc<dyn Cluster>, _) = match &args.dump {
         Some(dir) => (
             Arc::new(DumpCluster::load(dir)?),
@@ -528,8 +527,9 @@ fn load_plugins(dir: Option<&PathBuf>) -> Result<Arc<PluginSet>> {
 
 async fn diagnose(args: DiagnoseArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let budget = args.brain.budget()?;
-    let brain = args.brain.brain()?;
+    // The brain's flags are checked before the dump is read.
+    args.engine.brain.budget()?;
+    args.engine.brain.brain()?;
     let cluster = Arc::new(DumpCluster::load(&args.dump)?);
     let loaded = started.elapsed();
     let policies = if args.policies.is_empty() {
@@ -542,12 +542,7 @@ async fn diagnose(args: DiagnoseArgs) -> Result<()> {
     let engine = if args.detect_only {
         None
     } else {
-        Some(crate::pipeline::Engine {
-            brain,
-            plugins: load_plugins(args.plugins.as_ref())?,
-            budget,
-            concurrency: usize::from(args.concurrency),
-        })
+        Some(args.engine.engine()?)
     };
     let plugins_loaded = plugins_started.elapsed();
     let outcome =
@@ -595,12 +590,7 @@ async fn eval(args: EvalArgs) -> Result<()> {
             args.only
         );
     }
-    let engine = crate::pipeline::Engine {
-        brain: args.brain.brain()?,
-        plugins: load_plugins(args.plugins.as_ref())?,
-        budget: args.brain.budget()?,
-        concurrency: usize::from(args.concurrency),
-    };
+    let engine = args.engine.engine()?;
     let suite = crate::eval::run(&scenarios, &engine).await;
     let mut stdout = Escaping::new(std::io::stdout().lock());
     match args.output {
