@@ -20,7 +20,10 @@ const BUILT_INS: [Package; 3] = [
     ("policy-filter", "policy_filter.wasm"),
 ];
 /// What only the tests need.
-const TEST_ONLY: [Package; 1] = [("hostile-tool", "hostile_tool.wasm")];
+const TEST_ONLY: [Package; 2] = [
+    ("hostile-tool", "hostile_tool.wasm"),
+    ("egress-probe", "egress_probe.wasm"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

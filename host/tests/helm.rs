@@ -1,5 +1,5 @@
 //! The Helm chart (`charts/sre-operator`) with helm built from its pinned Go module
-//! (`tests/cluster/build-helm.sh`): it lints, renders with default values exactly the objects
+//! (`tests/cluster/build-tool.sh helm`): it lints, renders with default values exactly the objects
 //! `kubectl kustomize deploy/` renders (compared object by object), refuses a mistyped value
 //! through its schema, keeps its CRDs identical to `crds/`, and installs, upgrades and uninstalls
 //! on the loopback cluster.
@@ -17,18 +17,7 @@ use serde_json::Value;
 
 /// helm, built (once, cached by version) from `tests/cluster/go/helm`.
 fn helm() -> Result<PathBuf> {
-    let out = Command::new("bash")
-        .arg(support::repo_root().join("tests/cluster/build-helm.sh"))
-        .output()
-        .context("running tests/cluster/build-helm.sh")?;
-    if !out.status.success() {
-        bail!(
-            "tests/cluster/build-helm.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let path = String::from_utf8(out.stdout)?;
-    Ok(PathBuf::from(path.lines().last().unwrap_or_default()))
+    sre_e2e::go_tool("helm")
 }
 
 fn chart() -> PathBuf {

@@ -51,6 +51,8 @@ pub struct LoadedPlugin {
     pub limits: Limits,
     pub size: usize,
     pub(super) settings: String,
+    /// What the plugin may reach over HTTP (tools only).
+    pub(super) egress: Option<Arc<super::egress::Egress>>,
     pub(super) template: Template,
     pub(super) engine: Engine,
     /// Deadlines need the epoch to advance for as long as any plugin can be called.
@@ -97,7 +99,13 @@ impl LoadedPlugin {
         instantiate: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<I>,
         body: impl FnOnce(&I, &mut Store<CallState>) -> wasmtime::Result<T>,
     ) -> Result<T, CallError> {
-        let mut store = new_store(&self.engine, &self.limits, access);
+        let mut store = new_store(
+            &self.engine,
+            &self.name,
+            &self.limits,
+            access,
+            self.egress.clone(),
+        );
         let result = (|| -> wasmtime::Result<Result<T, String>> {
             let instance = instantiate(&mut store)?;
             if let Err(message) = instance.configure(&mut store, &self.settings)? {
@@ -106,8 +114,9 @@ impl LoadedPlugin {
             Ok(Ok(body(&instance, &mut store)?))
         })();
         self.log_stdio(call, &store);
-        // A read the deadline cut ends the call as past it, whatever the guest did next.
-        if let Some(read) = store.data().access.as_ref().and_then(|a| a.timed_out()) {
+        // A read or request the deadline cut ends the call as past it, whatever the guest did
+        // next.
+        if let Some(read) = store.data().cut_off() {
             return Err(CallError::Deadline {
                 plugin: self.name.clone(),
                 call: call.to_string(),

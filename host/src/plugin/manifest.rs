@@ -59,10 +59,13 @@ pub struct ManifestEntry {
     pub limits: LimitsSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<serde_json::Value>,
+    /// What the plugin may reach over HTTP (tools of world 0.2.0); nothing when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<super::egress::GrantSpec>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitsSpec {
     /// Linear memory, as a Kubernetes quantity (`64Mi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +76,12 @@ pub struct LimitsSpec {
     /// Bytes a call may return (`256Ki`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// HTTP requests a call may send through its egress grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u32>,
+    /// Response body bytes a call may receive, all its requests together (`1Mi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<String>,
 }
 
 /// Limits in force for every call of a plugin.
@@ -81,6 +90,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub timeout: Duration,
     pub output_bytes: usize,
+    /// Egress: requests per call and response bytes per call.
+    pub requests: u32,
+    pub response_bytes: usize,
 }
 
 impl Default for Limits {
@@ -90,6 +102,8 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(2),
             output_bytes: 256 << 10,
+            requests: super::egress::DEFAULT_REQUESTS,
+            response_bytes: super::egress::DEFAULT_RESPONSE_BYTES,
         }
     }
 }
@@ -152,6 +166,13 @@ impl LimitsSpec {
                 .map(|o| bytes("output", o))
                 .transpose()?
                 .unwrap_or(default.output_bytes),
+            requests: self.requests.unwrap_or(default.requests),
+            response_bytes: self
+                .response_bytes
+                .as_deref()
+                .map(|b| bytes("responseBytes", b))
+                .transpose()?
+                .unwrap_or(default.response_bytes),
         };
         if limits.memory_bytes > MAX_MEMORY {
             return Err(format!(
@@ -175,6 +196,18 @@ impl LimitsSpec {
             return Err(format!(
                 "limits.output is above the host's ceiling of {}",
                 crate::cluster::format_bytes(MAX_OUTPUT as i64)
+            ));
+        }
+        if limits.requests > super::egress::MAX_REQUESTS {
+            return Err(format!(
+                "limits.requests is above the host's ceiling of {}",
+                super::egress::MAX_REQUESTS
+            ));
+        }
+        if limits.response_bytes > super::egress::MAX_RESPONSE_BYTES {
+            return Err(format!(
+                "limits.responseBytes is above the host's ceiling of {}",
+                crate::cluster::format_bytes(super::egress::MAX_RESPONSE_BYTES as i64)
             ));
         }
         Ok(limits)
@@ -311,7 +344,7 @@ mod tests {
         let spec = LimitsSpec {
             memory: Some("32Mi".into()),
             timeout: Some("500ms".into()),
-            output: None,
+            ..Default::default()
         };
         let l = spec.resolve().unwrap();
         assert_eq!(l.memory_bytes, 32 << 20);

@@ -14,6 +14,7 @@
 pub mod access;
 mod bindings;
 mod cache;
+pub mod egress;
 mod errors;
 mod fetch;
 mod loaded;

@@ -3,7 +3,7 @@
 //! keyed by digest and engine) and pre-instantiated against its world, its settings checked.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -14,6 +14,7 @@ use super::bindings::patch_filter::{PatchFilter, PatchFilterPre};
 use super::bindings::policy_filter::{PolicyFilter, PolicyFilterPre};
 use super::bindings::tool::{Tool, ToolPre};
 use super::cache;
+use super::egress::{Egress, SecretSource};
 use super::errors::CallError;
 use super::loaded::{LoadedPlugin, Template};
 use super::manifest::ManifestEntry;
@@ -27,6 +28,8 @@ pub struct Runtime {
     policy_linker: Linker<CallState>,
     pub(super) cache: Option<cache::ArtifactCache>,
     ticker: Arc<Ticker>,
+    /// Where egress grants' credentials come from; none outside a cluster.
+    secrets: RwLock<Option<Arc<dyn SecretSource>>>,
 }
 
 /// A manifest entry with the component's bytes.
@@ -64,6 +67,9 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut tool_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut tool_linker)?;
+        // Tools of world 0.2.0 may import the outgoing handler; every request is the host's
+        // to grant (egress.rs). Filters get no network at all.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut tool_linker)?;
         Tool::add_to_linker::<CallState, HasSelf<CallState>>(&mut tool_linker, |s| s)?;
         let mut patch_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut patch_linker)?;
@@ -88,7 +94,13 @@ impl Runtime {
             patch_linker,
             policy_linker,
             cache,
+            secrets: RwLock::new(None),
         }))
+    }
+
+    /// Reads egress grants' credentials from `secrets` for plugins loaded from now on.
+    pub fn set_secrets(&self, secrets: Arc<dyn SecretSource>) {
+        *self.secrets.write().unwrap_or_else(|e| e.into_inner()) = Some(secrets);
     }
 
     /// The default cache folder: `$SRE_OPERATOR_CACHE` or the user's cache folder.
@@ -128,6 +140,22 @@ impl Runtime {
         let world = entry.world()?;
         let limits = entry.limits.resolve()?;
         let settings = entry.settings_json()?;
+        let egress = match (world, entry.egress.is_empty()) {
+            (_, true) => None,
+            (World::Tool, false) => {
+                let secrets = self
+                    .secrets
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                Some(Arc::new(Egress::parse(&entry.egress, secrets)?))
+            }
+            (other, false) => {
+                return Err(format!(
+                    "egress is granted to tool plugins only, not to a {other} plugin"
+                ));
+            }
+        };
         let digest = sha256_hex(source.bytes);
         if let Some(expected) = &entry.sha256
             && !expected.eq_ignore_ascii_case(&digest)
@@ -166,6 +194,7 @@ impl Runtime {
             limits,
             size: source.bytes.len(),
             settings,
+            egress,
             template,
             engine: self.engine.clone(),
             _ticker: self.ticker.clone(),

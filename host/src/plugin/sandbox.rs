@@ -1,5 +1,6 @@
 //! The sandbox one call runs in: a fresh [`Store`] per call holding WASI with nothing granted,
-//! captured stdout and stderr, a memory cap, an epoch deadline, and (for tools) cluster access.
+//! captured stdout and stderr, a memory cap, an epoch deadline, and (for tools) cluster access and
+//! the egress its manifest entry grants.
 //! The [`Ticker`] advances the engine's epoch that every deadline counts in.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::access::ClusterAccess;
 use super::bindings;
+use super::egress::{Egress, EgressCall};
 use super::manifest::Limits;
 
 /// How often the engine's epoch advances: the granularity of every deadline.
@@ -86,8 +88,38 @@ pub struct CallState {
     table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
     pub(super) access: Option<ClusterAccess>,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    pub(super) egress: EgressCall,
     pub(super) stdout: MemoryOutputPipe,
     pub(super) stderr: MemoryOutputPipe,
+}
+
+impl CallState {
+    /// What the deadline cut while the call waited in the host (a cluster read or an HTTP
+    /// request), if anything: the call then ends as past its deadline.
+    pub(super) fn cut_off(&self) -> Option<String> {
+        self.access
+            .as_ref()
+            .and_then(|a| a.timed_out())
+            .or_else(|| {
+                self.egress
+                    .usage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .cut
+                    .clone()
+            })
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for CallState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
+    }
 }
 
 impl WasiView for CallState {
@@ -104,8 +136,10 @@ impl bindings::types::Host for CallState {}
 /// A fresh store for one call: nothing survives between calls.
 pub(super) fn new_store(
     engine: &Engine,
+    plugin: &str,
     limits: &Limits,
     access: Option<ClusterAccess>,
+    egress: Option<Arc<Egress>>,
 ) -> Store<CallState> {
     let stdout = MemoryOutputPipe::new(STDIO_CAP);
     let stderr = MemoryOutputPipe::new(STDIO_CAP);
@@ -118,9 +152,11 @@ pub(super) fn new_store(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build();
-    // A host call (a cluster read) counts against the same deadline as the guest's own code.
+    // A host call (a cluster read, a request) counts against the same deadline as the guest's
+    // own code.
+    let deadline = std::time::Instant::now() + limits.timeout;
     let access = access.map(|mut a| {
-        a.deadline = Some(std::time::Instant::now() + limits.timeout);
+        a.deadline = Some(deadline);
         a.cut = Default::default();
         a
     });
@@ -133,6 +169,15 @@ pub(super) fn new_store(
             hit: false,
         },
         access,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        egress: EgressCall {
+            plugin: plugin.to_string(),
+            egress,
+            deadline,
+            max_requests: limits.requests,
+            max_response_bytes: limits.response_bytes,
+            usage: Default::default(),
+        },
         stdout,
         stderr,
     };
@@ -187,7 +232,7 @@ mod tests {
             memory_bytes: memory,
             ..Limits::default()
         };
-        let store = new_store(&engine, &limits, None);
+        let store = new_store(&engine, "test", &limits, None, None);
         (engine, store)
     }
 

@@ -278,6 +278,31 @@ pub fn ensure_binaries() -> Result<PathBuf> {
     Ok(PathBuf::from(dir.trim()))
 }
 
+/// A Go program the tests run beside the cluster (`helm`, `prometheus`), built once from its
+/// module pinned in `tests/cluster/go/<tool>/` and cached by version (`tests/cluster/build-tool.sh`).
+pub fn go_tool(tool: &str) -> Result<PathBuf> {
+    let script = cluster_assets_dir().join("build-tool.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(tool)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {} {tool}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {tool} failed ({}); its output is above",
+            script.display(),
+            out.status
+        );
+    }
+    let stdout = String::from_utf8(out.stdout)?;
+    let path = stdout
+        .lines()
+        .last()
+        .ok_or_else(|| anyhow!("{} {tool} printed no path", script.display()))?;
+    Ok(PathBuf::from(path.trim()))
+}
+
 fn free_ports(n: usize) -> Result<Vec<u16>> {
     // Held together so that the n ports differ; released just before the components bind
     // them. Another process could take one in between: start-up then fails naming the

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds a Go program the tests run (helm, prometheus) from the module pinned in go/<tool>/go.mod,
+# into a cache folder outside the repository keyed by its version:
+#
+#   ${SRE_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sre-operator}/<tool>/<tool>-<version>/bin/<tool>
+#
+# A second run finds it and returns at once; concurrent runs are serialised by a file lock; the
+# binary is moved into place only once complete. The last line on stdout is its path.
+#
+#   tests/cluster/build-tool.sh TOOL               build it if missing, print its path
+#   tests/cluster/build-tool.sh TOOL --print-path  only print its path
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+tool="${1:-}"
+# module, main package, and the -X flag that stamps the version, per tool.
+case "$tool" in
+    helm)
+        module=helm.sh/helm/v4
+        package=helm.sh/helm/v4/cmd/helm
+        stamp=helm.sh/helm/v4/internal/version.version ;;
+    prometheus)
+        module=github.com/prometheus/prometheus
+        package=github.com/prometheus/prometheus/cmd/prometheus
+        stamp=github.com/prometheus/common/version.Version ;;
+    *)
+        echo "usage: build-tool.sh helm|prometheus [--print-path]" >&2
+        exit 2 ;;
+esac
+version="$(awk -v m="$module" '$1 == "require" && $2 == m { print $3; exit }
+                               $1 == m && $2 ~ /^v/ { print $2; exit }' "$here/go/$tool/go.mod")"
+if [[ -z "$version" ]]; then
+    echo "build-tool.sh: go/$tool/go.mod does not require $module" >&2
+    exit 1
+fi
+root="${SRE_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sre-operator}/$tool/$tool-$version"
+binary="$root/bin/$tool"
+if [[ "${2:-}" == "--print-path" || -x "$binary" ]]; then
+    echo "$binary"
+    exit 0
+fi
+mkdir -p "$root/bin"
+exec 9>"$root/.build.lock"
+flock 9
+if [[ -x "$binary" ]]; then
+    echo "$binary"
+    exit 0
+fi
+command -v go >/dev/null || { echo "build-tool.sh: go is not installed (Go 1.26 or newer is needed)" >&2; exit 1; }
+t0=$SECONDS
+echo "build-tool.sh: building $tool $version ..." >&2
+(cd "$here/go/$tool" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath" \
+    go build -ldflags "-s -w -X $stamp=$version" -o "$root/bin/.$tool.partial" "$package")
+mv -f "$root/bin/.$tool.partial" "$binary"
+echo "build-tool.sh: $tool $version built in $((SECONDS - t0)) s" >&2
+echo "$binary"
