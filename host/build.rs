@@ -14,10 +14,11 @@ const TARGET: &str = "wasm32-wasip2";
 /// (package, file cargo writes)
 type Package = (&'static str, &'static str);
 /// What every build needs: the built-in plugins.
-const BUILT_INS: [Package; 3] = [
+const BUILT_INS: [Package; 4] = [
     ("k8s-reader", "k8s_reader.wasm"),
     ("patch-safety", "patch_safety.wasm"),
     ("policy-filter", "policy_filter.wasm"),
+    ("prometheus", "prometheus.wasm"),
 ];
 /// What only the tests need.
 const TEST_ONLY: [Package; 2] = [

@@ -189,6 +189,11 @@ impl Session {
     }
 
     /// Records a step of observation and thought with no action.
+    /// Whether a tool of this name is loaded (the rules brain uses metrics tools when they are).
+    pub fn has_tool(&self, name: &str) -> bool {
+        self.plugins.tool(name).is_some()
+    }
+
     pub fn note(&mut self, observation: impl Into<String>, thought: impl Into<String>) {
         self.steps.push(ReasoningStep {
             observation: redact_text(&observation.into()),

@@ -344,7 +344,7 @@ pub struct RunArgs {
     #[arg(long, env = "SRE_OPERATOR_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
 
-    /// The Lease's namespace (the operator's own).
+    /// The operator's own namespace: its Lease, and the Secrets its plugins' egress grants name.
     #[arg(long, env = "POD_NAMESPACE", default_value = "sre-operator")]
     pub lease_namespace: String,
 
@@ -388,6 +388,11 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         .await
         .context("cannot reach the cluster: no in-cluster config and no usable kubeconfig")?;
     let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    // Egress grants' credentials: Secrets in the operator's own namespace, read by name only.
+    runtime.set_secrets(Arc::new(crate::plugin::egress::KubeSecrets::new(
+        client.clone(),
+        &args.lease_namespace,
+    )));
     let registry = Arc::new(match &args.plugins {
         Some(dir) => crate::plugin::PluginRegistry::from_dir(runtime, dir.clone())
             .map_err(anyhow::Error::msg)?,

@@ -42,41 +42,45 @@ pub struct PluginSet {
 }
 
 const BUILTIN_MANIFEST: &str = include_str!("../../../plugins/plugins.yaml");
-const BUILTIN_FILES: [(&str, &[u8]); 3] = [
+/// Every plugin the operator embeds: (name for `builtin:`, file, bytes). The built-in manifest
+/// loads the first three by default; `prometheus` needs its URL and an egress grant, so a
+/// manifest names it (`builtin: prometheus`) when a cluster has a Prometheus.
+const BUILTIN_FILES: [(&str, &str, &[u8]); 4] = [
     (
+        "k8s-reader",
         "k8s_reader.wasm",
         include_bytes!(concat!(env!("SRE_OPERATOR_WASM_DIR"), "/k8s_reader.wasm")),
     ),
     (
+        "patch-safety",
         "patch_safety.wasm",
         include_bytes!(concat!(env!("SRE_OPERATOR_WASM_DIR"), "/patch_safety.wasm")),
     ),
     (
+        "policy-filter",
         "policy_filter.wasm",
         include_bytes!(concat!(
             env!("SRE_OPERATOR_WASM_DIR"),
             "/policy_filter.wasm"
         )),
     ),
+    (
+        "prometheus",
+        "prometheus.wasm",
+        include_bytes!(concat!(env!("SRE_OPERATOR_WASM_DIR"), "/prometheus.wasm")),
+    ),
 ];
 
-/// The component of the plugin the operator embeds under `name` (as the built-in manifest
-/// names it), for a manifest entry's `builtin:`.
+/// The component of the plugin the operator embeds under `name`, for a manifest entry's
+/// `builtin:`.
 fn builtin_component(name: &str) -> Result<Vec<u8>, String> {
-    let manifest = parse_manifest(BUILTIN_MANIFEST).expect("the built-in manifest parses");
-    let file = manifest
-        .plugins
-        .iter()
-        .find(|p| p.name == name)
-        .and_then(|p| p.file.as_deref());
-    match file.and_then(|f| BUILTIN_FILES.iter().find(|(n, _)| *n == f)) {
-        Some((_, bytes)) => Ok(bytes.to_vec()),
+    match BUILTIN_FILES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, _, bytes)) => Ok(bytes.to_vec()),
         None => Err(format!(
             "builtin {name:?} is not a plugin this operator embeds; it embeds {}",
-            manifest
-                .plugins
+            BUILTIN_FILES
                 .iter()
-                .map(|p| p.name.as_str())
+                .map(|(n, _, _)| *n)
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
@@ -217,14 +221,14 @@ impl PluginSet {
         Ok(tools)
     }
 
-    /// The plugins embedded in the binary: k8s-reader, patch-safety and policy-filter.
+    /// The plugins the built-in manifest loads: k8s-reader, patch-safety and policy-filter.
     pub fn builtin(runtime: &Runtime) -> PluginSet {
         let manifest = parse_manifest(BUILTIN_MANIFEST).expect("the built-in manifest parses");
         let read = |file: &str| {
             BUILTIN_FILES
                 .iter()
-                .find(|(name, _)| *name == file)
-                .map(|(_, bytes)| bytes.to_vec())
+                .find(|(_, name, _)| *name == file)
+                .map(|(_, _, bytes)| bytes.to_vec())
                 .ok_or_else(|| format!("{file} is not built in"))
         };
         PluginSet::load(runtime, &manifest, read, "built-in plugins".into())
@@ -237,7 +241,7 @@ impl PluginSet {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let files = std::iter::once((MANIFEST_FILE, BUILTIN_MANIFEST.as_bytes()))
-            .chain(BUILTIN_FILES.iter().map(|(name, bytes)| (*name, *bytes)));
+            .chain(BUILTIN_FILES.iter().map(|(_, file, bytes)| (*file, *bytes)));
         let mut written = Vec::new();
         for (name, bytes) in files {
             let path = dir.join(name);

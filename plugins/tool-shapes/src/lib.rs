@@ -151,3 +151,101 @@ pub struct ResourceRequirements {
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,
 }
+
+/// `container_memory_history` (the prometheus plugin): a Pod's containers' working set over a
+/// window, from `container_memory_working_set_bytes`, with the queries that produced it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MemoryHistory {
+    pub namespace: String,
+    pub pod: String,
+    pub window_minutes: u32,
+    /// The PromQL run, so a person can rerun it.
+    pub queries: Vec<String>,
+    /// One per container with data; empty when Prometheus has none.
+    pub containers: Vec<ContainerMemory>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerMemory {
+    pub container: String,
+    /// The highest working set in the window (`max_over_time`, every sample counted).
+    pub peak_bytes: f64,
+    pub last_bytes: Option<f64>,
+    /// Points read for the trend.
+    pub samples: usize,
+    /// Each run of the container seen in the window (a restart shows as a drop).
+    pub lifetimes: Vec<Lifetime>,
+    /// Set when the working set climbs steadily in every run long enough to tell: a leak.
+    pub leak: Option<Leak>,
+}
+
+/// One run of a container between restarts, as a straight-line fit of its working set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Lifetime {
+    /// Unix seconds.
+    pub start: f64,
+    pub end: f64,
+    pub start_bytes: f64,
+    pub peak_bytes: f64,
+    pub points: usize,
+    pub slope_bytes_per_minute: f64,
+    /// How straight the climb is (1 is a line).
+    pub r_squared: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Leak {
+    /// The median climb of the runs that show it.
+    pub slope_bytes_per_minute: f64,
+    /// Runs that climb steadily, of the runs long enough to tell.
+    pub climbing: usize,
+    pub judged: usize,
+}
+
+/// `container_cpu_throttling`: the share of CFS periods in which a container was throttled.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CpuThrottling {
+    pub namespace: String,
+    pub pod: String,
+    pub window_minutes: u32,
+    pub queries: Vec<String>,
+    pub containers: Vec<ContainerThrottling>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerThrottling {
+    pub container: String,
+    /// Throttled periods over all periods, 0 to 1.
+    pub max_ratio: f64,
+    pub mean_ratio: f64,
+    pub last_ratio: Option<f64>,
+    /// The most CPU it used, in cores.
+    pub max_cores: Option<f64>,
+}
+
+/// `restart_history`: restarts per container in a window (kube-state-metrics).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RestartHistory {
+    pub namespace: String,
+    pub pod: String,
+    pub window_minutes: u32,
+    pub queries: Vec<String>,
+    pub containers: Vec<ContainerRestarts>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerRestarts {
+    pub container: String,
+    pub restarts_in_window: u64,
+    pub restart_count: u64,
+    /// `kube_pod_container_status_last_terminated_reason` reasons seen (`OOMKilled`, ...).
+    pub last_terminated_reasons: Vec<String>,
+}

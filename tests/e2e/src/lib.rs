@@ -30,6 +30,7 @@ pub mod demo;
 pub mod fixtures;
 mod pki;
 mod process;
+pub mod prometheus;
 pub mod synth;
 pub mod wait;
 

@@ -1,5 +1,8 @@
-//! The OOMKilled playbook: raise the memory limit (twice the old one, above a JVM heap the
-//! settings or log name, capped by the largest node and a ceiling of our own).
+//! The OOMKilled playbook: raise the memory limit, capped by the largest node and a ceiling of our
+//! own. With Prometheus (the `container_memory_history` tool) the new limit is the observed
+//! working-set peak plus headroom, and a working set that climbs steadily in every run is called a
+//! leak, the raise offered only as a stop-gap; without it, twice the old limit. Either way above a
+//! JVM heap the settings or log name, and the report says which sizing it used.
 
 use std::sync::LazyLock;
 
@@ -11,11 +14,76 @@ use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
 use super::{memory_limit, memory_request};
 use crate::cluster::{NodeUsage, format_bytes, memory_bytes};
+use tool_shapes::{ContainerMemory, MemoryHistory};
 
 /// How much the memory limit grows after an OOM kill.
 pub const OOM_FACTOR: i64 = 2;
 /// The highest limit the rules brain suggests; the patch-safety filter has its own ceiling.
 const OOM_CEILING: i64 = 8 << 30;
+/// Headroom over an observed peak, in quarters (5/4: 25% more).
+const PEAK_HEADROOM_QUARTERS: i64 = 5;
+/// The window of history read from Prometheus.
+const HISTORY_MINUTES: u32 = 60;
+/// A peak below this share of the limit did not reach it: the allocation that killed the
+/// container fell between scrapes, and the peak says nothing about the size needed.
+const PEAK_REACHED_LIMIT: f64 = 0.9;
+
+/// What Prometheus says of the container's memory.
+enum Observed {
+    /// No `container_memory_history` tool is loaded.
+    NotConfigured,
+    /// The tool ran and could not help; why.
+    NoData(String),
+    Peak {
+        memory: ContainerMemory,
+        query: String,
+    },
+}
+
+fn mib_per_minute(bytes: f64) -> String {
+    format!("{:.1} MiB/min", bytes / (1u64 << 20) as f64)
+}
+
+/// Asks Prometheus for the container's working set over the last hour, when it is configured.
+async fn observed_memory(
+    s: &mut Session,
+    pod: &str,
+    container: &str,
+) -> Result<Observed, AgentError> {
+    if !s.has_tool("container_memory_history") {
+        return Ok(Observed::NotConfigured);
+    }
+    let outcome = s
+        .act(
+            format!("Prometheus is configured: it has container {container}'s working set."),
+            "Size the new limit from the observed peak rather than by doubling, and see whether the memory climbs like a leak.",
+            "container_memory_history",
+            json!({"pod": pod, "container": container, "minutes": HISTORY_MINUTES}),
+        )
+        .await?;
+    if !outcome.ok {
+        return Ok(Observed::NoData(format!(
+            "container_memory_history failed: {}",
+            outcome.text.lines().next().unwrap_or_default()
+        )));
+    }
+    let Some(history) = answer::<MemoryHistory>(&outcome) else {
+        return Ok(Observed::NoData(
+            "container_memory_history answered in an unexpected shape".into(),
+        ));
+    };
+    let query = history.queries.first().cloned().unwrap_or_default();
+    match history
+        .containers
+        .into_iter()
+        .find(|c| c.container == container && c.peak_bytes > 0.0)
+    {
+        Some(memory) => Ok(Observed::Peak { memory, query }),
+        None => Ok(Observed::NoData(format!(
+            "Prometheus has no working-set samples for container {container} in the last {HISTORY_MINUTES} minutes"
+        ))),
+    }
+}
 
 /// A JVM's maximum heap flag, `-Xmx768m`.
 static HEAP: LazyLock<Regex> =
@@ -99,7 +167,50 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
         "Container {container} uses more memory than its {} limit, and the kernel kills it (exit 137, OOMKilled).",
         limit_q.0
     );
-    let mut wanted = limit * OOM_FACTOR;
+    let doubled = format!("{OOM_FACTOR}x the old limit");
+    let (mut wanted, mut basis) = (limit * OOM_FACTOR, doubled.clone());
+    let mut leak = None;
+    match observed_memory(s, &pod, &container).await? {
+        Observed::NotConfigured => evidence.push(format!(
+            "sizing: {doubled} (Prometheus is not configured: no container_memory_history tool)"
+        )),
+        Observed::NoData(why) => evidence.push(format!("sizing: {doubled} ({why})")),
+        Observed::Peak { memory, query } => {
+            let peak = memory.peak_bytes as i64;
+            evidence.push(format!(
+                "Prometheus: container {container}'s working set peaked at {} in the last {HISTORY_MINUTES} minutes (query: {query})",
+                format_bytes(peak)
+            ));
+            if memory.peak_bytes >= PEAK_REACHED_LIMIT * limit as f64 {
+                wanted = peak * PEAK_HEADROOM_QUARTERS / 4;
+                basis = format!(
+                    "the observed working-set peak {} (Prometheus, last {HISTORY_MINUTES} minutes) plus 25% headroom",
+                    format_bytes(peak)
+                );
+                evidence.push(format!("sizing: {basis}"));
+            } else {
+                evidence.push(format!(
+                    "sizing: {doubled} (the observed peak {} is below the {} limit: the allocation that killed the container fell between scrapes)",
+                    format_bytes(peak),
+                    limit_q.0
+                ));
+            }
+            if let Some(l) = &memory.leak {
+                evidence.push(format!(
+                    "Prometheus: the working set climbs steadily in {} of {} runs, {} (median), until the kill",
+                    l.climbing,
+                    l.judged,
+                    mib_per_minute(l.slope_bytes_per_minute)
+                ));
+                root_cause = format!(
+                    "Container {container}'s memory climbs steadily in every run ({}) until it passes the {} limit and is OOM-killed: a leak. A larger limit only delays the kill.",
+                    mib_per_minute(l.slope_bytes_per_minute),
+                    limit_q.0
+                );
+                leak = Some(l.slope_bytes_per_minute);
+            }
+        }
+    }
     if let Some((heap_bytes, flag)) = &heap {
         evidence.push(format!("the JVM is configured with {flag}"));
         if *heap_bytes >= limit {
@@ -108,13 +219,20 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
                 limit_q.0
             );
             wanted = wanted.max(heap_bytes + heap_bytes / 4);
+            basis = format!("{basis}, above the JVM heap");
+            // A heap allowed past the limit climbs until the kill by design: not a leak.
+            if leak.take().is_some() {
+                evidence.push(format!(
+                    "the climb is the JVM heap growing toward {flag}, which the limit cannot hold"
+                ));
+            }
         }
     }
     let node_max = {
         let nodes = s
             .act(
                 format!(
-                    "A larger limit must still fit a node: {OOM_FACTOR}x is {}.",
+                    "A larger limit must still fit a node: {basis} is {}.",
                     as_quantity(mebibytes_rounded_up(wanted))
                 ),
                 "Read the nodes' allocatable memory to cap the new limit.",
@@ -184,20 +302,25 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
         operations.push(raise.remove(0));
         also = " and its request with it (the Pod stays Guaranteed)".into();
     }
-    let explanation = format!(
-        "Raise container {container}'s memory limit from {} to {new_q}{also}: {OOM_FACTOR}x the old limit{}, capped at {}.",
+    let mut explanation = format!(
+        "Raise container {container}'s memory limit from {} to {new_q}{also}: {basis}, capped at {}.",
         limit_q.0,
-        if heap.is_some() {
-            " and above the JVM heap"
-        } else {
-            ""
-        },
         format_bytes(ceiling)
     );
-    Ok(fixed(
+    if leak.is_some() {
+        explanation = format!(
+            "Stop-gap only: {explanation} The memory leaks, so this delays the kill rather than preventing it."
+        );
+    }
+    let mut conclusion = fixed(
         case,
         findings(summary, root_cause, evidence),
         operations,
         explanation,
-    ))
+    );
+    conclusion.recommendation = leak.map(|slope| format!(
+        "Find and fix the leak: container {container}'s working set grows about {} in every run (a heap profile or the application's own memory metrics show what grows). The raised limit buys time; it is not the fix.",
+        mib_per_minute(slope)
+    ));
+    Ok(conclusion)
 }

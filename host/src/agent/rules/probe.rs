@@ -1,6 +1,8 @@
 //! The ProbeFailure playbook: a probe aimed at a port the container does not declare is pointed
 //! at the one it does; otherwise the kubelet's events say whether the application answers
-//! unhealthy, is not listening yet, or is too slow.
+//! unhealthy, is not listening yet, or is too slow. With Prometheus (the
+//! `container_cpu_throttling` tool), a container throttled by its CPU limit is named as the
+//! reason its probe fails, and the limit raised.
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
@@ -8,7 +10,122 @@ use serde_json::json;
 
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
-use super::{failure_container, findings, no_fix, pod_container};
+use super::{answer, failure_container, findings, no_fix, pod_container};
+use crate::cluster::cpu_millis;
+use tool_shapes::CpuThrottling;
+
+/// The share of CFS periods throttled above which a failing probe is blamed on the CPU limit.
+const THROTTLED: f64 = 0.25;
+const THROTTLING_MINUTES: u32 = 30;
+
+/// CPU millicores as a quantity a person writes: whole cores, else millicores.
+fn cpu_quantity(millis: i64) -> String {
+    if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
+}
+
+/// A conclusion when Prometheus shows the container throttled by its CPU limit.
+async fn throttled(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    probe_field: &str,
+    evidence: &mut Vec<String>,
+) -> Result<Option<Conclusion>, AgentError> {
+    let Some(limit_q) = pod_container(case, container)
+        .and_then(|c| c.resources.as_ref()?.limits.as_ref()?.get("cpu").cloned())
+    else {
+        return Ok(None);
+    };
+    if !s.has_tool("container_cpu_throttling") {
+        return Ok(None);
+    }
+    let outcome = s
+        .act(
+            format!("Container {container} has a CPU limit of {}; Prometheus is configured.", limit_q.0),
+            "A container throttled by its CPU limit answers its probe late: check how often it was throttled.",
+            "container_cpu_throttling",
+            json!({"pod": case.report.spec.pod.name, "container": container, "minutes": THROTTLING_MINUTES}),
+        )
+        .await?;
+    let Some(history) = answer::<CpuThrottling>(&outcome) else {
+        return Ok(None);
+    };
+    let Some(seen) = history
+        .containers
+        .iter()
+        .find(|c| c.container == container && c.max_ratio >= THROTTLED)
+    else {
+        evidence.push(format!(
+            "Prometheus: container {container} was not CPU-throttled enough to matter in the last {THROTTLING_MINUTES} minutes"
+        ));
+        return Ok(None);
+    };
+    let percent = |r: f64| format!("{:.0}%", r * 100.0);
+    evidence.push(format!(
+        "Prometheus: container {container} was CPU-throttled in up to {} of its CFS periods (mean {}) in the last {THROTTLING_MINUTES} minutes (query: {})",
+        percent(seen.max_ratio),
+        percent(seen.mean_ratio),
+        history.queries.first().cloned().unwrap_or_default()
+    ));
+    let summary =
+        format!("Container {container}'s {probe_field} fails while its CPU limit throttles it.");
+    let root_cause = format!(
+        "Container {container} is throttled by its {} CPU limit in up to {} of scheduling periods, so it answers its {probe_field} too late and the probe fails.",
+        limit_q.0,
+        percent(seen.max_ratio)
+    );
+    let limit = cpu_millis(&limit_q).unwrap_or(0);
+    let used = seen.max_cores.map(|c| (c * 1000.0) as i64).unwrap_or(0);
+    // Twice the limit, and room above the most it managed to use; in steps of 100m.
+    let wanted = ((limit * 2).max(used * 3 / 2) + 99) / 100 * 100;
+    let recommendation = format!(
+        "Raise container {container}'s CPU limit (or remove it and keep the request), then watch the throttling ratio fall."
+    );
+    if limit == 0 || wanted <= limit {
+        return Ok(Some(no_fix(
+            summary,
+            root_cause,
+            evidence.clone(),
+            recommendation,
+        )));
+    }
+    let Some(template) = workload_template(case, s, container).await? else {
+        return Ok(Some(no_fix(
+            summary,
+            root_cause,
+            evidence.clone(),
+            recommendation,
+        )));
+    };
+    if template.get("/resources/limits/cpu") != Some(&json!(limit_q.0)) {
+        return Ok(Some(no_fix(
+            summary,
+            root_cause,
+            evidence.clone(),
+            recommendation,
+        )));
+    }
+    let new_q = cpu_quantity(wanted);
+    let explanation = format!(
+        "Raise container {container}'s CPU limit from {} to {new_q}: it is throttled in up to {} of periods, which makes its {probe_field} time out.",
+        limit_q.0,
+        percent(seen.max_ratio)
+    );
+    Ok(Some(fixed(
+        case,
+        findings(summary, root_cause, evidence.clone()),
+        guarded_replace(
+            format!("{}/resources/limits/cpu", template.container_path),
+            json!(limit_q.0),
+            json!(new_q),
+        ),
+        explanation,
+    )))
+}
 
 pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
     let container = failure_container(case);
@@ -108,6 +225,9 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
             evidence,
             format!("Point the {probe_field} at the port the application listens on."),
         ));
+    }
+    if let Some(conclusion) = throttled(case, s, &container, probe_field, &mut evidence).await? {
+        return Ok(conclusion);
     }
     let (root_cause, recommendation) = if let Some(code) = Regex::new(r"statuscode: (\d{3})")
         .ok()
