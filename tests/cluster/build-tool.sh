@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds a Go program the tests run (helm, prometheus) from the module pinned in go/<tool>/go.mod,
+# Builds a Go program the tests run (helm, prometheus, alertmanager) from the module pinned in
+# go/<tool>/go.mod,
 # into a cache folder outside the repository keyed by its version:
 #
 #   ${SRE_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sre-operator}/<tool>/<tool>-<version>/bin/<tool>
@@ -23,8 +24,12 @@ case "$tool" in
         module=github.com/prometheus/prometheus
         package=github.com/prometheus/prometheus/cmd/prometheus
         stamp=github.com/prometheus/common/version.Version ;;
+    alertmanager)
+        module=github.com/prometheus/alertmanager
+        package=github.com/prometheus/alertmanager/cmd/alertmanager
+        stamp=github.com/prometheus/common/version.Version ;;
     *)
-        echo "usage: build-tool.sh helm|prometheus [--print-path]" >&2
+        echo "usage: build-tool.sh helm|prometheus|alertmanager [--print-path]" >&2
         exit 2 ;;
 esac
 version="$(awk -v m="$module" '$1 == "require" && $2 == m { print $3; exit }

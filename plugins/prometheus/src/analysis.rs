@@ -146,12 +146,12 @@ mod tests {
         }
         let runs = lifetimes(&points);
         assert_eq!(runs.len(), 3);
-        let leak = leak(&runs).expect("a leak");
+        let found = leak(&runs).expect("a leak");
         assert!(
-            (leak.slope_bytes_per_minute - 10.0 * MI).abs() < 1.0,
-            "{leak:?}"
+            (found.slope_bytes_per_minute - 10.0 * MI).abs() < 1.0,
+            "{found:?}"
         );
-        assert_eq!((leak.climbing, leak.judged), (3, 3));
+        assert_eq!((found.climbing, found.judged), (3, 3));
 
         // Up at start then flat (a cache warming), killed by a spike: no leak.
         let mut points = Vec::new();
