@@ -15,6 +15,7 @@ pub mod failure;
 pub mod kubectl_sre;
 pub mod mcp;
 pub mod names;
+pub mod notify;
 pub mod patch;
 pub mod pipeline;
 pub mod plugin;

@@ -426,6 +426,16 @@ fn the_operator_role_reads_what_its_tools_read_and_writes_only_its_own_objects()
         ("events.k8s.io".into(), "events".into()),
         set(&["create", "patch"]),
     );
+    // MCP over HTTP asks the API server who a token is and what they may do: a create that
+    // stores nothing and reads nothing.
+    expected.insert(
+        ("authentication.k8s.io".into(), "tokenreviews".into()),
+        set(&["create"]),
+    );
+    expected.insert(
+        ("authorization.k8s.io".into(), "subjectaccessreviews".into()),
+        set(&["create"]),
+    );
     for key in &patch_kinds {
         expected.insert(key.clone(), set(&["patch"]));
     }
@@ -464,6 +474,10 @@ fn the_operator_role_reads_what_its_tools_read_and_writes_only_its_own_objects()
     Ok(())
 }
 
+/// The one exception to "no Secret": `get`, by name, of the credential Secrets in the operator's
+/// namespace (egress grants, notification webhooks), in a Role of that namespace.
+const CREDENTIALS_ROLE: &str = "sre-operator-egress-credentials";
+
 #[test]
 fn no_role_can_escalate_or_read_secrets() -> Result<()> {
     let r = rendered()?;
@@ -499,10 +513,27 @@ fn no_role_can_escalate_or_read_secrets() -> Result<()> {
                 "{name}: non-resource URLs in {rule:?}"
             );
         }
+        for rule in &rules {
+            let on_secrets = rule.api_groups.iter().flatten().any(|g| g.is_empty())
+                && rule
+                    .resources
+                    .iter()
+                    .flatten()
+                    .any(|r| r.split('/').next() == Some("secrets"));
+            if on_secrets {
+                assert_eq!(name, CREDENTIALS_ROLE, "{name} may read secrets: {rule:?}");
+                assert_eq!(rule.verbs, ["get"], "{name}: more than get on secrets");
+                let names = rule.resource_names.clone().unwrap_or_default();
+                assert!(
+                    !names.is_empty() && names.iter().all(|n| n.starts_with("sre-operator-")),
+                    "{name}: secrets not limited to named credential Secrets: {rule:?}"
+                );
+            }
+        }
         for ((group, resource), verbs) in grants(&rules) {
             let base = resource.split('/').next().unwrap();
             assert!(
-                !(group.is_empty() && base == "secrets"),
+                !(group.is_empty() && base == "secrets") || name == CREDENTIALS_ROLE,
                 "{name} may {verbs:?} secrets"
             );
             for verb in ["escalate", "bind", "impersonate"] {

@@ -3,45 +3,18 @@
 //! and an unknown method get errors while the server keeps serving.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::python_with_mcp;
 
-/// The Python MCP SDK the tests use; the virtualenv is keyed by it and reused.
-const PYTHON_MCP: &str = "2.3.0";
+mod support;
 
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-/// A virtualenv with `mcp==PYTHON_MCP`, made once under ~/.cache/sre-operator and reused.
-fn python_with_mcp() -> PathBuf {
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let venv = Path::new(&home).join(format!(".cache/sre-operator/mcp-venv-{PYTHON_MCP}"));
-    let python = venv.join("bin/python");
-    let ready = venv.join(".installed");
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(
-            status.success(),
-            "python3 -m venv failed: on Debian, apt-get install python3-venv"
-        );
-        let status = Command::new(&python)
-            .args(["-m", "pip", "install", "-q", &format!("mcp=={PYTHON_MCP}")])
-            .status()
-            .expect("pip runs");
-        assert!(status.success(), "pip install mcp=={PYTHON_MCP} failed");
-        std::fs::write(&ready, PYTHON_MCP).unwrap();
-    }
-    python
+    support::repo_root().join(path)
 }
 
 #[test]

@@ -340,6 +340,12 @@ pub struct RunArgs {
     #[arg(long, env = "SRE_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: std::net::SocketAddr,
 
+    /// Serve the MCP server over streamable HTTP here, at /mcp; every request authenticated with
+    /// a Kubernetes bearer token (TokenReview) and every call authorised for its caller
+    /// (SubjectAccessReview). Off when omitted.
+    #[arg(long, env = "SRE_OPERATOR_MCP_ADDR")]
+    pub mcp_addr: Option<std::net::SocketAddr>,
+
     /// Hold a coordination.k8s.io Lease so that of several replicas only one acts.
     #[arg(long, env = "SRE_OPERATOR_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
@@ -384,15 +390,19 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         |field: &str, v: &str| crate::crd::parse_duration(field, v).map_err(anyhow::Error::msg);
     let settings = run_settings(&args)?;
     let brain = args.brain.brain()?;
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("cannot reach the cluster: no in-cluster config and no usable kubeconfig")?;
+    let client = kube::Client::try_from(config.clone())
+        .context("cannot build a client from the cluster's config")?;
     let runtime = Runtime::new(Runtime::default_cache_dir())?;
-    // Egress grants' credentials: Secrets in the operator's own namespace, read by name only.
-    runtime.set_secrets(Arc::new(crate::plugin::egress::KubeSecrets::new(
+    // Egress grants' credentials and notification webhooks: Secrets in the operator's own
+    // namespace, read by name only.
+    let secrets = Arc::new(crate::plugin::egress::KubeSecrets::new(
         client.clone(),
         &args.lease_namespace,
-    )));
+    ));
+    runtime.set_secrets(secrets.clone());
     let registry = Arc::new(match &args.plugins {
         Some(dir) => crate::plugin::PluginRegistry::from_dir(runtime, dir.clone())
             .map_err(anyhow::Error::msg)?,
@@ -438,6 +448,39 @@ async fn run_operator(args: RunArgs) -> Result<()> {
             }
         }
     });
+    let mcp = match args.mcp_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve MCP on {addr} (--mcp-addr)"))?;
+            let auth = Arc::new(crate::mcp::http::HttpAuth::new(client.clone(), config));
+            let server_auth = auth.clone();
+            let cluster: Arc<dyn Cluster> = Arc::new(crate::cluster::LiveCluster::new(
+                client.clone(),
+                "the cluster",
+            ));
+            let (registry, brain, budget) =
+                (registry.clone(), brain.clone(), settings.budget.clone());
+            let concurrency = usize::from(settings.concurrency);
+            // Built per request, so a call sees the plugins loaded at that moment.
+            let make = move || crate::mcp::McpServer {
+                cluster: cluster.clone(),
+                engine: crate::pipeline::Engine {
+                    brain: brain.clone(),
+                    plugins: registry.current(),
+                    budget: budget.clone(),
+                    concurrency,
+                },
+                reports: crate::mcp::Reports::AsCaller(auth.clone()),
+            };
+            Some(tokio::spawn(async move {
+                if let Err(e) = crate::mcp::http::serve_on(listener, server_auth, make).await {
+                    tracing::error!(error = %e, "the MCP server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let (leader, _lease) = if args.leader_election {
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("sre-operator-{}", std::process::id()));
@@ -462,9 +505,13 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         metrics,
         readiness,
         leader,
+        notifier: Some(Arc::new(crate::notify::Notifier::new(secrets))),
     };
     let result = crate::controller::run(parts).await;
     http.abort();
+    if let Some(mcp) = mcp {
+        mcp.abort();
+    }
     result
 }
 

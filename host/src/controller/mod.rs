@@ -107,6 +107,8 @@ pub struct Context {
     /// reconcile instead of investigating (and paying a model) again.
     pub unwritten:
         std::sync::Mutex<std::collections::HashMap<String, crate::crd::DiagnosticReportStatus>>,
+    /// Tells the webhook a report's policy names about its phases (`spec.notify`).
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl Context {
@@ -188,6 +190,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         metrics,
         readiness,
         leader,
+        notifier,
     } = ctx_parts;
     let cluster: Arc<dyn Cluster> = Arc::new(LiveCluster::new(client.clone(), "the cluster"));
     let policies_api: Api<DebugPolicy> = Api::all(client.clone());
@@ -219,6 +222,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         leader,
         slots: fairness::NamespaceSlots::new(settings.namespace_concurrency),
         unwritten: Default::default(),
+        notifier,
     });
 
     let watch_config = watcher::Config::default().page_size(500);
@@ -362,4 +366,5 @@ pub struct RunParts {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     pub leader: tokio::sync::watch::Receiver<bool>,
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }

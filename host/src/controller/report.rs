@@ -39,9 +39,8 @@ pub(super) async fn write_status(
         Api::namespaced(ctx.client.clone(), &report.namespace().unwrap_or_default());
     status.observed_generation = report.metadata.generation;
     let previous = report.status.as_ref().and_then(|s| s.phase);
-    if status.phase != previous
-        && let Some(phase) = status.phase
-    {
+    let transition = status.phase != previous;
+    if transition && let Some(phase) = status.phase {
         ctx.metrics
             .report_transitions
             .get_or_create(&PhaseLabel {
@@ -60,6 +59,15 @@ pub(super) async fn write_status(
         &Patch::Apply(body),
     )
     .await?;
+    // Told once the phase is stored, so a failed write is not announced.
+    if transition
+        && let Some(notifier) = &ctx.notifier
+        && let Some(notify) = ctx
+            .policy(&report.spec.policy)
+            .and_then(|p| p.spec.notify.clone())
+    {
+        notifier.notify(&notify.secret_ref, report, &status);
+    }
     Ok(())
 }
 

@@ -53,6 +53,21 @@ pub struct DebugPolicySpec {
     #[serde(default = "default_cooldown")]
     #[schemars(pattern(super::DURATION_PATTERN))]
     pub cooldown: String,
+
+    /// Where people hear about this policy's reports: a Slack-compatible webhook that gets a
+    /// message when a report needs a decision, ends NoFix, is applied, or is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifySpec>,
+}
+
+/// A webhook for a policy's reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifySpec {
+    /// The Secret key holding the webhook URL (a Slack incoming webhook, or anything that accepts
+    /// its JSON), in the operator's own namespace: the URL is a credential. The operator's
+    /// Role must grant `get` on that Secret by name.
+    pub secret_ref: crate::plugin::egress::SecretKeyRef,
 }
 
 pub fn default_cooldown() -> String {

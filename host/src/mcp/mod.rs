@@ -7,6 +7,12 @@
 //! `approve_report` / `reject_report` run `kubectl sre approve|reject`'s own code with the digest
 //! the caller read. Every text answered is escaped as a terminal would need it, since a client
 //! may print what tenants wrote (logs, events) as it is.
+//!
+//! Over HTTP ([`http`]) the same server runs per request, and each call is first authorised for
+//! its caller (a SubjectAccessReview for what kubectl would need) and reads and decides reports
+//! with the caller's own token.
+
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +48,9 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 pub enum Reports {
     Dump(Mutex<BTreeMap<(String, String), DiagnosticReport>>),
     Live(Client),
+    /// Over HTTP: each call's caller, authenticated and authorised by `auth`, reads and decides
+    /// with their own token.
+    AsCaller(Arc<http::HttpAuth>),
 }
 
 /// The server: the cluster the tools read, the engine `diagnose` runs, and the reports.
@@ -50,6 +59,16 @@ pub struct McpServer {
     pub engine: Engine,
     pub reports: Reports,
 }
+
+/// Where one call's reports are: the session's dump, or the cluster through a client.
+enum Store<'a> {
+    Dump(&'a Mutex<BTreeMap<(String, String), DiagnosticReport>>),
+    Live(Client),
+}
+
+/// Who makes a call over HTTP (`None` over stdio, where the kubeconfig's identity is the
+/// caller and the API server is the only judge).
+type Who = Option<http::Caller>;
 
 /// What the caller did wrong or what failed, as one sentence a person can act on.
 type Answer = Result<String, String>;
@@ -218,7 +237,31 @@ impl McpServer {
         tools
     }
 
-    async fn call(&self, name: &str, arguments: Map<String, Value>) -> Answer {
+    /// Where this call's reports are read and decided.
+    fn store(&self, who: &Who) -> Result<Store<'_>, String> {
+        match (&self.reports, who) {
+            (Reports::Dump(reports), _) => Ok(Store::Dump(reports)),
+            (Reports::Live(client), _) => Ok(Store::Live(client.clone())),
+            (Reports::AsCaller(_), Some(caller)) => Ok(Store::Live(caller.client.clone())),
+            (Reports::AsCaller(_), None) => {
+                Err("this request carries no authenticated caller".into())
+            }
+        }
+    }
+
+    /// Ok when the caller may do all of `needs`; over stdio and on a dump, always.
+    async fn allow(&self, who: &Who, needs: &[http::Permission]) -> Result<(), String> {
+        match (&self.reports, who) {
+            (Reports::AsCaller(auth), Some(caller)) => auth.authorize(caller, needs).await,
+            (Reports::AsCaller(_), None) => {
+                Err("this request carries no authenticated caller".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn call(&self, who: &Who, name: &str, arguments: Map<String, Value>) -> Answer {
+        use http::Permission;
         match name {
             "list_reports" => {
                 let namespace = match string_arg(&arguments, "namespace")? {
@@ -228,13 +271,24 @@ impl McpServer {
                     }
                     None => None,
                 };
-                let reports = self.list(namespace.as_deref()).await?;
+                self.allow(
+                    who,
+                    &[Permission::reports("list", namespace.as_deref(), None)],
+                )
+                .await?;
+                let reports = self.list(&self.store(who)?, namespace.as_deref()).await?;
                 Ok(pretty(&Value::Array(reports.iter().map(summary).collect())))
             }
             "get_report" => {
                 let namespace = namespace_arg(&arguments)?;
                 let name = report_name_arg(&arguments)?;
-                Ok(pretty(&detail(&self.get(&namespace, &name).await?)))
+                self.allow(
+                    who,
+                    &[Permission::reports("get", Some(&namespace), Some(&name))],
+                )
+                .await?;
+                let report = self.get(&self.store(who)?, &namespace, &name).await?;
+                Ok(pretty(&detail(&report)))
             }
             "diagnose" => {
                 let namespace = namespace_arg(&arguments)?;
@@ -245,6 +299,8 @@ impl McpServer {
                     }
                     None => None,
                 };
+                self.allow(who, &Permission::namespace_reads(&namespace))
+                    .await?;
                 self.diagnose(&namespace, pod.as_deref()).await
             }
             "approve_report" | "reject_report" => {
@@ -255,9 +311,24 @@ impl McpServer {
                 } else {
                     (Decision::Rejected, None)
                 };
-                self.decide(&namespace, &report, decision, digest).await
+                self.allow(
+                    who,
+                    &[Permission::reports(
+                        "patch",
+                        Some(&namespace),
+                        Some(&report),
+                    )],
+                )
+                .await?;
+                self.decide(&self.store(who)?, &namespace, &report, decision, digest)
+                    .await
             }
-            tool => self.wasm_tool(tool, arguments).await,
+            tool => {
+                let namespace = namespace_arg(&arguments)?;
+                self.allow(who, &Permission::namespace_reads(&namespace))
+                    .await?;
+                self.wasm_tool(tool, arguments).await
+            }
         }
     }
 
@@ -295,16 +366,20 @@ impl McpServer {
         }
     }
 
-    async fn list(&self, namespace: Option<&str>) -> Result<Vec<DiagnosticReport>, String> {
-        match &self.reports {
-            Reports::Dump(reports) => Ok(reports
+    async fn list(
+        &self,
+        store: &Store<'_>,
+        namespace: Option<&str>,
+    ) -> Result<Vec<DiagnosticReport>, String> {
+        match store {
+            Store::Dump(reports) => Ok(reports
                 .lock()
                 .await
                 .values()
                 .filter(|r| namespace.is_none_or(|n| r.metadata.namespace.as_deref() == Some(n)))
                 .cloned()
                 .collect()),
-            Reports::Live(client) => {
+            Store::Live(client) => {
                 let api: Api<DiagnosticReport> = match namespace {
                     Some(n) => Api::namespaced(client.clone(), n),
                     None => Api::all(client.clone()),
@@ -325,9 +400,14 @@ impl McpServer {
         }
     }
 
-    async fn get(&self, namespace: &str, name: &str) -> Result<DiagnosticReport, String> {
-        match &self.reports {
-            Reports::Dump(reports) => reports
+    async fn get(
+        &self,
+        store: &Store<'_>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<DiagnosticReport, String> {
+        match store {
+            Store::Dump(reports) => reports
                 .lock()
                 .await
                 .get(&(namespace.to_string(), name.to_string()))
@@ -338,11 +418,9 @@ impl McpServer {
                          once `diagnose` made them; `list_reports` names them"
                     )
                 }),
-            Reports::Live(client) => {
-                crate::kubectl_sre::reports::get_report(client, namespace, name)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            Store::Live(client) => crate::kubectl_sre::reports::get_report(client, namespace, name)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -396,12 +474,13 @@ impl McpServer {
     /// the caller read is the confirmation).
     async fn decide(
         &self,
+        store: &Store<'_>,
         namespace: &str,
         name: &str,
         decision: Decision,
         digest: Option<String>,
     ) -> Answer {
-        let Reports::Live(client) = &self.reports else {
+        let Store::Live(client) = store else {
             return Err(format!(
                 "cannot decide diagnosticreport {namespace}/{name}: this server reads a cluster \
                  dump, where nothing is applied; run `sre-operator mcp` against a cluster \
@@ -452,6 +531,15 @@ impl McpServer {
     }
 }
 
+/// The caller `http::serve_on` authenticated, carried in the request's HTTP parts.
+fn caller(context: &RequestContext<RoleServer>) -> Who {
+    context
+        .extensions
+        .get::<::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<http::Caller>())
+        .cloned()
+}
+
 fn text_result(answer: Answer) -> CallToolResult {
     match answer {
         Ok(text) => CallToolResult::success(vec![ContentBlock::text(escape(&text))]),
@@ -485,7 +573,7 @@ impl ServerHandler for McpServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         let known = matches!(
@@ -502,18 +590,22 @@ impl ServerHandler for McpServer {
             ));
         }
         let arguments = request.arguments.unwrap_or_default();
-        Ok(text_result(self.call(&name, arguments).await).into())
+        let who = caller(&context);
+        Ok(text_result(self.call(&who, &name, arguments).await).into())
     }
 
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let reports = self
-            .list(None)
+        let who = caller(&context);
+        let refused = |e: String| ErrorData::internal_error(escape(&e).into_owned(), None);
+        self.allow(&who, &[http::Permission::reports("list", None, None)])
             .await
-            .map_err(|e| ErrorData::internal_error(escape(&e).into_owned(), None))?;
+            .map_err(refused)?;
+        let store = self.store(&who).map_err(refused)?;
+        let reports = self.list(&store, None).await.map_err(refused)?;
         Ok(ListResourcesResult::with_all_items(Self::resource_list(
             &reports,
         )))
@@ -522,7 +614,7 @@ impl ServerHandler for McpServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let bad = |why: String| ErrorData::resource_not_found(escape(&why).into_owned(), None);
         let (namespace, name) = request
@@ -540,7 +632,21 @@ impl ServerHandler for McpServer {
         arguments.insert("name".into(), json!(name));
         namespace_arg(&arguments).map_err(bad)?;
         report_name_arg(&arguments).map_err(bad)?;
-        let report = self.get(namespace, name).await.map_err(bad)?;
+        let who = caller(&context);
+        self.allow(
+            &who,
+            &[http::Permission::reports(
+                "get",
+                Some(namespace),
+                Some(name),
+            )],
+        )
+        .await
+        .map_err(bad)?;
+        let report = self
+            .get(&self.store(&who).map_err(bad)?, namespace, name)
+            .await
+            .map_err(bad)?;
         let mut contents = ResourceContents::text(escape(&pretty(&detail(&report))), request.uri);
         if let ResourceContents::TextResourceContents { mime_type, .. } = &mut contents {
             *mime_type = Some("application/json".into());

@@ -65,10 +65,15 @@ pub struct AuthSpec {
     pub scheme: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
+/// A key of a Secret in the operator's own namespace.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// The key in its data.
+    #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
 

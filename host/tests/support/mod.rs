@@ -104,3 +104,33 @@ pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The Python MCP SDK the tests use; the virtualenv is keyed by it and reused.
+pub const PYTHON_MCP: &str = "2.3.0";
+
+/// A virtualenv with `mcp==PYTHON_MCP`, made once under ~/.cache/sre-operator and reused.
+pub fn python_with_mcp() -> PathBuf {
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let venv = Path::new(&home).join(format!(".cache/sre-operator/mcp-venv-{PYTHON_MCP}"));
+    let python = venv.join("bin/python");
+    let ready = venv.join(".installed");
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(
+            status.success(),
+            "python3 -m venv failed: on Debian, apt-get install python3-venv"
+        );
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "-q", &format!("mcp=={PYTHON_MCP}")])
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "pip install mcp=={PYTHON_MCP} failed");
+        std::fs::write(&ready, PYTHON_MCP).unwrap();
+    }
+    python
+}

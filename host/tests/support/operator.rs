@@ -20,6 +20,8 @@ use super::kubectl;
 pub struct OperatorSetup {
     pub kubeconfig: PathBuf,
     pub plugins: PathBuf,
+    /// More `sre-operator run` flags (for example `--mcp-addr`).
+    pub args: Vec<String>,
 }
 
 /// `sre-operator run` as a child process; killed (SIGKILL) on drop.
@@ -57,7 +59,8 @@ impl Operator {
             "60s",
             "--plugins",
         ])
-        .arg(&setup.plugins);
+        .arg(&setup.plugins)
+        .args(&setup.args);
         if leader_election {
             cmd.arg("--leader-election");
         }
@@ -218,6 +221,7 @@ pub async fn operator_setup(cluster: &TestCluster) -> Result<OperatorSetup> {
     Ok(OperatorSetup {
         kubeconfig,
         plugins,
+        args: Vec::new(),
     })
 }
 

@@ -33,6 +33,7 @@ mod process;
 pub mod prometheus;
 pub mod synth;
 pub mod wait;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
