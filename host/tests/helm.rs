@@ -191,6 +191,51 @@ fn a_mistyped_value_fails_and_the_charts_crds_are_the_repositorys() -> Result<()
     Ok(())
 }
 
+#[test]
+fn mcp_enabled_serves_mcp_on_the_operator_and_its_service() -> Result<()> {
+    let chart = chart();
+    let rendered = objects(&run_helm(
+        &[
+            "template",
+            "sre-operator",
+            chart.to_str().unwrap(),
+            "--namespace",
+            "sre-operator",
+            "--set",
+            "mcp.enabled=true",
+            "--set",
+            "mcp.port=9443",
+        ],
+        None,
+    )?)?;
+    let container = &rendered["Deployment sre-operator/sre-operator"]["spec"]["template"]["spec"]
+        ["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .context("args")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(args.contains(&"--mcp-addr=0.0.0.0:9443"), "{args:?}");
+    assert!(
+        container["ports"]
+            .as_array()
+            .context("ports")?
+            .iter()
+            .any(|p| p["name"] == "mcp" && p["containerPort"] == 9443)
+    );
+    let service = &rendered["Service sre-operator/sre-operator-metrics"];
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .context("service ports")?
+            .iter()
+            .any(|p| p["name"] == "mcp" && p["port"] == 9443 && p["targetPort"] == "mcp"),
+        "{service:#?}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_installs_upgrades_and_uninstalls() -> Result<()> {
     let cluster = sre_e2e::TestCluster::start(Default::default()).await?;
