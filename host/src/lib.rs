@@ -6,6 +6,7 @@
 //! custom resources.
 
 pub mod agent;
+pub mod alerts;
 pub mod cli;
 pub mod cluster;
 pub mod controller;

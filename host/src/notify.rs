@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::crd::{DiagnosticReport, DiagnosticReportStatus, PatchOp, Phase};
 use crate::plugin::egress::{SecretKeyRef, SecretSource};
-use crate::redact::redact_text;
+use crate::redact::one_line;
 
 /// How long one delivery attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,15 +154,7 @@ impl Notifier {
 
 /// Tenant text as a message may carry it: no secrets, no control characters, one line, short.
 fn clean(text: &str) -> String {
-    let text = redact_text(text)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if text.chars().count() <= FIELD_CHARS {
-        return text;
-    }
-    let cut: String = text.chars().take(FIELD_CHARS).collect();
-    format!("{cut}…")
+    one_line(text, FIELD_CHARS)
 }
 
 /// The patch in one line: each change as `op path: old → new` (the guard's `test` gives old).

@@ -437,6 +437,19 @@ fn redact_yaml_blocks(text: &str) -> String {
     out.join("\n")
 }
 
+/// Tenant text for one line of a message (a chat notification, an alert's evidence): redacted,
+/// whitespace collapsed, and cut to `max_chars` with an ellipsis.
+pub fn one_line(text: &str, max_chars: usize) -> String {
+    let text = redact_text(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if text.chars().count() <= max_chars {
+        return text;
+    }
+    format!("{}…", text.chars().take(max_chars).collect::<String>())
+}
+
 /// Redacts secrets in free text, after removing terminal control sequences.
 pub fn redact_text(text: &str) -> String {
     let mut out = redact_yaml_blocks(&strip_control(text));

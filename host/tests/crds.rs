@@ -145,7 +145,8 @@ fn report_columns_and_names_are_what_kubectl_users_rely_on() {
             "ImagePullBackOff",
             "OOMKilled",
             "CreateContainerConfigError",
-            "ProbeFailure"
+            "ProbeFailure",
+            "Alert"
         ])
     );
 }

@@ -17,11 +17,10 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use sre_e2e::prometheus::{Exporter, Prometheus, container_labels};
-use sre_e2e::{ClusterOptions, TestCluster, demo, fault};
+use sre_e2e::{demo, fault};
 use support::kubectl;
 use support::operator::{Operator, operator_setup, report_api, wait_phase};
 
@@ -32,25 +31,10 @@ const MI: f64 = 1048576.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_fix_is_sized_from_prometheus_and_the_credential_stays_secret() -> Result<()> {
-    let cluster = TestCluster::start(ClusterOptions::default()).await?;
-    if cluster.is_external() {
-        eprintln!(
-            "egress-e2e: skipped: needs a cluster this harness starts (fault stages, the audit log)"
-        );
+    let Some(cluster) = support::cluster_with_policy("egress-e2e", NS, json!({})).await? else {
         return Ok(());
-    }
+    };
     let client = cluster.client();
-    demo::install_crds(&cluster, &support::repo_root().join("crds"))?;
-    cluster.create_namespace(NS).await?;
-    let policy = json!({
-        "apiVersion": "sre-operator.dev/v1alpha1",
-        "kind": "DebugPolicy",
-        "metadata": { "name": "shop-everything" },
-        "spec": { "rules": [{ "namespaces": [NS] }] },
-    });
-    let policy_file = cluster.dir().join("policy.json");
-    std::fs::write(&policy_file, policy.to_string())?;
-    kubectl(&cluster, &["apply", "-f", policy_file.to_str().unwrap()])?;
 
     // The worker: OOM-killed at 128Mi (the kwok fault stage); its pod name is the Deployment's.
     let deployment = demo::deployment(
@@ -63,16 +47,7 @@ async fn an_oom_fix_is_sized_from_prometheus_and_the_credential_stays_secret() -
     Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &serde_json::from_value(deployment)?)
         .await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let pod = loop {
-        let list = pods
-            .list(&ListParams::default().labels("app=worker"))
-            .await?;
-        if let Some(name) = list.items.first().and_then(|p| p.metadata.name.clone()) {
-            break name;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let pod = support::first_pod(&client, NS, "app=worker").await?;
 
     // Its working set as the kubelet reports it: 250Mi, with a 300Mi peak every 4 s.
     let exporter = Exporter::start().await?;

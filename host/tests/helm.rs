@@ -208,8 +208,8 @@ fn mcp_enabled_serves_mcp_on_the_operator_and_its_service() -> Result<()> {
         ],
         None,
     )?)?;
-    let container = &rendered["Deployment sre-operator/sre-operator"]["spec"]["template"]["spec"]
-        ["containers"][0];
+    let container = &rendered["Deployment sre-operator/sre-operator"]["spec"]["template"]["spec"]["containers"]
+        [0];
     let args: Vec<&str> = container["args"]
         .as_array()
         .context("args")?

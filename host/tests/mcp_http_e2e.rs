@@ -26,19 +26,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use sre_e2e::webhook::Webhook;
-use sre_e2e::{ClusterOptions, TestCluster, demo, fault};
+use sre_e2e::{TestCluster, demo, fault};
 use support::operator::{Operator, operator_setup, report_api, wait_phase};
-use support::{kubectl, python_with_mcp};
+use support::{apply_json, kubectl, python_with_mcp};
 
 const NS: &str = "shop";
 const REPORT: &str = "deployment-worker-oomkilled";
-
-fn apply(cluster: &TestCluster, name: &str, objects: Value) -> Result<()> {
-    let file = cluster.dir().join(format!("{name}.json"));
-    std::fs::write(&file, objects.to_string())?;
-    kubectl(cluster, &["apply", "-f", file.to_str().unwrap()])?;
-    Ok(())
-}
 
 fn token(cluster: &TestCluster, account: &str) -> Result<String> {
     Ok(kubectl(
@@ -91,27 +84,12 @@ fn people() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_over_http_authenticates_authorises_and_records_the_approver() -> Result<()> {
-    let cluster = TestCluster::start(ClusterOptions::default()).await?;
-    if cluster.is_external() {
-        eprintln!("mcp-http-e2e: skipped: needs a cluster this harness starts (the audit log)");
+    let notify =
+        json!({ "notify": { "secretRef": { "name": "sre-operator-notify", "key": "webhook" } } });
+    let Some(cluster) = support::cluster_with_policy("mcp-http-e2e", NS, notify).await? else {
         return Ok(());
-    }
+    };
     let client = cluster.client();
-    demo::install_crds(&cluster, &support::repo_root().join("crds"))?;
-    cluster.create_namespace(NS).await?;
-    apply(
-        &cluster,
-        "policy",
-        json!({
-            "apiVersion": "sre-operator.dev/v1alpha1",
-            "kind": "DebugPolicy",
-            "metadata": { "name": "shop-everything" },
-            "spec": {
-                "rules": [{ "namespaces": [NS] }],
-                "notify": { "secretRef": { "name": "sre-operator-notify", "key": "webhook" } },
-            },
-        }),
-    )?;
     let hook = Webhook::start(2).await?;
     let deployment = demo::deployment(
         "worker",
@@ -125,8 +103,8 @@ async fn mcp_over_http_authenticates_authorises_and_records_the_approver() -> Re
         .await?;
 
     let mut setup = operator_setup(&cluster).await?;
-    apply(&cluster, "people", people())?;
-    apply(
+    apply_json(&cluster, "people", people())?;
+    apply_json(
         &cluster,
         "notify-secret",
         json!({

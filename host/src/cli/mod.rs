@@ -346,6 +346,18 @@ pub struct RunArgs {
     #[arg(long, env = "SRE_OPERATOR_MCP_ADDR")]
     pub mcp_addr: Option<std::net::SocketAddr>,
 
+    /// Accept Alertmanager's webhook (payload version 4) at /alertmanager on --http-addr, from
+    /// callers that send this bearer token; off when unset. Give it from a Secret (env
+    /// valueFrom.secretKeyRef), never on the command line.
+    #[arg(long, env = "SRE_OPERATOR_ALERTMANAGER_TOKEN", hide_env_values = true)]
+    pub alertmanager_token: Option<String>,
+
+    /// Map an alert name to a failure class, ALERTNAME=CLASS (repeat or comma-separate), on top
+    /// of kube-prometheus' defaults (KubePodCrashLooping=CrashLoopBackOff, ...). An alert mapped
+    /// to none opens a report of class Alert.
+    #[arg(long, env = "SRE_OPERATOR_ALERT_CLASSES", value_delimiter = ',')]
+    pub alert_class: Vec<String>,
+
     /// Hold a coordination.k8s.io Lease so that of several replicas only one acts.
     #[arg(long, env = "SRE_OPERATOR_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
@@ -430,6 +442,19 @@ async fn run_operator(args: RunArgs) -> Result<()> {
     );
     let metrics = Arc::new(crate::telemetry::Metrics::default());
     let readiness = crate::telemetry::Readiness::default();
+    let (inbox, alerts) = match args.alertmanager_token.as_deref().map(str::trim) {
+        Some(token) if !token.is_empty() => {
+            let classes =
+                crate::alerts::AlertClasses::with(&args.alert_class).map_err(anyhow::Error::msg)?;
+            let (inbox, queue) = crate::alerts::AlertInbox::new(token);
+            (
+                Some(Arc::new(inbox)),
+                Some(crate::controller::AlertFeed { queue, classes }),
+            )
+        }
+        Some(_) => anyhow::bail!("--alertmanager-token (SRE_OPERATOR_ALERTMANAGER_TOKEN) is empty"),
+        None => (None, None),
+    };
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| {
@@ -442,7 +467,8 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         let (metrics, readiness, registry) = (metrics.clone(), readiness.clone(), registry.clone());
         async move {
             if let Err(e) =
-                crate::telemetry::serve_on(listener, metrics, readiness, Some(registry)).await
+                crate::telemetry::serve_on(listener, metrics, readiness, Some(registry), inbox)
+                    .await
             {
                 tracing::error!(error = %e, "the health and metrics server stopped");
             }
@@ -506,6 +532,7 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         readiness,
         leader,
         notifier: Some(Arc::new(crate::notify::Notifier::new(secrets))),
+        alerts,
     };
     let result = crate::controller::run(parts).await;
     http.abort();

@@ -5,6 +5,7 @@
 //! force. State lives in status, so a restart resumes where it stopped. This file holds what they
 //! share and [`run`], which wires them to their watches.
 
+pub mod alert;
 pub mod fairness;
 pub mod pod;
 pub mod policy_status;
@@ -111,6 +112,13 @@ pub struct Context {
     pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
+/// Alertmanager's webhook payloads, queued by [`crate::alerts::AlertInbox`], and how alert names
+/// map to failure classes.
+pub struct AlertFeed {
+    pub queue: tokio::sync::mpsc::Receiver<Vec<crate::alerts::Alert>>,
+    pub classes: crate::alerts::AlertClasses,
+}
+
 impl Context {
     fn is_leader(&self) -> bool {
         *self.leader.borrow()
@@ -191,6 +199,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         readiness,
         leader,
         notifier,
+        alerts,
     } = ctx_parts;
     let cluster: Arc<dyn Cluster> = Arc::new(LiveCluster::new(client.clone(), "the cluster"));
     let policies_api: Api<DebugPolicy> = Api::all(client.clone());
@@ -224,6 +233,8 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         unwritten: Default::default(),
         notifier,
     });
+    let _alerts =
+        alerts.map(|feed| tokio::spawn(alert::receive(ctx.clone(), feed.classes, feed.queue)));
 
     let watch_config = watcher::Config::default().page_size(500);
     let pod_api: Api<Pod> = match settings.namespaces.as_slice() {
@@ -334,7 +345,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
 /// Whether the store's first list completed (false if its writer went away). A store's
 /// `wait_until_ready` wakes only the last of several concurrent waiters (its readiness is a
 /// oneshot behind a lock) and the controllers wait on the same stores, so the wait is re-polled.
-async fn listed<K>(store: &Store<K>) -> bool
+pub(crate) async fn listed<K>(store: &Store<K>) -> bool
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
@@ -367,4 +378,5 @@ pub struct RunParts {
     pub readiness: Readiness,
     pub leader: tokio::sync::watch::Receiver<bool>,
     pub notifier: Option<Arc<crate::notify::Notifier>>,
+    pub alerts: Option<AlertFeed>,
 }

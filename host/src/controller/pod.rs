@@ -29,7 +29,11 @@ pub(super) const POD_PAGE_SIZE: u32 = 100;
 
 /// Opens the report for a Pod's failure unless one is open for the workload and class, or the
 /// last one closed less than a cooldown ago.
-async fn open_report(ctx: &Context, report: DiagnosticReport, cooldown: Duration) -> Result<()> {
+pub(super) async fn open_report(
+    ctx: &Context,
+    report: DiagnosticReport,
+    cooldown: Duration,
+) -> Result<()> {
     let namespace = report.namespace().unwrap_or_default();
     let name = report.name_any();
     let api: Api<DiagnosticReport> = Api::namespaced(ctx.client.clone(), &namespace);

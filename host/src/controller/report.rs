@@ -189,8 +189,15 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         budget,
     };
     let started = std::time::Instant::now();
+    let mut report_as_seen = report.clone();
+    // Alerts that joined the report (Alertmanager) are evidence the failure did not show.
+    for line in super::alert::recorded_evidence(report) {
+        if !report_as_seen.spec.failure.evidence.contains(&line) {
+            report_as_seen.spec.failure.evidence.push(line);
+        }
+    }
     let case = Case {
-        report: report.clone(),
+        report: report_as_seen,
         pod,
     };
     let mut status = investigate(&investigator, &case).await;

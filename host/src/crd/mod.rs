@@ -30,10 +30,14 @@ pub enum FailureClass {
     OomKilled,
     CreateContainerConfigError,
     ProbeFailure,
+    /// An Alertmanager alert about a workload that maps to none of the above (a latency or error
+    /// rate alert): investigated with the tools, the alert's text as evidence.
+    Alert,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 6] = [
+    /// What the operator reads from a Pod's status and events.
+    pub const DETECTED: [FailureClass; 6] = [
         FailureClass::CrashLoopBackOff,
         FailureClass::Pending,
         FailureClass::ImagePullBackOff,
@@ -41,6 +45,17 @@ impl FailureClass {
         FailureClass::CreateContainerConfigError,
         FailureClass::ProbeFailure,
     ];
+
+    /// Every class a report may have: the detected ones, and `Alert` (only from Alertmanager).
+    pub const ALL: [FailureClass; 7] = {
+        let mut all = [FailureClass::Alert; 7];
+        let mut i = 0;
+        while i < Self::DETECTED.len() {
+            all[i] = Self::DETECTED[i];
+            i += 1;
+        }
+        all
+    };
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +65,7 @@ impl FailureClass {
             FailureClass::OomKilled => "OOMKilled",
             FailureClass::CreateContainerConfigError => "CreateContainerConfigError",
             FailureClass::ProbeFailure => "ProbeFailure",
+            FailureClass::Alert => "Alert",
         }
     }
 }

@@ -175,7 +175,7 @@ pub async fn serve(
     plugins: Option<Arc<PluginRegistry>>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_on(listener, metrics, readiness, plugins).await
+    serve_on(listener, metrics, readiness, plugins, None).await
 }
 
 /// [`serve`] on a socket bound by the caller, so that a port in use fails start-up with its
@@ -185,15 +185,33 @@ pub async fn serve_on(
     metrics: Arc<Metrics>,
     readiness: Readiness,
     plugins: Option<Arc<PluginRegistry>>,
+    alerts: Option<Arc<crate::alerts::AlertInbox>>,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving /healthz, /readyz, /metrics and /plugins");
+    tracing::info!(%addr, alertmanager = alerts.is_some(), "serving /healthz, /readyz, /metrics and /plugins");
     loop {
         let (stream, _) = listener.accept().await?;
         let (metrics, readiness, plugins) = (metrics.clone(), readiness.clone(), plugins.clone());
+        let alerts = alerts.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let alerts = alerts.clone();
+                    if request.uri().path() == crate::alerts::PATH {
+                        return Box::pin(async move {
+                            Ok::<_, std::convert::Infallible>(match &alerts {
+                                Some(inbox) => inbox.receive(request).await,
+                                None => respond(
+                                    StatusCode::NOT_FOUND,
+                                    "text/plain",
+                                    "the Alertmanager receiver is off: start the operator with \
+                                     --alertmanager-token (SRE_OPERATOR_ALERTMANAGER_TOKEN)\n"
+                                        .into(),
+                                ),
+                            })
+                        })
+                            as std::pin::Pin<Box<dyn Future<Output = _> + Send>>;
+                    }
                     let response = match request.uri().path() {
                         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
                         "/readyz" if readiness.get() => {
@@ -212,7 +230,7 @@ pub async fn serve_on(
                         "/plugins" => plugins_json(plugins.as_deref()),
                         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
                     };
-                    async move { Ok::<_, std::convert::Infallible>(response) }
+                    Box::pin(async move { Ok::<_, std::convert::Infallible>(response) })
                 });
             let io = hyper_util::rt::TokioIo::new(stream);
             if let Err(e) = hyper::server::conn::http1::Builder::new()

@@ -39,6 +39,69 @@ pub fn kubectl(cluster: &sre_e2e::TestCluster, args: &[&str]) -> Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A loopback cluster with the CRDs, namespace `ns`, and a DebugPolicy `shop-everything`
+/// selecting it (`spec` merged into its spec); `None` (said on stderr) for a cluster named by
+/// `SRE_OPERATOR_E2E_KUBECONFIG`, whose audit log and fault stages these tests need.
+pub async fn cluster_with_policy(
+    test: &str,
+    ns: &str,
+    spec: serde_json::Value,
+) -> Result<Option<sre_e2e::TestCluster>> {
+    let cluster = sre_e2e::TestCluster::start(sre_e2e::ClusterOptions::default()).await?;
+    if cluster.is_external() {
+        eprintln!("{test}: skipped: needs a cluster this harness starts (fault stages, audit log)");
+        return Ok(None);
+    }
+    sre_e2e::demo::install_crds(&cluster, &repo_root().join("crds"))?;
+    cluster.create_namespace(ns).await?;
+    let mut policy_spec = serde_json::json!({ "rules": [{ "namespaces": [ns] }] });
+    if let (Some(into), Some(extra)) = (policy_spec.as_object_mut(), spec.as_object()) {
+        into.extend(extra.clone());
+    }
+    apply_json(
+        &cluster,
+        "policy",
+        serde_json::json!({
+            "apiVersion": "sre-operator.dev/v1alpha1",
+            "kind": "DebugPolicy",
+            "metadata": { "name": "shop-everything" },
+            "spec": policy_spec,
+        }),
+    )?;
+    Ok(Some(cluster))
+}
+
+/// The name of the first Pod in `ns` matching `selector`, once the controllers made one (60 s).
+pub async fn first_pod(client: &kube::Client, ns: &str, selector: &str) -> Result<String> {
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await?;
+        if let Some(name) = list.items.first().and_then(|p| p.metadata.name.clone()) {
+            return Ok(name);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no Pod matching {selector} in {ns} within 60 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Writes `objects` (JSON) into the cluster's folder as `<name>.json` and applies it.
+pub fn apply_json(
+    cluster: &sre_e2e::TestCluster,
+    name: &str,
+    objects: serde_json::Value,
+) -> Result<()> {
+    let file = cluster.dir().join(format!("{name}.json"));
+    std::fs::write(&file, objects.to_string())?;
+    kubectl(cluster, &["apply", "-f", file.to_str().unwrap()])?;
+    Ok(())
+}
+
 /// A copy of `deploy/` and `crds/` as a fresh clone has them (no build output in
 /// `deploy/plugins/`), in a temporary folder.
 pub fn fresh_deploy() -> Result<tempfile::TempDir> {

@@ -22,6 +22,8 @@ pub struct OperatorSetup {
     pub plugins: PathBuf,
     /// More `sre-operator run` flags (for example `--mcp-addr`).
     pub args: Vec<String>,
+    /// More environment (for example a token a Deployment would take from a Secret).
+    pub env: Vec<(String, String)>,
 }
 
 /// `sre-operator run` as a child process; killed (SIGKILL) on drop.
@@ -71,6 +73,7 @@ impl Operator {
             .env("SRE_OPERATOR_CACHE", cluster.dir().join("plugin-cache"))
             .env("RUST_LOG", "info")
             .env("SRE_OPERATOR_LOG", "info")
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -100,12 +103,49 @@ impl Operator {
 
     /// GET `path` from its HTTP endpoint: the status code and the body.
     pub fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        self.http("GET", path, None, "")
+    }
+
+    /// POST `body` (JSON) to `path` on its HTTP endpoint, with `authorization` if given: the
+    /// status code and the body.
+    pub fn http_post(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> Result<(u16, String)> {
+        self.http("POST", path, authorization, body)
+    }
+
+    /// The port of its HTTP endpoint (--http-addr).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> Result<(u16, String)> {
         use std::io::{Read, Write};
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let content = if body.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+        };
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}{content}\r\n{body}"
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
@@ -113,7 +153,7 @@ impl Operator {
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .with_context(|| format!("GET {path}: not an HTTP response: {response:.200}"))?;
+            .with_context(|| format!("{method} {path}: not an HTTP response: {response:.200}"))?;
         let body = response
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_string())
@@ -222,6 +262,7 @@ pub async fn operator_setup(cluster: &TestCluster) -> Result<OperatorSetup> {
         kubeconfig,
         plugins,
         args: Vec::new(),
+        env: Vec::new(),
     })
 }
 

@@ -26,6 +26,7 @@
 //! [`fixtures`] builds Pods and Deployments, [`synth`] writes large synthetic cluster dumps.
 //! [`wait`] waits for a cluster object by watching it.
 
+pub mod alertmanager;
 pub mod demo;
 pub mod fixtures;
 mod pki;

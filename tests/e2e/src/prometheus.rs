@@ -243,18 +243,36 @@ fn encode(text: &str) -> String {
 
 /// A GET on loopback with HTTP/1.0 (the server closes the connection after the answer).
 async fn get(port: u16, path: &str) -> Result<(u16, Vec<u8>)> {
+    request(port, "GET", path, &[], b"").await
+}
+
+/// One HTTP/1.0 request to a loopback server: its status and body.
+pub(crate) async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
         .await
-        .map_err(|_| anyhow!("GET {path}: no answer in 10 s"))??;
+        .map_err(|_| anyhow!("{method} {path}: no answer in 10 s"))??;
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("GET {path}: not an HTTP answer"))?;
+        .ok_or_else(|| anyhow!("{method} {path}: not an HTTP answer"))?;
     let status = String::from_utf8_lossy(&answer[..split])
         .split_whitespace()
         .nth(1)

@@ -5,6 +5,7 @@
 //! patch on the owning workload. Every patch targets the owning workload (never the Pod) and
 //! begins with `test` operations on the values it replaces.
 
+mod alert;
 mod clues;
 mod config;
 mod crash_loop;
@@ -59,6 +60,7 @@ impl Brain for RulesBrain {
             FailureClass::OomKilled => oom::oom_killed(case, s).await,
             FailureClass::CreateContainerConfigError => config::config_error(case, s).await,
             FailureClass::ProbeFailure => probe::probe_failure(case, s).await,
+            FailureClass::Alert => alert::alert(case, s).await,
         }
     }
 }
