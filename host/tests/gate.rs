@@ -242,3 +242,72 @@ async fn without_a_patch_filter_nothing_is_approvable() {
         }
     }
 }
+
+/// `send` against an API that refuses the dry run (422, as a failed resourceVersion `test` is
+/// answered) and then serves the target at `now_version`.
+async fn send_after_a_refused_dry_run(now_version: &str) -> GateError {
+    let Ok(Checked::Ready(prepared)) = through_the_gate(
+        "rules",
+        ops(json!([
+            {"op": "test", "path": format!("{C}/env/0/value"), "value": "redis"},
+            {"op": "replace", "path": format!("{C}/env/0/value"), "value": "redis-master"},
+        ])),
+    )
+    .await
+    else {
+        panic!("the REDIS_HOST fix passes the gate");
+    };
+    let (service, mut handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    let client = kube::Client::new(service, "default");
+    let target = prepared.target.clone();
+    let now_version = now_version.to_string();
+    let server = tokio::spawn(async move {
+        let (request, respond) = handle.next_request().await.expect("the dry run");
+        assert_eq!(request.method(), http::Method::PATCH);
+        assert!(
+            request
+                .uri()
+                .query()
+                .unwrap_or_default()
+                .contains("dryRun=All")
+        );
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "the server rejected our request due to an error in our request",
+            "reason": "Invalid", "code": 422});
+        respond.send_response(
+            http::Response::builder()
+                .status(422)
+                .body(kube::client::Body::from(status.to_string().into_bytes()))
+                .unwrap(),
+        );
+        let (request, respond) = handle.next_request().await.expect("a read of the target");
+        assert_eq!(request.method(), http::Method::GET);
+        let mut now = target;
+        now["metadata"]["resourceVersion"] = json!(now_version);
+        respond.send_response(
+            http::Response::builder()
+                .body(kube::client::Body::from(now.to_string().into_bytes()))
+                .unwrap(),
+        );
+    });
+    let error = sre_operator::patch::gate::send(&client, &prepared, "sre-operator")
+        .await
+        .expect_err("the dry run was refused");
+    // Without a read of the target the mock's handle sees the client gone, and fails.
+    drop(client);
+    server.await.unwrap();
+    error
+}
+
+#[tokio::test]
+async fn a_dry_run_refused_because_the_target_moved_is_a_conflict_to_retry() {
+    // The Deployment's controller wrote its status between the read and the dry run.
+    let error = send_after_a_refused_dry_run("4838679").await;
+    assert!(matches!(error, GateError::Conflict { .. }), "{error}");
+    // Unchanged target: the refusal is the patch's, and it stands.
+    let error = send_after_a_refused_dry_run("4838678").await;
+    assert!(matches!(error, GateError::DryRunRejected(_)), "{error}");
+}
