@@ -4,6 +4,9 @@
 //! alone, per request. `cargo bench -p sre-operator --bench egress` (builds Prometheus from its
 //! pinned module on first use, like the tests).
 
+mod common;
+use common::measure;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,24 +16,6 @@ use sre_e2e::prometheus::{Exporter, Prometheus, container_labels};
 use sre_operator::cluster::DumpCluster;
 use sre_operator::plugin::egress::{Egress, GrantSpec};
 use sre_operator::plugin::{ClusterAccess, PluginSet, Runtime};
-
-fn measure(label: &str, iterations: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..iterations.div_ceil(10) {
-        f();
-    }
-    let mut samples: Vec<Duration> = (0..iterations)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let p99 = samples[(samples.len() * 99 / 100).min(samples.len() - 1)];
-    println!("{label:<62} median {median:>10.1?}  p99 {p99:>10.1?}  (n={iterations})");
-    median
-}
 
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -8,9 +8,12 @@
 //! A plain harness rather than criterion: criterion would be a dev-dependency that every
 //! `cargo test` compiles, for figures a median and a p99 describe well enough.
 
+mod common;
+use common::measure;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use sre_operator::cluster::DumpCluster;
@@ -18,27 +21,6 @@ use sre_operator::plugin::{
     ClusterAccess, DecideContext, LoadedPlugin, PluginSet, PluginSource, Runtime, parse_manifest,
     sha256_hex,
 };
-
-fn measure(label: &str, iterations: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..iterations.div_ceil(10) {
-        f(); // warm up
-    }
-    let mut samples: Vec<Duration> = (0..iterations)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let p99 = samples[(samples.len() * 99 / 100).min(samples.len() - 1)];
-    println!(
-        "{label:<58} median {:>10.1?}  p99 {:>10.1?}  (n={iterations})",
-        median, p99
-    );
-    median
-}
 
 fn wasm(file: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("SRE_OPERATOR_WASM_DIR")).join(file)).unwrap()

@@ -17,10 +17,8 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use kube::api::{Api, PostParams};
 use serde_json::json;
 use sre_e2e::prometheus::{Exporter, Prometheus, container_labels};
-use sre_e2e::{demo, fault};
 use support::kubectl;
 use support::operator::{Operator, operator_setup, report_api, wait_phase};
 
@@ -37,16 +35,7 @@ async fn an_oom_fix_is_sized_from_prometheus_and_the_credential_stays_secret() -
     let client = cluster.client();
 
     // The worker: OOM-killed at 128Mi (the kwok fault stage); its pod name is the Deployment's.
-    let deployment = demo::deployment(
-        "worker",
-        json!({ "app": "worker" }),
-        Some(fault::OOMKILLED),
-        json!([]),
-        json!({ "requests": { "memory": "64Mi" }, "limits": { "memory": "128Mi" } }),
-    );
-    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &serde_json::from_value(deployment)?)
-        .await?;
+    support::create_oom_worker(&client, NS).await?;
     let pod = support::first_pod(&client, NS, "app=worker").await?;
 
     // Its working set as the kubelet reports it: 250Mi, with a 300Mi peak every 4 s.

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
+use sre_e2e::TestCluster;
 use sre_e2e::webhook::Webhook;
-use sre_e2e::{TestCluster, demo, fault};
 use support::operator::{Operator, operator_setup, report_api, wait_phase};
 use support::{apply_json, kubectl, python_with_mcp};
 
@@ -91,16 +91,7 @@ async fn mcp_over_http_authenticates_authorises_and_records_the_approver() -> Re
     };
     let client = cluster.client();
     let hook = Webhook::start(2).await?;
-    let deployment = demo::deployment(
-        "worker",
-        json!({ "app": "worker" }),
-        Some(fault::OOMKILLED),
-        json!([]),
-        json!({ "requests": { "memory": "64Mi" }, "limits": { "memory": "128Mi" } }),
-    );
-    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &serde_json::from_value(deployment)?)
-        .await?;
+    support::create_oom_worker(&client, NS).await?;
 
     let mut setup = operator_setup(&cluster).await?;
     apply_json(&cluster, "people", people())?;

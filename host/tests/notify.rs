@@ -117,7 +117,7 @@ fn the_message_says_what_failed_why_the_patch_and_the_approve_command_without_se
 #[tokio::test]
 async fn delivery_is_retried_with_backoff_until_the_webhook_takes_it() {
     let hook = Webhook::start(2).await.unwrap();
-    let (secrets, key) = webhook_secret(hook.url("/services/T000/B000/XXXX"));
+    let (secrets, key) = webhook_secret(hook.url("/services/T0/B0/webhook-path"));
     let notifier = Notifier::with_backoff(secrets, Duration::from_millis(20), 5);
     let body = message(&report(), &awaiting()).unwrap();
     let attempts = notifier.deliver(&key, &body).await.expect("delivered");
@@ -127,7 +127,7 @@ async fn delivery_is_retried_with_backoff_until_the_webhook_takes_it() {
         seen.iter().map(|d| d.answered).collect::<Vec<_>>(),
         [503, 503, 200]
     );
-    assert_eq!(seen[2].path, "/services/T000/B000/XXXX");
+    assert_eq!(seen[2].path, "/services/T0/B0/webhook-path");
     assert_eq!(seen[2].body, body);
 }
 

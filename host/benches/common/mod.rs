@@ -1,4 +1,8 @@
-//! What the benchmarks share: the machine line their figures are reported with, and units.
+//! What the benchmarks share: the machine line their figures are reported with, units, and a
+//! median/p99 timer.
+#![allow(dead_code)] // each bench uses a part
+
+use std::time::{Duration, Instant};
 
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -31,4 +35,24 @@ pub fn machine() -> String {
             .map(|n| n.get())
             .unwrap_or(1)
     )
+}
+
+/// Runs `f` a tenth of `iterations` to warm up, then `iterations` times; prints the median and
+/// p99 under `label` and returns the median.
+pub fn measure(label: &str, iterations: usize, mut f: impl FnMut()) -> Duration {
+    for _ in 0..iterations.div_ceil(10) {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..iterations)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let p99 = samples[(samples.len() * 99 / 100).min(samples.len() - 1)];
+    println!("{label:<62} median {median:>10.1?}  p99 {p99:>10.1?}  (n={iterations})");
+    median
 }

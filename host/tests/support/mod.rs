@@ -71,6 +71,22 @@ pub async fn cluster_with_policy(
     Ok(Some(cluster))
 }
 
+/// Deployment `worker` (label app=worker) in `ns`, at a 128Mi limit, OOM-killed by the kwok
+/// fault stage.
+pub async fn create_oom_worker(client: &kube::Client, ns: &str) -> Result<()> {
+    let deployment = sre_e2e::demo::deployment(
+        "worker",
+        serde_json::json!({ "app": "worker" }),
+        Some(sre_e2e::fault::OOMKILLED),
+        serde_json::json!([]),
+        serde_json::json!({ "requests": { "memory": "64Mi" }, "limits": { "memory": "128Mi" } }),
+    );
+    kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &serde_json::from_value(deployment)?)
+        .await?;
+    Ok(())
+}
+
 /// The name of the first Pod in `ns` matching `selector`, once the controllers made one (60 s).
 pub async fn first_pod(client: &kube::Client, ns: &str, selector: &str) -> Result<String> {
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
