@@ -10,6 +10,7 @@ use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use super::{AgentError, Brain, Case, Conclusion, Session};
 use crate::crd::{Findings, PatchOperation, SuggestedPatch, TargetRef};
@@ -218,13 +219,43 @@ impl LlmBrain {
     /// One chat completion. async-openai already retries 429, 5xx and connection errors with
     /// exponential backoff (honouring Retry-After); what still fails here is final.
     async fn complete(&self, request: &Value, session: &Session) -> Result<Value, AgentError> {
+        let span = tracing::info_span!(
+            crate::telemetry::traces::MODEL_CALL,
+            model = %self.model,
+            prompt_tokens = tracing::field::Empty,
+            completion_tokens = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
         let chat = self.client.chat();
         let call = chat.create_byot::<&Value, Value>(request);
-        match tokio::time::timeout(session.remaining(), call).await {
+        let result = match tokio::time::timeout(session.remaining(), call)
+            .instrument(span.clone())
+            .await
+        {
             Err(_) => Err(AgentError::Deadline(session.budget().deadline)),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(AgentError::Endpoint(redact_text(&e.to_string()))),
+        };
+        match &result {
+            Ok(response) => {
+                let usage = &response["usage"];
+                span.record("outcome", "ok");
+                span.record(
+                    "prompt_tokens",
+                    usage["prompt_tokens"].as_u64().unwrap_or(0),
+                );
+                span.record(
+                    "completion_tokens",
+                    usage["completion_tokens"].as_u64().unwrap_or(0),
+                );
+            }
+            Err(e) => {
+                span.record("outcome", e.kind());
+                span.record("otel.status_code", "ERROR");
+            }
         }
+        result
     }
 }
 

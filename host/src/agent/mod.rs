@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt as _;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::cluster::Cluster;
 use crate::crd::{
@@ -83,6 +85,20 @@ pub enum AgentError {
     Endpoint(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl AgentError {
+    /// What ended the investigation, as one word: a trace's `outcome`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentError::Steps(_) => "steps",
+            AgentError::Tokens { .. } => "tokens",
+            AgentError::Deadline(_) => "deadline",
+            AgentError::InvalidAnswer(_) => "invalid_answer",
+            AgentError::Endpoint(_) => "endpoint",
+            AgentError::Other(_) => "error",
+        }
+    }
 }
 
 /// What is under investigation.
@@ -353,6 +369,35 @@ pub struct Investigator {
 
 /// Runs the brain on a case and reviews its patch; the result is the report's status.
 pub async fn investigate(investigator: &Investigator, case: &Case) -> DiagnosticReportStatus {
+    let span = tracing::info_span!(
+        crate::telemetry::traces::INVESTIGATION,
+        report = %case.report.name_any(),
+        namespace = %case.namespace(),
+        class = %case.report.spec.failure.class,
+        brain = investigator.brain.kind(),
+        model = investigator.brain.model().as_deref().unwrap_or_default(),
+        phase = tracing::field::Empty,
+        steps = tracing::field::Empty,
+        tokens = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let status = investigate_unspanned(investigator, case)
+        .instrument(span.clone())
+        .await;
+    if let Some(phase) = status.phase {
+        span.record("phase", phase.as_str());
+        if phase == Phase::Failed {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    if let Some(b) = &status.brain {
+        span.record("steps", b.steps);
+        span.record("tokens", b.prompt_tokens + b.completion_tokens);
+    }
+    status
+}
+
+async fn investigate_unspanned(investigator: &Investigator, case: &Case) -> DiagnosticReportStatus {
     let started_at = Time(k8s_openapi::jiff::Timestamp::now());
     let access = ClusterAccess::new(investigator.cluster.clone(), case.namespace());
     let mut session = Session::new(

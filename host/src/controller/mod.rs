@@ -189,6 +189,32 @@ fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Cont
 }
 
 /// Runs the three controllers until a shutdown signal.
+/// `reconcile` run in a `reconcile` span naming the object (and, for a report, the report: a
+/// Pod's reconcile records the report it opens or joins).
+fn spanned<K, F>(
+    kind: &'static str,
+    reconcile: impl Fn(Arc<K>, Arc<Context>) -> F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> tracing::instrument::Instrumented<F>
+where
+    K: Resource,
+    F: std::future::Future,
+{
+    move |object, ctx| {
+        let name = object.name_any();
+        let span = tracing::info_span!(
+            crate::telemetry::traces::RECONCILE,
+            kind,
+            namespace = %object.namespace().unwrap_or_default(),
+            name = %name,
+            report = tracing::field::Empty,
+        );
+        if kind == "DiagnosticReport" {
+            span.record("report", name.as_str());
+        }
+        tracing::Instrument::instrument(reconcile(object, ctx), span)
+    }
+}
+
 pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     let RunParts {
         client,
@@ -299,7 +325,11 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(policy_changes)
         .shutdown_on_signal()
-        .run(reconcile_pod, error_policy::<Pod>("pod"), ctx.clone())
+        .run(
+            spanned("Pod", reconcile_pod),
+            error_policy::<Pod>("pod"),
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let reports = Controller::new(Api::<DiagnosticReport>::all(client.clone()), watch_config)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -307,7 +337,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     let reports_synced = reports.store();
     let reports = reports
         .run(
-            reconcile_report,
+            spanned("DiagnosticReport", reconcile_report),
             error_policy::<DiagnosticReport>("report"),
             ctx.clone(),
         )
@@ -318,7 +348,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     )
     .shutdown_on_signal()
     .run(
-        policy_status::reconcile_policy,
+        spanned("DebugPolicy", policy_status::reconcile_policy),
         error_policy::<DebugPolicy>("policy"),
         ctx.clone(),
     )

@@ -36,6 +36,8 @@ pub(super) async fn open_report(
 ) -> Result<()> {
     let namespace = report.namespace().unwrap_or_default();
     let name = report.name_any();
+    // The reconcile's trace names the report it opened or joined.
+    tracing::Span::current().record("report", name.as_str());
     let api: Api<DiagnosticReport> = Api::namespaced(ctx.client.clone(), &namespace);
     if let Some(existing) = api.get_opt(&name).await? {
         let status = existing.status.as_ref();

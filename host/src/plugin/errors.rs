@@ -93,6 +93,23 @@ fn waiting(read: &Option<String>) -> String {
 }
 
 impl CallError {
+    /// What went wrong, as one word: a trace's `outcome`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Deadline { .. } => "deadline",
+            CallError::Memory { .. } => "memory",
+            CallError::Output { .. } => "output",
+            CallError::Stdio { .. } => "stdio",
+            CallError::Trap { .. } => "trap",
+            CallError::Settings { .. } => "settings",
+            CallError::Tool { .. } => "error",
+            CallError::InvalidArguments { .. } => "invalid_arguments",
+            CallError::WrongWorld { .. } => "wrong_world",
+            CallError::NotRun { .. } => "not_run",
+            CallError::UnknownTool(_) => "unknown_tool",
+        }
+    }
+
     /// Turns a wasmtime failure of `plugin`'s `call` into the limit it hit, if any, else a trap
     /// that says what the guest said last.
     pub(super) fn from_wasmtime(

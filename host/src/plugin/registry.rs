@@ -295,9 +295,39 @@ impl PluginSet {
         self.plugins.iter().filter(move |p| p.world == world)
     }
 
-    /// Checks the arguments against the tool's schema and calls it, on a blocking thread.
+    /// Checks the arguments against the tool's schema and calls it, on a blocking thread, in
+    /// a `tool_call` span that records the plugin, the outcome and the answer's size.
     pub async fn invoke(
         &self,
+        tool: &str,
+        arguments: &Value,
+        access: ClusterAccess,
+    ) -> Result<String, CallError> {
+        let span = tracing::info_span!(
+            crate::telemetry::traces::TOOL_CALL,
+            tool = %tool,
+            plugin = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self.invoke_in(&span, tool, arguments, access).await;
+        match &result {
+            Ok(answer) => {
+                span.record("outcome", "ok");
+                span.record("bytes", answer.len());
+            }
+            Err(e) => {
+                span.record("outcome", e.kind());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        result
+    }
+
+    async fn invoke_in(
+        &self,
+        span: &tracing::Span,
         tool: &str,
         arguments: &Value,
         access: ClusterAccess,
@@ -305,6 +335,7 @@ impl PluginSet {
         let info = self
             .tool(tool)
             .ok_or_else(|| CallError::UnknownTool(tool.to_string()))?;
+        span.record("plugin", info.plugin.name.as_str());
         let problems: Vec<String> = info
             .validator
             .iter_errors(arguments)
@@ -321,9 +352,13 @@ impl PluginSet {
             (info.plugin.clone(), tool.to_string(), arguments.to_string());
         let name = plugin.name.clone();
         let call = format!("invoke {tool}");
-        tokio::task::spawn_blocking(move || plugin.invoke_tool(&tool, &arguments, access))
-            .await
-            .unwrap_or_else(|e| Err(CallError::not_run(&name, &call, e)))
+        // The blocking thread runs in the span: the cluster reads a tool makes are its children.
+        let span = span.clone();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| plugin.invoke_tool(&tool, &arguments, access))
+        })
+        .await
+        .unwrap_or_else(|e| Err(CallError::not_run(&name, &call, e)))
     }
 }
 

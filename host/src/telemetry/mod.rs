@@ -1,6 +1,8 @@
 //! Metrics in Prometheus format and the `/healthz`, `/readyz`, `/metrics` and `/plugins`
 //! endpoints.
 
+pub mod traces;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
