@@ -13,6 +13,7 @@ pub mod controller;
 pub mod crd;
 pub mod eval;
 pub mod failure;
+pub mod incident;
 pub mod kubectl_sre;
 pub mod mcp;
 pub mod names;

@@ -239,6 +239,7 @@ fn context_with_leadership(
         leader: tokio::sync::watch::channel(leader).1,
         slots: sre_operator::controller::fairness::NamespaceSlots::new(1),
         unwritten: Default::default(),
+        incidents: Default::default(),
         notifier: None,
     })
 }

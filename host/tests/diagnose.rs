@@ -245,3 +245,155 @@ fn bad_input_exits_non_zero_with_one_line_naming_the_input() {
     assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dump <DIR>"));
 }
+
+/// Copies a scenario's dump and clones its failing Pod `copies` times as bare Pods (each its
+/// own workload) with their events: workloads that fail for one shared cause.
+fn dump_with_copies(
+    scenario: &str,
+    namespace: &str,
+    pod: &str,
+    copies: usize,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = repo(&format!("tests/scenarios/{scenario}/dump"));
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", from.display()))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join(namespace).join(file)).unwrap())
+            .unwrap()
+    };
+    let (mut pods, mut events) = (read("pods.json"), read("events.json"));
+    let original = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["metadata"]["name"] == pod)
+        .unwrap()
+        .clone();
+    let its_events: Vec<serde_json::Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == pod)
+        .cloned()
+        .collect();
+    for i in 0..copies {
+        let name = format!("worker-{i}");
+        let uid = format!("00000000-0000-4000-8000-00000000000{i}");
+        let mut copy = original.clone();
+        copy["metadata"]["name"] = name.clone().into();
+        copy["metadata"]["uid"] = uid.clone().into();
+        copy["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ownerReferences");
+        pods["items"].as_array_mut().unwrap().push(copy);
+        for (k, e) in its_events.iter().enumerate() {
+            let mut e = e.clone();
+            e["metadata"]["name"] = format!("{name}.{k}").into();
+            e["involvedObject"]["name"] = name.clone().into();
+            e["involvedObject"]["uid"] = uid.clone().into();
+            events["items"].as_array_mut().unwrap().push(e);
+        }
+    }
+    for (file, value) in [("pods.json", pods), ("events.json", events)] {
+        std::fs::write(dir.path().join(namespace).join(file), value.to_string()).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn workloads_failing_for_one_cause_are_one_incident_investigated_once() {
+    let dump = dump_with_copies(
+        "imagepull-registry-unreachable",
+        "payments",
+        "ledger-api-x2f6cpmnlh-cg4h4",
+        3,
+    );
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let members: Vec<&DiagnosticReport> = reports
+        .iter()
+        .filter(|r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.incident.as_ref())
+                .is_some()
+        })
+        .collect();
+    assert_eq!(members.len(), 4, "the original and its 3 copies");
+    let incident = members[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .incident
+        .clone()
+        .unwrap();
+    assert!(incident.starts_with("inc-"), "{incident}");
+    assert!(
+        members
+            .iter()
+            .all(|r| r.status.as_ref().unwrap().incident.as_ref() == Some(&incident))
+    );
+    // One investigation: only the lead has a reasoning chain and the incident's detail.
+    let leads: Vec<_> = members
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_some())
+        .collect();
+    assert_eq!(leads.len(), 1);
+    let detail = leads[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .incident_detail
+        .as_ref()
+        .unwrap();
+    assert_eq!(detail.members.len(), 4);
+    assert!(
+        detail.cause.contains("registry.gitlab.com is unreachable"),
+        "{}",
+        detail.cause
+    );
+    let investigated = members
+        .iter()
+        .filter(|r| {
+            !r.status.as_ref().unwrap().reasoning_chain.is_empty()
+                || r.status.as_ref().unwrap().brain.is_some()
+        })
+        .count();
+    assert_eq!(investigated, 1, "members take the lead's findings");
+    for m in &members {
+        let status = m.status.as_ref().unwrap();
+        assert!(
+            status.suggested_patch.is_none(),
+            "an outage is never patched"
+        );
+        let findings = status.findings.as_ref().unwrap();
+        assert!(!findings.root_cause.is_empty());
+    }
+    // Other failures in the dump stay reports of their own.
+    let text = run(&["diagnose", "--dump", path]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    let at = text
+        .find(&format!("#### Incident {incident}"))
+        .expect(&text);
+    assert!(
+        text[at..].contains("(4 workloads, investigated once)"),
+        "{text}"
+    );
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!("   + payments/worker-{i}  Pod worker-{i}")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.find("== ").unwrap() > at,
+        "incidents are printed first:\n{text}"
+    );
+}

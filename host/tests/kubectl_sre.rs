@@ -240,6 +240,7 @@ async fn list_prints_a_kubectl_table_and_lists_everywhere_with_all_namespaces() 
     old.metadata.creation_timestamp = Some(ago(4 * 86400));
     old.spec.pod.name = "payment-6d5f7c9b8-7xk2p".into();
     old.spec.failure.class = sre_operator::crd::FailureClass::Pending;
+    old.status.as_mut().unwrap().incident = Some("inc-0a1b2c3d4e".into());
     let here = vec![report(NAME, "default", Phase::AwaitingApproval), old];
     let mut elsewhere = report("deployment-api-oomkilled", "production", Phase::Resolved);
     elsewhere.metadata.creation_timestamp = Some(ago(20 * 3600));
@@ -259,34 +260,36 @@ async fn list_prints_a_kubectl_table_and_lists_everywhere_with_all_namespaces() 
     assert_eq!(lines.len(), 3, "{}", o.out);
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "PHASE", "POD", "CLASS", "AGE"]
+        ["NAME", "PHASE", "POD", "CLASS", "INCIDENT", "AGE"]
     );
-    // Sorted by name; ages as kubectl prints them.
+    // An incident's reports first, then the others by name; ages as kubectl prints them.
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
-        [
-            NAME,
-            "AwaitingApproval",
-            "critical-app-7d4b9c6f5-h8x2m",
-            "CrashLoopBackOff",
-            "3h"
-        ]
-    );
-    assert_eq!(
-        lines[2].split_whitespace().collect::<Vec<_>>(),
         [
             "deployment-payment-pending",
             "NoFix",
             "payment-6d5f7c9b8-7xk2p",
             "Pending",
+            "inc-0a1b2c3d4e",
             "4d"
         ]
     );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        [
+            NAME,
+            "AwaitingApproval",
+            "critical-app-7d4b9c6f5-h8x2m",
+            "CrashLoopBackOff",
+            "-",
+            "3h"
+        ]
+    );
     // Aligned columns, three spaces after the widest cell.
-    for h in ["PHASE", "POD", "CLASS", "AGE"] {
+    for h in ["PHASE", "POD", "CLASS", "INCIDENT", "AGE"] {
         let at = column(lines[0], h);
-        assert_eq!(lines[1].as_bytes()[at - 1], b' ');
-        assert_ne!(lines[1].as_bytes()[at], b' ', "{h} column: {}", o.out);
+        assert_eq!(lines[2].as_bytes()[at - 1], b' ');
+        assert_ne!(lines[2].as_bytes()[at], b' ', "{h} column: {}", o.out);
     }
     assert_eq!(column(lines[0], "PHASE"), NAME.len() + 3);
     assert_eq!(
@@ -299,7 +302,15 @@ async fn list_prints_a_kubectl_table_and_lists_everywhere_with_all_namespaces() 
     let lines: Vec<&str> = o.out.lines().collect();
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAMESPACE", "NAME", "PHASE", "POD", "CLASS", "AGE"]
+        [
+            "NAMESPACE",
+            "NAME",
+            "PHASE",
+            "POD",
+            "CLASS",
+            "INCIDENT",
+            "AGE"
+        ]
     );
     assert_eq!(lines.len(), 4, "{}", o.out);
     assert!(lines[3].starts_with("production   deployment-api-oomkilled"));
@@ -314,9 +325,10 @@ async fn list_prints_a_kubectl_table_and_lists_everywhere_with_all_namespaces() 
     o.result.unwrap();
     let list: Value = serde_json::from_str(&o.out).unwrap();
     assert_eq!(list["kind"], "List");
-    assert_eq!(list["items"][0]["metadata"]["name"], NAME);
+    assert_eq!(list["items"][1]["metadata"]["name"], NAME);
     assert_eq!(list["items"][0]["kind"], "DiagnosticReport");
-    assert_eq!(list["items"][1]["status"]["phase"], "NoFix");
+    assert_eq!(list["items"][0]["status"]["phase"], "NoFix");
+    assert_eq!(list["items"][0]["status"]["incident"], "inc-0a1b2c3d4e");
     api.done().await;
 }
 

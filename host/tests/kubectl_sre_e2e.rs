@@ -208,7 +208,8 @@ async fn kubectl_sre_end_to_end() -> Result<()> {
     let lines: Vec<&str> = out.lines().collect();
     ensure!(lines.len() == 3, "list:\n{out}");
     ensure!(
-        lines[0].split_whitespace().collect::<Vec<_>>() == ["NAME", "PHASE", "POD", "CLASS", "AGE"],
+        lines[0].split_whitespace().collect::<Vec<_>>()
+            == ["NAME", "PHASE", "POD", "CLASS", "INCIDENT", "AGE"],
         "list:\n{out}"
     );
     ensure!(

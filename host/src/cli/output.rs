@@ -29,7 +29,44 @@ pub fn text(
         writeln!(out, "No failing Pod is selected by the policies.")?;
         return Ok(());
     }
-    for report in reports {
+    // Incidents first: each lead's full report, then its members one line each; then the
+    // reports that stand alone.
+    let incident_of = |r: &DiagnosticReport| r.status.as_ref().and_then(|s| s.incident.clone());
+    for lead in reports {
+        let Some(detail) = lead
+            .status
+            .as_ref()
+            .and_then(|s| s.incident_detail.as_ref())
+        else {
+            continue;
+        };
+        writeln!(out)?;
+        writeln!(
+            out,
+            "#### Incident {}: {} ({} workloads, investigated once)",
+            detail.name,
+            detail.cause,
+            detail.members.len()
+        )?;
+        write_report(out, lead)?;
+        for member in reports
+            .iter()
+            .filter(|r| incident_of(r).as_deref() == Some(detail.name.as_str()))
+            .filter(|r| !std::ptr::eq(*r, lead))
+        {
+            let w = &member.spec.workload;
+            writeln!(
+                out,
+                "   + {}/{}  {} {}  report: {}",
+                member.spec.pod.namespace,
+                member.spec.pod.name,
+                w.kind,
+                w.name,
+                member.name_any()
+            )?;
+        }
+    }
+    for report in reports.iter().filter(|r| incident_of(r).is_none()) {
         write_report(out, report)?;
     }
     for (report, reason) in skipped {

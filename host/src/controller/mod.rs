@@ -108,6 +108,8 @@ pub struct Context {
     /// reconcile instead of investigating (and paying a model) again.
     pub unwritten:
         std::sync::Mutex<std::collections::HashMap<String, crate::crd::DiagnosticReportStatus>>,
+    /// Reports that share a cause, investigated once (the leader's memory).
+    pub incidents: crate::incident::Incidents,
     /// Tells the webhook a report's policy names about its phases (`spec.notify`).
     pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
@@ -257,6 +259,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         leader,
         slots: fairness::NamespaceSlots::new(settings.namespace_concurrency),
         unwritten: Default::default(),
+        incidents: Default::default(),
         notifier,
     });
     let _alerts =

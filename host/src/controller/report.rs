@@ -151,6 +151,33 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     {
         return fail(ctx, report, "no_longer_selected", reason).await;
     }
+    // A failure that shares its cause with others is one incident: its first report
+    // investigates, the others wait and take its findings.
+    let incident = match crate::incident::cause_of(report, &pod, ctx.cluster.as_ref()).await {
+        None => None,
+        Some(cause) => match ctx.incidents.join(&cause, report, INCIDENT_FRESH) {
+            crate::incident::Role::Lead(detail) => Some(detail),
+            crate::incident::Role::Waiting { lead } => {
+                let mut status = report.status.clone().unwrap_or_default();
+                let name = crate::incident::name(&cause);
+                if status.incident.as_deref() != Some(name.as_str()) {
+                    status.incident = Some(name.clone());
+                    status.message = Some(format!(
+                        "part of incident {name} ({}): waiting for its investigation in report {}/{}",
+                        cause.description, lead.namespace, lead.report
+                    ));
+                    write_status(ctx, report, status).await?;
+                }
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            crate::incident::Role::Join { lead, detail } => {
+                let status = crate::incident::member_status(report, &lead, &detail);
+                write_investigation(report, ctx, status).await?;
+                update_incident_detail(ctx, &lead, detail).await;
+                return Ok(Action::await_change());
+            }
+        },
+    };
     let (brain, mut budget) =
         crate::agent::brain_and_budget(&ctx.brain, &ctx.settings.budget, policy.as_deref());
     // A model investigation takes its tokens from the hour's budget first; the rules brain
@@ -227,7 +254,46 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     }
     let previous = report.status.as_ref().map_or(&[][..], |s| &s.conditions);
     status.conditions = replace_conditions(previous, status.conditions);
-    write_investigation(report, ctx, status).await
+    let Some(detail) = incident else {
+        return write_investigation(report, ctx, status).await;
+    };
+    let name = detail.name.clone();
+    status.incident = Some(name.clone());
+    // Members that joined during the investigation are listed too.
+    status.incident_detail = Some(ctx.incidents.detail(&name).unwrap_or(detail));
+    let action = write_investigation(report, ctx, status.clone()).await?;
+    let mut concluded = report.clone();
+    concluded.status = Some(status);
+    ctx.incidents.concluded(&name, &concluded);
+    Ok(action)
+}
+
+/// How long after its investigation an incident takes new members; a later failure of the
+/// same cause opens a new incident (and a new investigation).
+const INCIDENT_FRESH: Duration = Duration::from_secs(30 * 60);
+
+/// Writes the incident's members as they stand onto the report that investigated it. A failed
+/// write is logged, not retried: the next member to join writes the whole list again.
+async fn update_incident_detail(
+    ctx: &Context,
+    lead: &DiagnosticReport,
+    detail: crate::crd::IncidentDetail,
+) {
+    let name = detail.name.clone();
+    let detail = ctx.incidents.detail(&name).unwrap_or(detail);
+    let api: Api<DiagnosticReport> =
+        Api::namespaced(ctx.client.clone(), &lead.namespace().unwrap_or_default());
+    let patch = json!({"status": {"incidentDetail": detail}});
+    if let Err(e) = api
+        .patch_status(
+            &lead.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(report = %lead.name_any(), incident = %name, "recording the incident's members failed: {e}");
+    }
 }
 
 /// Writes a finished investigation's status and its Event; a failed write keeps the status for

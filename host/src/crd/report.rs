@@ -186,6 +186,46 @@ pub struct DiagnosticReportStatus {
     /// The apply, recorded before it happens so a restart never applies twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<ApplyRecord>,
+    /// The incident this report belongs to (`crate::incident::name`): reports whose failures
+    /// share one cause, investigated once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// On the report that ran the incident's one investigation: the shared cause and every
+    /// affected workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_detail: Option<IncidentDetail>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentDetail {
+    pub name: String,
+    /// The shared cause, as the operator read it before investigating (`ConfigMap shop/app-config`,
+    /// `registry registry.example.com unreachable`).
+    pub cause: String,
+    #[serde(default)]
+    pub members: Vec<IncidentMember>,
+}
+
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentMember {
+    pub namespace: String,
+    /// The member's DiagnosticReport.
+    pub report: String,
+    /// `Kind/name` of the affected workload.
+    pub workload: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -135,9 +135,33 @@ pub fn quoted_marker(cause: ImagePullCause, text: &str) -> Option<&'static str> 
         .map(|m| m.trim_end_matches([':', ' ']))
 }
 
+/// The registry an image reference names: its first path segment when that is a host (has a
+/// dot or a port, or is `localhost`), else Docker Hub.
+pub fn registry_of(image: &str) -> String {
+    image
+        .split('/')
+        .next()
+        .filter(|r| {
+            image.contains('/') && (r.contains('.') || r.contains(':') || *r == "localhost")
+        })
+        .unwrap_or("docker.io")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_of_an_image() {
+        assert_eq!(
+            registry_of("registry.example.com:5000/shop/api:2"),
+            "registry.example.com:5000"
+        );
+        assert_eq!(registry_of("localhost/app"), "localhost");
+        assert_eq!(registry_of("nginx:1.27"), "docker.io");
+        assert_eq!(registry_of("library/nginx"), "docker.io");
+    }
 
     /// Pull errors as containerd and CRI-O write them.
     #[test]

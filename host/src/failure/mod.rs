@@ -6,7 +6,7 @@ mod image_pull;
 mod scheduling;
 
 pub use gate::may_be_failing;
-pub use image_pull::{ImagePullCause, quoted_marker};
+pub use image_pull::{ImagePullCause, quoted_marker, registry_of};
 pub use scheduling::{
     Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,
 };

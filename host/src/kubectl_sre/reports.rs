@@ -91,7 +91,16 @@ pub(super) async fn list(
             )
         })?
         .items;
-    reports.sort_by_key(|r| (r.namespace(), r.name_any()));
+    let incident_of = |r: &DiagnosticReport| r.status.as_ref().and_then(|s| s.incident.clone());
+    // An incident's reports together, incidents first; then the reports that stand alone.
+    reports.sort_by_key(|r| {
+        (
+            incident_of(r).is_none(),
+            incident_of(r),
+            r.namespace(),
+            r.name_any(),
+        )
+    });
     if let Some(format) = output {
         let list = json!({ "apiVersion": "v1", "kind": "List", "items": reports, "metadata": {} });
         return print(io.out, &list, format);
@@ -104,7 +113,7 @@ pub(super) async fn list(
         return Ok(());
     }
     let all = namespace.is_none();
-    let mut header = vec!["NAME", "PHASE", "POD", "CLASS", "AGE"];
+    let mut header = vec!["NAME", "PHASE", "POD", "CLASS", "INCIDENT", "AGE"];
     if all {
         header.insert(0, "NAMESPACE");
     }
@@ -116,6 +125,7 @@ pub(super) async fn list(
             phase_name(r.status.as_ref()),
             r.spec.pod.name.clone(),
             r.spec.failure.class.to_string(),
+            incident_of(r).unwrap_or_else(|| "-".into()),
             age_of(r.metadata.creation_timestamp.as_ref(), now),
         ];
         if all {

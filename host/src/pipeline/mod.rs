@@ -99,8 +99,38 @@ pub async fn run(
     }
     timings.screen = started.elapsed();
 
+    // Cases that share a cause are one incident: only its lead is investigated.
+    let mut causes = Vec::with_capacity(kept.len());
+    for case in &kept {
+        causes.push(crate::incident::cause_of(&case.report, &case.pod, cluster.as_ref()).await);
+    }
+    let incidents = crate::incident::group(&causes);
+    let mut followers = vec![None; kept.len()];
+    let mut details = Vec::new();
+    for (lead, members) in &incidents {
+        let cause = causes[*lead].as_ref().expect("grouped by cause");
+        let detail = crate::crd::IncidentDetail {
+            name: crate::incident::name(cause),
+            cause: cause.description.clone(),
+            members: members
+                .iter()
+                .map(|&m| crate::incident::member(&kept[m].report))
+                .collect(),
+        };
+        for &m in &members[1..] {
+            followers[m] = Some(details.len());
+        }
+        details.push((*lead, detail));
+    }
+
     let started = Instant::now();
-    let investigations = kept.into_iter().map(|case| {
+    let leads: Vec<(usize, Case)> = kept
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| followers[*i].is_none())
+        .map(|(i, c)| (i, c.clone()))
+        .collect();
+    let investigations = leads.into_iter().map(|(i, case)| {
         let policy = crate::policy::by_name(policies, &case.report.spec.policy);
         let (brain, budget) = crate::agent::brain_and_budget(&engine.brain, &engine.budget, policy);
         let investigator = Investigator {
@@ -113,13 +143,42 @@ pub async fn run(
             let status = investigate(&investigator, &case).await;
             let mut report = case.report;
             report.status = Some(status);
-            report
+            (i, report)
         }
     });
-    let reports = futures::stream::iter(investigations)
+    let investigated: Vec<(usize, DiagnosticReport)> = futures::stream::iter(investigations)
         .buffered(engine.concurrency.max(1))
         .collect()
         .await;
+    let mut slots: Vec<Option<DiagnosticReport>> = vec![None; kept.len()];
+    for (i, report) in investigated {
+        slots[i] = Some(report);
+    }
+    for (lead, detail) in &details {
+        if let Some(status) = slots[*lead].as_mut().and_then(|r| r.status.as_mut()) {
+            status.incident = Some(detail.name.clone());
+            status.incident_detail = Some(detail.clone());
+        }
+    }
+    let concluded: Vec<DiagnosticReport> = details
+        .iter()
+        .map(|(lead, _)| slots[*lead].clone().expect("the lead was investigated"))
+        .collect();
+    let reports = kept
+        .into_iter()
+        .enumerate()
+        .map(|(i, case)| match followers[i] {
+            None => slots[i]
+                .take()
+                .expect("every lead and lone report was investigated"),
+            Some(d) => {
+                let mut report = case.report;
+                let status = crate::incident::member_status(&report, &concluded[d], &details[d].1);
+                report.status = Some(status);
+                report
+            }
+        })
+        .collect();
     timings.investigate = started.elapsed();
     Ok(Outcome {
         reports,

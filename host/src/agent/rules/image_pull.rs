@@ -8,7 +8,7 @@ use tool_shapes::RolloutRevision;
 use super::workload::{guarded_replace, patch, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
-use crate::failure::{ImagePullCause, quoted_marker};
+use crate::failure::{ImagePullCause, quoted_marker, registry_of};
 
 pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
     let failure = &case.report.spec.failure;
@@ -16,12 +16,7 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
     let image = pod_container(case, &container)
         .and_then(|c| c.image.clone())
         .unwrap_or_default();
-    let registry = image
-        .split('/')
-        .next()
-        .filter(|r| r.contains('.') || r.contains(':'))
-        .unwrap_or("docker.io")
-        .to_string();
+    let registry = registry_of(&image);
     let mut evidence: Vec<String> = failure.evidence.iter().take(3).cloned().collect();
     let cause = ImagePullCause::parse(&failure.reason);
     if cause.is_outage() {

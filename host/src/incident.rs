@@ -1,0 +1,452 @@
+//! Incidents: reports whose failures share one cause (a missing ConfigMap, a registry that
+//! fails, Nodes that are NotReady, a StorageClass that does not provision) are one incident,
+//! investigated once. The cause is read from what detection recorded (and, for a claim, its
+//! StorageClass) before any investigation, so grouping costs no model call.
+//!
+//! The first report of a cause leads: it runs the investigation and carries
+//! `status.incidentDetail` (the cause and every member). Every member, the lead too, carries
+//! `status.incident`; the others take the lead's findings instead of investigating.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use sha2::{Digest, Sha256};
+
+use crate::cluster::{Cluster, ResourceKind};
+use crate::crd::{
+    DiagnosticReport, DiagnosticReportStatus, FailureClass, Findings, IncidentDetail,
+    IncidentMember, Phase, condition,
+};
+use crate::failure::{ImagePullCause, PendingReason, missing_config, registry_of};
+
+/// A cause several failures can share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    /// What makes two failures one: `config/shop/ConfigMap/app-config`, `registry/ghcr.io/...`.
+    pub key: String,
+    /// The cause for a person.
+    pub description: String,
+}
+
+/// The Node conditions the scheduler and the node controller turn into taints.
+const NODE_CONDITION_TAINTS: &[(&str, &str)] = &[
+    ("node.kubernetes.io/not-ready", "Nodes are NotReady"),
+    ("node.kubernetes.io/unreachable", "Nodes are unreachable"),
+    (
+        "node.kubernetes.io/memory-pressure",
+        "Nodes are under memory pressure",
+    ),
+    (
+        "node.kubernetes.io/disk-pressure",
+        "Nodes are under disk pressure",
+    ),
+    (
+        "node.kubernetes.io/pid-pressure",
+        "Nodes are under PID pressure",
+    ),
+    (
+        "node.kubernetes.io/network-unavailable",
+        "Nodes have no network",
+    ),
+];
+
+/// The shared cause of `report`'s failure, if it is one that other workloads can share.
+/// `pod` is the failing Pod; `cluster` is read only for a Pending Pod's claims.
+pub async fn cause_of(
+    report: &DiagnosticReport,
+    pod: &Pod,
+    cluster: &dyn Cluster,
+) -> Option<Cause> {
+    let failure = &report.spec.failure;
+    let namespace = &report.spec.pod.namespace;
+    match failure.class {
+        FailureClass::CreateContainerConfigError => {
+            let missing = failure.evidence.iter().find_map(|e| missing_config(e))?;
+            let ns = missing.namespace.as_deref().unwrap_or(namespace);
+            if !(is_name(ns) && is_name(&missing.name)) {
+                return None;
+            }
+            Some(Cause {
+                key: format!("config/{ns}/{}/{}", missing.kind, missing.name),
+                description: format!(
+                    "{} {ns}/{} is missing or lacks a key the workloads read",
+                    missing.kind, missing.name
+                ),
+            })
+        }
+        FailureClass::ImagePullBackOff => {
+            let cause = ImagePullCause::parse(&failure.reason);
+            let what = match cause {
+                ImagePullCause::NotFound => "does not have the images' tags",
+                ImagePullCause::Unauthorized => "refuses the credentials",
+                ImagePullCause::Unreachable => "is unreachable",
+                ImagePullCause::ServerError => "answers with server errors",
+                ImagePullCause::RateLimited => "rate-limits pulls",
+                ImagePullCause::Unknown => return None,
+            };
+            let image = failing_image(report, pod)?;
+            let registry = registry_of(&image);
+            // A host[:port], nothing else: it is read from what a tenant wrote.
+            let host = registry.split(':').next().unwrap_or_default();
+            if !is_name(host) || registry.len() > host.len() + 6 {
+                return None;
+            }
+            Some(Cause {
+                key: format!("registry/{registry}/{}", failure.reason),
+                description: format!("registry {registry} {what}"),
+            })
+        }
+        FailureClass::Pending => {
+            let text = failure.evidence.join("\n");
+            if let Some((taint, description)) =
+                NODE_CONDITION_TAINTS.iter().find(|(t, _)| text.contains(t))
+            {
+                return Some(Cause {
+                    key: format!("nodes/{taint}"),
+                    description: format!("{description} (taint {taint})"),
+                });
+            }
+            if failure.reason != PendingReason::UnboundPersistentVolumeClaim.as_str() {
+                return None;
+            }
+            let class = claims_storage_class(pod, namespace, cluster).await?;
+            Some(Cause {
+                key: format!("storageclass/{class}"),
+                description: format!("StorageClass {class} does not bind the claims that use it"),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The image of the failing container, as the Pod spec writes it.
+fn failing_image(report: &DiagnosticReport, pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let mut containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    match &report.spec.failure.container {
+        Some(name) => containers.find(|c| &c.name == name),
+        None => containers.next(),
+    }
+    .and_then(|c| c.image.clone())
+}
+
+/// The StorageClass of the Pod's first unbound claim (`(default)` when the claim names none).
+async fn claims_storage_class(pod: &Pod, namespace: &str, cluster: &dyn Cluster) -> Option<String> {
+    let volumes = pod.spec.as_ref()?.volumes.as_ref()?;
+    for claim in volumes
+        .iter()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+    {
+        let Ok(Some(object)) = cluster
+            .get(
+                ResourceKind::PersistentVolumeClaim,
+                Some(namespace),
+                &claim.claim_name,
+            )
+            .await
+        else {
+            continue;
+        };
+        if object["status"]["phase"].as_str() == Some("Bound") {
+            continue;
+        }
+        let class = object["spec"]["storageClassName"]
+            .as_str()
+            .filter(|c| is_name(c))
+            .unwrap_or("(default)");
+        return Some(class.to_string());
+    }
+    None
+}
+
+fn is_name(name: &str) -> bool {
+    crate::names::NameRule::Dns1123Subdomain.allows(name)
+}
+
+/// The incident's name: stable for a cause, a valid object name, and saying nothing a tenant
+/// wrote (the key can hold tenant names).
+pub fn name(cause: &Cause) -> String {
+    let digest = Sha256::digest(cause.key.as_bytes());
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("inc-{hex}")
+}
+
+pub fn member(report: &DiagnosticReport) -> IncidentMember {
+    let w = &report.spec.workload;
+    IncidentMember {
+        namespace: report.namespace().unwrap_or_default(),
+        report: report.name_any(),
+        workload: format!("{}/{}", w.kind, w.name),
+    }
+}
+
+/// The status of a member that did not investigate: the lead's findings, its own evidence,
+/// and a pointer to the lead. A member is never patched from another workload's review: the
+/// lead's patch is named in the message, applied to the lead's workload only.
+pub fn member_status(
+    member: &DiagnosticReport,
+    lead: &DiagnosticReport,
+    incident: &IncidentDetail,
+) -> DiagnosticReportStatus {
+    let lead_status = lead.status.clone().unwrap_or_default();
+    let lead_at = format!(
+        "{}/{}",
+        lead.namespace().unwrap_or_default(),
+        lead.name_any()
+    );
+    let mut evidence: Vec<String> = member
+        .spec
+        .failure
+        .evidence
+        .iter()
+        .take(4)
+        .cloned()
+        .collect();
+    evidence.push(format!(
+        "Incident {}: {} ({} workloads); investigated once, in report {lead_at}.",
+        incident.name,
+        incident.cause,
+        incident.members.len()
+    ));
+    let lead_findings = lead_status.findings.clone().unwrap_or_default();
+    let w = &member.spec.workload;
+    let findings = Findings {
+        summary: format!(
+            "{} {} fails with the others of incident {}: {}",
+            w.kind, w.name, incident.name, incident.cause
+        ),
+        root_cause: lead_findings.root_cause,
+        evidence,
+    };
+    let (phase, reason) = match lead_status.phase {
+        Some(Phase::Failed) => (Phase::Failed, "IncidentInvestigationFailed"),
+        _ => (Phase::NoFix, "Incident"),
+    };
+    let mut message = lead_status
+        .message
+        .clone()
+        .unwrap_or_else(|| "fix the shared cause".into());
+    if lead_status.suggested_patch.is_some() {
+        message = format!(
+            "{message} The incident's investigation suggested a patch for {} in report {lead_at}; \
+             the same change may fix this workload.",
+            lead.spec.workload.name
+        );
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    DiagnosticReportStatus {
+        phase: Some(phase),
+        findings: Some(findings),
+        message: Some(message.clone()),
+        started_at: Some(now.clone()),
+        finished_at: Some(now),
+        conditions: vec![condition(
+            "Analyzed",
+            phase != Phase::Failed,
+            reason,
+            &message,
+            None,
+        )],
+        incident: Some(incident.name.clone()),
+        ..Default::default()
+    }
+}
+
+/// What the running operator knows of its incidents (the leader's memory; after a restart,
+/// an incident whose investigation had not ended is led and investigated again once).
+#[derive(Default)]
+pub struct Incidents {
+    entries: Mutex<std::collections::HashMap<String, Entry>>,
+}
+
+struct Entry {
+    lead: IncidentMember,
+    cause: String,
+    members: BTreeSet<IncidentMember>,
+    /// The lead with its finished status.
+    concluded: Option<(DiagnosticReport, Instant)>,
+}
+
+/// A report's place in its incident.
+pub enum Role {
+    /// Investigate, and record the detail.
+    Lead(IncidentDetail),
+    /// Wait for the lead's investigation.
+    Waiting { lead: IncidentMember },
+    /// The lead concluded: take its findings.
+    Join {
+        lead: Box<DiagnosticReport>,
+        detail: IncidentDetail,
+    },
+}
+
+impl Incidents {
+    /// Joins `report` to the incident of `cause` (opening it when there is none, or when its
+    /// investigation ended more than `fresh` ago: a later failure is a new incident).
+    pub fn join(&self, cause: &Cause, report: &DiagnosticReport, fresh: Duration) -> Role {
+        let name = name(cause);
+        let me = member(report);
+        let mut entries = self.entries.lock().unwrap();
+        let stale = entries.get(&name).is_some_and(|e| {
+            e.concluded
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() > fresh && e.lead != me)
+        });
+        if stale {
+            entries.remove(&name);
+        }
+        let entry = entries.entry(name.clone()).or_insert_with(|| Entry {
+            lead: me.clone(),
+            cause: cause.description.clone(),
+            members: BTreeSet::new(),
+            concluded: None,
+        });
+        entry.members.insert(me.clone());
+        let detail = IncidentDetail {
+            name,
+            cause: entry.cause.clone(),
+            members: entry.members.iter().cloned().collect(),
+        };
+        if entry.lead == me {
+            return Role::Lead(detail);
+        }
+        match &entry.concluded {
+            None => Role::Waiting {
+                lead: entry.lead.clone(),
+            },
+            Some((lead, _)) => Role::Join {
+                lead: Box::new(lead.clone()),
+                detail,
+            },
+        }
+    }
+
+    /// Records the lead's finished report: the waiting members take its findings.
+    pub fn concluded(&self, incident: &str, lead: &DiagnosticReport) {
+        if let Some(e) = self.entries.lock().unwrap().get_mut(incident) {
+            e.concluded = Some((lead.clone(), Instant::now()));
+        }
+    }
+
+    /// The incident's detail as it stands (every member so far).
+    pub fn detail(&self, incident: &str) -> Option<IncidentDetail> {
+        let entries = self.entries.lock().unwrap();
+        let e = entries.get(incident)?;
+        Some(IncidentDetail {
+            name: incident.to_string(),
+            cause: e.cause.clone(),
+            members: e.members.iter().cloned().collect(),
+        })
+    }
+}
+
+/// Groups `reports` (in their order) into incidents by `causes` (one per report, None for a
+/// failure of its own): for each incident of two or more, the index of its lead (the first)
+/// and of its members, lead included. `diagnose` investigates only the leads.
+pub fn group(causes: &[Option<Cause>]) -> Vec<(usize, Vec<usize>)> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, cause) in causes.iter().enumerate() {
+        let Some(cause) = cause else { continue };
+        match groups.iter_mut().find(|(k, _)| *k == cause.key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((cause.key.clone(), vec![i])),
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(_, m)| (m[0], m))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cause(key: &str) -> Option<Cause> {
+        Some(Cause {
+            key: key.into(),
+            description: key.into(),
+        })
+    }
+
+    #[test]
+    fn only_shared_causes_make_incidents_and_the_first_leads() {
+        let causes = [cause("a"), None, cause("b"), cause("a"), cause("a")];
+        assert_eq!(group(&causes), vec![(0, vec![0, 3, 4])]);
+    }
+
+    fn report(namespace: &str, name: &str) -> DiagnosticReport {
+        let mut r: DiagnosticReport = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DiagnosticReport",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"policy": "p", "pod": {"namespace": namespace, "name": "p-1", "uid": "u"},
+                     "workload": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                     "failure": {"class": "CreateContainerConfigError", "reason": "ConfigMapNotFound"}}
+        }))
+        .unwrap();
+        r.status = Some(DiagnosticReportStatus::default());
+        r
+    }
+
+    #[test]
+    fn the_first_report_leads_the_others_wait_then_join_and_a_stale_incident_starts_over() {
+        let incidents = Incidents::default();
+        let c = cause("config/shop/ConfigMap/app").unwrap();
+        let (a, b, z) = (report("shop", "a"), report("shop", "b"), report("web", "z"));
+        assert!(matches!(
+            incidents.join(&c, &a, Duration::from_secs(60)),
+            Role::Lead(_)
+        ));
+        // The lead's own reconcile again: still the lead.
+        assert!(matches!(
+            incidents.join(&c, &a, Duration::from_secs(60)),
+            Role::Lead(_)
+        ));
+        assert!(
+            matches!(incidents.join(&c, &b, Duration::from_secs(60)), Role::Waiting { ref lead } if lead.report == "a")
+        );
+        let mut done = a.clone();
+        done.status.as_mut().unwrap().findings = Some(Findings {
+            summary: "s".into(),
+            root_cause: "ConfigMap shop/app was deleted".into(),
+            evidence: vec![],
+        });
+        incidents.concluded(&name(&c), &done);
+        let Role::Join { lead, detail } = incidents.join(&c, &z, Duration::from_secs(60)) else {
+            panic!("a member joins a concluded incident");
+        };
+        assert_eq!(detail.members.len(), 3);
+        let status = member_status(&z, &lead, &detail);
+        assert_eq!(status.phase, Some(Phase::NoFix));
+        assert_eq!(status.incident.as_deref(), Some(name(&c).as_str()));
+        assert_eq!(
+            status.findings.unwrap().root_cause,
+            "ConfigMap shop/app was deleted"
+        );
+        assert!(status.suggested_patch.is_none());
+        // Long after the investigation, the same cause is a new incident led by the newcomer.
+        assert!(matches!(
+            incidents.join(&c, &b, Duration::ZERO),
+            Role::Lead(_)
+        ));
+    }
+
+    #[test]
+    fn names_are_stable_object_names_that_hide_the_key() {
+        let n = name(&cause("config/shop/ConfigMap/evil\u{1b}[31m").unwrap());
+        assert_eq!(
+            n,
+            name(&cause("config/shop/ConfigMap/evil\u{1b}[31m").unwrap())
+        );
+        assert!(is_name(&n), "{n}");
+        assert_ne!(n, name(&cause("config/shop/ConfigMap/other").unwrap()));
+    }
+}
