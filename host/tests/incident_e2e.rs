@@ -1,0 +1,140 @@
+//! Incidents on a loopback control plane: three Deployments whose images come from one
+//! registry that refuses the credentials are one incident. One investigation runs (its report
+//! lists every workload); the two others wait for it and take its findings; every report
+//! carries the incident's name.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use sre_e2e::{demo, fault};
+use sre_operator::crd::DiagnosticReport;
+use support::operator::{Operator, operator_setup};
+
+const NS: &str = "shop";
+const APPS: [&str; 3] = ["cart", "catalog", "checkout"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_failing_on_one_registry_are_one_incident_investigated_once() -> Result<()> {
+    let Some(cluster) = support::cluster_with_policy("incident-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), NS);
+    for app in APPS {
+        let d = demo::deployment(
+            app,
+            json!({ "app": app }),
+            Some(fault::IMAGEPULL_AUTH),
+            json!([]),
+            json!({}),
+        );
+        deployments
+            .create(&PostParams::default(), &serde_json::from_value(d)?)
+            .await?;
+    }
+    let setup = operator_setup(&cluster).await?;
+    let op = Operator::start(&cluster, &setup, "sre-operator-incident-0", NS, false)?;
+    op.await_ready(Duration::from_secs(60))?;
+
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let list = reports.list(&Default::default()).await?.items;
+        let finished = list
+            .iter()
+            .filter(|r| {
+                r.status.as_ref().is_some_and(|s| {
+                    s.phase.is_some_and(|p| p.as_str() == "NoFix")
+                        && s.incident.is_some()
+                        && s.findings.is_some()
+                })
+            })
+            .count();
+        let listed = list
+            .iter()
+            .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
+            .any(|d| d.members.len() == APPS.len());
+        if finished == APPS.len() && listed {
+            break list;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not one incident of {} NoFix reports within 120 s: {:#?}\noperator log:\n{}",
+                APPS.len(),
+                list.iter()
+                    .map(|r| (&r.metadata.name, &r.status))
+                    .collect::<Vec<_>>(),
+                op.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(done.len() == APPS.len(), "one report per workload");
+    let incident = done[0].status.as_ref().unwrap().incident.clone().unwrap();
+    ensure!(
+        done.iter()
+            .all(|r| r.status.as_ref().unwrap().incident.as_ref() == Some(&incident))
+    );
+    let leads: Vec<&DiagnosticReport> = done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_some())
+        .collect();
+    ensure!(leads.len() == 1, "one report leads the incident");
+    let detail = leads[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .incident_detail
+        .as_ref()
+        .unwrap();
+    ensure!(detail.name == incident);
+    ensure!(
+        detail
+            .cause
+            .contains("registry.example.com refuses the credentials"),
+        "{}",
+        detail.cause
+    );
+    let mut workloads: Vec<&str> = detail.members.iter().map(|m| m.workload.as_str()).collect();
+    workloads.sort();
+    ensure!(
+        workloads
+            == [
+                "Deployment/cart",
+                "Deployment/catalog",
+                "Deployment/checkout"
+            ],
+        "{workloads:?}"
+    );
+    // One investigation: only the lead has a brain's record; the members point at it.
+    let investigated = done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().brain.is_some())
+        .count();
+    ensure!(
+        investigated == 1,
+        "{investigated} investigations for one incident"
+    );
+    for member in done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_none())
+    {
+        let findings = member.status.as_ref().unwrap().findings.as_ref().unwrap();
+        let lead = leads[0].metadata.name.as_deref().unwrap();
+        ensure!(
+            findings.evidence.iter().any(|e| e.contains(lead)),
+            "a member names the report that investigated: {findings:?}"
+        );
+    }
+    let log = op.log();
+    ensure!(
+        log.matches("report opened").count() == APPS.len(),
+        "one report per workload opened:\n{log}"
+    );
+    Ok(())
+}
