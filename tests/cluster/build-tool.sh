@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a Go program the tests run (helm, prometheus, alertmanager) from the module pinned in
+# Builds a Go program the tests run (helm, prometheus, alertmanager, jaeger) from the module pinned in
 # go/<tool>/go.mod,
 # into a cache folder outside the repository keyed by its version:
 #
@@ -28,8 +28,15 @@ case "$tool" in
         module=github.com/prometheus/alertmanager
         package=github.com/prometheus/alertmanager/cmd/alertmanager
         stamp=github.com/prometheus/common/version.Version ;;
+    jaeger)
+        # Jaeger v2 (an OpenTelemetry Collector with Jaeger's storage and query extensions),
+        # not v1's cmd/all-in-one: v2 listens only on what its YAML config names. Its UI is not
+        # in the module; it serves a placeholder page by itself and the API as usual.
+        module=github.com/jaegertracing/jaeger
+        package=github.com/jaegertracing/jaeger/cmd/jaeger
+        stamp=github.com/jaegertracing/jaeger/internal/version.latestVersion ;;
     *)
-        echo "usage: build-tool.sh helm|prometheus|alertmanager [--print-path]" >&2
+        echo "usage: build-tool.sh helm|prometheus|alertmanager|jaeger [--print-path]" >&2
         exit 2 ;;
 esac
 version="$(awk -v m="$module" '$1 == "require" && $2 == m { print $3; exit }

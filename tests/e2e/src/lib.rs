@@ -29,6 +29,7 @@
 pub mod alertmanager;
 pub mod demo;
 pub mod fixtures;
+pub mod jaeger;
 mod pki;
 mod process;
 pub mod prometheus;
@@ -281,8 +282,9 @@ pub fn ensure_binaries() -> Result<PathBuf> {
     Ok(PathBuf::from(dir.trim()))
 }
 
-/// A Go program the tests run beside the cluster (`helm`, `prometheus`), built once from its
-/// module pinned in `tests/cluster/go/<tool>/` and cached by version (`tests/cluster/build-tool.sh`).
+/// A Go program the tests run beside the cluster (`helm`, `prometheus`, `alertmanager`,
+/// `jaeger`), built once from its module pinned in `tests/cluster/go/<tool>/` and cached by
+/// version (`tests/cluster/build-tool.sh`).
 pub fn go_tool(tool: &str) -> Result<PathBuf> {
     let script = cluster_assets_dir().join("build-tool.sh");
     let out = Command::new("bash")
