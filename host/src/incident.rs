@@ -213,7 +213,7 @@ pub fn member_status(
         "Incident {}: {} ({} workloads); investigated once, in report {lead_at}.",
         incident.name,
         incident.cause,
-        incident.members.len()
+        incident.members.len() + incident.elsewhere as usize
     ));
     let lead_findings = lead_status.findings.clone().unwrap_or_default();
     let w = &member.spec.workload;
@@ -313,6 +313,7 @@ impl Incidents {
             name,
             cause: entry.cause.clone(),
             members: entry.members.iter().cloned().collect(),
+            elsewhere: 0,
         };
         if entry.lead == me {
             return Role::Lead(detail);
@@ -343,6 +344,7 @@ impl Incidents {
             name: incident.to_string(),
             cause: e.cause.clone(),
             members: e.members.iter().cloned().collect(),
+            elsewhere: 0,
         })
     }
 }
@@ -424,6 +426,16 @@ mod tests {
             panic!("a member joins a concluded incident");
         };
         assert_eq!(detail.members.len(), 3);
+        // A report in shop names shop's members and counts web's.
+        let seen = detail.clone().seen_from("shop");
+        assert_eq!(
+            seen.members
+                .iter()
+                .map(|m| m.report.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(seen.elsewhere, 1);
         let status = member_status(&z, &lead, &detail);
         assert_eq!(status.phase, Some(Phase::NoFix));
         assert_eq!(status.incident.as_deref(), Some(name(&c).as_str()));

@@ -46,7 +46,7 @@ pub fn text(
             "#### Incident {}: {} ({} workloads, investigated once)",
             detail.name,
             detail.cause,
-            detail.members.len()
+            detail.members.len() + detail.elsewhere as usize
         )?;
         write_report(out, lead)?;
         for member in reports

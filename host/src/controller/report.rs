@@ -260,7 +260,8 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     let name = detail.name.clone();
     status.incident = Some(name.clone());
     // Members that joined during the investigation are listed too.
-    status.incident_detail = Some(ctx.incidents.detail(&name).unwrap_or(detail));
+    let detail = ctx.incidents.detail(&name).unwrap_or(detail);
+    status.incident_detail = Some(detail.seen_from(&report.namespace().unwrap_or_default()));
     let action = write_investigation(report, ctx, status.clone()).await?;
     let mut concluded = report.clone();
     concluded.status = Some(status);
@@ -280,9 +281,13 @@ async fn update_incident_detail(
     detail: crate::crd::IncidentDetail,
 ) {
     let name = detail.name.clone();
-    let detail = ctx.incidents.detail(&name).unwrap_or(detail);
-    let api: Api<DiagnosticReport> =
-        Api::namespaced(ctx.client.clone(), &lead.namespace().unwrap_or_default());
+    let namespace = lead.namespace().unwrap_or_default();
+    let detail = ctx
+        .incidents
+        .detail(&name)
+        .unwrap_or(detail)
+        .seen_from(&namespace);
+    let api: Api<DiagnosticReport> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({"status": {"incidentDetail": detail}});
     if let Err(e) = api
         .patch_status(

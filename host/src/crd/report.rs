@@ -203,8 +203,28 @@ pub struct IncidentDetail {
     /// The shared cause, as the operator read it before investigating (`ConfigMap shop/app-config`,
     /// `registry registry.example.com unreachable`).
     pub cause: String,
+    /// The members in this report's namespace: who may read this report learns nothing of other
+    /// namespaces' workloads (`kubectl sre list -A` shows them all, to who may list them).
     #[serde(default)]
     pub members: Vec<IncidentMember>,
+    /// Affected workloads in other namespaces, counted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub elsewhere: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl IncidentDetail {
+    /// The detail as a report in `namespace` may carry it: other namespaces' members counted,
+    /// not named.
+    pub fn seen_from(mut self, namespace: &str) -> IncidentDetail {
+        let total = self.members.len();
+        self.members.retain(|m| m.namespace == namespace);
+        self.elsewhere = (total - self.members.len()) as u32;
+        self
+    }
 }
 
 #[derive(

@@ -116,6 +116,7 @@ pub async fn run(
                 .iter()
                 .map(|&m| crate::incident::member(&kept[m].report))
                 .collect(),
+            elsewhere: 0,
         };
         for &m in &members[1..] {
             followers[m] = Some(details.len());
@@ -157,7 +158,8 @@ pub async fn run(
     for (lead, detail) in &details {
         if let Some(status) = slots[*lead].as_mut().and_then(|r| r.status.as_mut()) {
             status.incident = Some(detail.name.clone());
-            status.incident_detail = Some(detail.clone());
+            let namespace = &kept[*lead].report.spec.pod.namespace;
+            status.incident_detail = Some(detail.clone().seen_from(namespace));
         }
     }
     let concluded: Vec<DiagnosticReport> = details

@@ -303,9 +303,11 @@ impl PluginSet {
         arguments: &Value,
         access: ClusterAccess,
     ) -> Result<String, CallError> {
+        // The tool's name is recorded once it names a loaded tool: a model's made-up name is
+        // untrusted text and stays out of the trace.
         let span = tracing::info_span!(
             crate::telemetry::traces::TOOL_CALL,
-            tool = %tool,
+            tool = tracing::field::Empty,
             plugin = tracing::field::Empty,
             outcome = tracing::field::Empty,
             bytes = tracing::field::Empty,
@@ -336,6 +338,7 @@ impl PluginSet {
             .tool(tool)
             .ok_or_else(|| CallError::UnknownTool(tool.to_string()))?;
         span.record("plugin", info.plugin.name.as_str());
+        span.record("tool", info.name.as_str());
         let problems: Vec<String> = info
             .validator
             .iter_errors(arguments)
