@@ -261,13 +261,25 @@ pub fn member_status(
 
 /// What the running operator knows of its incidents (the leader's memory; after a restart,
 /// an incident whose investigation had not ended is led and investigated again once).
-#[derive(Default)]
 pub struct Incidents {
     entries: Mutex<std::collections::HashMap<String, Entry>>,
+    patience: Duration,
 }
+
+impl Default for Incidents {
+    fn default() -> Incidents {
+        Incidents::with_patience(LEAD_PATIENCE)
+    }
+}
+
+/// How long members wait for a lead that has not concluded (deleted, or stuck) before the next
+/// one to reconcile takes over and investigates.
+const LEAD_PATIENCE: Duration = Duration::from_secs(10 * 60);
 
 struct Entry {
     lead: IncidentMember,
+    /// When the current lead took the incident.
+    led_since: Instant,
     cause: String,
     members: BTreeSet<IncidentMember>,
     /// The lead with its finished status.
@@ -288,6 +300,14 @@ pub enum Role {
 }
 
 impl Incidents {
+    /// `patience`: how long members wait for a lead that has not concluded.
+    pub fn with_patience(patience: Duration) -> Incidents {
+        Incidents {
+            entries: Mutex::default(),
+            patience,
+        }
+    }
+
     /// Joins `report` to the incident of `cause` (opening it when there is none, or when its
     /// investigation ended more than `fresh` ago: a later failure is a new incident).
     pub fn join(&self, cause: &Cause, report: &DiagnosticReport, fresh: Duration) -> Role {
@@ -304,11 +324,19 @@ impl Incidents {
         }
         let entry = entries.entry(name.clone()).or_insert_with(|| Entry {
             lead: me.clone(),
+            led_since: Instant::now(),
             cause: cause.description.clone(),
             members: BTreeSet::new(),
             concluded: None,
         });
         entry.members.insert(me.clone());
+        if entry.concluded.is_none()
+            && entry.lead != me
+            && entry.led_since.elapsed() > self.patience
+        {
+            entry.lead = me.clone();
+            entry.led_since = Instant::now();
+        }
         let detail = IncidentDetail {
             name,
             cause: entry.cause.clone(),
@@ -448,6 +476,32 @@ mod tests {
         assert!(matches!(
             incidents.join(&c, &b, Duration::ZERO),
             Role::Lead(_)
+        ));
+    }
+
+    #[test]
+    fn a_lead_that_never_concludes_is_replaced_by_a_waiting_member() {
+        let incidents = Incidents::with_patience(Duration::ZERO);
+        let c = cause("registry/ghcr.io/RegistryUnreachable").unwrap();
+        let (a, b) = (report("shop", "a"), report("shop", "b"));
+        assert!(matches!(
+            incidents.join(&c, &a, Duration::from_secs(60)),
+            Role::Lead(_)
+        ));
+        std::thread::sleep(Duration::from_millis(2));
+        // a was deleted before it investigated: b stops waiting and investigates.
+        assert!(matches!(
+            incidents.join(&c, &b, Duration::from_secs(60)),
+            Role::Lead(_)
+        ));
+        let patient = Incidents::default();
+        assert!(matches!(
+            patient.join(&c, &a, Duration::from_secs(60)),
+            Role::Lead(_)
+        ));
+        assert!(matches!(
+            patient.join(&c, &b, Duration::from_secs(60)),
+            Role::Waiting { .. }
         ));
     }
 
