@@ -32,6 +32,10 @@ case "$tool" in
         # Jaeger v2 (an OpenTelemetry Collector with Jaeger's storage and query extensions),
         # not v1's cmd/all-in-one: v2 listens only on what its YAML config names. Its UI is not
         # in the module; it serves a placeholder page by itself and the API as usual.
+        # Cold (measured here): 316 modules, 1.2 GB, and about 10.5 CPU-minutes of compiling
+        # (15 min of wall time on 2 busy cores); an 84 MB binary. v1's all-in-one took 7.2
+        # CPU-minutes but binds 7 ports on every interface unless told otherwise and is past
+        # its end of life.
         module=github.com/jaegertracing/jaeger
         package=github.com/jaegertracing/jaeger/cmd/jaeger
         stamp=github.com/jaegertracing/jaeger/internal/version.latestVersion ;;
