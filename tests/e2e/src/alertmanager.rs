@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use serde_json::Value;
@@ -53,23 +53,19 @@ impl Alertmanager {
             log: log.clone(),
         };
         process::spawn(id, "alertmanager", cmd, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            process::check_alive(id)?;
-            if request(port, "GET", "/-/ready", &[], b"")
-                .await
-                .is_ok_and(|(status, _)| status == 200)
-            {
-                return Ok(alertmanager);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "alertmanager was not ready after 60 s; last lines of its log:\n{}",
-                    process::log_tail(&log, 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        process::await_ready(
+            id,
+            "alertmanager",
+            &log,
+            Duration::from_millis(200),
+            || async {
+                request(port, "GET", "/-/ready", &[], b"")
+                    .await
+                    .is_ok_and(|(status, _)| status == 200)
+            },
+        )
+        .await?;
+        Ok(alertmanager)
     }
 
     /// Posts alerts through its API (`POST /api/v2/alerts`), as Prometheus does.

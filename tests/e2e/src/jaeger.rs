@@ -169,28 +169,17 @@ exporters:
             log: log.clone(),
         };
         process::spawn(id, "jaeger", cmd, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            process::check_alive(id)?;
-            // 200 once every extension, exporter and receiver has started (503 before).
-            let healthy = request(health, "GET", "/status", &[], b"")
+        process::await_ready(id, "jaeger", &log, Duration::from_millis(100), || async {
+            // /status answers 200 once every extension, exporter and receiver has started.
+            request(health, "GET", "/status", &[], b"")
                 .await
-                .is_ok_and(|(status, _)| status == 200);
-            if healthy
+                .is_ok_and(|(status, _)| status == 200)
                 && request(query_http, "GET", "/api/services", &[], b"")
                     .await
                     .is_ok_and(|(status, _)| status == 200)
-            {
-                return Ok(jaeger);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "jaeger was not ready after 60 s; last lines of its log:\n{}",
-                    process::log_tail(&log, 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await?;
+        Ok(jaeger)
     }
 
     /// The environment that points an OpenTelemetry SDK's OTLP exporter here, over HTTP with

@@ -165,6 +165,35 @@ pub(crate) fn pids(id: u64) -> Vec<(&'static str, u32)> {
 }
 
 /// The last `lines` lines of a log file (at most 64 KiB are read).
+/// Polls `ready` every `every` until it says yes, failing as soon as process `id` died or after
+/// 60 s with the end of `what`'s log: how each loopback component is waited for.
+pub(crate) async fn await_ready<F, Fut>(
+    id: u64,
+    what: &str,
+    log: &Path,
+    every: Duration,
+    ready: F,
+) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        check_alive(id)?;
+        if ready().await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{what} was not ready after 60 s; last lines of its log:\n{}",
+                log_tail(log, 30)
+            );
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let mut text = String::new();
     if let Ok(mut f) = File::open(path) {

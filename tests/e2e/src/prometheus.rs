@@ -158,23 +158,19 @@ impl Prometheus {
             log: log.clone(),
         };
         process::spawn(id, "prometheus", cmd, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            process::check_alive(id)?;
-            if get(port, "/-/ready")
-                .await
-                .is_ok_and(|(status, _)| status == 200)
-            {
-                return Ok(prometheus);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "prometheus was not ready after 60 s; last lines of its log:\n{}",
-                    process::log_tail(&log, 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        process::await_ready(
+            id,
+            "prometheus",
+            &log,
+            Duration::from_millis(200),
+            || async {
+                get(port, "/-/ready")
+                    .await
+                    .is_ok_and(|(status, _)| status == 200)
+            },
+        )
+        .await?;
+        Ok(prometheus)
     }
 
     fn port(&self) -> u16 {
