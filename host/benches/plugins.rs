@@ -3,13 +3,18 @@
 //! cache against compiling it. Then the same for plugins written in Python (log-signatures) and
 //! JavaScript (business-hours) beside the Rust ones, with their sizes; those are built by
 //! `plugins/build-polyglot.sh` (run here when they are missing or stale).
+//!
+//! Every figure is taken twice in the same run: "before" is the runtime as it was before issue 21
+//! (an mmap per memory per instance, compiled artifacts read into memory: `Strategy::OnDemand`),
+//! "after" is production (a pooling allocator with copy-on-write images, artifacts mapped:
+//! `Strategy::Pooled`); the last table puts them side by side with the ratio.
 //! `cargo bench -p sre-operator --bench plugins`.
 //!
 //! A plain harness rather than criterion: criterion would be a dev-dependency that every
 //! `cargo test` compiles, for figures a median and a p99 describe well enough.
 
 mod common;
-use common::measure;
+use common::{machine, measure};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,9 +23,56 @@ use std::time::Duration;
 use serde_json::json;
 use sre_operator::cluster::DumpCluster;
 use sre_operator::plugin::{
-    ClusterAccess, DecideContext, LoadedPlugin, PluginSet, PluginSource, Runtime, parse_manifest,
-    sha256_hex,
+    ClusterAccess, DecideContext, LoadedPlugin, PluginSet, PluginSource, Runtime, Strategy,
+    parse_manifest, sha256_hex,
 };
+
+/// The two runtimes measured side by side.
+const SIDES: [(&str, Strategy); 2] = [("before", Strategy::OnDemand), ("after", Strategy::Pooled)];
+
+/// One line of the final comparison: what, before, after, and the target if issue 21 set one.
+struct Row {
+    what: String,
+    before: Duration,
+    after: Duration,
+    target: Option<Duration>,
+}
+
+/// Measures `f` once per side (`f` gets the side's index), labelled `what (side)`.
+fn both(
+    rows: &mut Vec<Row>,
+    what: &str,
+    target: Option<Duration>,
+    iterations: usize,
+    mut f: impl FnMut(usize),
+) {
+    let mut medians = [Duration::ZERO; 2];
+    for (i, (side, _)) in SIDES.iter().enumerate() {
+        medians[i] = measure(&format!("{what} ({side})"), iterations, || f(i));
+    }
+    rows.push(Row {
+        what: what.to_string(),
+        before: medians[0],
+        after: medians[1],
+        target,
+    });
+}
+
+/// The process's virtual size, from /proc/self/status.
+fn virtual_size() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmSize:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib << 10)
+        .unwrap_or(0)
+}
 
 fn wasm(file: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("SRE_OPERATOR_WASM_DIR")).join(file)).unwrap()
@@ -85,14 +137,24 @@ fn ms(d: Duration) -> String {
         format!("{:.2} s", d.as_secs_f64())
     } else if d >= Duration::from_millis(1) {
         format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    } else {
+    } else if d >= Duration::from_micros(10) {
         format!("{:.0} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
     }
 }
 
-/// Cold load, cached load and per-call overhead of one plugin per language and world.
-fn languages(access: &ClusterAccess) {
+/// Cold load, cached load and per-call overhead of one plugin per language and world, before
+/// and after.
+fn languages(rows: &mut Vec<Row>) {
     println!("\n== plugins by language (release host; a fresh store and instance per call) ==");
+    let access = ClusterAccess::new(
+        Arc::new(
+            DumpCluster::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump"))
+                .unwrap(),
+        ),
+        "default",
+    );
     let dir = polyglot_dir();
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     let policy_settings = json!({"tiers": {"dev": {"namespaces": ["default"], "window": {"days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "from": "08:00", "to": "18:00"}}}});
@@ -134,10 +196,14 @@ fn languages(access: &ClusterAccess) {
         namespace: None,
         now: "2026-11-25T10:00:00Z".into(),
     };
-    let mut rows = Vec::new();
+    let mut sizes = Vec::new();
     for (name, language, bytes, yaml) in &plugins {
         let digest = sha256_hex(bytes);
         let big = bytes.len() > 1 << 20;
+        // Python and JavaScript: 0.3 ms a call, 20 ms a cached load (issue 21).
+        let call_target = big.then(|| Duration::from_micros(300));
+        let load_target = big.then(|| Duration::from_millis(20));
+        // Compiling is the same work on both sides: measured once, on the production engine.
         let uncached = Runtime::new(None).unwrap();
         let compile = measure(
             &format!("{name} ({language}): compile, no cache"),
@@ -146,44 +212,67 @@ fn languages(access: &ClusterAccess) {
                 uncached.compile(bytes, &digest).unwrap();
             },
         );
-        let cache_dir = tempfile::tempdir().unwrap();
-        let cached = Runtime::new(Some(cache_dir.path().to_path_buf())).unwrap();
-        cached.compile(bytes, &digest).unwrap();
-        let artifact = std::fs::read_dir(cache_dir.path())
+        drop(uncached);
+        let cache_dirs: Vec<_> = SIDES.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+        let cached: Vec<_> = SIDES
+            .iter()
+            .zip(&cache_dirs)
+            .map(|((_, strategy), dir)| {
+                let runtime =
+                    Runtime::with_strategy(Some(dir.path().to_path_buf()), *strategy).unwrap();
+                runtime.compile(bytes, &digest).unwrap();
+                runtime
+            })
+            .collect();
+        let artifact = std::fs::read_dir(cache_dirs[1].path())
             .unwrap()
             .flatten()
             .map(|e| e.metadata().unwrap().len())
             .sum::<u64>();
-        let from_cache = measure(
+        sizes.push((name, language, bytes.len(), artifact, compile));
+        both(
+            rows,
             &format!("{name} ({language}): compiled artifact from the cache"),
+            None,
             20,
-            || {
-                cached.compile(bytes, &digest).unwrap();
+            |i| {
+                cached[i].compile(bytes, &digest).unwrap();
             },
         );
-        let full_load = measure(
+        both(
+            rows,
             &format!("{name} ({language}): load from cache (+ link + configure)"),
+            load_target,
             20,
-            || {
-                load(&cached, yaml, bytes);
+            |i| {
+                load(&cached[i], yaml, bytes);
             },
         );
-        let plugin = Arc::new(load(&cached, yaml, bytes));
-        let (call_label, call) = if plugin.world == sre_operator::plugin::World::Tool {
-            (
-                "describe",
-                measure(&format!("{name} ({language}): call describe"), 300, || {
-                    plugin.describe().unwrap();
-                }),
-            )
+        let loaded: Vec<_> = cached
+            .iter()
+            .map(|r| Arc::new(load(r, yaml, bytes)))
+            .collect();
+        if loaded[0].world == sre_operator::plugin::World::Tool {
+            both(
+                rows,
+                &format!("{name} ({language}): call describe"),
+                call_target,
+                300,
+                |i| {
+                    loaded[i].describe().unwrap();
+                },
+            );
         } else {
-            (
-                "decide",
-                measure(&format!("{name} ({language}): call decide"), 300, || {
-                    plugin.decide(&pod, &failure, &context).unwrap();
-                }),
-            )
-        };
+            both(
+                rows,
+                &format!("{name} ({language}): call decide"),
+                call_target,
+                300,
+                |i| {
+                    loaded[i].decide(&pod, &failure, &context).unwrap();
+                },
+            );
+        }
         let work = match *name {
             "k8s-reader" => Some((
                 "fetch_logs critical-app",
@@ -197,47 +286,47 @@ fn languages(access: &ClusterAccess) {
             )),
             _ => None,
         };
-        let work = work.map(|(label, args, tool)| {
-            (
-                label,
-                measure(&format!("{name} ({language}): {label}"), 300, || {
-                    plugin.invoke_tool(tool, &args, access.clone()).unwrap();
-                }),
-            )
-        });
-        rows.push((
-            name.to_string(),
-            language.to_string(),
-            bytes.len(),
-            artifact,
-            compile,
-            from_cache,
-            full_load,
-            call_label,
-            call,
-            work,
-        ));
+        if let Some((label, args, tool)) = work {
+            both(
+                rows,
+                &format!("{name} ({language}): {label}"),
+                call_target,
+                300,
+                |i| {
+                    loaded[i].invoke_tool(tool, &args, access.clone()).unwrap();
+                },
+            );
+        }
     }
     println!();
-    println!(
-        "| plugin | language | component | compiled | compile (cold) | artifact from cache | load from cache + configure | per call ({{describe, decide}}) | real call |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, language, size, artifact, compile, from_cache, full, call_label, call, work) in rows
-    {
-        let work = work
-            .map(|(l, d)| format!("{l}: {}", ms(d)))
-            .unwrap_or_else(|| "-".into());
+    println!("| plugin | language | component | compiled | compile (cold) |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, language, size, artifact, compile) in sizes {
         println!(
-            "| {name} | {language} | {:.2} MB | {:.1} MB | {} | {} | {} | {call_label}: {} | {work} |",
+            "| {name} | {language} | {:.2} MB | {:.1} MB | {} |",
             size as f64 / 1e6,
             artifact as f64 / 1e6,
             ms(compile),
-            ms(from_cache),
-            ms(full),
-            ms(call)
         );
     }
+}
+
+/// `threads` callers making `calls` trivial calls each at once; the wall time.
+fn concurrent(set: &PluginSet, access: &ClusterAccess, threads: usize, calls: usize) -> Duration {
+    let echo = set.tool("echo").unwrap().plugin.clone();
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let echo = echo.clone();
+            let access = access.clone();
+            s.spawn(move || {
+                for _ in 0..calls {
+                    echo.invoke_tool("echo", "{}", access.clone()).unwrap();
+                }
+            });
+        }
+    });
+    start.elapsed()
 }
 
 fn main() {
@@ -246,12 +335,16 @@ fn main() {
         .build()
         .unwrap();
     let _guard = tokio.enter();
+    println!("machine: {}", machine());
+    let mut rows = Vec::new();
+
+    let before = virtual_size();
+    let pooled = Runtime::new(None).unwrap();
+    let reserved = virtual_size().saturating_sub(before);
+    drop(pooled);
     println!(
-        "machine: {} cores; {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        std::env::consts::ARCH
+        "virtual address space one pooled runtime reserves: {:.0} GiB",
+        reserved as f64 / (1u64 << 30) as f64
     );
 
     let reader = wasm("k8s_reader.wasm");
@@ -260,75 +353,137 @@ fn main() {
     let compile = measure("compile k8s-reader (no cache)", 10, || {
         uncached.compile(&reader, &digest).unwrap();
     });
-    let cache_dir = tempfile::tempdir().unwrap();
-    let cached = Runtime::new(Some(cache_dir.path().to_path_buf())).unwrap();
-    cached.compile(&reader, &digest).unwrap();
-    let load = measure("load k8s-reader from the compiled cache", 50, || {
-        cached.compile(&reader, &digest).unwrap();
-    });
-    println!(
-        "{:<58} {:.0}x faster than compiling",
-        "cached load",
-        compile.as_secs_f64() / load.as_secs_f64()
-    );
+    drop(uncached);
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("h.wasm"), hostile_tool()).unwrap();
-    std::fs::write(dir.path().join("r.wasm"), &reader).unwrap();
+    let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump");
+    let access = ClusterAccess::new(Arc::new(DumpCluster::load(dump).unwrap()), "production");
+    let plugin_dir = tempfile::tempdir().unwrap();
+    std::fs::write(plugin_dir.path().join("h.wasm"), hostile_tool()).unwrap();
+    std::fs::write(plugin_dir.path().join("r.wasm"), &reader).unwrap();
     std::fs::write(
-        dir.path().join("plugins.yaml"),
+        plugin_dir.path().join("plugins.yaml"),
         "plugins:\n  - {name: hostile, world: tool, file: h.wasm}\n  - {name: k8s-reader, world: tool, file: r.wasm}\n",
     )
     .unwrap();
-    let set = PluginSet::from_dir(&cached, dir.path()).unwrap();
-    let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump");
-    let access = ClusterAccess::new(Arc::new(DumpCluster::load(dump).unwrap()), "production");
-
-    let echo = set.tool("echo").unwrap().plugin.clone();
-    measure(
-        "trivial call: fresh store + instance + configure + invoke",
-        2000,
-        || {
-            echo.invoke_tool("echo", "{}", access.clone()).unwrap();
+    let cache_dirs: Vec<_> = SIDES.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let runtimes: Vec<_> = SIDES
+        .iter()
+        .zip(&cache_dirs)
+        .map(|((_, strategy), dir)| {
+            Runtime::with_strategy(Some(dir.path().to_path_buf()), *strategy).unwrap()
+        })
+        .collect();
+    for runtime in &runtimes {
+        runtime.compile(&reader, &digest).unwrap();
+    }
+    both(
+        &mut rows,
+        "load k8s-reader from the compiled cache",
+        None,
+        50,
+        |i| {
+            runtimes[i].compile(&reader, &digest).unwrap();
         },
     );
-    measure(
-        "trivial call through PluginSet::invoke (schema, blocking pool)",
+    println!(
+        "{:<58} {:.0}x faster than compiling",
+        "cached load (after)",
+        compile.as_secs_f64() / rows.last().unwrap().after.as_secs_f64()
+    );
+    let sets: Vec<_> = runtimes
+        .iter()
+        .map(|r| PluginSet::from_dir(r, plugin_dir.path()).unwrap())
+        .collect();
+    let echo: Vec<_> = sets
+        .iter()
+        .map(|s| s.tool("echo").unwrap().plugin.clone())
+        .collect();
+    both(
+        &mut rows,
+        "trivial call: fresh store + instance + configure + invoke",
+        Some(Duration::from_micros(10)),
         2000,
-        || {
+        |i| {
+            echo[i].invoke_tool("echo", "{}", access.clone()).unwrap();
+        },
+    );
+    both(
+        &mut rows,
+        "trivial call through PluginSet::invoke (schema, blocking pool)",
+        None,
+        2000,
+        |i| {
             tokio::runtime::Handle::current()
-                .block_on(set.invoke("echo", &json!({}), access.clone()))
+                .block_on(sets[i].invoke("echo", &json!({}), access.clone()))
                 .unwrap();
         },
     );
-    let reader_plugin = set.tool("inspect_object").unwrap().plugin.clone();
+    // More callers than the pool has slots: the extra ones wait their turn, none fails.
+    let mut walls = [Duration::ZERO; 2];
+    for (i, (side, _)) in SIDES.iter().enumerate() {
+        walls[i] = concurrent(&sets[i], &access, 64, 200);
+        println!(
+            "{:<62} {:>10.1?} wall, {:.1} µs a call",
+            format!("64 threads x 200 trivial calls ({side})"),
+            walls[i],
+            walls[i].as_secs_f64() * 1e6 / (64.0 * 200.0)
+        );
+    }
+    rows.push(Row {
+        what: "64 threads x 200 trivial calls, per call (wall / 12800)".into(),
+        before: walls[0] / 12800,
+        after: walls[1] / 12800,
+        target: None,
+    });
+    let readers: Vec<_> = sets
+        .iter()
+        .map(|s| s.tool("inspect_object").unwrap().plugin.clone())
+        .collect();
     let args = json!({"kind": "Deployment", "name": "payment"}).to_string();
-    measure(
+    both(
+        &mut rows,
         "inspect_object Deployment production/payment (bundled dump)",
+        None,
         500,
-        || {
-            reader_plugin
+        |i| {
+            readers[i]
                 .invoke_tool("inspect_object", &args, access.clone())
                 .unwrap();
         },
     );
     let args = json!({"nodeName": "node-b"}).to_string();
-    measure(
+    both(
+        &mut rows,
         "get_resource_usage node-b (39 Pods in the dump)",
+        None,
         500,
-        || {
-            reader_plugin
+        |i| {
+            readers[i]
                 .invoke_tool("get_resource_usage", &args, access.clone())
                 .unwrap();
         },
     );
+    drop((echo, readers, sets, runtimes));
 
-    let default = ClusterAccess::new(
-        Arc::new(
-            DumpCluster::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump"))
-                .unwrap(),
-        ),
-        "default",
-    );
-    languages(&default);
+    languages(&mut rows);
+
+    println!("\n== before (on-demand instances, artifacts read) vs after (pooled, mapped) ==");
+    println!("| measure | before | after | before / after | target | met |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for row in rows {
+        let (target, met) = match row.target {
+            Some(t) => (
+                format!("≤ {}", ms(t)),
+                if row.after <= t { "yes" } else { "no" }.to_string(),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {} | {} | {:.1}x | {target} | {met} |",
+            row.what,
+            ms(row.before),
+            ms(row.after),
+            row.before.as_secs_f64() / row.after.as_secs_f64()
+        );
+    }
 }

@@ -608,7 +608,11 @@ fn compiled_components_are_cached_and_a_broken_cache_entry_is_recompiled() {
     let set = PluginSet::from_dir(&second, dir.path()).unwrap();
     assert_eq!(set.tools().count(), 7);
 
-    std::fs::write(&artifacts[0], b"garbage").unwrap();
+    // Broken the way an entry can be broken (the runtime above still maps it, so it is
+    // replaced, never written in place): by a rename over it.
+    let garbage = cache.path().join("garbage");
+    std::fs::write(&garbage, b"garbage").unwrap();
+    std::fs::rename(&garbage, &artifacts[0]).unwrap();
     let third = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
     let set = PluginSet::from_dir(&third, dir.path()).unwrap();
     assert!(

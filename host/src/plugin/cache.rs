@@ -4,6 +4,9 @@
 //! Loading a compiled artifact is `unsafe` in wasmtime: the bytes are trusted to be wasmtime's
 //! own output. The cache folder is therefore created private (0700) and written atomically, and
 //! an artifact that fails to load is deleted and compiled again.
+//!
+//! Artifacts are mapped, not read (see [`ArtifactCache::load`]): a file is never changed in
+//! place once written, only replaced by a rename or unlinked, and is made read-only.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -37,17 +40,27 @@ impl ArtifactCache {
             .join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
     }
 
-    pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
+    /// The cached artifact for `digest`, if any. `mapped` maps the file rather than reading it:
+    /// no copy of tens of MiB per load, and the pooled memories' copy-on-write images come
+    /// straight from the file's pages. That is safe because an artifact file is never written in
+    /// place: `store` writes a new file and renames it over, and a cleanup unlinks; a mapping
+    /// keeps the old inode either way. Only truncating the file where it is (which nothing in
+    /// the operator does, in a folder only it can write) could fault the process.
+    pub fn load(&self, engine: &Engine, digest: &str, mapped: bool) -> Option<Component> {
         let path = self.path(engine, digest);
         if !path.is_file() {
             return None;
         }
-        // Read into memory rather than mapped: a mapped file that is truncated later (a cleanup,
-        // a full disk) would fault the whole process.
-        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the file was written by `store` below from `Component::serialize` into a folder
-        // only this user can write, under a name that pins the source digest and the engine.
-        match unsafe { Component::deserialize(engine, &bytes) } {
+        // only this user can write, under a name that pins the source digest and the engine, and
+        // is replaced only by a rename (see above).
+        let loaded = if mapped {
+            unsafe { Component::deserialize_file(engine, &path) }
+        } else {
+            let bytes = std::fs::read(&path).ok()?;
+            unsafe { Component::deserialize(engine, &bytes) }
+        };
+        match loaded {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "discarding an unusable compiled plugin");
@@ -65,6 +78,12 @@ impl ArtifactCache {
             .and_then(|bytes| {
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
                 std::fs::write(&tmp, bytes)?;
+                // Read-only: a mapped artifact cut short in place would fault the process.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o400))?;
+                }
                 std::fs::rename(&tmp, &path)
             });
         if let Err(e) = result {

@@ -14,7 +14,7 @@ use super::bindings::policy_filter::PolicyFilterPre;
 use super::bindings::tool::ToolPre;
 use super::errors::CallError;
 use super::manifest::Limits;
-use super::sandbox::{CallState, Ticker, new_store};
+use super::sandbox::{CONCURRENT_CALLS, CallState, Slots, Ticker, new_store};
 
 /// The most of a reason or an error message a plugin writes that is kept: these end up in
 /// reports, Events and logs, where a plugin must not be able to put megabytes.
@@ -55,6 +55,8 @@ pub struct LoadedPlugin {
     pub(super) egress: Option<Arc<super::egress::Egress>>,
     pub(super) template: Template,
     pub(super) engine: Engine,
+    /// Permits for the engine's instance pool; None when instances are not pooled.
+    pub(super) slots: Option<Arc<Slots>>,
     /// Deadlines need the epoch to advance for as long as any plugin can be called.
     pub(super) _ticker: Arc<Ticker>,
 }
@@ -99,10 +101,24 @@ impl LoadedPlugin {
         instantiate: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<I>,
         body: impl FnOnce(&I, &mut Store<CallState>) -> wasmtime::Result<T>,
     ) -> Result<T, CallError> {
+        // Waiting for room in the pool counts against the call's deadline like everything else.
+        let deadline = std::time::Instant::now() + self.limits.timeout;
+        let _slot = match &self.slots {
+            Some(slots) => Some(slots.acquire(deadline).ok_or_else(|| CallError::Deadline {
+                plugin: self.name.clone(),
+                call: call.to_string(),
+                limit: self.limits.timeout,
+                waiting_on: Some(format!(
+                    "a free sandbox ({CONCURRENT_CALLS} calls already running)"
+                )),
+            })?),
+            None => None,
+        };
         let mut store = new_store(
             &self.engine,
             &self.name,
             &self.limits,
+            deadline,
             access,
             self.egress.clone(),
         );

@@ -109,7 +109,7 @@ impl Default for Limits {
 }
 
 /// Ceilings a manifest cannot exceed, whatever it asks.
-const MAX_MEMORY: usize = 1 << 30;
+pub(super) const MAX_MEMORY: usize = 1 << 30;
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_OUTPUT: usize = 4 << 20;
 

@@ -1,13 +1,14 @@
-//! The engine and how a plugin loads: one [`Engine`] with epoch interruption and a ticker thread,
-//! one linker per world, each component compiled once (the compiled artifact cached on disk,
-//! keyed by digest and engine) and pre-instantiated against its world, its settings checked.
+//! The engine and how a plugin loads: one [`Engine`] with epoch interruption, a ticker thread
+//! and a pooling instance allocator, one linker per world, each component compiled once (the
+//! compiled artifact cached on disk, keyed by digest and engine) and pre-instantiated against its
+//! world, its settings checked.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::World;
 use super::bindings::patch_filter::{PatchFilter, PatchFilterPre};
@@ -18,7 +19,10 @@ use super::egress::{Egress, SecretSource};
 use super::errors::CallError;
 use super::loaded::{LoadedPlugin, Template};
 use super::manifest::ManifestEntry;
-use super::sandbox::{CallState, Ticker};
+use super::sandbox::{
+    CONCURRENT_CALLS, CallState, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES,
+    Slots, Ticker,
+};
 
 /// The engine, one linker per world, and the compiled-artifact cache.
 pub struct Runtime {
@@ -28,6 +32,9 @@ pub struct Runtime {
     policy_linker: Linker<CallState>,
     pub(super) cache: Option<cache::ArtifactCache>,
     ticker: Arc<Ticker>,
+    strategy: Strategy,
+    /// Permits for the pool's sandboxes (pooled strategy only).
+    slots: Option<Arc<Slots>>,
     /// Where egress grants' credentials come from; none outside a cluster.
     secrets: RwLock<Option<Arc<dyn SecretSource>>>,
 }
@@ -58,13 +65,76 @@ fn wasm_kind(bytes: &[u8]) -> Result<(), String> {
 /// Where compiled plugins are cached (in a cluster: an emptyDir, as the root is read-only).
 pub const CACHE_ENV: &str = "SRE_OPERATOR_CACHE";
 
+/// How instances are made and compiled artifacts read. Production always uses
+/// [`Strategy::Pooled`]; [`Strategy::OnDemand`] is the way it was before (issue 21), kept so
+/// that `benches/plugins.rs` measures both in one run.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// A pooling allocator with copy-on-write memory images; artifacts mapped from the cache.
+    Pooled,
+    /// An mmap per memory per instance; artifacts read into memory.
+    OnDemand,
+}
+
+/// A linear memory is never bigger than the largest memory limit a manifest may ask for.
+const MAX_MEMORY_SIZE: usize = super::manifest::MAX_MEMORY;
+/// Bytes of a pooled memory that are reset in place (only the pages a call wrote, found with
+/// Linux's PAGEMAP_SCAN) rather than handed back to the kernel and faulted in again on the next
+/// call. Python's and JavaScript's runtimes write a few MiB of their 9-12 MiB images per call.
+/// Without PAGEMAP_SCAN (Linux before 6.7) wasmtime would rewrite this whole prefix on every
+/// call, so nothing is kept then.
+const KEEP_RESIDENT: usize = 32 << 20;
+/// Pool slots kept warm for a plugin that is not running, so that each of a few dozen plugins
+/// finds its own memory image still mapped; each holds at most the pages its last call wrote.
+const WARM_SLOTS: u32 = 16;
+
+/// The engine's configuration for `strategy`.
+pub(super) fn engine_config(strategy: Strategy) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if strategy == Strategy::Pooled {
+        let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
+            KEEP_RESIDENT
+        } else {
+            0
+        };
+        let calls = CONCURRENT_CALLS as u32;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(calls)
+            .total_core_instances(calls * MAX_INSTANCES as u32)
+            .max_core_instances_per_component(MAX_INSTANCES as u32)
+            .total_memories(calls * MAX_MEMORIES as u32)
+            .max_memories_per_component(MAX_MEMORIES as u32)
+            .max_memories_per_module(MAX_MEMORIES as u32)
+            .max_memory_size(MAX_MEMORY_SIZE)
+            .total_tables(calls * MAX_TABLES as u32)
+            .max_tables_per_component(MAX_TABLES as u32)
+            .max_tables_per_module(MAX_TABLES as u32)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(keep)
+            .table_keep_resident(keep)
+            .max_unused_warm_slots(WARM_SLOTS);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
 impl Runtime {
     /// A runtime that caches compiled components in `cache_dir` (created private) when given.
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Runtime>> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        Runtime::with_strategy(cache_dir, Strategy::Pooled)
+    }
+
+    /// [`Runtime::new`] with the given [`Strategy`]; for the benchmark.
+    #[doc(hidden)]
+    pub fn with_strategy(
+        cache_dir: Option<PathBuf>,
+        strategy: Strategy,
+    ) -> anyhow::Result<Arc<Runtime>> {
+        let engine = Engine::new(&engine_config(strategy))?;
         let mut tool_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut tool_linker)?;
         // Tools of world 0.2.0 may import the outgoing handler; every request is the host's
@@ -94,6 +164,8 @@ impl Runtime {
             patch_linker,
             policy_linker,
             cache,
+            strategy,
+            slots: (strategy == Strategy::Pooled).then(|| Arc::new(Slots::new(CONCURRENT_CALLS))),
             secrets: RwLock::new(None),
         }))
     }
@@ -122,7 +194,7 @@ impl Runtime {
         if let Some(component) = self
             .cache
             .as_ref()
-            .and_then(|c| c.load(&self.engine, digest))
+            .and_then(|c| c.load(&self.engine, digest, self.strategy == Strategy::Pooled))
         {
             return Ok(component);
         }
@@ -197,6 +269,7 @@ impl Runtime {
             egress,
             template,
             engine: self.engine.clone(),
+            slots: self.slots.clone(),
             _ticker: self.ticker.clone(),
         };
         // Settings are checked once at load, so a bad one fails now and not at first use.

@@ -1,11 +1,12 @@
 //! The sandbox one call runs in: a fresh [`Store`] per call holding WASI with nothing granted,
 //! captured stdout and stderr, a memory cap, an epoch deadline, and (for tools) cluster access and
 //! the egress its manifest entry grants.
-//! The [`Ticker`] advances the engine's epoch that every deadline counts in.
+//! The [`Ticker`] advances the engine's epoch that every deadline counts in; [`Slots`] bounds
+//! the calls that run at once to what the engine's instance pool holds.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
@@ -31,7 +32,54 @@ pub(super) const MAX_INSTANCES: usize = 50;
 pub(super) const MAX_MEMORIES: usize = 4;
 pub(super) const MAX_TABLES: usize = 16;
 /// Elements in one table.
-const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+pub(super) const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// Calls that run at once. The engine's instance pool is sized for this many calls each at the
+/// per-call maxima above, so a call holding a [`Slots`] permit never finds the pool full; more
+/// calls wait for a permit, within their own deadline. Calls are short (a blocked cluster read
+/// or request is bounded by the same deadline) and the host has few cores: 32 is far above the
+/// operator's default of 4 investigations at once.
+pub(super) const CONCURRENT_CALLS: usize = 32;
+
+/// Permits to run a call, [`CONCURRENT_CALLS`] of them.
+pub(super) struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A permit; returned when dropped.
+pub(super) struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    pub(super) fn new(count: usize) -> Slots {
+        Slots {
+            free: Mutex::new(count),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// A permit, waiting for one until `deadline`; None when the deadline passed first.
+    pub(super) fn acquire(&self, deadline: Instant) -> Option<Slot<'_>> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            free = self
+                .freed
+                .wait_timeout(free, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *free -= 1;
+        Some(Slot(self))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
 
 /// Caps all of a call's linear memories together (a component with several memories gets one
 /// budget, not one each) and its tables; remembers when it said no, so the trap that follows
@@ -133,11 +181,12 @@ impl WasiView for CallState {
 
 impl bindings::types::Host for CallState {}
 
-/// A fresh store for one call: nothing survives between calls.
+/// A fresh store for one call that must end by `deadline`: nothing survives between calls.
 pub(super) fn new_store(
     engine: &Engine,
     plugin: &str,
     limits: &Limits,
+    deadline: Instant,
     access: Option<ClusterAccess>,
     egress: Option<Arc<Egress>>,
 ) -> Store<CallState> {
@@ -154,7 +203,6 @@ pub(super) fn new_store(
         .build();
     // A host call (a cluster read, a request) counts against the same deadline as the guest's
     // own code.
-    let deadline = std::time::Instant::now() + limits.timeout;
     let access = access.map(|mut a| {
         a.deadline = Some(deadline);
         a.cut = Default::default();
@@ -183,7 +231,8 @@ pub(super) fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    let ticks = limits.timeout.as_micros().div_ceil(TICK.as_micros()) as u64 + 1;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let ticks = left.as_micros().div_ceil(TICK.as_micros()) as u64 + 1;
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
     store
@@ -222,17 +271,17 @@ mod tests {
     use super::*;
     use wasmtime::component::{Component, Linker};
 
-    /// An engine configured as the runtime's, and a store with `limits`.
+    /// An engine configured as the runtime's (pooled), and a store with `limits`.
     fn sandbox(memory: usize) -> (Engine, Store<CallState>) {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        let config =
+            crate::plugin::runtime::engine_config(crate::plugin::runtime::Strategy::Pooled);
         let engine = Engine::new(&config).unwrap();
         let limits = Limits {
             memory_bytes: memory,
             ..Limits::default()
         };
-        let store = new_store(&engine, "test", &limits, None, None);
+        let deadline = Instant::now() + limits.timeout;
+        let store = new_store(&engine, "test", &limits, deadline, None, None);
         (engine, store)
     }
 
@@ -243,10 +292,13 @@ mod tests {
             "(component (core module $m {module}) {})",
             "(core instance (instantiate $m))".repeat(count)
         );
-        let component = Component::new(&engine, text).unwrap();
-        let result = Linker::new(&engine)
-            .instantiate(&mut store, &component)
-            .map(|_| ());
+        // The pool refuses a component over its per-component maxima when it compiles; the
+        // limiter stops the rest when they instantiate.
+        let result = Component::new(&engine, text).and_then(|component| {
+            Linker::new(&engine)
+                .instantiate(&mut store, &component)
+                .map(|_| ())
+        });
         (result, store.data().limiter.hit)
     }
 
@@ -278,15 +330,38 @@ mod tests {
 
     #[test]
     fn a_component_cannot_multiply_its_instances_memories_or_tables() {
-        let (result, _) = instantiate(64 << 20, "", MAX_INSTANCES + 1);
-        let err = result.unwrap_err().to_string();
-        assert!(err.contains("instance count too high"), "{err}");
+        let refused = |result: wasmtime::Result<()>, what: &str| {
+            let err = format!("{:#}", result.unwrap_err());
+            assert!(
+                err.contains(&format!("{what} count too high"))
+                    || err.contains("exceeds the configured maximum"),
+                "{err}"
+            );
+        };
+        refused(instantiate(64 << 20, "", MAX_INSTANCES + 1).0, "instance");
         assert!(instantiate(64 << 20, "", MAX_INSTANCES - 1).0.is_ok());
-        let (result, _) = instantiate(64 << 20, "(memory 1)", MAX_MEMORIES + 1);
-        let err = result.unwrap_err().to_string();
-        assert!(err.contains("memory count too high"), "{err}");
-        let (result, _) = instantiate(64 << 20, "(table 1 funcref)", MAX_TABLES + 1);
-        let err = result.unwrap_err().to_string();
-        assert!(err.contains("table count too high"), "{err}");
+        refused(
+            instantiate(64 << 20, "(memory 1)", MAX_MEMORIES + 1).0,
+            "memory",
+        );
+        refused(
+            instantiate(64 << 20, "(table 1 funcref)", MAX_TABLES + 1).0,
+            "table",
+        );
+    }
+
+    #[test]
+    fn a_call_waits_for_a_free_slot_within_its_deadline() {
+        let slots = Slots::new(1);
+        let held = slots.acquire(Instant::now()).unwrap();
+        let start = Instant::now();
+        assert!(
+            slots
+                .acquire(Instant::now() + Duration::from_millis(30))
+                .is_none()
+        );
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        drop(held);
+        assert!(slots.acquire(Instant::now()).is_some());
     }
 }
