@@ -608,11 +608,8 @@ fn compiled_components_are_cached_and_a_broken_cache_entry_is_recompiled() {
     let set = PluginSet::from_dir(&second, dir.path()).unwrap();
     assert_eq!(set.tools().count(), 7);
 
-    // Broken the way an entry can be broken (the runtime above still maps it, so it is
-    // replaced, never written in place): by a rename over it.
-    let garbage = cache.path().join("garbage");
-    std::fs::write(&garbage, b"garbage").unwrap();
-    std::fs::rename(&garbage, &artifacts[0]).unwrap();
+    // Overwritten in place while the set above still runs from it.
+    std::fs::write(&artifacts[0], b"garbage").unwrap();
     let third = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
     let set = PluginSet::from_dir(&third, dir.path()).unwrap();
     assert!(
@@ -624,6 +621,63 @@ fn compiled_components_are_cached_and_a_broken_cache_entry_is_recompiled() {
         std::fs::metadata(&artifacts[0]).unwrap().len() > 1000,
         "and replaced"
     );
+}
+
+/// A compiled artifact is mapped from the cache; a file that shrinks under a mapping faults the
+/// process on its next access. Whatever happens to the cache file (cut short, overwritten), a
+/// plugin loaded from it keeps working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_file_cut_short_or_overwritten_while_its_plugin_runs_changes_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = plugin_dir(
+        &[
+            ("hostile_tool.wasm", wasm("hostile_tool.wasm")),
+            ("k8s_reader.wasm", wasm("k8s_reader.wasm")),
+        ],
+        HOSTILE_MANIFEST,
+    );
+    let compiled = PluginSet::from_dir(
+        &Runtime::new(Some(cache.path().to_path_buf())).unwrap(),
+        dir.path(),
+    )
+    .unwrap();
+    assert!(compiled.refusals().is_empty(), "{:?}", compiled.refusals());
+    // Loaded from the cache: these run from the artifacts.
+    let set = PluginSet::from_dir(
+        &Runtime::new(Some(cache.path().to_path_buf())).unwrap(),
+        dir.path(),
+    )
+    .unwrap();
+    let (_dump, access) = scoped_dump();
+    let artifacts: Vec<PathBuf> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(artifacts.len(), 2, "{artifacts:?}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&artifacts[0])
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::fs::write(&artifacts[1], b"garbage").unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            call(&set, "echo", json!({"still": "alive"}), &access)
+                .await
+                .unwrap(),
+            r#"{"still":"alive"}"#
+        );
+        call(
+            &set,
+            "inspect_object",
+            json!({"kind": "Pod", "name": "shop-pod"}),
+            &access,
+        )
+        .await
+        .unwrap();
+    }
 }
 
 /// Lays out a version of a plugin directory the way the kubelet writes a ConfigMap volume:

@@ -5,11 +5,13 @@
 //! own output. The cache folder is therefore created private (0700) and written atomically, and
 //! an artifact that fails to load is deleted and compiled again.
 //!
-//! Artifacts are mapped, not read (see [`ArtifactCache::load`]): a file is never changed in
-//! place once written, only replaced by a rename or unlinked, and is made read-only.
+//! An artifact is mapped, not read, from a sealed private copy (see [`ArtifactCache::load`]):
+//! the cache file itself can be replaced, cut short or overwritten while its plugin runs, and
+//! nothing in the process notices.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -40,25 +42,30 @@ impl ArtifactCache {
             .join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
     }
 
-    /// The cached artifact for `digest`, if any. `mapped` maps the file rather than reading it:
-    /// no copy of tens of MiB per load, and the pooled memories' copy-on-write images come
-    /// straight from the file's pages. That is safe because an artifact file is never written in
-    /// place: `store` writes a new file and renames it over, and a cleanup unlinks; a mapping
-    /// keeps the old inode either way. Only truncating the file where it is (which nothing in
-    /// the operator does, in a folder only it can write) could fault the process.
+    /// The cached artifact for `digest`, if any. `mapped` maps it rather than copying it into
+    /// the process's heap: the pooled memories' copy-on-write images then come straight from
+    /// the artifact's pages instead of a second copy per plugin. What is mapped is a memfd
+    /// holding a copy of the file, sealed against shrinking and writes, never the cache file:
+    /// a mapped file that is truncated faults the process on its next access (SIGBUS), and this
+    /// one is in a folder that other processes of the same user (a second operator, `diagnose`,
+    /// a person) may write.
     pub fn load(&self, engine: &Engine, digest: &str, mapped: bool) -> Option<Component> {
         let path = self.path(engine, digest);
-        if !path.is_file() {
-            return None;
-        }
-        // SAFETY: the file was written by `store` below from `Component::serialize` into a folder
-        // only this user can write, under a name that pins the source digest and the engine, and
-        // is replaced only by a rename (see above).
-        let loaded = if mapped {
-            unsafe { Component::deserialize_file(engine, &path) }
-        } else {
-            let bytes = std::fs::read(&path).ok()?;
-            unsafe { Component::deserialize(engine, &bytes) }
+        let mut file = std::fs::File::open(&path).ok()?;
+        // SAFETY (both): the bytes were written by `store` below from `Component::serialize`
+        // into a folder only this user can write, under a name that pins the source digest and
+        // the engine; what is mapped cannot change under the mapping (sealed).
+        let loaded = match mapped.then(|| sealed_copy(&mut file)) {
+            Some(Ok(copy)) => unsafe { Component::deserialize_file(engine, copy.path()) },
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::debug!(error = %e, "no sealed copy of a compiled plugin; reading it");
+                }
+                let mut bytes = Vec::new();
+                std::io::Seek::rewind(&mut file).ok()?;
+                std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+                unsafe { Component::deserialize(engine, &bytes) }
+            }
         };
         match loaded {
             Ok(component) => Some(component),
@@ -76,18 +83,60 @@ impl ArtifactCache {
             .serialize()
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|bytes| {
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                // A name no other writer uses (two loads of one plugin may race here), then a
+                // rename: a reader sees the old file or the whole new one.
+                static WRITES: AtomicU64 = AtomicU64::new(0);
+                let tmp = path.with_extension(format!(
+                    "tmp{}-{}",
+                    std::process::id(),
+                    WRITES.fetch_add(1, Ordering::Relaxed)
+                ));
                 std::fs::write(&tmp, bytes)?;
-                // Read-only: a mapped artifact cut short in place would fault the process.
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o400))?;
-                }
-                std::fs::rename(&tmp, &path)
+                std::fs::rename(&tmp, &path).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })
             });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache a compiled plugin");
         }
     }
+}
+
+/// A copy of a file that nobody can change: a memfd sealed against shrinking, growing and
+/// writes. Mapped through its `/proc/self/fd` path, as wasmtime maps a path.
+struct SealedCopy(std::fs::File);
+
+impl SealedCopy {
+    fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn sealed_copy(file: &mut std::fs::File) -> std::io::Result<SealedCopy> {
+    use memfd::{FileSeal, MemfdOptions};
+    let memfd = MemfdOptions::default()
+        .allow_sealing(true)
+        .create("sre-operator-plugin")
+        .map_err(std::io::Error::other)?;
+    let mut copy = memfd.as_file();
+    std::io::copy(file, &mut copy)?;
+    memfd
+        .add_seals(&[
+            FileSeal::SealShrink,
+            FileSeal::SealGrow,
+            FileSeal::SealWrite,
+            FileSeal::SealSeal,
+        ])
+        .map_err(std::io::Error::other)?;
+    let copy = SealedCopy(memfd.into_file());
+    // Without /proc the copy cannot be named; the caller reads the file instead.
+    std::fs::metadata(copy.path())?;
+    Ok(copy)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sealed_copy(_: &mut std::fs::File) -> std::io::Result<SealedCopy> {
+    Err(std::io::Error::other("memfd is Linux's"))
 }
