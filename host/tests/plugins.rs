@@ -445,18 +445,60 @@ async fn secrets_show_keys_only_and_other_namespaces_are_forbidden() {
     );
 }
 
+/// `leak_state` counts its calls in a static, in linear memory. Instances come from a pool
+/// whose memories are reused, so each must be reset to the component's image: also after a call
+/// that grew its memory to the limit, or trapped.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_state_survives_between_calls() {
     let (_dir, set) = hostile_set();
     let (_dump, access) = scoped_dump();
-    assert_eq!(
-        call(&set, "leak_state", json!({}), &access).await.unwrap(),
-        "1"
-    );
-    assert_eq!(
-        call(&set, "leak_state", json!({}), &access).await.unwrap(),
-        "1"
-    );
+    for _ in 0..3 {
+        for _ in 0..5 {
+            assert_eq!(
+                call(&set, "leak_state", json!({}), &access).await.unwrap(),
+                "1"
+            );
+        }
+        call(&set, "hog", json!({}), &access).await.unwrap_err();
+        assert_eq!(
+            call(&set, "leak_state", json!({}), &access).await.unwrap(),
+            "1"
+        );
+        call(&set, "trap", json!({}), &access).await.unwrap_err();
+    }
+    // Many at once, each on its own pooled instance.
+    let calls: Vec<_> = (0..16)
+        .map(|_| call(&set, "leak_state", json!({}), &access))
+        .collect();
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer.unwrap(), "1");
+    }
+}
+
+/// More callers than the instance pool has room for: the extra ones wait for a free sandbox
+/// within their deadline, and every call succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn more_calls_than_the_pool_holds_wait_their_turn() {
+    let (_dir, set) = hostile_set();
+    let (_dump, access) = scoped_dump();
+    let echo = set.tool("echo").unwrap().plugin.clone();
+    // Callers on threads of their own, as the blocking pool runs them.
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            for i in 0..64 {
+                let (echo, access) = (echo.clone(), access.clone());
+                s.spawn(move || {
+                    for j in 0..10 {
+                        let args = json!({"caller": i, "call": j}).to_string();
+                        assert_eq!(
+                            echo.invoke_tool("echo", &args, access.clone()).unwrap(),
+                            args
+                        );
+                    }
+                });
+            }
+        })
+    });
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -678,6 +720,70 @@ async fn a_cache_file_cut_short_or_overwritten_while_its_plugin_runs_changes_not
         .await
         .unwrap();
     }
+}
+
+/// A process whose address space is limited (`ulimit -v`, as some hosts set for services)
+/// cannot reserve the instance pool. Before issue 21 every plugin was refused there
+/// ("Cannot allocate memory") and `diagnose` quietly lost its tools; now the operator says why
+/// and runs plugins from on-demand instances, with the same reports.
+#[test]
+fn under_ulimit_v_plugins_run_on_demand_with_a_warning_and_the_same_reports() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: u64 = 4 << 30;
+    assert!(
+        sre_operator::plugin::pool_reservation() > LIMIT,
+        "the pool fits under the limit here: the test would prove nothing"
+    );
+    let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump");
+    let diagnose = |limit: Option<u64>| {
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sre-operator"));
+        command
+            .args(["diagnose", "--output", "json", "--dump"])
+            .arg(&dump)
+            .env(sre_operator::plugin::CACHE_ENV, cache.path())
+            .env_remove("SRE_OPERATOR_LOG");
+        if let Some(limit) = limit {
+            // SAFETY: only setrlimit, which is async-signal-safe, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut outcomes: Vec<String> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", r["metadata"]["name"], r["status"]["phase"]))
+            .collect();
+        outcomes.sort();
+        (outcomes, stderr)
+    };
+    let (unlimited, stderr) = diagnose(None);
+    assert!(!stderr.contains("falling back"), "{stderr}");
+    let (limited, stderr) = diagnose(Some(LIMIT));
+    assert!(
+        stderr.contains("falling back to on-demand instances"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("refused"), "{stderr}");
+    assert_eq!(limited, unlimited);
+    assert!(
+        unlimited.iter().any(|o| o.contains("AwaitingApproval")),
+        "{unlimited:?}"
+    );
 }
 
 /// Lays out a version of a plugin directory the way the kubelet writes a ConfigMap volume:

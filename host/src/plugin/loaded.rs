@@ -14,7 +14,7 @@ use super::bindings::policy_filter::PolicyFilterPre;
 use super::bindings::tool::ToolPre;
 use super::errors::CallError;
 use super::manifest::Limits;
-use super::sandbox::{CONCURRENT_CALLS, CallState, Slots, Ticker, new_store};
+use super::sandbox::{CallState, Footprint, Slots, Ticker, new_store};
 
 /// The most of a reason or an error message a plugin writes that is kept: these end up in
 /// reports, Events and logs, where a plugin must not be able to put megabytes.
@@ -57,6 +57,8 @@ pub struct LoadedPlugin {
     pub(super) engine: Engine,
     /// Permits for the engine's instance pool; None when instances are not pooled.
     pub(super) slots: Option<Arc<Slots>>,
+    /// What one call takes from the pool.
+    pub(super) footprint: Footprint,
     /// Deadlines need the epoch to advance for as long as any plugin can be called.
     pub(super) _ticker: Arc<Ticker>,
 }
@@ -104,13 +106,13 @@ impl LoadedPlugin {
         // Waiting for room in the pool counts against the call's deadline like everything else.
         let deadline = std::time::Instant::now() + self.limits.timeout;
         let _slot = match &self.slots {
-            Some(slots) => Some(slots.acquire(deadline).ok_or_else(|| CallError::Deadline {
-                plugin: self.name.clone(),
-                call: call.to_string(),
-                limit: self.limits.timeout,
-                waiting_on: Some(format!(
-                    "a free sandbox ({CONCURRENT_CALLS} calls already running)"
-                )),
+            Some(slots) => Some(slots.acquire(self.footprint, deadline).ok_or_else(|| {
+                CallError::Deadline {
+                    plugin: self.name.clone(),
+                    call: call.to_string(),
+                    limit: self.limits.timeout,
+                    waiting_on: Some("a free sandbox (the instance pool is full)".into()),
+                }
             })?),
             None => None,
         };

@@ -109,7 +109,7 @@ impl Default for Limits {
 }
 
 /// Ceilings a manifest cannot exceed, whatever it asks.
-pub(super) const MAX_MEMORY: usize = 1 << 30;
+const MAX_MEMORY: usize = 1 << 30;
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_OUTPUT: usize = 4 << 20;
 
@@ -134,6 +134,13 @@ pub fn container_memory_limit(path: &std::path::Path) -> Option<usize> {
 fn container_memory() -> Option<usize> {
     static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     *LIMIT.get_or_init(|| container_memory_limit(std::path::Path::new(CGROUP_MEMORY_MAX)))
+}
+
+/// The most memory a manifest may grant a plugin here: the host's ceiling, or the operator's
+/// container limit when lower (see [`LimitsSpec::resolve_within`]). The engine sizes each
+/// memory slot of its instance pool to this.
+pub(super) fn memory_ceiling() -> usize {
+    container_memory().map_or(MAX_MEMORY, |c| c.min(MAX_MEMORY))
 }
 
 impl LimitsSpec {

@@ -36,7 +36,7 @@ pub use registry::{
     LimitsSummary, PluginRegistry, PluginSet, PluginSetSummary, PluginSummary, Refusal, ToolInfo,
     ToolSummary,
 };
-pub use runtime::{CACHE_ENV, PluginSource, Runtime, Strategy, sha256_hex};
+pub use runtime::{CACHE_ENV, PluginSource, Runtime, Strategy, pool_reservation, sha256_hex};
 pub use sandbox::CallState;
 pub use tool::ToolSpec;
 

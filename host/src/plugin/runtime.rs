@@ -20,8 +20,8 @@ use super::errors::CallError;
 use super::loaded::{LoadedPlugin, Template};
 use super::manifest::ManifestEntry;
 use super::sandbox::{
-    CONCURRENT_CALLS, CallState, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES,
-    Slots, Ticker,
+    CONCURRENT_CALLS, CallState, Footprint, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS,
+    MAX_TABLES, POOL_MEMORIES, POOL_TABLES, Slots, Ticker,
 };
 
 /// The engine, one linker per world, and the compiled-artifact cache.
@@ -65,20 +65,34 @@ fn wasm_kind(bytes: &[u8]) -> Result<(), String> {
 /// Where compiled plugins are cached (in a cluster: an emptyDir, as the root is read-only).
 pub const CACHE_ENV: &str = "SRE_OPERATOR_CACHE";
 
-/// How instances are made and compiled artifacts read. Production always uses
-/// [`Strategy::Pooled`]; [`Strategy::OnDemand`] is the way it was before (issue 21), kept so
-/// that `benches/plugins.rs` measures both in one run.
-#[doc(hidden)]
+/// How instances are made and compiled artifacts read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
-    /// A pooling allocator with copy-on-write memory images; artifacts mapped from the cache.
+    /// Production: a pooling allocator with copy-on-write memory images reset in place between
+    /// calls; artifacts mapped from a sealed private copy of the cache file.
     Pooled,
-    /// An mmap per memory per instance; artifacts read into memory.
+    /// What [`Runtime::new`] falls back to when the pool's address space cannot be reserved
+    /// (a process under `ulimit -v`): an mmap per memory per call, each reserving only what the
+    /// memory uses plus room to grow, at the price of explicit bounds checks.
     OnDemand,
+    /// The runtime as it was before issue 21 (on-demand with wasmtime's default 4 GiB + 32 MiB
+    /// reservation per memory, artifacts read into memory), kept so that `benches/plugins.rs`
+    /// measures old and new in one run.
+    #[doc(hidden)]
+    Before,
+    /// [`Strategy::Pooled`] with wasmtime's default 4 GiB + 32 MiB slots, in which it drops
+    /// bounds checks (about 130 GiB of address space): for the benchmark's trade-off figures.
+    #[doc(hidden)]
+    PooledFourGiBSlots,
 }
 
-/// A linear memory is never bigger than the largest memory limit a manifest may ask for.
-const MAX_MEMORY_SIZE: usize = super::manifest::MAX_MEMORY;
+/// Address space after each memory slot (and each on-demand memory) that faults rather than
+/// being checked: it lets the compiler fold a load's static offset into the bounds check.
+/// Offsets are small in practice; wasmtime's default of 32 MiB would add 1 GiB across the pool.
+const GUARD: u64 = 2 << 20;
+/// Room an on-demand memory (the fallback) reserves past its size, so that growing rarely moves
+/// it: the default plugin memory limit.
+const FALLBACK_GROWTH: u64 = 64 << 20;
 /// Bytes of a pooled memory that are reset in place (only the pages a call wrote, found with
 /// Linux's PAGEMAP_SCAN) rather than handed back to the kernel and faulted in again on the next
 /// call. Python's and JavaScript's runtimes write a few MiB of their 9-12 MiB images per call.
@@ -89,46 +103,89 @@ const KEEP_RESIDENT: usize = 32 << 20;
 /// finds its own memory image still mapped; each holds at most the pages its last call wrote.
 const WARM_SLOTS: u32 = 16;
 
+/// The largest linear memory any call can have here, in whole WebAssembly pages: the most a
+/// manifest may grant (the host's ceiling, or the operator's container limit when lower).
+fn memory_slot_bytes() -> u64 {
+    const PAGE: u64 = 64 << 10;
+    (super::manifest::memory_ceiling() as u64).div_ceil(PAGE) * PAGE
+}
+
+/// Address space the pooled engine reserves for linear memories and tables (nothing of it is
+/// committed until a call uses it).
+pub fn pool_reservation() -> u64 {
+    // wasmtime's table slots hold 8-byte elements.
+    let tables = POOL_TABLES as u64 * (MAX_TABLE_ELEMENTS as u64 * 8).next_multiple_of(4096);
+    POOL_MEMORIES as u64 * (memory_slot_bytes() + GUARD) + GUARD + tables
+}
+
 /// The engine's configuration for `strategy`.
 pub(super) fn engine_config(strategy: Strategy) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
-    if strategy == Strategy::Pooled {
-        let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
-            KEEP_RESIDENT
-        } else {
-            0
-        };
-        let calls = CONCURRENT_CALLS as u32;
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(calls)
-            .total_core_instances(calls * MAX_INSTANCES as u32)
-            .max_core_instances_per_component(MAX_INSTANCES as u32)
-            .total_memories(calls * MAX_MEMORIES as u32)
-            .max_memories_per_component(MAX_MEMORIES as u32)
-            .max_memories_per_module(MAX_MEMORIES as u32)
-            .max_memory_size(MAX_MEMORY_SIZE)
-            .total_tables(calls * MAX_TABLES as u32)
-            .max_tables_per_component(MAX_TABLES as u32)
-            .max_tables_per_module(MAX_TABLES as u32)
-            .table_elements(MAX_TABLE_ELEMENTS)
-            .pagemap_scan(Enabled::Auto)
-            .linear_memory_keep_resident(keep)
-            .table_keep_resident(keep)
-            .max_unused_warm_slots(WARM_SLOTS);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match strategy {
+        Strategy::Pooled | Strategy::PooledFourGiBSlots => {
+            // A slot as large as the largest memory a plugin may be granted, not wasmtime's
+            // 4 GiB that lets it drop bounds checks: 32 of those are 128 GiB of address space
+            // (benches/plugins.rs measures what the checks cost).
+            let slot = memory_slot_bytes();
+            if strategy == Strategy::Pooled {
+                config.memory_reservation(slot);
+                config.memory_guard_size(GUARD);
+            }
+            let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
+                KEEP_RESIDENT
+            } else {
+                0
+            };
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(CONCURRENT_CALLS as u32)
+                .total_core_instances((CONCURRENT_CALLS * MAX_INSTANCES) as u32)
+                .max_core_instances_per_component(MAX_INSTANCES as u32)
+                .total_memories(POOL_MEMORIES as u32)
+                .max_memories_per_component(MAX_MEMORIES as u32)
+                .max_memories_per_module(MAX_MEMORIES as u32)
+                .max_memory_size(slot as usize)
+                .total_tables(POOL_TABLES as u32)
+                .max_tables_per_component(MAX_TABLES as u32)
+                .max_tables_per_module(MAX_TABLES as u32)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .pagemap_scan(Enabled::Auto)
+                .linear_memory_keep_resident(keep)
+                .table_keep_resident(keep)
+                .max_unused_warm_slots(WARM_SLOTS);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        Strategy::OnDemand => {
+            config.memory_reservation(0);
+            config.memory_reservation_for_growth(FALLBACK_GROWTH);
+            config.memory_guard_size(GUARD);
+        }
+        Strategy::Before => {}
     }
     config
 }
 
 impl Runtime {
     /// A runtime that caches compiled components in `cache_dir` (created private) when given.
+    /// Instances come from a pool; when its address space cannot be reserved, from the on-demand
+    /// allocator, with a warning saying why.
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Runtime>> {
-        Runtime::with_strategy(cache_dir, Strategy::Pooled)
+        match Runtime::with_strategy(cache_dir.clone(), Strategy::Pooled) {
+            Ok(runtime) => Ok(runtime),
+            Err(e) => {
+                tracing::warn!(
+                    reservation_gib = pool_reservation() >> 30,
+                    error = %format!("{e:#}"),
+                    "cannot reserve address space for the plugin instance pool (is the process under `ulimit -v`?); \
+                     falling back to on-demand instances: plugin calls are slower, nothing else changes"
+                );
+                Runtime::with_strategy(cache_dir, Strategy::OnDemand)
+            }
+        }
     }
 
-    /// [`Runtime::new`] with the given [`Strategy`]; for the benchmark.
+    /// [`Runtime::new`] with the given [`Strategy`] and no fallback.
     #[doc(hidden)]
     pub fn with_strategy(
         cache_dir: Option<PathBuf>,
@@ -165,9 +222,15 @@ impl Runtime {
             policy_linker,
             cache,
             strategy,
-            slots: (strategy == Strategy::Pooled).then(|| Arc::new(Slots::new(CONCURRENT_CALLS))),
+            slots: matches!(strategy, Strategy::Pooled | Strategy::PooledFourGiBSlots)
+                .then(|| Arc::new(Slots::for_pool())),
             secrets: RwLock::new(None),
         }))
+    }
+
+    /// How this runtime makes instances: [`Strategy::OnDemand`] after a fallback.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
     }
 
     /// Reads egress grants' credentials from `secrets` for plugins loaded from now on.
@@ -194,7 +257,7 @@ impl Runtime {
         if let Some(component) = self
             .cache
             .as_ref()
-            .and_then(|c| c.load(&self.engine, digest, self.strategy == Strategy::Pooled))
+            .and_then(|c| c.load(&self.engine, digest, self.strategy != Strategy::Before))
         {
             return Ok(component);
         }
@@ -270,6 +333,7 @@ impl Runtime {
             template,
             engine: self.engine.clone(),
             slots: self.slots.clone(),
+            footprint: Footprint::of(&component),
             _ticker: self.ticker.clone(),
         };
         // Settings are checked once at load, so a bad one fails now and not at first use.

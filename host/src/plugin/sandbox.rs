@@ -34,34 +34,84 @@ pub(super) const MAX_TABLES: usize = 16;
 /// Elements in one table.
 pub(super) const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
-/// Calls that run at once. The engine's instance pool is sized for this many calls each at the
-/// per-call maxima above, so a call holding a [`Slots`] permit never finds the pool full; more
-/// calls wait for a permit, within their own deadline. Calls are short (a blocked cluster read
-/// or request is bounded by the same deadline) and the host has few cores: 32 is far above the
-/// operator's default of 4 investigations at once.
+/// Calls that run at once. Calls are short (a blocked cluster read or request is bounded by the
+/// same deadline) and the host has few cores: 32 is far above the operator's default of 4
+/// investigations at once.
 pub(super) const CONCURRENT_CALLS: usize = 32;
+/// Linear memories and tables the engine's instance pool holds for all calls together. Every
+/// plugin measured has one memory and at most two tables, so the pool holds one memory and two
+/// tables per call at [`CONCURRENT_CALLS`]; a component with more takes more of them (and fewer
+/// calls run at once). Each memory slot reserves address space for the largest memory a plugin
+/// may be granted, so this, not the per-call maxima above, sizes the reservation.
+pub(super) const POOL_MEMORIES: usize = CONCURRENT_CALLS;
+pub(super) const POOL_TABLES: usize = 2 * CONCURRENT_CALLS;
 
-/// Permits to run a call, [`CONCURRENT_CALLS`] of them.
+/// What one call of a plugin takes from the instance pool besides its component instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Footprint {
+    pub(super) memories: usize,
+    pub(super) tables: usize,
+}
+
+impl Footprint {
+    /// What instantiating `component` needs; the per-call maxima when wasmtime cannot tell (a
+    /// component that imports core modules), so that a permit always covers the instance.
+    pub(super) fn of(component: &wasmtime::component::Component) -> Footprint {
+        match component.resources_required() {
+            Some(r) => Footprint {
+                memories: (r.num_memories as usize).min(MAX_MEMORIES),
+                tables: (r.num_tables as usize).min(MAX_TABLES),
+            },
+            None => Footprint {
+                memories: MAX_MEMORIES,
+                tables: MAX_TABLES,
+            },
+        }
+    }
+}
+
+/// Permits to run a call: a call holding one finds room in the instance pool (a component
+/// instance, its memories and its tables), so instantiating never fails for want of a slot;
+/// more calls wait for a permit, within their own deadline.
 pub(super) struct Slots {
-    free: Mutex<usize>,
+    free: Mutex<Free>,
     freed: Condvar,
 }
 
+struct Free {
+    calls: usize,
+    memories: usize,
+    tables: usize,
+}
+
 /// A permit; returned when dropped.
-pub(super) struct Slot<'a>(&'a Slots);
+pub(super) struct Slot<'a> {
+    slots: &'a Slots,
+    need: Footprint,
+}
 
 impl Slots {
-    pub(super) fn new(count: usize) -> Slots {
+    /// Permits for the pool [`engine_config`](super::runtime::engine_config) makes.
+    pub(super) fn for_pool() -> Slots {
+        Slots::new(CONCURRENT_CALLS, POOL_MEMORIES, POOL_TABLES)
+    }
+
+    fn new(calls: usize, memories: usize, tables: usize) -> Slots {
         Slots {
-            free: Mutex::new(count),
+            free: Mutex::new(Free {
+                calls,
+                memories,
+                tables,
+            }),
             freed: Condvar::new(),
         }
     }
 
-    /// A permit, waiting for one until `deadline`; None when the deadline passed first.
-    pub(super) fn acquire(&self, deadline: Instant) -> Option<Slot<'_>> {
+    /// A permit for a call that needs `need`, waiting for one until `deadline`; None when the
+    /// deadline passed first.
+    pub(super) fn acquire(&self, need: Footprint, deadline: Instant) -> Option<Slot<'_>> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
+        while free.calls == 0 || free.memories < need.memories || free.tables < need.tables {
             let left = deadline.checked_duration_since(Instant::now())?;
             free = self
                 .freed
@@ -69,15 +119,21 @@ impl Slots {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        *free -= 1;
-        Some(Slot(self))
+        free.calls -= 1;
+        free.memories -= need.memories;
+        free.tables -= need.tables;
+        Some(Slot { slots: self, need })
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.0.freed.notify_one();
+        let mut free = self.slots.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.calls += 1;
+        free.memories += self.need.memories;
+        free.tables += self.need.tables;
+        // Waiters need different amounts: each checks whether it now fits.
+        self.slots.freed.notify_all();
     }
 }
 
@@ -352,16 +408,73 @@ mod tests {
 
     #[test]
     fn a_call_waits_for_a_free_slot_within_its_deadline() {
-        let slots = Slots::new(1);
-        let held = slots.acquire(Instant::now()).unwrap();
+        let one = Footprint {
+            memories: 1,
+            tables: 2,
+        };
+        let slots = Slots::new(1, 1, 2);
+        let held = slots.acquire(one, Instant::now()).unwrap();
         let start = Instant::now();
         assert!(
             slots
-                .acquire(Instant::now() + Duration::from_millis(30))
+                .acquire(one, Instant::now() + Duration::from_millis(30))
                 .is_none()
         );
         assert!(start.elapsed() >= Duration::from_millis(30));
         drop(held);
-        assert!(slots.acquire(Instant::now()).is_some());
+        assert!(slots.acquire(one, Instant::now()).is_some());
+    }
+
+    #[test]
+    fn a_call_waits_until_the_pool_has_room_for_all_its_memories_and_tables() {
+        let slots = Slots::new(4, 3, 8);
+        let deadline = || Instant::now() + Duration::from_millis(5);
+        let small = Footprint {
+            memories: 1,
+            tables: 1,
+        };
+        let big = Footprint {
+            memories: 3,
+            tables: 1,
+        };
+        let first = slots.acquire(small, deadline()).unwrap();
+        // Two memories left: a call needing three waits though call permits remain.
+        assert!(slots.acquire(big, deadline()).is_none());
+        let second = slots.acquire(small, deadline()).unwrap();
+        drop((first, second));
+        let held = slots.acquire(big, deadline()).unwrap();
+        // Released by another thread while this one waits: the waiter gets it in time.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                drop(held);
+            });
+            assert!(
+                slots
+                    .acquire(big, Instant::now() + Duration::from_secs(5))
+                    .is_some()
+            );
+        });
+    }
+
+    #[test]
+    fn a_component_needs_what_its_core_instances_define() {
+        let engine = Engine::new(&crate::plugin::runtime::engine_config(
+            crate::plugin::runtime::Strategy::Pooled,
+        ))
+        .unwrap();
+        let component = Component::new(
+            &engine,
+            "(component (core module $m (memory 1) (table 1 funcref)) \
+             (core instance (instantiate $m)) (core instance (instantiate $m)))",
+        )
+        .unwrap();
+        assert_eq!(
+            Footprint::of(&component),
+            Footprint {
+                memories: 2,
+                tables: 2
+            }
+        );
     }
 }
