@@ -47,11 +47,11 @@ mod common;
 #[path = "../tests/support/fake_api.rs"]
 mod fake_api;
 
+use common::operator::{Operator, binary, memory, rss_split, stable_memory};
 use common::{machine, mib};
 use fake_api::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -59,120 +59,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::json;
 
-// ---------------------------------------------------------------------------------------------
-// The operator process and its memory
-
-/// `sre-operator run` as a child process; killed on drop.
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    /// Watching `namespace`, or every namespace with None.
-    fn start(kubeconfig: &Path, log: PathBuf, namespace: Option<&str>) -> Operator {
-        let out = std::fs::File::create(&log).expect("operator log file");
-        let mut cmd = Command::new(binary());
-        cmd.args(["--log", "warn,sre_operator=info", "run"]);
-        if let Some(ns) = namespace {
-            cmd.args(["--namespace", ns]);
-        }
-        let child = cmd
-            .args(["--http-addr", "127.0.0.1:0"])
-            .env("KUBECONFIG", kubeconfig)
-            .env("NO_COLOR", "1")
-            .env_remove("SRE_OPERATOR_BRAIN")
-            .env_remove("SRE_OPERATOR_NAMESPACES")
-            .env_remove("SRE_OPERATOR_PLUGIN_DIR")
-            .env_remove("SRE_OPERATOR_LEADER_ELECTION")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("the sre-operator binary runs");
-        Operator { child, log }
+/// `sre-operator run` watching `namespace`, or every namespace with None.
+fn start_operator(kubeconfig: &Path, log: PathBuf, namespace: Option<&str>) -> Operator {
+    let mut args = vec!["--http-addr", "127.0.0.1:0"];
+    if let Some(ns) = namespace {
+        args.extend(["--namespace", ns]);
     }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("sre-operator exited ({status}):\n{}", self.tail());
-        }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The operator binary: this build's, or `SRE_BENCH_BIN` (to compare two builds).
-fn binary() -> PathBuf {
-    std::env::var_os("SRE_BENCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sre-operator")))
-}
-
-/// A field of /proc/PID/status, in KiB.
-fn status_kib(pid: u32, name: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// VmRSS and VmHWM of a process, in KiB.
-fn memory(pid: u32) -> (u64, u64) {
-    (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"))
-}
-
-/// "anon X + file Y MiB": heap and stacks against mapped files (the binary's code).
-fn rss_split(pid: u32) -> String {
-    format!(
-        "RSS = anon {:.1} + file {:.1} MiB",
-        mib(status_kib(pid, "RssAnon:")),
-        mib(status_kib(pid, "RssFile:") + status_kib(pid, "RssShmem:"))
-    )
-}
-
-/// Waits until RSS has moved by at most 256 KiB over the last 3 s (at least 3 s, at most
-/// `limit`), and returns (RSS, HWM).
-async fn stable_memory(op: &mut Operator, limit: Duration) -> (u64, u64) {
-    let started = Instant::now();
-    let mut window: Vec<u64> = Vec::new();
-    loop {
-        op.check_alive();
-        let (rss, hwm) = memory(op.pid());
-        window.push(rss);
-        if window.len() > 15 {
-            window.remove(0);
-        }
-        let spread = window.iter().max().unwrap() - window.iter().min().unwrap();
-        if window.len() == 15 && spread <= 256 {
-            return (rss, hwm);
-        }
-        if started.elapsed() > limit {
-            eprintln!(
-                "operator-scale: RSS still moving after {limit:?} (last 3 s: {} KiB); sampling anyway",
-                spread
-            );
-            return (rss, hwm);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    Operator::start(kubeconfig, log, &args, &[])
 }
 
 /// One row of the table.
@@ -205,7 +98,7 @@ async fn run_mock(n: usize, samples: usize, dir: &Path, hostile: bool) -> Row {
         start_mock(n, dir).await
     };
     let mode = if hostile { "hostile" } else { "mock" };
-    let mut op = Operator::start(
+    let mut op = start_operator(
         &kubeconfig,
         dir.join(format!("operator-{mode}-{n}.log")),
         (!hostile).then_some(NS),
@@ -601,7 +494,7 @@ mod cluster {
             } else {
                 None
             };
-            let mut op = Operator::start(
+            let mut op = start_operator(
                 cluster.kubeconfig(),
                 dir.join(format!("operator-cluster-{n}.log")),
                 Some(NS),
