@@ -21,6 +21,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sre_operator::cluster::ResourceKind;
+use sre_operator::crd::DebugPolicy;
 use sre_operator::plugin::{PluginSet, Runtime};
 
 #[derive(Default)]
@@ -717,7 +718,8 @@ fn allowed_kinds() -> Result<Vec<String>> {
 }
 
 /// `kubectl apply --server-side -k deploy/` works from a fresh clone (no build output), and the
-/// plugin ConfigMap it creates loads, mounted, as the three built-ins.
+/// plugin ConfigMap it creates loads, mounted, as the three built-ins; then the seed's policy
+/// from `deploy/examples/` applies.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_clone_installs_with_kubectl_apply_k() -> Result<()> {
     let cluster = sre_e2e::TestCluster::start(Default::default()).await?;
@@ -749,5 +751,19 @@ async fn a_fresh_clone_installs_with_kubectl_apply_k() -> Result<()> {
     assert!(set.refusals().is_empty(), "refused: {:?}", set.refusals());
     let names: Vec<&str> = set.plugins().iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["k8s-reader", "patch-safety", "policy-filter"]);
+
+    // The README's second install command: the seed's policy, accepted by the CRD just applied.
+    let out = cluster
+        .kubectl()
+        .args(["apply", "-f"])
+        .arg(work.path().join("deploy/examples"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("Warning"),
+        "kubectl apply -f deploy/examples/: {stderr}"
+    );
+    let policies: kube::Api<DebugPolicy> = kube::Api::all(cluster.client());
+    policies.get("protect-critical-services").await?;
     Ok(())
 }
