@@ -4,10 +4,13 @@
 //! JavaScript (business-hours) beside the Rust ones, with their sizes; those are built by
 //! `plugins/build-polyglot.sh` (run here when they are missing or stale).
 //!
-//! Every figure is taken twice in the same run: "before" is the runtime as it was before issue 21
-//! (an mmap per memory per instance, compiled artifacts read into memory: `Strategy::OnDemand`),
-//! "after" is production (a pooling allocator with copy-on-write images, artifacts mapped:
-//! `Strategy::Pooled`); the last table puts them side by side with the ratio.
+//! Every figure is taken three times in the same run: "before" is the runtime as it was before
+//! issue 21 (an mmap of 4 GiB + guard per memory per instance, compiled artifacts read into
+//! memory: `Strategy::Before`), "after" is production (a pooling allocator with copy-on-write
+//! images reset in place, memory slots as large as a plugin may be granted, artifacts mapped
+//! from sealed copies: `Strategy::Pooled`), and "4 GiB slots" is the same pool with wasmtime's
+//! default 4 GiB slots that let it drop bounds checks, for what the smaller reservation costs.
+//! The last table puts them side by side with the ratios.
 //! `cargo bench -p sre-operator --bench plugins`.
 //!
 //! A plain harness rather than criterion: criterion would be a dev-dependency that every
@@ -27,33 +30,36 @@ use sre_operator::plugin::{
     parse_manifest, sha256_hex,
 };
 
-/// The two runtimes measured side by side.
-const SIDES: [(&str, Strategy); 2] = [("before", Strategy::OnDemand), ("after", Strategy::Pooled)];
+/// The runtimes measured side by side: before, after, and after with 4 GiB slots.
+const SIDES: [(&str, Strategy); 3] = [
+    ("before", Strategy::Before),
+    ("after", Strategy::Pooled),
+    ("4 GiB slots", Strategy::PooledFourGiBSlots),
+];
 
-/// One line of the final comparison: what, before, after, and the target if issue 21 set one.
+/// One line of the final comparison: what, each side's median, and the target if issue 21 set
+/// one.
 struct Row {
     what: String,
-    before: Duration,
-    after: Duration,
+    medians: [Duration; 3],
     target: Option<Duration>,
 }
 
 /// Measures `f` once per side (`f` gets the side's index), labelled `what (side)`.
-fn both(
+fn sides(
     rows: &mut Vec<Row>,
     what: &str,
     target: Option<Duration>,
     iterations: usize,
     mut f: impl FnMut(usize),
 ) {
-    let mut medians = [Duration::ZERO; 2];
+    let mut medians = [Duration::ZERO; 3];
     for (i, (side, _)) in SIDES.iter().enumerate() {
         medians[i] = measure(&format!("{what} ({side})"), iterations, || f(i));
     }
     rows.push(Row {
         what: what.to_string(),
-        before: medians[0],
-        after: medians[1],
+        medians,
         target,
     });
 }
@@ -203,7 +209,7 @@ fn languages(rows: &mut Vec<Row>) {
         // Python and JavaScript: 0.3 ms a call, 20 ms a cached load (issue 21).
         let call_target = big.then(|| Duration::from_micros(300));
         let load_target = big.then(|| Duration::from_millis(20));
-        // Compiling is the same work on both sides: measured once, on the production engine.
+        // Compiling is the same work on every side: measured once, on the production engine.
         let uncached = Runtime::new(None).unwrap();
         let compile = measure(
             &format!("{name} ({language}): compile, no cache"),
@@ -230,7 +236,7 @@ fn languages(rows: &mut Vec<Row>) {
             .map(|e| e.metadata().unwrap().len())
             .sum::<u64>();
         sizes.push((name, language, bytes.len(), artifact, compile));
-        both(
+        sides(
             rows,
             &format!("{name} ({language}): compiled artifact from the cache"),
             None,
@@ -239,7 +245,7 @@ fn languages(rows: &mut Vec<Row>) {
                 cached[i].compile(bytes, &digest).unwrap();
             },
         );
-        both(
+        sides(
             rows,
             &format!("{name} ({language}): load from cache (+ link + configure)"),
             load_target,
@@ -252,8 +258,19 @@ fn languages(rows: &mut Vec<Row>) {
             .iter()
             .map(|r| Arc::new(load(r, yaml, bytes)))
             .collect();
+        // The part of every call before the export: what a snapshot taken after `configure`
+        // could save at most.
+        sides(
+            rows,
+            &format!("{name} ({language}): fresh instance + configure only"),
+            None,
+            300,
+            |i| {
+                loaded[i].check_settings().unwrap();
+            },
+        );
         if loaded[0].world == sre_operator::plugin::World::Tool {
-            both(
+            sides(
                 rows,
                 &format!("{name} ({language}): call describe"),
                 call_target,
@@ -263,7 +280,7 @@ fn languages(rows: &mut Vec<Row>) {
                 },
             );
         } else {
-            both(
+            sides(
                 rows,
                 &format!("{name} ({language}): call decide"),
                 call_target,
@@ -287,7 +304,7 @@ fn languages(rows: &mut Vec<Row>) {
             _ => None,
         };
         if let Some((label, args, tool)) = work {
-            both(
+            sides(
                 rows,
                 &format!("{name} ({language}): {label}"),
                 call_target,
@@ -338,14 +355,16 @@ fn main() {
     println!("machine: {}", machine());
     let mut rows = Vec::new();
 
-    let before = virtual_size();
-    let pooled = Runtime::new(None).unwrap();
-    let reserved = virtual_size().saturating_sub(before);
-    drop(pooled);
-    println!(
-        "virtual address space one pooled runtime reserves: {:.0} GiB",
-        reserved as f64 / (1u64 << 30) as f64
-    );
+    for (side, strategy) in SIDES {
+        let before = virtual_size();
+        let runtime = Runtime::with_strategy(None, strategy).unwrap();
+        let reserved = virtual_size().saturating_sub(before);
+        drop(runtime);
+        println!(
+            "virtual address space one runtime reserves ({side}): {:.1} GiB",
+            reserved as f64 / (1u64 << 30) as f64
+        );
+    }
 
     let reader = wasm("k8s_reader.wasm");
     let digest = sha256_hex(&reader);
@@ -376,7 +395,7 @@ fn main() {
     for runtime in &runtimes {
         runtime.compile(&reader, &digest).unwrap();
     }
-    both(
+    sides(
         &mut rows,
         "load k8s-reader from the compiled cache",
         None,
@@ -388,7 +407,7 @@ fn main() {
     println!(
         "{:<58} {:.0}x faster than compiling",
         "cached load (after)",
-        compile.as_secs_f64() / rows.last().unwrap().after.as_secs_f64()
+        compile.as_secs_f64() / rows.last().unwrap().medians[1].as_secs_f64()
     );
     let sets: Vec<_> = runtimes
         .iter()
@@ -398,7 +417,7 @@ fn main() {
         .iter()
         .map(|s| s.tool("echo").unwrap().plugin.clone())
         .collect();
-    both(
+    sides(
         &mut rows,
         "trivial call: fresh store + instance + configure + invoke",
         Some(Duration::from_micros(10)),
@@ -407,7 +426,7 @@ fn main() {
             echo[i].invoke_tool("echo", "{}", access.clone()).unwrap();
         },
     );
-    both(
+    sides(
         &mut rows,
         "trivial call through PluginSet::invoke (schema, blocking pool)",
         None,
@@ -419,7 +438,7 @@ fn main() {
         },
     );
     // More callers than the pool has slots: the extra ones wait their turn, none fails.
-    let mut walls = [Duration::ZERO; 2];
+    let mut walls = [Duration::ZERO; 3];
     for (i, (side, _)) in SIDES.iter().enumerate() {
         walls[i] = concurrent(&sets[i], &access, 64, 200);
         println!(
@@ -431,8 +450,7 @@ fn main() {
     }
     rows.push(Row {
         what: "64 threads x 200 trivial calls, per call (wall / 12800)".into(),
-        before: walls[0] / 12800,
-        after: walls[1] / 12800,
+        medians: walls.map(|w| w / 12800),
         target: None,
     });
     let readers: Vec<_> = sets
@@ -440,7 +458,7 @@ fn main() {
         .map(|s| s.tool("inspect_object").unwrap().plugin.clone())
         .collect();
     let args = json!({"kind": "Deployment", "name": "payment"}).to_string();
-    both(
+    sides(
         &mut rows,
         "inspect_object Deployment production/payment (bundled dump)",
         None,
@@ -452,7 +470,7 @@ fn main() {
         },
     );
     let args = json!({"nodeName": "node-b"}).to_string();
-    both(
+    sides(
         &mut rows,
         "get_resource_usage node-b (39 Pods in the dump)",
         None,
@@ -467,23 +485,30 @@ fn main() {
 
     languages(&mut rows);
 
-    println!("\n== before (on-demand instances, artifacts read) vs after (pooled, mapped) ==");
-    println!("| measure | before | after | before / after | target | met |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "\n== before (on-demand instances, artifacts read) vs after (pooled, mapped), and the pool with 4 GiB slots =="
+    );
+    println!(
+        "| measure | before | after | before / after | 4 GiB slots | after / 4 GiB slots | target | met |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in rows {
+        let [before, after, wide] = row.medians;
         let (target, met) = match row.target {
             Some(t) => (
                 format!("≤ {}", ms(t)),
-                if row.after <= t { "yes" } else { "no" }.to_string(),
+                if after <= t { "yes" } else { "no" }.to_string(),
             ),
             None => ("-".into(), "-".into()),
         };
         println!(
-            "| {} | {} | {} | {:.1}x | {target} | {met} |",
+            "| {} | {} | {} | {:.1}x | {} | {:.2}x | {target} | {met} |",
             row.what,
-            ms(row.before),
-            ms(row.after),
-            row.before.as_secs_f64() / row.after.as_secs_f64()
+            ms(before),
+            ms(after),
+            before.as_secs_f64() / after.as_secs_f64(),
+            ms(wide),
+            after.as_secs_f64() / wide.as_secs_f64()
         );
     }
 }

@@ -155,8 +155,10 @@ impl LoadedPlugin {
         }
     }
 
-    /// Runs `configure` on a fresh instance; used at load time.
-    pub(super) fn check_settings(&self) -> Result<(), CallError> {
+    /// Runs `configure` on a fresh instance; used at load time, and by the benchmark to tell
+    /// what a call spends before its export runs.
+    #[doc(hidden)]
+    pub fn check_settings(&self) -> Result<(), CallError> {
         match &self.template {
             Template::Tool(pre) => {
                 self.call("configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
