@@ -284,6 +284,11 @@ struct Entry {
     members: BTreeSet<IncidentMember>,
     /// The lead with its finished status.
     concluded: Option<(DiagnosticReport, Instant)>,
+    /// Members waiting for the lead to conclude.
+    waiting: BTreeSet<IncidentMember>,
+    /// Whether a write of the members onto the lead is due: the members of a burst are written
+    /// together, not one write each.
+    detail_due: bool,
 }
 
 /// A report's place in its incident.
@@ -328,8 +333,11 @@ impl Incidents {
             cause: cause.description.clone(),
             members: BTreeSet::new(),
             concluded: None,
+            waiting: BTreeSet::new(),
+            detail_due: false,
         });
         entry.members.insert(me.clone());
+        entry.waiting.remove(&me);
         if entry.concluded.is_none()
             && entry.lead != me
             && entry.led_since.elapsed() > self.patience
@@ -347,9 +355,12 @@ impl Incidents {
             return Role::Lead(detail);
         }
         match &entry.concluded {
-            None => Role::Waiting {
-                lead: entry.lead.clone(),
-            },
+            None => {
+                entry.waiting.insert(me);
+                Role::Waiting {
+                    lead: entry.lead.clone(),
+                }
+            }
             Some((lead, _)) => Role::Join {
                 lead: Box::new(lead.clone()),
                 detail,
@@ -362,6 +373,41 @@ impl Incidents {
         if let Some(e) = self.entries.lock().unwrap().get_mut(incident) {
             e.concluded = Some((lead.clone(), Instant::now()));
         }
+    }
+
+    /// Whether `report` waits for a lead that has not concluded and is still within its
+    /// patience: then there is nothing to read or write for it yet.
+    pub fn still_waiting(&self, report: &DiagnosticReport) -> bool {
+        let me = member(report);
+        self.entries.lock().unwrap().values().any(|e| {
+            e.concluded.is_none()
+                && e.lead != me
+                && e.led_since.elapsed() <= self.patience
+                && e.waiting.contains(&me)
+        })
+    }
+
+    /// Asks for the incident's members to be written onto its lead: true when no write is due
+    /// yet (the caller then writes, after a moment, whatever the members are by then), false
+    /// when one is due already and will include this member.
+    pub fn detail_due(&self, incident: &str) -> bool {
+        let mut entries = self.entries.lock().unwrap();
+        match entries.get_mut(incident) {
+            Some(e) if !e.detail_due => {
+                e.detail_due = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The incident's detail as it stands, for the write [`Incidents::detail_due`] asked for;
+    /// a member that joins after this asks for another.
+    pub fn take_due_detail(&self, incident: &str) -> Option<IncidentDetail> {
+        if let Some(e) = self.entries.lock().unwrap().get_mut(incident) {
+            e.detail_due = false;
+        }
+        self.detail(incident)
     }
 
     /// The incident's detail as it stands (every member so far).
@@ -503,6 +549,60 @@ mod tests {
             patient.join(&c, &b, Duration::from_secs(60)),
             Role::Waiting { .. }
         ));
+    }
+
+    #[test]
+    fn a_waiting_member_waits_without_reads_until_its_lead_concludes() {
+        let incidents = Incidents::default();
+        let c = cause("registry/registry.example.com/RegistryAuthFailed").unwrap();
+        let (a, b, z) = (report("shop", "a"), report("shop", "b"), report("web", "z"));
+        assert!(matches!(
+            incidents.join(&c, &a, Duration::from_secs(60)),
+            Role::Lead(_)
+        ));
+        assert!(!incidents.still_waiting(&a), "the lead investigates");
+        assert!(!incidents.still_waiting(&b), "b has not joined yet");
+        assert!(matches!(
+            incidents.join(&c, &b, Duration::from_secs(60)),
+            Role::Waiting { .. }
+        ));
+        assert!(incidents.still_waiting(&b));
+        assert!(!incidents.still_waiting(&z));
+        incidents.concluded(&name(&c), &a);
+        assert!(!incidents.still_waiting(&b), "the lead concluded: b joins");
+        assert!(matches!(
+            incidents.join(&c, &b, Duration::from_secs(60)),
+            Role::Join { .. }
+        ));
+        // A lead past its patience no longer holds its members back.
+        let impatient = Incidents::with_patience(Duration::ZERO);
+        impatient.join(&c, &a, Duration::from_secs(60));
+        impatient.join(&c, &b, Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!impatient.still_waiting(&b));
+    }
+
+    #[test]
+    fn the_members_of_a_burst_are_written_onto_the_lead_in_one_write() {
+        let incidents = Incidents::default();
+        let c = cause("config/shop/ConfigMap/app").unwrap();
+        let n = name(&c);
+        incidents.join(&c, &report("shop", "a"), Duration::from_secs(60));
+        incidents.concluded(&n, &report("shop", "a"));
+        incidents.join(&c, &report("shop", "b"), Duration::from_secs(60));
+        assert!(
+            incidents.detail_due(&n),
+            "the first member asks for a write"
+        );
+        incidents.join(&c, &report("shop", "c"), Duration::from_secs(60));
+        assert!(!incidents.detail_due(&n), "the next ones ride on it");
+        let written = incidents.take_due_detail(&n).unwrap();
+        assert_eq!(written.members.len(), 3, "every member so far");
+        incidents.join(&c, &report("shop", "d"), Duration::from_secs(60));
+        assert!(
+            incidents.detail_due(&n),
+            "a member after the write asks for another"
+        );
     }
 
     #[test]

@@ -240,6 +240,9 @@ fn context_with_leadership(
         slots: sre_operator::controller::fairness::NamespaceSlots::new(1),
         unwritten: Default::default(),
         incidents: Default::default(),
+        reports: reports_seen(vec![]),
+        openings: Default::default(),
+        checked_owners: Default::default(),
         notifier: None,
     })
 }
@@ -821,4 +824,210 @@ async fn a_policy_edit_relists_only_what_came_into_reach() {
     // The narrowing still lists `web` (a rule may have changed its selector), finding nothing new.
     assert!(tokio::time::timeout(quiet, events.next()).await.is_err());
     api.done().await;
+}
+
+/// A report store holding `reports`, as the report watch would have listed them.
+fn reports_seen(reports: Vec<DiagnosticReport>) -> reflector::Store<DiagnosticReport> {
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for r in reports {
+        writer.apply_watcher_event(&watcher::Event::InitApply(r));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    store
+}
+
+/// The bundled dump, counting what is read of it.
+struct CountingReads {
+    dump: Arc<DumpCluster>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingReads {
+    fn count(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn read(&self) {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl sre_operator::cluster::Cluster for CountingReads {
+    fn source(&self) -> String {
+        self.dump.source()
+    }
+    async fn get(
+        &self,
+        kind: sre_operator::cluster::ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> sre_operator::cluster::Result<Option<sre_operator::cluster::Object>> {
+        self.read();
+        self.dump.get(kind, namespace, name).await
+    }
+    async fn list(
+        &self,
+        kind: sre_operator::cluster::ResourceKind,
+        namespace: Option<&str>,
+    ) -> sre_operator::cluster::Result<Vec<sre_operator::cluster::Object>> {
+        self.read();
+        self.dump.list(kind, namespace).await
+    }
+    async fn logs(
+        &self,
+        request: &sre_operator::cluster::LogRequest,
+    ) -> sre_operator::cluster::Result<sre_operator::cluster::Logs> {
+        self.read();
+        self.dump.logs(request).await
+    }
+    async fn events_for(
+        &self,
+        about: sre_operator::cluster::Involved<'_>,
+    ) -> sre_operator::cluster::Result<Vec<k8s_openapi::api::core::v1::Event>> {
+        self.read();
+        self.dump.events_for(about).await
+    }
+}
+
+/// critical-app's crash-looping Pod in the bundled dump, renamed (another Pod of its ReplicaSet).
+async fn critical_app_pod(name: &str) -> Arc<k8s_openapi::api::core::v1::Pod> {
+    use sre_operator::cluster::Cluster;
+    let mut pod = dump()
+        .pods(Some("default"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.metadata.name.as_deref() == Some("critical-app-7d4b9c6f5-h8x2m"))
+        .unwrap();
+    pod.metadata.name = Some(name.into());
+    pod.metadata.uid = Some(format!("uid-{name}"));
+    Arc::new(pod)
+}
+
+/// A context whose reads go through `reads` and whose report watch has seen `reports`.
+fn pod_context(
+    client: Client,
+    reads: Arc<CountingReads>,
+    reports: Vec<DiagnosticReport>,
+) -> Arc<Context> {
+    let mut ctx = Arc::try_unwrap(selecting(client)).ok().unwrap();
+    ctx.cluster = reads;
+    ctx.reports = reports_seen(reports);
+    Arc::new(ctx)
+}
+
+fn counting() -> Arc<CountingReads> {
+    Arc::new(CountingReads {
+        dump: dump(),
+        reads: Default::default(),
+    })
+}
+
+/// In a burst the Pods of a workload fail together: once its report is open, the others are
+/// neither read about nor asked of the API server (the burst benchmark's 1,000 Pods).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_other_pods_of_a_workload_already_reported_cost_no_request() {
+    use kube::runtime::controller::Action;
+    use sre_operator::controller::reconcile_pod;
+    // Any request to the API server fails the test.
+    let (client, api) = mock(vec![]);
+    let reads = counting();
+    let open = report_object(Phase::Analyzing, None, vec![], None, false);
+    let ctx = pod_context(client, reads.clone(), vec![open]);
+
+    let first = reconcile_pod(
+        critical_app_pod("critical-app-7d4b9c6f5-aaaaa").await,
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first, Action::requeue(std::time::Duration::from_secs(60)));
+    let resolving = reads.count();
+    assert!(
+        resolving <= 2,
+        "the ReplicaSet and the Deployment: {resolving}"
+    );
+    for name in [
+        "critical-app-7d4b9c6f5-bbbbb",
+        "critical-app-7d4b9c6f5-ccccc",
+    ] {
+        reconcile_pod(critical_app_pod(name).await, ctx.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        reads.count(),
+        resolving,
+        "the workload is remembered: no events, owners or namespace read for the other Pods"
+    );
+    api.done().await;
+}
+
+const REPORTS: &str = "/apis/sre-operator.dev/v1alpha1/namespaces/default/diagnosticreports";
+
+/// A report the watch has not seen is created without reading it first; if it exists after
+/// all (409), it is read, and left alone while it is open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_is_opened_without_a_read_and_an_open_one_the_watch_missed_is_left_alone() {
+    use sre_operator::controller::reconcile_pod;
+    let (client, api) = mock(vec![Exchange::post(REPORTS).echo()]);
+    let seen = api.seen.clone();
+    reconcile_pod(
+        critical_app_pod("critical-app-7d4b9c6f5-h8x2m").await,
+        pod_context(client, counting(), vec![]),
+    )
+    .await
+    .unwrap();
+    api.done().await;
+    assert!(
+        requests(&seen, "GET", "/diagnosticreports").is_empty(),
+        "no read before the create"
+    );
+    let created = &requests(&seen, "POST", "/diagnosticreports")[0].body;
+    assert_eq!(
+        created["metadata"]["name"],
+        "deployment-critical-app-crashloopbackoff"
+    );
+
+    let (client, api) = mock(vec![
+        Exchange::post(REPORTS)
+            .reply_with(|_| conflict("deployment-critical-app-crashloopbackoff")),
+        Exchange::get(format!(
+            "{REPORTS}/deployment-critical-app-crashloopbackoff"
+        ))
+        .reply(200, report(Phase::Analyzing, None)),
+    ]);
+    let seen = api.seen.clone();
+    reconcile_pod(
+        critical_app_pod("critical-app-7d4b9c6f5-h8x2m").await,
+        pod_context(client, counting(), vec![]),
+    )
+    .await
+    .unwrap();
+    api.done().await;
+    assert!(
+        requests(&seen, "DELETE", "/diagnosticreports").is_empty()
+            && writes(&seen, "/status").is_empty(),
+        "the open report is neither replaced nor written"
+    );
+}
+
+/// A report just opened is Analyzing, with its condition, after one write: the report
+/// controller's, the first time it sees it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_report_is_analyzing_after_one_status_write() {
+    let mut opened = report_object(Phase::Analyzing, None, vec![], None, false);
+    opened.status = None;
+    let seen = reconcile_once(vec![status_write()], opened).await;
+    let written = writes(&seen, "/status");
+    assert_eq!(written.len(), 1);
+    let status = &written[0].body["status"];
+    assert_eq!(status["phase"], "Analyzing");
+    let analyzed = &status["conditions"][0];
+    assert_eq!(
+        (&analyzed["type"], &analyzed["status"], &analyzed["reason"]),
+        (&json!("Analyzed"), &json!("False"), &json!("Analyzing")),
+        "{status}"
+    );
 }

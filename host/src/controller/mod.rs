@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod fairness;
+pub mod openings;
 pub mod pod;
 pub mod policy_status;
 pub mod provenance;
@@ -110,6 +111,13 @@ pub struct Context {
         std::sync::Mutex<std::collections::HashMap<String, crate::crd::DiagnosticReportStatus>>,
     /// Reports that share a cause, investigated once (the leader's memory).
     pub incidents: crate::incident::Incidents,
+    /// Every DiagnosticReport as the report watch last saw it: whether a workload already has
+    /// its report is looked up here, not asked of the API server for each of its Pods.
+    pub reports: Store<DiagnosticReport>,
+    /// The Pod controller's memory of resolved workloads and reports being opened.
+    pub openings: openings::Openings,
+    /// Reports whose owner was found live lately (`provenance::opened_by_us_remembered`).
+    pub checked_owners: provenance::CheckedOwners,
     /// Tells the webhook a report's policy names about its phases (`spec.notify`).
     pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
@@ -246,6 +254,11 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    let watch_config = watcher::Config::default().page_size(500);
+    let reports = Controller::new(Api::<DiagnosticReport>::all(client.clone()), watch_config)
+        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
+        .shutdown_on_signal();
+    let reports_synced = reports.store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         cluster,
@@ -260,12 +273,14 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         slots: fairness::NamespaceSlots::new(settings.namespace_concurrency),
         unwritten: Default::default(),
         incidents: Default::default(),
+        reports: reports_synced.clone(),
+        openings: Default::default(),
+        checked_owners: Default::default(),
         notifier,
     });
     let _alerts =
         alerts.map(|feed| tokio::spawn(alert::receive(ctx.clone(), feed.classes, feed.queue)));
 
-    let watch_config = watcher::Config::default().page_size(500);
     let pod_api: Api<Pod> = match settings.namespaces.as_slice() {
         [one] => Api::namespaced(client.clone(), one),
         _ => Api::all(client.clone()),
@@ -334,10 +349,6 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let reports = Controller::new(Api::<DiagnosticReport>::all(client.clone()), watch_config)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal();
-    let reports_synced = reports.store();
     let reports = reports
         .run(
             spanned("DiagnosticReport", reconcile_report),

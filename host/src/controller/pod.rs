@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -15,11 +15,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
-use super::report::write_status;
 use super::scope::{self, StoreScope};
 use super::{Context, Result};
-use crate::cluster::{Involved, ResourceKind, resolve_workload};
-use crate::crd::{DiagnosticReport, DiagnosticReportStatus, Phase, condition};
+use crate::cluster::{Involved, ResourceKind};
+use crate::crd::{DiagnosticReport, Phase};
 use crate::failure::{detect, may_be_failing};
 use crate::triage::{new_report, screen};
 
@@ -27,8 +26,25 @@ use crate::triage::{new_report, screen};
 /// page size bounds that transient memory (100 full Pods is about 5 MB).
 pub(super) const POD_PAGE_SIZE: u32 = 100;
 
+/// Whether `existing` may be replaced by a new report: it finished a cooldown ago or more.
+fn replaceable(existing: &DiagnosticReport, cooldown: Duration) -> bool {
+    let status = existing.status.as_ref();
+    let finished = status.and_then(|s| s.finished_at.as_ref()).map(|t| t.0);
+    let terminal = status.and_then(|s| s.phase).is_some_and(Phase::is_terminal);
+    let cooled = finished
+        .is_some_and(|f| Timestamp::now().duration_since(f).as_secs() as u64 >= cooldown.as_secs());
+    terminal && cooled
+}
+
+/// The report named `name` in `namespace` as the report watch last saw it.
+fn known_report(ctx: &Context, namespace: &str, name: &str) -> Option<Arc<DiagnosticReport>> {
+    ctx.reports
+        .get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+}
+
 /// Opens the report for a Pod's failure unless one is open for the workload and class, or the
-/// last one closed less than a cooldown ago.
+/// last one closed less than a cooldown ago. Whether one exists is read from the report watch's
+/// store; only a report it has not seen yet costs a read (the create answers 409).
 pub(super) async fn open_report(
     ctx: &Context,
     report: DiagnosticReport,
@@ -39,17 +55,11 @@ pub(super) async fn open_report(
     // The reconcile's trace names the report it opened or joined.
     tracing::Span::current().record("report", name.as_str());
     let api: Api<DiagnosticReport> = Api::namespaced(ctx.client.clone(), &namespace);
-    if let Some(existing) = api.get_opt(&name).await? {
-        let status = existing.status.as_ref();
-        let finished = status.and_then(|s| s.finished_at.as_ref()).map(|t| t.0);
-        let terminal = status.and_then(|s| s.phase).is_some_and(Phase::is_terminal);
-        let cooled = finished.is_some_and(|f| {
-            Timestamp::now().duration_since(f).as_secs() as u64 >= cooldown.as_secs()
-        });
-        if !(terminal && cooled) {
+    if let Some(existing) = known_report(ctx, &namespace, &name) {
+        if !replaceable(&existing, cooldown) {
             return Ok(());
         }
-        api.delete(&name, &DeleteParams::default()).await?;
+        delete_report(&api, &name).await?;
     }
     let mut report = report;
     // The workload owns the report: a replaced Pod does not take it along.
@@ -66,22 +76,21 @@ pub(super) async fn open_report(
             ..Default::default()
         }]);
     }
-    match api.create(&PostParams::default(), &report).await {
+    let mut created = api.create(&PostParams::default(), &report).await;
+    // Not in the store yet: read it, and replace it if it finished long enough ago.
+    if let Err(kube::Error::Api(e)) = &created
+        && e.code == 409
+        && let Some(existing) = api.get_opt(&name).await?
+        && replaceable(&existing, cooldown)
+    {
+        delete_report(&api, &name).await?;
+        created = api.create(&PostParams::default(), &report).await;
+    }
+    match created {
         Ok(created) => {
             tracing::info!(report = %name, namespace = %namespace, class = %created.spec.failure.class, "report opened");
-            let status = DiagnosticReportStatus {
-                phase: Some(Phase::Analyzing),
-                started_at: Some(Time(Timestamp::now())),
-                conditions: vec![condition(
-                    "Analyzed",
-                    false,
-                    "Analyzing",
-                    "the investigation is running",
-                    created.metadata.generation,
-                )],
-                ..Default::default()
-            };
-            write_status(ctx, &created, status).await?;
+            // The report controller writes its first status (Analyzing) when it sees it: one
+            // write, where a write here raced with that one.
             ctx.event(
                 &created,
                 EventType::Normal,
@@ -100,6 +109,38 @@ pub(super) async fn open_report(
     }
 }
 
+/// Deletes a finished report to open a new one; one already gone is fine.
+async fn delete_report(api: &Api<DiagnosticReport>, name: &str) -> Result<()> {
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether every failure class `pod`'s status shows already has its report, open or being
+/// opened (or no policy wants it): then the Pod is one more of a workload already reported,
+/// and nothing needs reading. Its events are not read either, so a class only its events would
+/// show (a failing probe) is looked for on the workload's Pods that are not covered.
+fn already_reported(
+    ctx: &Context,
+    policies: &crate::policy::PolicySet,
+    pod: &Pod,
+    workload: &crate::crd::WorkloadRef,
+    shown: &[crate::failure::Detection],
+) -> bool {
+    let namespace = pod.namespace().unwrap_or_default();
+    shown.iter().all(|d| {
+        let Some(policy) = policies.select(pod, d.class) else {
+            return true;
+        };
+        let name = crate::crd::report_name(workload, d.class);
+        ctx.openings.opening(&namespace, &name)
+            || known_report(ctx, &namespace, &name)
+                .is_some_and(|r| !replaceable(&r, policy.cooldown))
+    })
+}
+
 pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     if !ctx.is_leader() {
         return Ok(Action::requeue(Duration::from_secs(15)));
@@ -109,19 +150,37 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
     let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    // What the status alone shows needs no read; a Pod of a workload already reported for it
+    // stops here.
+    let shown = detect(&pod, &[]);
+    let mut workload = None;
+    if !shown.is_empty() {
+        let w = ctx.openings.workload(ctx.cluster.as_ref(), &pod).await?;
+        if already_reported(&ctx, &policies, &pod, &w, &shown) {
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        workload = Some(w);
+    }
     let events = ctx.cluster.events_for(Involved::pod(&pod)).await?;
     let detections = detect(&pod, &events);
     if detections.is_empty() {
         // A failure that has not shown yet (a first restart, a probe warming up): look again.
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
-    let workload = resolve_workload(ctx.cluster.as_ref(), &pod).await?;
+    let workload = match workload {
+        Some(w) => w,
+        None => ctx.openings.workload(ctx.cluster.as_ref(), &pod).await?,
+    };
     let plugins = ctx.plugins.current();
     for detection in detections {
         let Some(policy) = policies.select(&pod, detection.class) else {
             continue;
         };
         let report = new_report(&pod, workload.clone(), detection, &policy.name);
+        // Another Pod of the workload is opening this report: one report it is.
+        let Some(_opening) = ctx.openings.begin(&namespace, &report.name_any()) else {
+            continue;
+        };
         if let Some(reason) = screen(
             &plugins,
             ctx.cluster.as_ref(),

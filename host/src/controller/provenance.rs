@@ -4,6 +4,10 @@
 //! The operator analyses and applies only reports that pass [`opened_by_us`], and only while
 //! [`still_selected`] holds.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
@@ -16,6 +20,52 @@ use crate::triage::MANAGED_BY;
 /// the operator's label, and is owned by its workload (the owner's UID checked against the live
 /// object).
 pub async fn opened_by_us(report: &DiagnosticReport, cluster: &dyn Cluster) -> Result<(), String> {
+    checked(report, cluster, None).await
+}
+
+/// [`opened_by_us`], reading the live owner at most once a minute per report: a report is
+/// reconciled several times in its first seconds (a burst has hundreds), and its owner's UID
+/// does not change under it (a workload deleted and made again takes its reports with it).
+pub async fn opened_by_us_remembered(
+    report: &DiagnosticReport,
+    cluster: &dyn Cluster,
+    owners: &CheckedOwners,
+) -> Result<(), String> {
+    checked(report, cluster, Some(owners)).await
+}
+
+/// Reports whose owner was found live, by report UID: the owner's UID and when.
+#[derive(Default)]
+pub struct CheckedOwners(Mutex<HashMap<String, (String, Instant)>>);
+
+/// How long a live owner is taken as checked.
+const OWNER_CHECKED_FOR: Duration = Duration::from_secs(60);
+/// Bounds the memory: a full map is emptied.
+const MAX_CHECKED: usize = 10_000;
+
+impl CheckedOwners {
+    fn holds(&self, report: &str, owner: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .get(report)
+            .is_some_and(|(uid, at)| uid == owner && at.elapsed() < OWNER_CHECKED_FOR)
+    }
+
+    fn remember(&self, report: &str, owner: &str) {
+        let mut checked = self.0.lock().unwrap();
+        if checked.len() >= MAX_CHECKED {
+            checked.clear();
+        }
+        checked.insert(report.to_string(), (owner.to_string(), Instant::now()));
+    }
+}
+
+async fn checked(
+    report: &DiagnosticReport,
+    cluster: &dyn Cluster,
+    owners: Option<&CheckedOwners>,
+) -> Result<(), String> {
     let namespace = report.namespace().unwrap_or_default();
     let spec = &report.spec;
     if spec.pod.namespace != namespace {
@@ -46,6 +96,10 @@ pub async fn opened_by_us(report: &DiagnosticReport, cluster: &dyn Cluster) -> R
                 workload.kind, workload.name
             )
         })?;
+    let report_uid = report.uid().unwrap_or_default();
+    if owners.is_some_and(|o| !report_uid.is_empty() && o.holds(&report_uid, &owner.uid)) {
+        return Ok(());
+    }
     let kind: ResourceKind = workload.kind.parse()?;
     let live = cluster
         .get(kind, Some(&namespace), &workload.name)
@@ -57,6 +111,11 @@ pub async fn opened_by_us(report: &DiagnosticReport, cluster: &dyn Cluster) -> R
             "the report's owner reference names another {} {} (UID {}) than the live one",
             workload.kind, workload.name, owner.uid
         ));
+    }
+    if let Some(o) = owners
+        && !report_uid.is_empty()
+    {
+        o.remember(&report_uid, &owner.uid);
     }
     Ok(())
 }
@@ -148,5 +207,46 @@ mod tests {
             let err = opened_by_us(&forged, &c).await.unwrap_err();
             assert!(err.contains(why), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_checked_owner_is_not_read_again_but_a_forged_one_still_is() {
+        let owners = CheckedOwners::default();
+        let with_uid = |mut r: DiagnosticReport, uid: &str| {
+            r.metadata.uid = Some(uid.into());
+            r
+        };
+        let ours = with_uid(report("app", "app", true, "uid-web"), "r1");
+        opened_by_us_remembered(&ours, &cluster(), &owners)
+            .await
+            .unwrap();
+        // The Deployment is not read again: a cluster without it still passes the report.
+        let empty = Objects {
+            objects: vec![],
+            held: vec![ResourceKind::Deployment],
+        };
+        opened_by_us_remembered(&ours, &empty, &owners)
+            .await
+            .unwrap();
+        // The same report rewritten to name another owner, or another report, is read live.
+        let rewritten = with_uid(report("app", "app", true, "uid-other"), "r1");
+        assert!(
+            opened_by_us_remembered(&rewritten, &cluster(), &owners)
+                .await
+                .is_err()
+        );
+        let other = with_uid(report("app", "app", true, "uid-web"), "r2");
+        assert!(
+            opened_by_us_remembered(&other, &empty, &owners)
+                .await
+                .is_err()
+        );
+        // What is not ours is never remembered past its checks.
+        let unlabelled = with_uid(report("app", "app", false, "uid-web"), "r1");
+        assert!(
+            opened_by_us_remembered(&unlabelled, &cluster(), &owners)
+                .await
+                .is_err()
+        );
     }
 }

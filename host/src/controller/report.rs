@@ -113,7 +113,7 @@ fn record_investigation(ctx: &Context, status: &DiagnosticReportStatus, seconds:
     }
 }
 
-async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
+async fn analyze(report: &DiagnosticReport, ctx: &Arc<Context>) -> Result<Action> {
     let spec = &report.spec;
     let uid = report.uid().unwrap_or_default();
     // A finished investigation whose status write failed is written, not run again.
@@ -168,12 +168,22 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
                     ));
                     write_status(ctx, report, status).await?;
                 }
-                return Ok(Action::requeue(Duration::from_secs(2)));
+                return Ok(Action::requeue(WAIT_FOR_LEAD));
             }
             crate::incident::Role::Join { lead, detail } => {
                 let status = crate::incident::member_status(report, &lead, &detail);
                 write_investigation(report, ctx, status).await?;
-                update_incident_detail(ctx, &lead, detail).await;
+                // The members that join in a burst are written onto the lead together, a
+                // moment later, not one write each.
+                if ctx.incidents.detail_due(&detail.name) {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(DETAIL_DELAY).await;
+                        if let Some(detail) = ctx.incidents.take_due_detail(&detail.name) {
+                            update_incident_detail(&ctx, &lead, detail).await;
+                        }
+                    });
+                }
                 return Ok(Action::await_change());
             }
         },
@@ -268,6 +278,14 @@ async fn analyze(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
     ctx.incidents.concluded(&name, &concluded);
     Ok(action)
 }
+
+/// How often a member waiting for its incident's lead looks again; until the lead concludes a
+/// look costs no request ([`crate::incident::Incidents::still_waiting`]).
+const WAIT_FOR_LEAD: Duration = Duration::from_secs(1);
+
+/// How long the members that join an incident are gathered before they are written onto its
+/// lead in one write.
+const DETAIL_DELAY: Duration = Duration::from_secs(2);
 
 /// How long after its investigation an incident takes new members; a later failure of the
 /// same cause opens a new incident (and a new investigation).
@@ -724,13 +742,31 @@ async fn verified(
     Ok(Action::await_change())
 }
 
+fn status_phase(report: &DiagnosticReport) -> Option<Phase> {
+    report.status.as_ref().and_then(|s| s.phase)
+}
+
 pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) -> Result<Action> {
     if !ctx.is_leader() {
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
+    // A member of an incident whose lead is still investigating has nothing to read or write
+    // yet (a burst has hundreds); a rejection is still acted on at once.
+    if status_phase(&report) == Some(Phase::Analyzing)
+        && report.spec.decision != Some(Decision::Rejected)
+        && ctx.incidents.still_waiting(&report)
+    {
+        return Ok(Action::requeue(WAIT_FOR_LEAD));
+    }
     // Only reports the operator opened are acted on: one created by anyone else (naming a Pod
     // in another namespace, or a policy with approval: Auto) is left alone, unwritten.
-    if let Err(why) = super::provenance::opened_by_us(&report, ctx.cluster.as_ref()).await {
+    if let Err(why) = super::provenance::opened_by_us_remembered(
+        &report,
+        ctx.cluster.as_ref(),
+        &ctx.checked_owners,
+    )
+    .await
+    {
         tracing::warn!(report = %report.name_any(), namespace = %report.namespace().unwrap_or_default(), "ignoring a report the operator did not open: {why}");
         return Ok(Action::await_change());
     }
@@ -761,6 +797,16 @@ pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) 
             let mut next = status;
             next.phase = Some(Phase::Analyzing);
             next.started_at = Some(Time(Timestamp::now()));
+            set_condition(
+                &mut next.conditions,
+                condition(
+                    "Analyzed",
+                    false,
+                    "Analyzing",
+                    "the investigation is running",
+                    report.metadata.generation,
+                ),
+            );
             write_status(&ctx, &report, next).await?;
             Ok(Action::await_change())
         }
