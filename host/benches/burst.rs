@@ -16,7 +16,11 @@
 //! - **to every report**: from the first Pod seen failing to every failing workload having its
 //!   DiagnosticReport; **to every investigation ended**: to every report's phase being past
 //!   Analyzing (members of an incident wait in Analyzing for its lead). "last Pod failing" says
-//!   how long the cluster itself took to make every Pod fail.
+//!   how long the cluster itself took to make every Pod fail: on 2 busy cores, 20-30 s for
+//!   1,010 Pods (the controller-manager creating them, kwok writing two statuses each), so the
+//!   burst is spread over that long. **each report after its workload's first Pod failed** is
+//!   the operator's own part: from the first failing Pod of a workload (watched by the bench)
+//!   to its report (the bench lists reports every 250 ms), median and worst.
 //! - **RSS**: the operator's VmRSS, sampled every 250 ms during the burst (peak and at the
 //!   end), and VmHWM (its high-water mark since start, plugin compilation included).
 //! - **investigations**: reports whose status carries a brain's record (they investigated),
@@ -27,9 +31,11 @@
 //!   to the end), and in the 5 s after the end (what a settled operator keeps asking). The
 //!   burst's requests per report are what the target is about; the busiest kinds are listed.
 //!
-//! Targets: every report within 10 s, RSS under 64 MiB, one investigation for the shared cause
-//! plus one per unrelated failure, at most 3 API requests per report. A miss prints `MISSED`
-//! and the bench exits non-zero after printing every figure.
+//! Targets (issue 21): every report within 10 s (judged on the worst report after its own
+//! workload failed, since the cluster alone can take longer than that to fail every Pod), RSS
+//! under 64 MiB (the peak), one investigation for the shared cause plus one per unrelated
+//! failure, at most 3 API requests per report (the burst's). A miss prints `MISSED` and the
+//! bench exits non-zero after printing every figure.
 //!
 //! Smaller runs for quick iterations: `SRE_BENCH_NAMESPACES` (20), `SRE_BENCH_DEPLOYMENTS`
 //! (200), `SRE_BENCH_REPLICAS` (5), `SRE_BENCH_UNRELATED` (10). `SRE_BENCH_BIN=PATH` runs
