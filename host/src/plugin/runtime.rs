@@ -153,7 +153,9 @@ pub(super) fn engine_config(strategy: Strategy) -> Config {
                 .pagemap_scan(Enabled::Auto)
                 .linear_memory_keep_resident(keep)
                 .table_keep_resident(keep)
-                .max_unused_warm_slots(WARM_SLOTS);
+                .max_unused_warm_slots(WARM_SLOTS)
+                // Calls are synchronous: no fiber stacks (1000 of 2 MiB by default, writable).
+                .total_stacks(0);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         Strategy::OnDemand => {
