@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde_json::Value;
 
+use crate::loopback::request;
 use crate::process;
-use crate::prometheus::request;
 
 /// An Alertmanager process; stopped when dropped.
 pub struct Alertmanager {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::loopback::{encode, request};
 use crate::process;
-use crate::prometheus::{encode, request};
 
 /// A Jaeger process; stopped when dropped.
 pub struct Jaeger {

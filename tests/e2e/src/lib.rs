@@ -30,6 +30,7 @@ pub mod alertmanager;
 pub mod demo;
 pub mod fixtures;
 pub mod jaeger;
+pub mod loopback;
 mod pki;
 mod process;
 pub mod prometheus;

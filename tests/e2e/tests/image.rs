@@ -9,8 +9,7 @@
 //! docs/operating.md, "1. The image") and needs podman, runc and musl-tools. `.ci/run` runs it:
 //! `cargo test -p sre-e2e --test image -- --ignored`.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -197,25 +196,10 @@ fn is_static_elf(bytes: &[u8]) -> Result<bool> {
     }))
 }
 
-fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("not an HTTP response")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+/// A GET to the operator in the container (host networking: it listens on loopback).
+async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let (status, body) = sre_e2e::loopback::request(port, "GET", path, &[], b"").await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// `podman run` in the background; SIGTERM (which podman passes on to the container) on drop.
@@ -461,19 +445,19 @@ async fn the_readme_builds_the_image_and_it_runs_against_the_cluster() -> Result
     );
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let t0 = Instant::now();
-    while http_get(port, "/readyz").map(|(s, _)| s).unwrap_or(0) != 200 {
+    while http_get(port, "/readyz").await.map(|(s, _)| s).unwrap_or(0) != 200 {
         ensure!(
             t0.elapsed() < Duration::from_secs(120),
             "not ready within 120 s:\n{}",
             read_log()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
         "image: ready {:.1} s after podman run",
         t0.elapsed().as_secs_f64()
     );
-    let (status, plugins) = http_get(port, "/plugins")?;
+    let (status, plugins) = http_get(port, "/plugins").await?;
     ensure!(
         status == 200 && plugins.contains("k8s-reader") && plugins.contains("patch-safety"),
         "/plugins: {status} {plugins}"
