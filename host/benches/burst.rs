@@ -644,15 +644,8 @@ fn main() {
         .build()
         .unwrap();
     let missed = runtime.block_on(run(&size));
-    println!();
-    if missed.is_empty() {
-        println!(
-            "targets met: every report within 10 s, RSS under 64 MiB, one investigation per cause, at most 3 API requests per report"
-        );
-    } else {
-        for m in &missed {
-            println!("MISSED: {m}");
-        }
-        std::process::exit(1);
-    }
+    common::verdict(
+        &missed,
+        "every report within 10 s, RSS under 64 MiB, one investigation per cause, at most 3 API requests per report",
+    );
 }

@@ -710,15 +710,8 @@ fn main() {
             ));
         }
     }
-    println!();
-    if missed.is_empty() {
-        println!(
-            "targets met: RSS < 50 MiB (mock) / < 40 MiB (cluster) at 10,000 Pods, < 1 s to the report"
-        );
-    } else {
-        for m in &missed {
-            println!("MISSED: {m}");
-        }
-        std::process::exit(1);
-    }
+    common::verdict(
+        &missed,
+        "RSS < 50 MiB (mock) / < 40 MiB (cluster) at 10,000 Pods, < 1 s to the report",
+    );
 }

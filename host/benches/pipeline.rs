@@ -332,13 +332,8 @@ fn main() {
             first.0
         );
     }
-    println!();
-    if missed.is_empty() {
-        println!("targets met: 1,000 Pods < 1 s, 10,000 Pods <= 0.5 s and <= 100 MiB");
-    } else {
-        for m in &missed {
-            println!("MISSED: {m}");
-        }
-        std::process::exit(1);
-    }
+    common::verdict(
+        &missed,
+        "1,000 Pods < 1 s, 10,000 Pods <= 0.5 s and <= 100 MiB",
+    );
 }

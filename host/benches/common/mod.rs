@@ -58,3 +58,17 @@ pub fn measure(label: &str, iterations: usize, mut f: impl FnMut()) -> Duration 
     println!("{label:<62} median {median:>10.1?}  p99 {p99:>10.1?}  (n={iterations})");
     median
 }
+
+/// The verdict every bench ends with: `met` when nothing was missed, else one `MISSED` line per
+/// miss and a non-zero exit (after every figure has been printed).
+pub fn verdict(missed: &[String], met: &str) {
+    println!();
+    if missed.is_empty() {
+        println!("targets met: {met}");
+    } else {
+        for m in missed {
+            println!("MISSED: {m}");
+        }
+        std::process::exit(1);
+    }
+}
