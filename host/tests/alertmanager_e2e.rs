@@ -16,6 +16,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use sre_e2e::alertmanager::Alertmanager;
@@ -99,6 +100,21 @@ async fn alertmanager_alerts_open_or_join_one_report_per_workload_and_class() ->
 
     let am = Alertmanager::start(&format!("http://127.0.0.1:{port}/alertmanager"), TOKEN).await?;
     let worker_pod = support::first_pod(&client, NS, "app=worker").await?;
+    // kube-state-metrics' KubePodCrashLooping fires on a Pod that has been restarting for
+    // minutes: send it once the Pod is past the policy-filter's threshold (3 restarts), as a
+    // real one would be. Sent earlier, the filter drops it and Alertmanager repeats it only
+    // after repeat_interval.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    sre_e2e::wait::until(
+        &pods,
+        &worker_pod,
+        Duration::from_secs(60),
+        |p: Option<&Pod>| {
+            p.and_then(|p| p.status.as_ref()?.container_statuses.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.restart_count >= 3))
+        },
+    )
+    .await?;
     let error_rate = alert(
         "HighErrorRate",
         json!({ "deployment": "web", "severity": "warning" }),
