@@ -759,14 +759,25 @@ pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) 
         return Ok(Action::requeue(WAIT_FOR_LEAD));
     }
     // Only reports the operator opened are acted on: one created by anyone else (naming a Pod
-    // in another namespace, or a policy with approval: Auto) is left alone, unwritten.
-    if let Err(why) = super::provenance::opened_by_us_remembered(
-        &report,
-        ctx.cluster.as_ref(),
-        &ctx.checked_owners,
-    )
-    .await
-    {
+    // in another namespace, or a policy with approval: Auto) is left alone, unwritten. The
+    // owner may be remembered while investigating; a report that may lead to a workload write
+    // (a decision, or a phase from which a patch is applied) is checked live, every time.
+    let may_write = report.spec.decision.is_some()
+        || matches!(
+            status_phase(&report),
+            Some(Phase::AwaitingApproval | Phase::Approved)
+        );
+    let provenance = if may_write {
+        super::provenance::opened_by_us(&report, ctx.cluster.as_ref()).await
+    } else {
+        super::provenance::opened_by_us_remembered(
+            &report,
+            ctx.cluster.as_ref(),
+            &ctx.checked_owners,
+        )
+        .await
+    };
+    if let Err(why) = provenance {
         tracing::warn!(report = %report.name_any(), namespace = %report.namespace().unwrap_or_default(), "ignoring a report the operator did not open: {why}");
         return Ok(Action::await_change());
     }
