@@ -1,7 +1,9 @@
 //! Incidents: reports whose failures share one cause (a missing ConfigMap, a registry that
-//! fails, Nodes that are NotReady, a StorageClass that does not provision) are one incident,
-//! investigated once. The cause is read from what detection recorded (and, for a claim, its
-//! StorageClass) before any investigation, so grouping costs no model call.
+//! fails, Nodes that are NotReady, a StorageClass that does not provision, a Service the
+//! workloads call that is missing or refuses them) are one incident, investigated once. The
+//! cause is read from what detection recorded (and, for a claim, its StorageClass; for a crash
+//! loop, the last lines of its log and the Service they name) before any investigation, so
+//! grouping costs no model call.
 //!
 //! The first report of a cause leads: it runs the investigation and carries
 //! `status.incidentDetail` (the cause and every member). Every member, the lead too, carries
@@ -16,7 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use crate::cluster::{Cluster, ResourceKind};
+use crate::agent::rules::{Clue, read_clues};
+use crate::cluster::{Cluster, LogRequest, ResourceKind};
 use crate::crd::{
     DiagnosticReport, DiagnosticReportStatus, FailureClass, Findings, IncidentDetail,
     IncidentMember, Phase, condition,
@@ -119,8 +122,99 @@ pub async fn cause_of(
                 description: format!("StorageClass {class} does not bind the claims that use it"),
             })
         }
+        FailureClass::CrashLoopBackOff => service_cause(report, cluster).await,
         _ => None,
     }
+}
+
+/// How much of a crash-looping container's log is read for the host it cannot reach: the
+/// last words before the exit are the telling ones.
+const CAUSE_LOG_LINES: usize = 50;
+
+/// A crash loop whose log ends on a lookup that failed for a Service's name (the Service does
+/// not exist) or a connection that Service refused: every workload that calls it fails alike.
+///
+/// The log is the tenant's to write, so the key carries the failing Pod's namespace: a log in
+/// one namespace naming another's Service cannot join (or lead) that namespace's incident.
+async fn service_cause(report: &DiagnosticReport, cluster: &dyn Cluster) -> Option<Cause> {
+    let namespace = &report.spec.pod.namespace;
+    let request = LogRequest {
+        namespace: namespace.clone(),
+        pod: report.spec.pod.name.clone(),
+        container: report.spec.failure.container.clone(),
+        previous: true,
+        tail_lines: Some(CAUSE_LOG_LINES),
+    };
+    let logs = match cluster.logs(&request).await {
+        Ok(logs) => logs,
+        // A container that has not restarted yet has no previous log.
+        Err(_) => cluster
+            .logs(&LogRequest {
+                previous: false,
+                ..request
+            })
+            .await
+            .ok()?,
+    };
+    // The most telling clue decides, as the investigation reads it.
+    let (refused, host) = match read_clues(&logs.text).into_iter().next()?.0 {
+        Clue::DnsFailure { host, .. } => (false, host),
+        Clue::ConnectionRefused { host, .. } => (true, host),
+        _ => return None,
+    };
+    let (service_namespace, service) = service_of(&host, namespace, cluster).await?;
+    let exists = cluster
+        .get(ResourceKind::Service, Some(&service_namespace), &service)
+        .await
+        .ok()?
+        .is_some();
+    let (what, description) = match (exists, refused) {
+        (false, false) => ("missing", "does not exist"),
+        (true, true) => (
+            "refused",
+            "refuses connections (no ready backend on the port)",
+        ),
+        // A name that resolves yet fails, or refused without a Service: not this cause.
+        _ => return None,
+    };
+    Some(Cause {
+        key: format!("service/{namespace}/{service_namespace}/{service}/{what}"),
+        description: format!(
+            "Service {service_namespace}/{service}, which the workloads call, {description}"
+        ),
+    })
+}
+
+/// The Service a host name in a log means, as cluster DNS resolves it from a Pod in
+/// `namespace`: `name`, `name.ns`, `name.ns.svc` or `name.ns.svc.<cluster domain>`. A
+/// two-label name counts only when its second label is a Namespace that exists (`example.com`
+/// is not Service `example` in namespace `com`); anything else is outside the cluster.
+async fn service_of(
+    host: &str,
+    namespace: &str,
+    cluster: &dyn Cluster,
+) -> Option<(String, String)> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    let (name, ns) = match labels.as_slice() {
+        [name] => (*name, namespace),
+        [name, ns] => {
+            let known = crate::names::NameRule::Dns1123Label.allows(ns)
+                && matches!(
+                    cluster.get(ResourceKind::Namespace, None, ns).await,
+                    Ok(Some(_))
+                );
+            if !known {
+                return None;
+            }
+            (*name, *ns)
+        }
+        [name, ns, "svc", ..] => (*name, *ns),
+        _ => return None,
+    };
+    let valid = crate::names::NameRule::Dns1035Label.allows(name)
+        && crate::names::NameRule::Dns1123Label.allows(ns);
+    valid.then(|| (ns.to_string(), name.to_string()))
 }
 
 /// The image of the failing container, as the Pod spec writes it.
@@ -603,6 +697,137 @@ mod tests {
             incidents.detail_due(&n),
             "a member after the write asks for another"
         );
+    }
+
+    /// Test objects plus one log, for every container asked for.
+    struct WithLog {
+        objects: crate::cluster::testing::Objects,
+        log: String,
+    }
+
+    #[async_trait::async_trait]
+    impl Cluster for WithLog {
+        fn source(&self) -> String {
+            self.objects.source()
+        }
+        async fn get(
+            &self,
+            kind: ResourceKind,
+            namespace: Option<&str>,
+            name: &str,
+        ) -> crate::cluster::Result<Option<crate::cluster::Object>> {
+            self.objects.get(kind, namespace, name).await
+        }
+        async fn list(
+            &self,
+            kind: ResourceKind,
+            namespace: Option<&str>,
+        ) -> crate::cluster::Result<Vec<crate::cluster::Object>> {
+            self.objects.list(kind, namespace).await
+        }
+        async fn logs(&self, r: &LogRequest) -> crate::cluster::Result<crate::cluster::Logs> {
+            Ok(crate::cluster::Logs {
+                container: r.container.clone().unwrap_or_default(),
+                text: self.log.clone(),
+                previous: r.previous,
+                note: None,
+            })
+        }
+        async fn events_for(
+            &self,
+            _: crate::cluster::Involved<'_>,
+        ) -> crate::cluster::Result<Vec<k8s_openapi::api::core::v1::Event>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn crash_loop(
+        namespace: &str,
+        log: &str,
+        objects: &[serde_json::Value],
+    ) -> (DiagnosticReport, WithLog) {
+        let mut r = report(namespace, "checkout");
+        r.spec.failure.class = FailureClass::CrashLoopBackOff;
+        r.spec.failure.reason = "Error".into();
+        let mut all = objects.to_vec();
+        for ns in ["shop", "data", "checkout"] {
+            all.push(serde_json::json!({"kind": "Namespace", "metadata": {"name": ns}}));
+        }
+        let cluster = WithLog {
+            objects: crate::cluster::testing::Objects {
+                objects: all,
+                held: vec![ResourceKind::Service, ResourceKind::Namespace],
+            },
+            log: log.into(),
+        };
+        (r, cluster)
+    }
+
+    fn service(namespace: &str, name: &str) -> serde_json::Value {
+        serde_json::json!({"kind": "Service", "metadata": {"name": name, "namespace": namespace}})
+    }
+
+    async fn key(namespace: &str, log: &str, objects: &[serde_json::Value]) -> Option<String> {
+        let (r, cluster) = crash_loop(namespace, log, objects);
+        cause_of(&r, &Pod::default(), &cluster).await.map(|c| c.key)
+    }
+
+    #[tokio::test]
+    async fn crash_loops_calling_a_missing_or_refusing_service_share_its_cause() {
+        let lookup = |host: &str| {
+            format!("started\nerror: dial tcp: lookup {host} on 10.96.0.10:53: no such host\n")
+        };
+        // The forms cluster DNS resolves, from the Pod's namespace.
+        for (host, want) in [
+            ("payments-api", "service/shop/shop/payments-api/missing"),
+            ("Payments-API.", "service/shop/shop/payments-api/missing"),
+            ("ledger.data", "service/shop/data/ledger/missing"),
+            ("ledger.data.svc", "service/shop/data/ledger/missing"),
+            (
+                "ledger.data.svc.cluster.local",
+                "service/shop/data/ledger/missing",
+            ),
+        ] {
+            assert_eq!(
+                key("shop", &lookup(host), &[]).await.as_deref(),
+                Some(want),
+                "{host}"
+            );
+        }
+        // Outside the cluster: a domain whose second label is no Namespace, more labels
+        // without svc, an address.
+        for host in ["api.example", "api.example.com", "10.0.0.12"] {
+            assert_eq!(key("shop", &lookup(host), &[]).await, None, "{host}");
+        }
+        // The name resolves (the Service exists): a lookup failure is something else.
+        let exists = [service("shop", "payments-api")];
+        assert_eq!(key("shop", &lookup("payments-api"), &exists).await, None);
+        // Refused by a Service that exists: its backends are down; every caller waits on them.
+        let refused = "dial tcp 10.96.4.2:5432: connect: connection refused (postgres.data:5432)";
+        let log = format!("connecting to postgres.data:5432\nFATAL: {refused}\n");
+        assert_eq!(
+            key("shop", &log, &[service("data", "postgres")])
+                .await
+                .as_deref(),
+            Some("service/shop/data/postgres/refused")
+        );
+        assert_eq!(
+            key("shop", &log, &[]).await,
+            None,
+            "refused without a Service"
+        );
+        // A log in another namespace that names the same Service is another incident: a
+        // tenant's log cannot make it lead (or join) shop's.
+        assert_eq!(
+            key("checkout", &lookup("ledger.data"), &[])
+                .await
+                .as_deref(),
+            Some("service/checkout/data/ledger/missing")
+        );
+        // A log whose telling clue is not a dependency, and one with none.
+        let unset = "loading config\nFATAL: DATABASE_URL is not set\n";
+        assert_eq!(key("shop", unset, &[]).await, None);
+        assert_eq!(key("shop", "panic: nil map\n", &[]).await, None);
     }
 
     #[test]

@@ -301,6 +301,16 @@ fn dump_with_copies(
             events["items"].as_array_mut().unwrap().push(e);
         }
     }
+    // The Pod's log, when the dump has one, under each copy's name.
+    let log = dir.path().join(namespace).join(pod).join("logs.txt");
+    if let Ok(text) = std::fs::read_to_string(&log) {
+        for i in 0..copies {
+            let name = format!("worker-{i}");
+            let at = dir.path().join(namespace).join(&name);
+            std::fs::create_dir_all(&at).unwrap();
+            std::fs::write(at.join("logs.txt"), text.replace(pod, &name)).unwrap();
+        }
+    }
     for (file, value) in [("pods.json", pods), ("events.json", events)] {
         std::fs::write(dir.path().join(namespace).join(file), value.to_string()).unwrap();
     }
@@ -396,4 +406,53 @@ fn workloads_failing_for_one_cause_are_one_incident_investigated_once() {
         text.find("== ").unwrap() > at,
         "incidents are printed first:\n{text}"
     );
+}
+
+#[test]
+fn workloads_calling_a_service_that_does_not_exist_are_one_incident() {
+    // checkout-api's log: "lookup payments-api on 10.96.0.10:53: no such host"; namespace
+    // checkout has payment-api, not payments-api.
+    let dump = dump_with_copies(
+        "crashloop-dns-service-typo",
+        "checkout",
+        "checkout-api-t5jls4x29-lxwxv",
+        2,
+    );
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let status = |r: &DiagnosticReport| r.status.clone().unwrap();
+    let members: Vec<&DiagnosticReport> = reports
+        .iter()
+        .filter(|r| status(r).incident.is_some())
+        .collect();
+    assert_eq!(members.len(), 3, "the original and its 2 copies");
+    let leads: Vec<_> = members
+        .iter()
+        .filter(|r| status(r).incident_detail.is_some())
+        .collect();
+    assert_eq!(leads.len(), 1, "investigated once");
+    let detail = status(leads[0]).incident_detail.unwrap();
+    assert_eq!(detail.members.len(), 3);
+    assert!(
+        detail
+            .cause
+            .contains("Service checkout/payments-api, which the workloads call, does not exist"),
+        "{}",
+        detail.cause
+    );
+    // The lead's investigation finds the Service meant; the others point at it and are not
+    // patched from another workload's review.
+    let lead = status(leads[0]);
+    assert!(
+        lead.findings.unwrap().root_cause.contains("payment-api"),
+        "the lead names the Service that exists"
+    );
+    for m in members
+        .iter()
+        .filter(|m| status(m).incident_detail.is_none())
+    {
+        let s = status(m);
+        assert!(s.suggested_patch.is_none());
+        assert!(s.findings.unwrap().root_cause.contains("payment-api"));
+    }
 }
