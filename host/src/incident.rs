@@ -1,6 +1,7 @@
 //! Incidents: reports whose failures share one cause (a missing ConfigMap, a registry that
 //! fails, Nodes that are NotReady, a StorageClass that does not provision, a Service the
-//! workloads call that is missing or refuses them) are one incident, investigated once. The
+//! workloads call that is missing or refuses them, a ResourceQuota, ServiceAccount or Pod
+//! Security level that refuses their Pods) are one incident, investigated once. The
 //! cause is read from what detection recorded (and, for a claim, its StorageClass; for a crash
 //! loop, the last lines of its log and the Service they name) before any investigation, so
 //! grouping costs no model call.
@@ -24,7 +25,7 @@ use crate::crd::{
     DiagnosticReport, DiagnosticReportStatus, FailureClass, Findings, IncidentDetail,
     IncidentMember, Phase, condition,
 };
-use crate::failure::{ImagePullCause, PendingReason, missing_config, registry_of};
+use crate::failure::{ImagePullCause, PendingReason, Refusal, missing_config, registry_of};
 
 /// A cause several failures can share.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +124,30 @@ pub async fn cause_of(
             })
         }
         FailureClass::CrashLoopBackOff => service_cause(report, cluster).await,
+        FailureClass::FailedCreate => {
+            let (key, description) = match Refusal::parse(&failure.evidence.join("\n")) {
+                Refusal::QuotaExceeded { quota, .. }
+                | Refusal::QuotaRequiresResources { quota, .. } => (
+                    format!("quota/{namespace}/{quota}"),
+                    format!("ResourceQuota {namespace}/{quota} refuses the workloads' new Pods"),
+                ),
+                Refusal::ServiceAccountNotFound { name } => (
+                    format!("serviceaccount/{namespace}/{name}"),
+                    format!(
+                        "ServiceAccount {namespace}/{name}, which the workloads run as, does not exist"
+                    ),
+                ),
+                Refusal::PodSecurity { level, .. } => (
+                    format!("podsecurity/{namespace}"),
+                    format!(
+                        "namespace {namespace} enforces Pod Security {level}, which the workloads' Pods break"
+                    ),
+                ),
+                _ => return None,
+            };
+            let names_ok = key.split('/').skip(1).all(|part| is_name(part));
+            names_ok.then_some(Cause { key, description })
+        }
         _ => None,
     }
 }

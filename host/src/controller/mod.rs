@@ -6,6 +6,7 @@
 //! share and [`run`], which wires them to their watches.
 
 pub mod alert;
+pub mod creators;
 pub mod fairness;
 pub mod openings;
 pub mod pod;
@@ -166,10 +167,23 @@ impl Context {
             action: reason.into(),
             secondary: None,
         };
-        // On the report and on the Pod it is about, so `kubectl describe pod` tells the story too.
+        // On the report and on the Pod it is about, so `kubectl describe pod` tells the story too
+        // (for a Pod never created, on the controller that asks for it).
+        let (api_version, kind) = match report.spec.failure.class {
+            crate::crd::FailureClass::FailedCreate => {
+                let kind = crate::failure::creator_kind(&report.spec.workload.kind);
+                let group = if kind == crate::cluster::ResourceKind::Job {
+                    "batch/v1"
+                } else {
+                    "apps/v1"
+                };
+                (group, kind.kind())
+            }
+            _ => ("v1", "Pod"),
+        };
         let pod = k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
             namespace: Some(report.spec.pod.namespace.clone()),
             name: Some(report.spec.pod.name.clone()),
             uid: Some(report.spec.pod.uid.clone()).filter(|u| !u.is_empty()),
@@ -391,8 +405,9 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
             let _ = tokio::task::spawn_blocking(release_freed_memory).await;
         }
     });
+    let refusals = creators::watch(ctx.clone());
     tracing::info!("controllers started");
-    tokio::join!(pods, reports, policy_status, ready);
+    tokio::join!(pods, reports, policy_status, ready, refusals);
     trimmer.abort();
     Ok(())
 }

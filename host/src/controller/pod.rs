@@ -149,7 +149,6 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     if !policies.selects_pod(&pod) || !may_be_failing(&pod) {
         return Ok(Action::await_change());
     }
-    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
     // What the status alone shows needs no read; a Pod of a workload already reported for it
     // stops here.
     let shown = detect(&pod, &[]);
@@ -171,31 +170,38 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
         Some(w) => w,
         None => ctx.openings.workload(ctx.cluster.as_ref(), &pod).await?,
     };
-    let plugins = ctx.plugins.current();
     for detection in detections {
-        let Some(policy) = policies.select(&pod, detection.class) else {
-            continue;
-        };
-        let report = new_report(&pod, workload.clone(), detection, &policy.name);
-        // Another Pod of the workload is opening this report: one report it is.
-        let Some(_opening) = ctx.openings.begin(&namespace, &report.name_any()) else {
-            continue;
-        };
-        if let Some(reason) = screen(
-            &plugins,
-            ctx.cluster.as_ref(),
-            &report,
-            &pod,
-            &Timestamp::now().to_string(),
-        )
-        .await
-        {
-            tracing::info!(pod = %name, namespace = %namespace, %reason, "not investigating");
-            continue;
-        }
-        open_report(&ctx, report, policy.cooldown).await?;
+        open_for(&ctx, &policies, &pod, &workload, detection).await?;
     }
     Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// Opens the report for one detection on `pod` (a failing Pod, or the Pod a controller cannot
+/// create) when a policy wants it, no other reconcile is opening it, and no policy filter skips
+/// it.
+pub(super) async fn open_for(
+    ctx: &Context,
+    policies: &crate::policy::PolicySet,
+    pod: &Pod,
+    workload: &crate::crd::WorkloadRef,
+    detection: crate::failure::Detection,
+) -> Result<()> {
+    let Some(policy) = policies.select(pod, detection.class) else {
+        return Ok(());
+    };
+    let report = new_report(pod, workload.clone(), detection, &policy.name);
+    let namespace = pod.namespace().unwrap_or_default();
+    // Another Pod of the workload is opening this report: one report it is.
+    let Some(_opening) = ctx.openings.begin(&namespace, &report.name_any()) else {
+        return Ok(());
+    };
+    let plugins = ctx.plugins.current();
+    let now = Timestamp::now().to_string();
+    if let Some(reason) = screen(&plugins, ctx.cluster.as_ref(), &report, pod, &now).await {
+        tracing::info!(pod = %pod.name_any(), namespace = %namespace, %reason, "not investigating");
+        return Ok(());
+    }
+    open_report(ctx, report, policy.cooldown).await
 }
 
 /// What the Pod store keeps: only Pods that `may_be_failing`, in the namespaces of `--namespace`,

@@ -125,19 +125,20 @@ async fn analyze(report: &DiagnosticReport, ctx: &Arc<Context>) -> Result<Action
     let Some(_slot) = ctx.slots.try_acquire(&spec.pod.namespace) else {
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
-    let pod = ctx
-        .cluster
-        .get(ResourceKind::Pod, Some(&spec.pod.namespace), &spec.pod.name)
-        .await?
-        .map(|p| crate::cluster::typed::<Pod>(&p))
-        .transpose()?;
-    let Some(pod) = pod else {
+    let Some(pod) = crate::triage::subject_pod(ctx.cluster.as_ref(), report).await? else {
         let mut status = report.status.clone().unwrap_or_default();
         status.phase = Some(Phase::Failed);
-        status.message = Some(format!(
-            "Pod {} no longer exists; a new failing Pod opens a new report",
-            spec.pod.name
-        ));
+        status.message = Some(match spec.failure.class {
+            crate::crd::FailureClass::FailedCreate => format!(
+                "{} {} creates its Pods now (or is gone); a new refusal opens a new report",
+                crate::failure::creator_kind(&spec.workload.kind).kind(),
+                spec.pod.name
+            ),
+            _ => format!(
+                "Pod {} no longer exists; a new failing Pod opens a new report",
+                spec.pod.name
+            ),
+        });
         status.finished_at = Some(Time(Timestamp::now()));
         write_status(ctx, report, status).await?;
         return Ok(Action::await_change());

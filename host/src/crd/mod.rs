@@ -30,25 +30,31 @@ pub enum FailureClass {
     OomKilled,
     CreateContainerConfigError,
     ProbeFailure,
+    /// The workload's controller cannot create its Pods: the API server refuses them (a
+    /// ResourceQuota, Pod Security, a missing ServiceAccount, a LimitRange, a webhook). Read
+    /// from the controller, since no Pod exists.
+    FailedCreate,
     /// An Alertmanager alert about a workload that maps to none of the above (a latency or error
     /// rate alert): investigated with the tools, the alert's text as evidence.
     Alert,
 }
 
 impl FailureClass {
-    /// What the operator reads from a Pod's status and events.
-    pub const DETECTED: [FailureClass; 6] = [
+    /// What the operator reads from a Pod's status and events (and, for `FailedCreate`, from
+    /// the controller that could not create the Pod).
+    pub const DETECTED: [FailureClass; 7] = [
         FailureClass::CrashLoopBackOff,
         FailureClass::Pending,
         FailureClass::ImagePullBackOff,
         FailureClass::OomKilled,
         FailureClass::CreateContainerConfigError,
         FailureClass::ProbeFailure,
+        FailureClass::FailedCreate,
     ];
 
     /// Every class a report may have: the detected ones, and `Alert` (only from Alertmanager).
-    pub const ALL: [FailureClass; 7] = {
-        let mut all = [FailureClass::Alert; 7];
+    pub const ALL: [FailureClass; 8] = {
+        let mut all = [FailureClass::Alert; 8];
         let mut i = 0;
         while i < Self::DETECTED.len() {
             all[i] = Self::DETECTED[i];
@@ -65,6 +71,7 @@ impl FailureClass {
             FailureClass::OomKilled => "OOMKilled",
             FailureClass::CreateContainerConfigError => "CreateContainerConfigError",
             FailureClass::ProbeFailure => "ProbeFailure",
+            FailureClass::FailedCreate => "FailedCreate",
             FailureClass::Alert => "Alert",
         }
     }

@@ -1,10 +1,14 @@
 //! Classifying a Pod into failure classes, with the evidence a person would cite, from its status
 //! (container states, current and last) and its events. Pure functions over k8s-openapi types.
 
+mod failed_create;
 mod gate;
 mod image_pull;
 mod scheduling;
 
+pub use failed_create::{
+    CREATORS, Refusal, creator_kind, detect_failed_create, short_of_pods, would_be_pod,
+};
 pub use gate::may_be_failing;
 pub use image_pull::{ImagePullCause, quoted_marker, registry_of};
 pub use scheduling::{

@@ -11,11 +11,11 @@ use anyhow::Result;
 use futures::StreamExt;
 
 use crate::agent::{Brain, Budget, Case, Investigator, investigate};
-use crate::cluster::{Cluster, ResourceKind, typed};
+use crate::cluster::Cluster;
 use crate::crd::{DebugPolicy, DiagnosticReport};
 use crate::plugin::PluginSet;
 use crate::policy::PolicySet;
-use crate::triage::{screen, triage_counting};
+use crate::triage::{screen, subject_pod, triage_counting};
 
 /// What investigates the reports: without one, the pipeline only detects.
 #[derive(Clone)]
@@ -78,18 +78,7 @@ pub async fn run(
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     for report in reports {
-        let pod = &report.spec.pod;
-        let object = cluster
-            .get(ResourceKind::Pod, Some(&pod.namespace), &pod.name)
-            .await?;
-        let Some(pod) =
-            object
-                .map(|o| typed(&o))
-                .transpose()?
-                .filter(|p: &k8s_openapi::api::core::v1::Pod| {
-                    p.metadata.uid.as_deref() == Some(report.spec.pod.uid.as_str())
-                })
-        else {
+        let Some(pod) = subject_pod(cluster.as_ref(), &report).await? else {
             continue; // gone since triage
         };
         match screen(&engine.plugins, cluster.as_ref(), &report, &pod, &now).await {

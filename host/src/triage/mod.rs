@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ObjectMeta;
 
-use crate::cluster::{Cluster, Involved, Result, resolve_workload};
+use crate::cluster::{Cluster, ClusterError, Involved, ResourceKind, Result, resolve_workload};
 use crate::crd::{DiagnosticReport, DiagnosticReportSpec, PodRef, report_name};
-use crate::failure::{Detection, detect};
+use crate::failure::{CREATORS, Detection, detect, detect_failed_create, short_of_pods};
 use crate::policy::{DedupKey, PolicySet};
 
 pub const MANAGED_BY: &str = "sre-operator";
@@ -96,6 +96,7 @@ pub async fn triage_counting(
                 .cmp(&(&b.metadata.namespace, &b.metadata.name))
         });
         triage_pods(cluster, policies, &pods, &mut reports).await?;
+        triage_creators(cluster, policies, batch.as_deref(), &mut reports).await?;
     }
     let reports = finish(reports);
     Ok((reports, count))
@@ -111,10 +112,6 @@ async fn triage_pods(
         if !policies.selects_pod(pod) {
             continue;
         }
-        let (namespace, name) = (
-            pod.metadata.namespace.as_deref().unwrap_or("default"),
-            pod.metadata.name.as_deref().unwrap_or_default(),
-        );
         let events = cluster.events_for(Involved::pod(pod)).await?;
         let detections = detect(pod, &events);
         if detections.is_empty() {
@@ -122,21 +119,80 @@ async fn triage_pods(
         }
         let workload = resolve_workload(cluster, pod).await?;
         for detection in detections {
-            let Some(policy) = policies.select(pod, detection.class) else {
+            open(policies, pod, &workload, detection, reports);
+        }
+    }
+    Ok(())
+}
+
+/// One report per workload and class: a Pod of a workload already reported is named in its
+/// evidence instead.
+fn open(
+    policies: &PolicySet,
+    pod: &Pod,
+    workload: &crate::crd::WorkloadRef,
+    detection: Detection,
+    reports: &mut BTreeMap<DedupKey, (DiagnosticReport, Vec<String>)>,
+) {
+    let Some(policy) = policies.select(pod, detection.class) else {
+        return;
+    };
+    let key = DedupKey {
+        namespace: pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        workload: workload.clone(),
+        class: detection.class,
+    };
+    match reports.get_mut(&key) {
+        Some((_, siblings)) => siblings.push(pod.metadata.name.clone().unwrap_or_default()),
+        None => {
+            let report = new_report(pod, workload.clone(), detection, &policy.name);
+            reports.insert(key, (report, Vec::new()));
+        }
+    }
+}
+
+/// The controllers in `namespace` (all when None) that cannot create their Pods, reported as
+/// the Pod they ask for (`FailedCreate`). A kind the source does not hold (a dump has no
+/// StatefulSets or Jobs) is skipped.
+async fn triage_creators(
+    cluster: &dyn Cluster,
+    policies: &PolicySet,
+    namespace: Option<&str>,
+    reports: &mut BTreeMap<DedupKey, (DiagnosticReport, Vec<String>)>,
+) -> Result<()> {
+    for kind in CREATORS {
+        let creators = match cluster.list(kind, namespace).await {
+            Ok(creators) => creators,
+            Err(ClusterError::Unsupported(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        for creator in creators.iter().filter(|c| short_of_pods(c)) {
+            let metadata = &creator["metadata"];
+            let (Some(ns), Some(name)) =
+                (metadata["namespace"].as_str(), metadata["name"].as_str())
+            else {
                 continue;
             };
-            let key = DedupKey {
-                namespace: namespace.to_string(),
-                workload: workload.clone(),
-                class: detection.class,
+            let events = cluster
+                .events_for(Involved {
+                    kind: kind.kind(),
+                    namespace: ns,
+                    name,
+                    uid: metadata["uid"].as_str(),
+                })
+                .await?;
+            let Some((pod, detection)) = detect_failed_create(creator, &events) else {
+                continue;
             };
-            match reports.get_mut(&key) {
-                Some((_, siblings)) => siblings.push(name.to_string()),
-                None => {
-                    let report = new_report(pod, workload.clone(), detection, &policy.name);
-                    reports.insert(key, (report, Vec::new()));
-                }
+            if !policies.selects_pod(&pod) {
+                continue;
             }
+            let workload = resolve_workload(cluster, &pod).await?;
+            open(policies, &pod, &workload, detection, reports);
         }
     }
     Ok(())
@@ -170,6 +226,26 @@ fn finish(reports: BTreeMap<DedupKey, (DiagnosticReport, Vec<String>)>) -> Vec<D
             report
         })
         .collect()
+}
+
+/// The Pod `report` is about as it is now: the Pod of that name (None once it is gone), or for
+/// `FailedCreate` the Pod its controller still cannot create (None once the controller has its
+/// Pods, or is gone).
+pub async fn subject_pod(cluster: &dyn Cluster, report: &DiagnosticReport) -> Result<Option<Pod>> {
+    let pod = &report.spec.pod;
+    if report.spec.failure.class == crate::crd::FailureClass::FailedCreate {
+        let kind = crate::failure::creator_kind(&report.spec.workload.kind);
+        let Some(creator) = cluster.get(kind, Some(&pod.namespace), &pod.name).await? else {
+            return Ok(None);
+        };
+        return Ok(short_of_pods(&creator)
+            .then(|| crate::failure::would_be_pod(&creator, kind))
+            .flatten());
+    }
+    let object = cluster
+        .get(ResourceKind::Pod, Some(&pod.namespace), &pod.name)
+        .await?;
+    object.map(|o| crate::cluster::typed::<Pod>(&o)).transpose()
 }
 
 /// Asks every loaded policy-filter plugin whether the report's Pod is worth an investigation.
