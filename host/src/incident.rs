@@ -378,6 +378,64 @@ pub fn member_status(
     }
 }
 
+/// Whether each member of the incident `lead` investigated takes a fix of its own: the lead's
+/// investigation rolled back an image its registry does not have, and every workload of the
+/// incident needs the same change with its own previous image.
+pub fn fix_per_member(lead: &DiagnosticReport) -> bool {
+    let failure = &lead.spec.failure;
+    failure.class == FailureClass::ImagePullBackOff
+        && ImagePullCause::parse(&failure.reason) == ImagePullCause::NotFound
+        && lead
+            .status
+            .as_ref()
+            .is_some_and(|s| s.suggested_patch.is_some())
+}
+
+/// A member's own fix for an incident whose fix is per workload ([`fix_per_member`]): the rules
+/// playbook run on the member itself (reads of its own rollout history and template, never a
+/// model), reviewed like any patch, and marked as the incident's. None when it finds no patch:
+/// the member then takes the lead's findings ([`member_status`]).
+pub async fn member_fix(
+    plugins: std::sync::Arc<crate::plugin::PluginSet>,
+    cluster: std::sync::Arc<dyn Cluster>,
+    case: &crate::agent::Case,
+    lead: &DiagnosticReport,
+    incident: &IncidentDetail,
+) -> Option<DiagnosticReportStatus> {
+    let investigator = crate::agent::Investigator {
+        brain: std::sync::Arc::new(crate::agent::rules::RulesBrain),
+        plugins,
+        cluster,
+        budget: crate::agent::Budget::default(),
+    };
+    let mut status = crate::agent::investigate(&investigator, case).await;
+    if status.phase != Some(Phase::AwaitingApproval) || status.suggested_patch.is_none() {
+        return None;
+    }
+    let lead_at = format!(
+        "{}/{}",
+        lead.namespace().unwrap_or_default(),
+        lead.name_any()
+    );
+    let note = format!(
+        "Incident {}: {} ({} workloads); investigated in report {lead_at}, whose fix this workload \
+         needs too: this is its own (approve each, or all with `kubectl sre approve --incident {}`).",
+        incident.name,
+        incident.cause,
+        incident.members.len() + incident.elsewhere as usize,
+        incident.name
+    );
+    if let Some(findings) = status.findings.as_mut() {
+        findings.evidence.push(note.clone());
+    }
+    status.message = Some(match status.message.take() {
+        Some(m) => format!("{note} {m}"),
+        None => note,
+    });
+    status.incident = Some(incident.name.clone());
+    Some(status)
+}
+
 /// What the running operator knows of its incidents (the leader's memory; after a restart,
 /// an incident whose investigation had not ended is led and investigated again once).
 pub struct Incidents {

@@ -456,3 +456,139 @@ fn workloads_calling_a_service_that_does_not_exist_are_one_incident() {
         assert!(s.findings.unwrap().root_cause.contains("payment-api"));
     }
 }
+
+/// Copies a scenario's dump and clones workload `name` (its Deployment, ReplicaSets, Pods, their
+/// events and logs) `copies` times as `name-cN`, each with uids of its own: workloads that
+/// fail for one shared cause, each with its own rollout history.
+fn dump_with_workload_copies(
+    scenario: &str,
+    namespace: &str,
+    name: &str,
+    copies: usize,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = repo(&format!("tests/scenarios/{scenario}/dump"));
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", from.display()))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ns = dir.path().join(namespace);
+    let ours = |o: &serde_json::Value| {
+        let n = o["metadata"]["name"].as_str().unwrap_or_default();
+        let about = o["involvedObject"]["name"].as_str().unwrap_or_default();
+        n == name || n.starts_with(&format!("{name}-")) || about.starts_with(name)
+    };
+    let mut uids = Vec::new();
+    for file in ["deployments.json", "replicasets.json", "pods.json"] {
+        let list: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ns.join(file)).unwrap()).unwrap();
+        for o in list["items"].as_array().unwrap().iter().filter(|o| ours(o)) {
+            uids.push(o["metadata"]["uid"].as_str().unwrap().to_string());
+        }
+    }
+    for file in [
+        "deployments.json",
+        "replicasets.json",
+        "pods.json",
+        "events.json",
+    ] {
+        let path = ns.join(file);
+        let mut list: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let originals: Vec<serde_json::Value> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| ours(o))
+            .cloned()
+            .collect();
+        for i in 0..copies {
+            for o in &originals {
+                let mut text = o.to_string().replace(name, &format!("{name}-c{i}"));
+                for uid in &uids {
+                    text = text.replace(uid.as_str(), &format!("{:08x}{}", i + 1, &uid[8..]));
+                }
+                list["items"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::from_str(&text).unwrap());
+            }
+        }
+        std::fs::write(&path, list.to_string()).unwrap();
+    }
+    for entry in std::fs::read_dir(&ns).unwrap() {
+        let entry = entry.unwrap();
+        let pod = entry.file_name().to_string_lossy().into_owned();
+        if !(entry.path().is_dir() && pod.starts_with(&format!("{name}-"))) {
+            continue;
+        }
+        let log = std::fs::read_to_string(entry.path().join("logs.txt")).unwrap_or_default();
+        for i in 0..copies {
+            let copy = pod.replace(name, &format!("{name}-c{i}"));
+            std::fs::create_dir_all(ns.join(&copy)).unwrap();
+            std::fs::write(
+                ns.join(&copy).join("logs.txt"),
+                log.replace(name, &format!("{name}-c{i}")),
+            )
+            .unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn a_tag_never_pushed_across_workloads_is_one_incident_with_a_rollback_for_each() {
+    // web-ui was rolled out to a tag the registry does not have; two copies of it too.
+    let dump =
+        dump_with_workload_copies("imagepull-bad-tag-after-rollout", "storefront", "web-ui", 2);
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let status = |r: &DiagnosticReport| r.status.clone().unwrap();
+    let members: Vec<&DiagnosticReport> = reports
+        .iter()
+        .filter(|r| status(r).incident.is_some())
+        .collect();
+    assert_eq!(members.len(), 3, "web-ui and its 2 copies");
+    let leads: Vec<_> = members
+        .iter()
+        .filter(|r| status(r).incident_detail.is_some())
+        .collect();
+    assert_eq!(leads.len(), 1, "one incident");
+    // Each workload awaits approval of its own rollback: its own image back to its own 5.1.3.
+    for m in &members {
+        let s = status(m);
+        assert_eq!(
+            s.phase.map(|p| p.as_str()),
+            Some("AwaitingApproval"),
+            "{s:?}"
+        );
+        let patch = s.suggested_patch.unwrap();
+        let workload = &m.spec.workload.name;
+        assert_eq!(&patch.target.name, workload);
+        let ops = serde_json::to_string(&patch.patch).unwrap();
+        assert!(
+            ops.contains(&format!("acme/storefront/{workload}:5.1.3")),
+            "{workload}: {ops}"
+        );
+        assert!(
+            !ops.contains("web-ui:5.1.3") || workload == "web-ui",
+            "another workload's image: {ops}"
+        );
+    }
+    // Only the lead's investigation may use a model; the members found theirs by the playbook.
+    let message = status(
+        members
+            .iter()
+            .find(|m| status(m).incident_detail.is_none())
+            .unwrap(),
+    )
+    .message
+    .unwrap();
+    assert!(
+        message.contains("kubectl sre approve --incident"),
+        "{message}"
+    );
+}

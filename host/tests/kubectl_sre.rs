@@ -1069,3 +1069,127 @@ async fn rollback_checks_again_when_the_version_moves_under_it() {
     assert!(o.out.contains("resourceVersion 202"), "{}", o.out);
     api.done().await;
 }
+
+#[tokio::test]
+async fn approve_incident_approves_each_report_awaiting_approval_after_one_question() {
+    let incident = "inc-0a1b2c3d4e";
+    let member = |name: &str, phase: Phase, of: Option<&str>| {
+        let mut r = report(name, "default", phase);
+        status_mut(&mut r).incident = of.map(str::to_string);
+        r
+    };
+    let (a, b) = (
+        member(
+            "deployment-cart-imagepullbackoff",
+            Phase::AwaitingApproval,
+            Some(incident),
+        ),
+        member(
+            "deployment-web-imagepullbackoff",
+            Phase::AwaitingApproval,
+            Some(incident),
+        ),
+    );
+    let decided = {
+        let mut r = member(
+            "deployment-api-imagepullbackoff",
+            Phase::AwaitingApproval,
+            Some(incident),
+        );
+        r.spec.decision = Some(Decision::Rejected);
+        r
+    };
+    let no_fix = member(
+        "deployment-ui-imagepullbackoff",
+        Phase::NoFix,
+        Some(incident),
+    );
+    let other = member(
+        "deployment-ops-imagepullbackoff",
+        Phase::AwaitingApproval,
+        None,
+    );
+    let t = deployment("redis", "100");
+    let path = |r: &DiagnosticReport| {
+        format!(
+            "{REPORTS}/namespaces/default/diagnosticreports/{}",
+            r.metadata.name.as_deref().unwrap()
+        )
+    };
+    let (client, api) = script(vec![
+        Exchange::get(format!("{REPORTS}/namespaces/default/diagnosticreports")).reply(
+            200,
+            list_of(&[other, b.clone(), no_fix, a.clone(), decided]),
+        ),
+        get_target(&t),
+        get_target(&t),
+        Exchange::patch(path(&a)).reply(200, serde_json::to_value(&a).unwrap()),
+        Exchange::patch(path(&b)).reply(200, serde_json::to_value(&b).unwrap()),
+    ]);
+    let seen = api.seen.clone();
+    let o = kubectl_sre(client, &["approve", "--incident", incident], true).await;
+    o.result.unwrap();
+    assert_eq!(o.asked, ["Approve?"], "one question for the incident");
+    let digest = a.status.clone().unwrap().suggested_patch.unwrap().digest();
+    let w = writes(&seen);
+    assert_eq!(w.len(), 2, "the two awaiting approval, nothing else: {w:?}");
+    for (write, r) in w.iter().zip([&a, &b]) {
+        assert!(write.uri.starts_with(&path(r)), "{}", write.uri);
+        assert_eq!(
+            write.body,
+            json!({"metadata": {"resourceVersion": "55"},
+                   "spec": {"decision": "Approved", "approvedDigest": digest}}),
+            "each pinned to the patch shown and its version"
+        );
+    }
+    assert!(
+        o.out.contains("2 report(s) of incident inc-0a1b2c3d4e"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains("Left out: cannot approve diagnosticreport default/deployment-ui-imagepullbackoff: it is NoFix"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out
+            .contains("deployment-api-imagepullbackoff already has spec.decision"),
+        "{}",
+        o.out
+    );
+    assert!(
+        !o.out.contains("deployment-ops"),
+        "another incident's report: {}",
+        o.out
+    );
+    api.done().await;
+
+    // A no writes nothing; an incident with no report here names the way to find one.
+    let (client, api) = script(vec![
+        Exchange::get(format!("{REPORTS}/namespaces/default/diagnosticreports"))
+            .reply(200, list_of(&[a.clone()])),
+        get_target(&t),
+    ]);
+    let seen = api.seen.clone();
+    let o = kubectl_sre(client, &["approve", "--incident", incident], false).await;
+    assert!(o.result.is_err());
+    assert!(writes(&seen).is_empty());
+    api.done().await;
+    let (client, api) = script(vec![
+        Exchange::get(format!("{REPORTS}/namespaces/default/diagnosticreports"))
+            .reply(200, list_of(&[])),
+    ]);
+    let o = kubectl_sre(
+        client,
+        &["approve", "--incident", "inc-ffffffffff", "-y"],
+        false,
+    )
+    .await;
+    let err = o.result.unwrap_err().to_string();
+    assert!(
+        err.contains("no report in namespace default belongs to incident inc-ffffffffff"),
+        "{err}"
+    );
+    api.done().await;
+}

@@ -172,7 +172,29 @@ async fn analyze(report: &DiagnosticReport, ctx: &Arc<Context>) -> Result<Action
                 return Ok(Action::requeue(WAIT_FOR_LEAD));
             }
             crate::incident::Role::Join { lead, detail } => {
-                let status = crate::incident::member_status(report, &lead, &detail);
+                let own_fix = if crate::incident::fix_per_member(&lead) {
+                    let case = Case {
+                        report: report.clone(),
+                        pod,
+                    };
+                    crate::incident::member_fix(
+                        ctx.plugins.current(),
+                        ctx.cluster.clone(),
+                        &case,
+                        &lead,
+                        &detail,
+                    )
+                    .await
+                } else {
+                    None
+                };
+                let status = match own_fix {
+                    Some(mut status) => {
+                        settle(report, ctx, &mut status).await?;
+                        status
+                    }
+                    None => crate::incident::member_status(report, &lead, &detail),
+                };
                 write_investigation(report, ctx, status).await?;
                 // The members that join in a burst are written onto the lead together, a
                 // moment later, not one write each.
@@ -247,6 +269,30 @@ async fn analyze(report: &DiagnosticReport, ctx: &Arc<Context>) -> Result<Action
         hourly.settle(r, used);
     }
     record_investigation(ctx, &status, started.elapsed().as_secs_f64());
+    settle(report, ctx, &mut status).await?;
+    let Some(detail) = incident else {
+        return write_investigation(report, ctx, status).await;
+    };
+    let name = detail.name.clone();
+    status.incident = Some(name.clone());
+    // Members that joined during the investigation are listed too.
+    let detail = ctx.incidents.detail(&name).unwrap_or(detail);
+    status.incident_detail = Some(detail.seen_from(&report.namespace().unwrap_or_default()));
+    let action = write_investigation(report, ctx, status.clone()).await?;
+    let mut concluded = report.clone();
+    concluded.status = Some(status);
+    ctx.incidents.concluded(&name, &concluded);
+    Ok(action)
+}
+
+/// What an investigation's status needs before it is written: the version of the patch's
+/// target it was made against (the apply refuses a target that moved on), and the conditions
+/// merged with the report's.
+async fn settle(
+    report: &DiagnosticReport,
+    ctx: &Context,
+    status: &mut DiagnosticReportStatus,
+) -> Result<()> {
     if let Some(patch) = &status.suggested_patch
         && let Ok(kind) = patch.target.kind.parse::<ResourceKind>()
     {
@@ -264,20 +310,8 @@ async fn analyze(report: &DiagnosticReport, ctx: &Arc<Context>) -> Result<Action
         c.observed_generation = report.metadata.generation;
     }
     let previous = report.status.as_ref().map_or(&[][..], |s| &s.conditions);
-    status.conditions = replace_conditions(previous, status.conditions);
-    let Some(detail) = incident else {
-        return write_investigation(report, ctx, status).await;
-    };
-    let name = detail.name.clone();
-    status.incident = Some(name.clone());
-    // Members that joined during the investigation are listed too.
-    let detail = ctx.incidents.detail(&name).unwrap_or(detail);
-    status.incident_detail = Some(detail.seen_from(&report.namespace().unwrap_or_default()));
-    let action = write_investigation(report, ctx, status.clone()).await?;
-    let mut concluded = report.clone();
-    concluded.status = Some(status);
-    ctx.incidents.concluded(&name, &concluded);
-    Ok(action)
+    status.conditions = replace_conditions(previous, std::mem::take(&mut status.conditions));
+    Ok(())
 }
 
 /// How often a member waiting for its incident's lead looks again; until the lead concludes a

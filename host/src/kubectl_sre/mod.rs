@@ -96,7 +96,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DecideArgs {
     /// The report's name.
-    pub name: String,
+    #[arg(required_unless_present = "incident")]
+    pub name: Option<String>,
+
+    /// Every report of this incident (`inc-...`, the INCIDENT column of `list`) in the
+    /// namespace that awaits the decision, each patch shown and pinned, one question.
+    #[arg(long, value_name = "NAME", conflicts_with = "name")]
+    pub incident: Option<String>,
 
     /// Do not ask for confirmation.
     #[arg(short = 'y', long)]

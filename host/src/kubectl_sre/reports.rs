@@ -453,7 +453,8 @@ pub(super) async fn show(
     Ok(())
 }
 
-/// `approve` and `reject`: checks, a summary, a question, and one merge patch of `spec.decision`.
+/// `approve` and `reject`: of one report, or (`--incident`) of every report of an incident in
+/// the namespace that awaits approval.
 pub(crate) async fn decide(
     client: &Client,
     namespace: &str,
@@ -461,15 +462,29 @@ pub(crate) async fn decide(
     decision: Decision,
     io: &mut Io<'_>,
 ) -> Result<()> {
-    let name = &args.name;
-    let report = get_report(client, namespace, name).await?;
+    match (&args.name, &args.incident) {
+        (Some(name), None) => decide_one(client, namespace, name, args, decision, io).await,
+        (None, Some(incident)) => {
+            decide_incident(client, namespace, incident, args, decision, io).await
+        }
+        _ => Err(super::Error::Usage(
+            "name one report, or give --incident NAME for all of an incident's".into(),
+        )),
+    }
+}
+
+/// Why `report` cannot take `decision` (None: it can). `digest`: the patch digest the person
+/// read, if they give one.
+fn refusal(report: &DiagnosticReport, decision: Decision, digest: Option<&str>) -> Option<String> {
+    let name = report.name_any();
+    let namespace = report.namespace().unwrap_or_default();
     let object = format!("diagnosticreport {namespace}/{name}");
     let status = report.status.clone().unwrap_or_default();
     if let Some(existing) = report.spec.decision {
-        return Err(failed(format!(
+        return Some(format!(
             "{object} already has spec.decision: {existing:?}, and a decision is final; \
              if the failure persists, the operator opens a new report once this one closes"
-        )));
+        ));
     }
     let phase = status.phase;
     let verb = match decision {
@@ -485,7 +500,7 @@ pub(crate) async fn decide(
         ),
     };
     if !open {
-        return Err(failed(format!(
+        return Some(format!(
             "cannot {verb} {object}: it is {}, not AwaitingApproval{}",
             phase_name(Some(&status)),
             match phase {
@@ -493,30 +508,29 @@ pub(crate) async fn decide(
                 None => "; the operator has not picked it up yet",
                 _ => "; `kubectl sre show` tells its story",
             }
-        )));
+        ));
     }
-    let suggestion = status.suggested_patch.as_ref();
     if decision == Decision::Approved {
-        let Some(patch) = suggestion else {
-            return Err(failed(format!(
+        let Some(patch) = status.suggested_patch.as_ref() else {
+            return Some(format!(
                 "cannot approve {object}: it has no suggested patch"
-            )));
+            ));
         };
-        if let Some(read) = &args.digest
-            && *read != patch.digest()
+        if let Some(read) = digest
+            && read != patch.digest()
         {
-            return Err(failed(format!(
+            return Some(format!(
                 "cannot approve {object}: its suggested patch changed since you read it (digest \
                  {read} then, {} now); read it again with `kubectl sre show {name} -n {namespace}`",
                 patch.digest()
-            )));
+            ));
         }
         if let Some(s) = status
             .safety
             .as_ref()
             .filter(|s| s.verdict == Verdict::Denied)
         {
-            return Err(failed(format!(
+            return Some(format!(
                 "cannot approve {object}: its patch was Denied by {}{}; a denied patch is never \
                  applied (`kubectl sre reject {name} -n {namespace}` closes the report)",
                 s.filter,
@@ -524,10 +538,25 @@ pub(crate) async fn decide(
                     .as_deref()
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
-            )));
+            ));
         }
     }
+    None
+}
 
+/// What deciding `report` means, for the person to read before they confirm.
+async fn decision_summary(
+    client: &Client,
+    report: &DiagnosticReport,
+    decision: Decision,
+) -> String {
+    let object = format!(
+        "diagnosticreport {}/{}",
+        report.namespace().unwrap_or_default(),
+        report.name_any()
+    );
+    let status = report.status.clone().unwrap_or_default();
+    let suggestion = status.suggested_patch.as_ref();
     let verdict = status
         .safety
         .as_ref()
@@ -592,35 +621,54 @@ pub(crate) async fn decide(
             None => {}
         }
     }
-    writeln!(io.out, "{summary}")?;
-    if !args.yes {
-        let question = match decision {
-            Decision::Approved => "Approve?",
-            Decision::Rejected => "Reject?",
-        };
-        let yes =
-            (io.confirm)(question).map_err(|e| failed(format!("cannot read the answer: {e}")))?;
-        if !yes {
-            return Err(failed(format!(
-                "not confirmed: {object} is unchanged (--yes skips the question)"
-            )));
-        }
+    summary
+}
+
+fn confirm(io: &mut Io<'_>, decision: Decision, unchanged: &str) -> Result<()> {
+    let question = match decision {
+        Decision::Approved => "Approve?",
+        Decision::Rejected => "Reject?",
+    };
+    let yes = (io.confirm)(question).map_err(|e| failed(format!("cannot read the answer: {e}")))?;
+    if !yes {
+        return Err(failed(format!(
+            "not confirmed: {unchanged} (--yes skips the question)"
+        )));
     }
-    let api: Api<DiagnosticReport> = Api::namespaced(client.clone(), namespace);
+    Ok(())
+}
+
+/// One merge patch of `spec.decision`, pinned: the patch approved is the one read (its digest),
+/// and the write fails if the report changed since (its resourceVersion).
+async fn write_decision(
+    client: &Client,
+    report: &DiagnosticReport,
+    decision: Decision,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let (namespace, name) = (report.namespace().unwrap_or_default(), report.name_any());
+    let object = format!("diagnosticreport {namespace}/{name}");
+    let verb = match decision {
+        Decision::Approved => "approve",
+        Decision::Rejected => "reject",
+    };
+    let api: Api<DiagnosticReport> = Api::namespaced(client.clone(), &namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    // Pinned: the patch approved is the one just read (its digest), and the write fails if the
-    // report changed in between (its resourceVersion).
     let mut body = json!({ "spec": { "decision": decision } });
     if let Some(version) = &report.metadata.resource_version {
         body["metadata"] = json!({ "resourceVersion": version });
     }
+    let suggestion = report
+        .status
+        .as_ref()
+        .and_then(|s| s.suggested_patch.as_ref());
     if let (Decision::Approved, Some(p)) = (decision, suggestion) {
         body["spec"]["approvedDigest"] = json!(p.digest());
     }
-    api.patch(name, &params, &Patch::Merge(&body))
+    api.patch(&name, &params, &Patch::Merge(&body))
         .await
         .map_err(|e| match e {
             // The CRD's CEL rule (a decision is final) and other validation: the server's words.
@@ -644,5 +692,117 @@ pub(crate) async fn decide(
         Decision::Rejected => "rejected: nothing will be applied",
     };
     writeln!(io.out, "diagnosticreport.sre-operator.dev/{name} {done}")?;
+    Ok(())
+}
+
+/// `approve NAME` / `reject NAME`: checks, a summary, a question, and the write.
+async fn decide_one(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    args: &DecideArgs,
+    decision: Decision,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let report = get_report(client, namespace, name).await?;
+    if let Some(why) = refusal(&report, decision, args.digest.as_deref()) {
+        return Err(failed(why));
+    }
+    let summary = decision_summary(client, &report, decision).await;
+    writeln!(io.out, "{summary}")?;
+    if !args.yes {
+        confirm(
+            io,
+            decision,
+            &format!("diagnosticreport {namespace}/{name} is unchanged"),
+        )?;
+    }
+    write_decision(client, &report, decision, io).await
+}
+
+/// `approve --incident INC` / `reject --incident INC`: every report of the incident in the
+/// namespace that can take the decision, each summarised, one question, then each written
+/// pinned to what was shown. The others are named with the reason they are left out.
+async fn decide_incident(
+    client: &Client,
+    namespace: &str,
+    incident: &str,
+    args: &DecideArgs,
+    decision: Decision,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    if args.digest.is_some() {
+        return Err(super::Error::Usage(
+            "--digest names one patch; with --incident each report's patch is shown and pinned"
+                .into(),
+        ));
+    }
+    let api: Api<DiagnosticReport> = Api::namespaced(client.clone(), namespace);
+    let mut members: Vec<DiagnosticReport> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| {
+            api_error(
+                e,
+                &format!("cannot list the reports of namespace {namespace}"),
+                &format!("list {RESOURCE} in namespace {namespace}"),
+                |_| format!("namespace {namespace} does not exist"),
+            )
+        })?
+        .items
+        .into_iter()
+        .filter(|r| r.status.as_ref().and_then(|s| s.incident.as_deref()) == Some(incident))
+        .collect();
+    members.sort_by_key(|r| r.name_any());
+    if members.is_empty() {
+        return Err(failed(format!(
+            "no report in namespace {namespace} belongs to incident {} (`kubectl sre list` \
+             shows the incidents)",
+            crate::terminal::escape(incident)
+        )));
+    }
+    let (ready, left): (Vec<_>, Vec<_>) = members
+        .into_iter()
+        .partition(|r| refusal(r, decision, None).is_none());
+    for r in &left {
+        if let Some(why) = refusal(r, decision, None) {
+            writeln!(io.out, "Left out: {why}")?;
+        }
+    }
+    if ready.is_empty() {
+        return Err(failed(format!(
+            "no report of incident {incident} in namespace {namespace} can be decided now"
+        )));
+    }
+    for r in &ready {
+        let summary = decision_summary(client, r, decision).await;
+        writeln!(io.out, "{summary}")?;
+    }
+    if !args.yes {
+        writeln!(
+            io.out,
+            "{} report(s) of incident {incident} in namespace {namespace}.",
+            ready.len()
+        )?;
+        confirm(
+            io,
+            decision,
+            &format!("the reports of incident {incident} are unchanged"),
+        )?;
+    }
+    let mut failures = Vec::new();
+    for r in &ready {
+        if let Err(e) = write_decision(client, r, decision, io).await {
+            failures.push(e.to_string());
+        }
+    }
+    if !failures.is_empty() {
+        return Err(failed(format!(
+            "{} of {} decisions were not written: {}",
+            failures.len(),
+            ready.len(),
+            failures.join("; ")
+        )));
+    }
     Ok(())
 }

@@ -488,7 +488,8 @@ impl McpServer {
             ));
         };
         let args = crate::kubectl_sre::DecideArgs {
-            name: name.to_string(),
+            name: Some(name.to_string()),
+            incident: None,
             yes: true,
             digest,
         };

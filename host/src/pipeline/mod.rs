@@ -155,21 +155,29 @@ pub async fn run(
         .iter()
         .map(|(lead, _)| slots[*lead].clone().expect("the lead was investigated"))
         .collect();
-    let reports = kept
-        .into_iter()
-        .enumerate()
-        .map(|(i, case)| match followers[i] {
-            None => slots[i]
-                .take()
-                .expect("every lead and lone report was investigated"),
-            Some(d) => {
-                let mut report = case.report;
-                let status = crate::incident::member_status(&report, &concluded[d], &details[d].1);
-                report.status = Some(status);
-                report
-            }
-        })
-        .collect();
+    let mut reports = Vec::with_capacity(kept.len());
+    for (i, case) in kept.into_iter().enumerate() {
+        let Some(d) = followers[i] else {
+            reports.push(
+                slots[i]
+                    .take()
+                    .expect("every lead and lone report was investigated"),
+            );
+            continue;
+        };
+        let (lead, detail) = (&concluded[d], &details[d].1);
+        let own_fix = if crate::incident::fix_per_member(lead) {
+            let (plugins, cluster) = (engine.plugins.clone(), cluster.clone());
+            crate::incident::member_fix(plugins, cluster, &case, lead, detail).await
+        } else {
+            None
+        };
+        let status =
+            own_fix.unwrap_or_else(|| crate::incident::member_status(&case.report, lead, detail));
+        let mut report = case.report;
+        report.status = Some(status);
+        reports.push(report);
+    }
     timings.investigate = started.elapsed();
     Ok(Outcome {
         reports,
