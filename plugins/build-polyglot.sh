@@ -146,9 +146,17 @@ build_log_signatures() {
     # An empty site-packages: the component holds the app and the standard library only, not
     # whatever the machine's Python has installed.
     mkdir -p "$empty/lib/python3/site-packages"
-    (cd "$here/log-signatures" && PYTHONDONTWRITEBYTECODE=1 VIRTUAL_ENV="$empty" \
+    # From a scratch copy: componentize-py's own interpreter writes __pycache__ next to the
+    # sources whatever PYTHONDONTWRITEBYTECODE says, and a write under plugins/ makes Cargo
+    # rebuild every build of the operator (host/build.rs watches the folder): in CI, the
+    # image's release build a second time.
+    local src
+    src="$(mktemp -d)"
+    cp -r "$here/log-signatures/." "$src/"
+    (cd "$src" && PYTHONDONTWRITEBYTECODE=1 VIRTUAL_ENV="$empty" \
         "$py_env/bin/componentize-py" --quiet -d "$repo/wit" -w tool componentize \
-        -p "$here/log-signatures" app -o "$partial" >&2)
+        -p "$src" app -o "$partial" >&2)
+    rm -rf "$src"
     mv -f "$partial" "$dst"
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Ignored by `cargo test --workspace`: it builds the release binary for musl (minutes, see
 //! docs/operating.md, "1. The image") and needs podman, runc and musl-tools. `.ci/run` runs it:
-//! `cargo test -p sre-e2e --test image -- --ignored`.
+//! `cargo test --workspace --test image -- --ignored` (as `.ci/run` does).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
