@@ -145,7 +145,7 @@ pub async fn cause_of(
                 ),
                 _ => return None,
             };
-            let names_ok = key.split('/').skip(1).all(|part| is_name(part));
+            let names_ok = key.split('/').skip(1).all(is_name);
             names_ok.then_some(Cause { key, description })
         }
         _ => None,

@@ -1168,7 +1168,7 @@ async fn approve_incident_approves_each_report_awaiting_approval_after_one_quest
     // A no writes nothing; an incident with no report here names the way to find one.
     let (client, api) = script(vec![
         Exchange::get(format!("{REPORTS}/namespaces/default/diagnosticreports"))
-            .reply(200, list_of(&[a.clone()])),
+            .reply(200, list_of(std::slice::from_ref(&a))),
         get_target(&t),
     ]);
     let seen = api.seen.clone();

@@ -334,14 +334,16 @@ impl Cluster for LiveCluster {
     }
 
     /// The Pods of one node, by field selector: a node's usage never lists every Pod.
-    async fn pods_on_node(&self, node: &str) -> Result<Vec<Pod>> {
+    async fn node_load(&self, node: &str) -> Result<super::NodeLoad> {
         check_name(ResourceKind::Node, "node", node)?;
         let what = format!("the Pods on Node {node}");
-        self.list_all(
-            &what,
-            Request::new(Pod::url_path(&(), None)),
-            ListParams::default().fields(&format!("spec.nodeName={node}")),
-        )
-        .await
+        let pods: Vec<Pod> = self
+            .list_all(
+                &what,
+                Request::new(Pod::url_path(&(), None)),
+                ListParams::default().fields(&format!("spec.nodeName={node}")),
+            )
+            .await?;
+        Ok(super::NodeLoad::of(node, &pods))
     }
 }

@@ -19,8 +19,8 @@ pub use kinds::ResourceKind;
 pub use live::{LiveCluster, ReadLimits};
 pub use logs::{ContainerLog, LogRequest, Logs, parse_dump_logs};
 pub use usage::{
-    NodeUsage, ResourceAmounts, Taint, cpu_millis, format_bytes, format_millis, memory_bytes,
-    node_usage, pod_requests,
+    NodeLoad, NodeUsage, ResourceAmounts, Taint, cpu_millis, format_bytes, format_millis,
+    memory_bytes, node_usage, pod_requests, usage_with,
 };
 pub use workload::resolve_workload;
 
@@ -129,6 +129,20 @@ pub trait Cluster: Send + Sync {
             .collect()
     }
 
+    /// The Pods in a namespace (or all) that [`crate::failure::may_be_failing`] passes, typed,
+    /// and how many Pods there are in all: what triage looks at. The default filters
+    /// [`Cluster::pods`]; an implementation that can read a Pod's status without the rest of it
+    /// parses only the Pods that pass.
+    async fn failing_pods(&self, namespace: Option<&str>) -> Result<(Vec<Pod>, usize)> {
+        let pods = self.pods(namespace).await?;
+        let all = pods.len();
+        let failing = pods
+            .into_iter()
+            .filter(crate::failure::may_be_failing)
+            .collect();
+        Ok((failing, all))
+    }
+
     /// The namespaces that hold Pods, in order, when the implementation knows them cheaply: a
     /// caller that looks at every Pod once (triage) then holds one namespace's typed Pods at a
     /// time instead of all of them. `None` means "list every Pod at once".
@@ -136,12 +150,10 @@ pub trait Cluster: Send + Sync {
         Ok(None)
     }
 
-    /// The Pods bound to a node (`spec.nodeName`), typed: what its usage is computed from. The
-    /// default filters every Pod; implementations with an index answer directly.
-    async fn pods_on_node(&self, node: &str) -> Result<Vec<Pod>> {
-        let mut pods = self.pods(None).await?;
-        pods.retain(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node));
-        Ok(pods)
+    /// What the Pods bound to a node (`spec.nodeName`) take of it: what its usage is computed
+    /// from. The default reads every Pod; implementations with an index answer directly.
+    async fn node_load(&self, node: &str) -> Result<NodeLoad> {
+        Ok(NodeLoad::of(node, &self.pods(None).await?))
     }
 }
 

@@ -212,8 +212,54 @@ pub fn pod_requests(pod: &Pod) -> (ResourceAmounts, ResourceAmounts) {
     (requests, limits)
 }
 
+/// What the Pods bound to a node take of it: the sum of the effective requests and limits of
+/// those that have not terminated, and how many they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeLoad {
+    pub requests: ResourceAmounts,
+    pub limits: ResourceAmounts,
+    pub pods: usize,
+}
+
+impl NodeLoad {
+    /// Adds `pod` if it is bound to `node` and has not terminated.
+    pub fn add(&mut self, node: &str, pod: &Pod) {
+        let on_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node);
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if !on_node || matches!(phase, Some("Succeeded" | "Failed")) {
+            return;
+        }
+        let (r, l) = pod_requests(pod);
+        self.requests.add(r);
+        self.limits.add(l);
+        self.pods += 1;
+    }
+
+    /// Adds another share of the same node's load.
+    pub fn absorb(&mut self, other: NodeLoad) {
+        self.requests.add(other.requests);
+        self.limits.add(other.limits);
+        self.pods += other.pods;
+    }
+
+    /// The load `pods` put on `node`.
+    pub fn of(node: &str, pods: &[Pod]) -> NodeLoad {
+        let mut load = NodeLoad::default();
+        for pod in pods {
+            load.add(node, pod);
+        }
+        load
+    }
+}
+
 /// Usage of one node, from the Pods bound to it that have not terminated.
 pub fn node_usage(node: &Node, pods: &[Pod]) -> NodeUsage {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    usage_with(node, NodeLoad::of(&name, pods))
+}
+
+/// Usage of one node under `load`.
+pub fn usage_with(node: &Node, load: NodeLoad) -> NodeUsage {
     let name = node.metadata.name.clone().unwrap_or_default();
     let status = node.status.as_ref();
     let allocatable_map = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
@@ -222,8 +268,8 @@ pub fn node_usage(node: &Node, pods: &[Pod]) -> NodeUsage {
         .and_then(|m| m.get("pods"))
         .and_then(|q| q.0.parse().ok())
         .unwrap_or(0);
-    let mut usage = NodeUsage {
-        node: name.clone(),
+    NodeUsage {
+        node: name,
         allocatable,
         allocatable_pods,
         ready: status
@@ -242,21 +288,11 @@ pub fn node_usage(node: &Node, pods: &[Pod]) -> NodeUsage {
             .map(|ts| ts.iter().map(Taint::from).collect())
             .unwrap_or_default(),
         labels: node.metadata.labels.clone().unwrap_or_default(),
-        ..Default::default()
-    };
-    for pod in pods {
-        let on_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str());
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if !on_node || matches!(phase, Some("Succeeded" | "Failed")) {
-            continue;
-        }
-        let (r, l) = pod_requests(pod);
-        usage.requests.add(r);
-        usage.limits.add(l);
-        usage.pods += 1;
+        requests: load.requests,
+        limits: load.limits,
+        pods: load.pods,
+        free: allocatable.saturating_sub(load.requests),
     }
-    usage.free = usage.allocatable.saturating_sub(usage.requests);
-    usage
 }
 
 /// Bytes as a person reads them: `3Gi`, `1.2Gi`, `512Mi`.

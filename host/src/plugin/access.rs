@@ -15,7 +15,7 @@ use super::bindings::tool::sre_operator::plugin::cluster::{
     ClusterError, Host, LogRequest as WitLogRequest,
 };
 use crate::cluster::{
-    Cluster, Involved, LogRequest, ResourceKind, node_usage, redact_secret, typed,
+    Cluster, Involved, LogRequest, ResourceKind, redact_secret, typed, usage_with,
 };
 
 /// Lines of log a plugin gets when it does not ask (the seed's 100) and at most.
@@ -284,11 +284,11 @@ impl Host for super::CallState {
             )?
             .ok_or_else(|| ClusterError::NotFound(format!("Node {node}")))?;
         let node_obj = typed(&object).map_err(failed)?;
-        let pods = access.block_on(
+        let load = access.block_on(
             || format!("the Pods of Node {node}"),
-            access.cluster.pods_on_node(&node),
+            access.cluster.node_load(&node),
         )?;
-        let usage = node_usage(&node_obj, &pods);
+        let usage = usage_with(&node_obj, load);
         access.answer(
             &serde_json::to_value(&usage).map_err(failed)?,
             &format!("the usage of Node {node}"),
