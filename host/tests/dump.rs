@@ -315,11 +315,11 @@ async fn a_generated_dump_reads_back_with_exactly_the_planted_failures() {
     let spec = Spec {
         namespaces: 4,
         pods: 120,
-        failures: 6,
+        failures: 7,
         seed: 7,
     };
     let written = synth::write(dir.path(), &spec).unwrap();
-    assert_eq!(written.planted.len(), 6);
+    assert_eq!(written.planted.len(), 7, "one of each class");
     let cluster = DumpCluster::load(dir.path()).unwrap();
     let pods = cluster.pods(None).await.unwrap();
     assert_eq!(pods.len(), written.pods);

@@ -49,17 +49,21 @@ pub enum Class {
     OomKilled,
     CreateContainerConfigError,
     ProbeFailure,
+    /// No Pod: the ReplicaSet's Pods are refused by a ResourceQuota (`ReplicaFailure`,
+    /// `FailedCreate` events); its report names the ReplicaSet.
+    FailedCreate,
 }
 
 impl Class {
     /// In the order failures are planted.
-    pub const ALL: [Class; 6] = [
+    pub const ALL: [Class; 7] = [
         Class::CrashLoopBackOff,
         Class::Pending,
         Class::ImagePullBackOff,
         Class::OomKilled,
         Class::CreateContainerConfigError,
         Class::ProbeFailure,
+        Class::FailedCreate,
     ];
 
     /// The name `kubectl get pods` and sre-operator's reports use.
@@ -71,6 +75,7 @@ impl Class {
             Class::OomKilled => "OOMKilled",
             Class::CreateContainerConfigError => "CreateContainerConfigError",
             Class::ProbeFailure => "ProbeFailure",
+            Class::FailedCreate => "FailedCreate",
         }
     }
 }
@@ -365,6 +370,7 @@ impl Gen {
         } else {
             0
         };
+        let refused = health == Health::Planted(Class::FailedCreate);
         let (revision, hash) = (2 + self.rng.below(8), self.rng.suffix(10));
         let old_hash = self.rng.suffix(9);
         let old_replicas = if image_pull { 1 } else { 0 };
@@ -398,6 +404,27 @@ impl Gen {
             "spec": {"replicas": replicas, "selector": {"matchLabels": rs_labels.clone()}, "template": template},
             "status": {"replicas": replicas, "fullyLabeledReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": 1}
         }));
+        if refused {
+            let refusal = format!(
+                "pods \"{rs_name}-{}\" is forbidden: exceeded quota: {team}-quota, requested: limits.memory={memory}, used: limits.memory=16Gi, limited: limits.memory=16Gi",
+                self.rng.suffix(5)
+            );
+            let rs = ns.replicasets.last_mut().unwrap();
+            rs["status"] = json!({"replicas": 0, "observedGeneration": 1, "conditions": [
+                {"type": "ReplicaFailure", "status": "True", "lastTransitionTime": time(NOW - 1500), "reason": "FailedCreate", "message": refusal}]});
+            ns.events.push(json!({
+                "metadata": {"name": format!("{rs_name}.{:x}", self.rng.below(u64::MAX >> 8)), "namespace": team, "uid": self.rng.uid(), "resourceVersion": self.rv(), "creationTimestamp": time(NOW - 1500)},
+                "involvedObject": {"kind": "ReplicaSet", "namespace": team, "name": rs_name, "uid": rs_uid, "apiVersion": "apps/v1", "resourceVersion": "1"},
+                "reason": "FailedCreate", "message": format!("Error creating: {refusal}"), "source": {"component": "replicaset-controller"},
+                "firstTimestamp": time(NOW - 1500), "lastTimestamp": time(NOW - 40), "count": 17, "type": "Warning", "eventTime": null,
+                "reportingComponent": "replicaset-controller", "reportingInstance": ""
+            }));
+            planted.push(Planted {
+                namespace: team.clone(),
+                pod: rs_name.clone(),
+                class: Class::FailedCreate,
+            });
+        }
         let mut old_labels = labels.clone();
         old_labels["pod-template-hash"] = json!(old_hash);
         let old_uid = self.rng.uid();
@@ -442,7 +469,7 @@ impl Gen {
                 planted,
             );
         }
-        for _ in 0..replicas {
+        for _ in 0..if refused { 0 } else { replicas } {
             let started = if health == Health::Healthy && self.rng.below(50) == 0 {
                 NOW - 60 - self.rng.below(3000) as i64 // a recent restart or rollout: its events are still there
             } else if health == Health::Healthy {
@@ -741,6 +768,7 @@ impl Gen {
                             vec![status],
                         )
                     }
+                    Class::FailedCreate => unreachable!("a refused ReplicaSet has no Pods"),
                     Class::ProbeFailure => {
                         events.push(kubelet_event(self, "Unhealthy", format!("Readiness probe failed: Get \"http://{ip}:8081/readyz\": dial tcp {ip}:8081: connect: connection refused"), "Warning", 320, created + 9, NOW - 3));
                         (
@@ -861,6 +889,10 @@ pub fn write(dir: &Path, spec: &Spec) -> std::io::Result<Written> {
             + planted
                 .iter()
                 .filter(|p| p.class == Class::ImagePullBackOff)
+                .count()
+            - planted
+                .iter()
+                .filter(|p| p.class == Class::FailedCreate)
                 .count(),
         nodes: node_count,
         deployments,
