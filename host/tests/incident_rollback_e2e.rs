@@ -26,7 +26,8 @@ fn image(app: &str, tag: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_never_pushed_is_one_incident_and_each_workload_is_rolled_back() -> Result<()> {
-    let Some(cluster) = support::cluster_with_policy("incident-rollback-e2e", NS, json!({})).await?
+    let Some(cluster) =
+        support::cluster_with_policy("incident-rollback-e2e", NS, json!({})).await?
     else {
         return Ok(());
     };
@@ -64,7 +65,13 @@ async fn a_tag_never_pushed_is_one_incident_and_each_workload_is_rolled_back() -
             .await?;
     }
     let setup = operator_setup(&cluster).await?;
-    let op = Operator::start(&cluster, &setup, "sre-operator-incident-rollback-0", NS, false)?;
+    let op = Operator::start(
+        &cluster,
+        &setup,
+        "sre-operator-incident-rollback-0",
+        NS,
+        false,
+    )?;
     op.await_ready(Duration::from_secs(60))?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
@@ -96,7 +103,11 @@ async fn a_tag_never_pushed_is_one_incident_and_each_workload_is_rolled_back() -
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let incident = awaiting[0].status.as_ref().unwrap().incident.clone().unwrap();
+    let incident = awaiting[0]
+        .status
+        .clone()
+        .and_then(|s| s.incident)
+        .context("an incident")?;
     ensure!(
         awaiting
             .iter()
@@ -111,7 +122,11 @@ async fn a_tag_never_pushed_is_one_incident_and_each_workload_is_rolled_back() -
     for r in &awaiting {
         let app = r.spec.workload.name.as_str();
         let patch = r.status.as_ref().unwrap().suggested_patch.as_ref().unwrap();
-        ensure!(patch.target.name == app, "{app}'s report patches {}", patch.target.name);
+        ensure!(
+            patch.target.name == app,
+            "{app}'s report patches {}",
+            patch.target.name
+        );
         let ops = serde_json::to_string(&patch.patch)?;
         ensure!(
             ops.contains(&image(app, "1.8.2")) && ops.contains(&image(app, "1.9.0")),
@@ -132,7 +147,10 @@ async fn a_tag_never_pushed_is_one_incident_and_each_workload_is_rolled_back() -
         String::from_utf8_lossy(&out.stderr)
     );
     ensure!(
-        stdout.matches("approved: the operator applies the patch next").count() == APPS.len(),
+        stdout
+            .matches("approved: the operator applies the patch next")
+            .count()
+            == APPS.len(),
         "{stdout}"
     );
 
