@@ -407,7 +407,12 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     });
     let refusals = creators::watch(ctx.clone());
     tracing::info!("controllers started");
-    tokio::join!(pods, reports, policy_status, ready, refusals);
+    // The controllers end on SIGTERM; the FailedCreate watch is dropped with them (it never
+    // ends by itself, and a process that outlives its signal holds its Lease until SIGKILL).
+    tokio::select! {
+        _ = async { tokio::join!(pods, reports, policy_status, ready) } => {}
+        _ = refusals => {}
+    }
     trimmer.abort();
     Ok(())
 }
