@@ -246,14 +246,8 @@ fn bad_input_exits_non_zero_with_one_line_naming_the_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dump <DIR>"));
 }
 
-/// Copies a scenario's dump and clones its failing Pod `copies` times as bare Pods (each its
-/// own workload) with their events: workloads that fail for one shared cause.
-fn dump_with_copies(
-    scenario: &str,
-    namespace: &str,
-    pod: &str,
-    copies: usize,
-) -> tempfile::TempDir {
+/// A scratch copy of a scenario's dump.
+fn scenario_dump(scenario: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let from = repo(&format!("tests/scenarios/{scenario}/dump"));
     let status = Command::new("cp")
@@ -263,6 +257,18 @@ fn dump_with_copies(
         .status()
         .unwrap();
     assert!(status.success());
+    dir
+}
+
+/// Copies a scenario's dump and clones its failing Pod `copies` times as bare Pods (each its
+/// own workload) with their events: workloads that fail for one shared cause.
+fn dump_with_copies(
+    scenario: &str,
+    namespace: &str,
+    pod: &str,
+    copies: usize,
+) -> tempfile::TempDir {
+    let dir = scenario_dump(scenario);
     let read = |file: &str| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(dir.path().join(namespace).join(file)).unwrap())
             .unwrap()
@@ -466,15 +472,7 @@ fn dump_with_workload_copies(
     name: &str,
     copies: usize,
 ) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let from = repo(&format!("tests/scenarios/{scenario}/dump"));
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(format!("{}/.", from.display()))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let dir = scenario_dump(scenario);
     let ns = dir.path().join(namespace);
     let ours = |o: &serde_json::Value| {
         let n = o["metadata"]["name"].as_str().unwrap_or_default();

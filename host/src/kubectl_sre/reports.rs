@@ -754,11 +754,12 @@ async fn decide_incident(
         .filter(|r| r.status.as_ref().and_then(|s| s.incident.as_deref()) == Some(incident))
         .collect();
     members.sort_by_key(|r| r.name_any());
+    // The name as typed is printed below: no control character reaches the terminal.
+    let incident = crate::terminal::escape(incident);
     if members.is_empty() {
         return Err(failed(format!(
-            "no report in namespace {namespace} belongs to incident {} (`kubectl sre list` \
-             shows the incidents)",
-            crate::terminal::escape(incident)
+            "no report in namespace {namespace} belongs to incident {incident} (`kubectl sre list` \
+             shows the incidents)"
         )));
     }
     let (ready, left): (Vec<_>, Vec<_>) = members
