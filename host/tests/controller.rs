@@ -215,6 +215,8 @@ fn context_with_leadership(
     Arc::new(Context {
         client: client.clone(),
         cluster: dump(),
+        recent: Arc::new(sre_operator::cluster::RecentReads::new(dump())),
+        pods: reflector::store().0,
         policies: store,
         compiled: Default::default(),
         plugins: registry(),
@@ -1030,4 +1032,96 @@ async fn a_new_report_is_analyzing_after_one_status_write() {
         (&json!("Analyzed"), &json!("False"), &json!("Analyzing")),
         "{status}"
     );
+}
+
+/// In a burst, a new report whose incident's lead has concluded takes the lead's findings in
+/// one status write (no `Analyzing` first), and its Event goes to its Pod only: it points at
+/// the lead, where the story is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_joining_a_concluded_incident_is_written_once_and_told_on_its_pod() {
+    use sre_operator::cluster::{Cluster, ResourceKind};
+    let cluster = dump();
+    // shop/internal-api: its registry refuses the credentials (the bundled dump).
+    let owner_uid = cluster
+        .get(ResourceKind::Deployment, Some("shop"), "internal-api")
+        .await
+        .unwrap()
+        .unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut member: DiagnosticReport = serde_json::from_value(json!({
+        "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DiagnosticReport",
+        "metadata": {"name": "deployment-internal-api-imagepullbackoff", "namespace": "shop", "generation": 1, "uid": "m-1",
+                     "labels": {"app.kubernetes.io/managed-by": "sre-operator"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "internal-api", "uid": owner_uid}]},
+        "spec": {"pod": {"namespace": "shop", "name": "internal-api-5c64f8d9b7-j6dwm", "uid": ""},
+                 "workload": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "internal-api"},
+                 "failure": {"class": "ImagePullBackOff", "reason": "RegistryAuthFailed", "evidence": []},
+                 "policy": "shop"}
+    }))
+    .unwrap();
+    let pod_object = cluster
+        .get(ResourceKind::Pod, Some("shop"), &member.spec.pod.name)
+        .await
+        .unwrap()
+        .unwrap();
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value((*pod_object).clone()).unwrap();
+    member.spec.pod.uid = pod.metadata.uid.clone().unwrap_or_default();
+    let cause = sre_operator::incident::cause_of(&member, &pod, cluster.as_ref())
+        .await
+        .expect("a registry refusing credentials is a shared cause");
+    // Another workload of the same registry led the incident and concluded.
+    let mut lead = member.clone();
+    lead.metadata.name = Some("deployment-billing-api-imagepullbackoff".into());
+    lead.metadata.uid = Some("l-1".into());
+    lead.spec.workload.name = "billing-api".into();
+
+    let status_path = "/apis/sre-operator.dev/v1alpha1/namespaces/shop/diagnosticreports/deployment-internal-api-imagepullbackoff/status";
+    let (client, api) = Script::new()
+        .then(Exchange::patch(status_path).reply(200, serde_json::to_value(&member).unwrap()))
+        .any_number(Exchange::post("/apis/events.k8s.io/v1/namespaces/shop/events").echo())
+        .start();
+    let seen = api.seen.clone();
+    let shop: DebugPolicy = serde_json::from_value(json!({
+        "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DebugPolicy",
+        "metadata": {"name": "shop"}, "spec": {"rules": [{"namespaces": ["shop"]}]}
+    }))
+    .unwrap();
+    let ctx = context(client, vec![shop]);
+    let fresh = std::time::Duration::from_secs(600);
+    assert!(matches!(
+        ctx.incidents.join(&cause, &lead, fresh),
+        sre_operator::incident::Role::Lead(_)
+    ));
+    let mut concluded = lead.clone();
+    concluded.status = Some(DiagnosticReportStatus {
+        phase: Some(Phase::NoFix),
+        ..Default::default()
+    });
+    ctx.incidents
+        .concluded(&sre_operator::incident::name(&cause), &concluded);
+
+    reconcile_report(Arc::new(member), ctx).await.unwrap();
+    api.done().await;
+    let written = writes(&seen, "/status");
+    assert_eq!(written.len(), 1, "one status write: {written:?}");
+    let status = &written[0].body["status"];
+    assert_eq!(status["phase"], "NoFix", "{status}");
+    assert_eq!(
+        status["incident"].as_str(),
+        Some(sre_operator::incident::name(&cause).as_str())
+    );
+    assert!(status["startedAt"].is_string(), "{status}");
+    let events: Vec<Value> = requests(&seen, "POST", "/events")
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
+    let regarding: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["regarding"]["kind"].as_str())
+        .collect();
+    assert_eq!(regarding, ["Pod"], "{events:?}");
+    assert_eq!(events[0]["reason"], "NoFix");
 }

@@ -9,6 +9,7 @@ mod dump;
 mod kinds;
 mod live;
 mod logs;
+mod recent;
 #[cfg(test)]
 pub(crate) mod testing;
 mod usage;
@@ -18,6 +19,7 @@ pub use dump::DumpCluster;
 pub use kinds::ResourceKind;
 pub use live::{LiveCluster, ReadLimits};
 pub use logs::{ContainerLog, LogRequest, Logs, parse_dump_logs};
+pub use recent::RecentReads;
 pub use usage::{
     NodeLoad, NodeUsage, ResourceAmounts, Taint, cpu_millis, format_bytes, format_millis,
     memory_bytes, node_usage, pod_requests, usage_with,

@@ -31,7 +31,13 @@ struct Key {
 pub struct Openings {
     resolved: Mutex<HashMap<Key, (WorkloadRef, Instant)>>,
     in_flight: Mutex<HashSet<(String, String)>>,
+    /// Reports created lately, until the report watch shows them: the workload's other Pods,
+    /// reconciled in that gap, would read their events and try the create again (a 409).
+    created: Mutex<HashMap<(String, String), Instant>>,
 }
+
+/// Longer than the report watch takes to show a new report, even in a burst.
+const CREATED_FOR: Duration = Duration::from_secs(60);
 
 impl Openings {
     /// The Pod's workload ([`resolve_workload`]), from memory when a Pod of the same controller
@@ -86,6 +92,27 @@ impl Openings {
             .unwrap()
             .contains(&(namespace.to_string(), name.to_string()))
     }
+
+    /// Remembers that report `namespace/name` exists (created, or found by a create's 409).
+    pub fn created(&self, namespace: &str, name: &str) {
+        let mut created = self.created.lock().unwrap();
+        created.retain(|_, at| at.elapsed() < CREATED_FOR);
+        if created.len() >= MAX_RESOLVED {
+            created.clear();
+        }
+        created.insert((namespace.to_string(), name.to_string()), Instant::now());
+    }
+
+    /// Whether report `namespace/name` was created less than a minute ago. Asked only while
+    /// the report watch does not show it: once it does, the report itself says whether it is
+    /// open (and a finished one may be replaced after its cooldown).
+    pub fn created_lately(&self, namespace: &str, name: &str) -> bool {
+        self.created
+            .lock()
+            .unwrap()
+            .get(&(namespace.to_string(), name.to_string()))
+            .is_some_and(|at| at.elapsed() < CREATED_FOR)
+    }
 }
 
 /// A report being opened; dropped when the attempt ends, whatever its outcome.
@@ -118,5 +145,15 @@ mod tests {
         drop(first);
         assert!(!openings.opening("shop", name));
         assert!(openings.begin("shop", name).is_some());
+    }
+
+    #[test]
+    fn a_report_created_lately_is_remembered_per_namespace() {
+        let openings = Openings::default();
+        let name = "deployment-cart-imagepullbackoff";
+        assert!(!openings.created_lately("shop", name));
+        openings.created("shop", name);
+        assert!(openings.created_lately("shop", name));
+        assert!(!openings.created_lately("web", name));
     }
 }

@@ -55,17 +55,18 @@ pub(super) async fn open_report(
     // The reconcile's trace names the report it opened or joined.
     tracing::Span::current().record("report", name.as_str());
     let api: Api<DiagnosticReport> = Api::namespaced(ctx.client.clone(), &namespace);
-    if let Some(existing) = known_report(ctx, &namespace, &name) {
-        if !replaceable(&existing, cooldown) {
-            return Ok(());
-        }
-        delete_report(&api, &name).await?;
+    match known_report(ctx, &namespace, &name) {
+        Some(existing) if !replaceable(&existing, cooldown) => return Ok(()),
+        Some(_) => delete_report(&api, &name).await?,
+        // Created a moment ago; the report watch has not shown it yet.
+        None if ctx.openings.created_lately(&namespace, &name) => return Ok(()),
+        None => {}
     }
     let mut report = report;
     // The workload owns the report: a replaced Pod does not take it along.
     let w = &report.spec.workload;
     if let Ok(kind) = w.kind.parse::<ResourceKind>()
-        && let Some(owner) = ctx.cluster.get(kind, Some(&namespace), &w.name).await?
+        && let Some(owner) = ctx.recent.get(kind, Some(&namespace), &w.name).await?
         && let Some(uid) = owner["metadata"]["uid"].as_str()
     {
         report.metadata.owner_references = Some(vec![OwnerReference {
@@ -86,6 +87,13 @@ pub(super) async fn open_report(
         delete_report(&api, &name).await?;
         created = api.create(&PostParams::default(), &report).await;
     }
+    if match &created {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) => e.code == 409,
+        Err(_) => false,
+    } {
+        ctx.openings.created(&namespace, &name);
+    }
     match created {
         Ok(created) => {
             tracing::info!(report = %name, namespace = %namespace, class = %created.spec.failure.class, "report opened");
@@ -93,6 +101,7 @@ pub(super) async fn open_report(
             // write, where a write here raced with that one.
             ctx.event(
                 &created,
+                super::Regarding::Pod,
                 EventType::Normal,
                 "Opened",
                 format!(
@@ -136,8 +145,10 @@ fn already_reported(
         };
         let name = crate::crd::report_name(workload, d.class);
         ctx.openings.opening(&namespace, &name)
-            || known_report(ctx, &namespace, &name)
-                .is_some_and(|r| !replaceable(&r, policy.cooldown))
+            || match known_report(ctx, &namespace, &name) {
+                Some(r) => !replaceable(&r, policy.cooldown),
+                None => ctx.openings.created_lately(&namespace, &name),
+            }
     })
 }
 
@@ -154,7 +165,7 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     let shown = detect(&pod, &[]);
     let mut workload = None;
     if !shown.is_empty() {
-        let w = ctx.openings.workload(ctx.cluster.as_ref(), &pod).await?;
+        let w = ctx.openings.workload(ctx.recent.as_ref(), &pod).await?;
         if already_reported(&ctx, &policies, &pod, &w, &shown) {
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -168,7 +179,7 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     }
     let workload = match workload {
         Some(w) => w,
-        None => ctx.openings.workload(ctx.cluster.as_ref(), &pod).await?,
+        None => ctx.openings.workload(ctx.recent.as_ref(), &pod).await?,
     };
     for detection in detections {
         open_for(&ctx, &policies, &pod, &workload, detection).await?;
@@ -197,7 +208,7 @@ pub(super) async fn open_for(
     };
     let plugins = ctx.plugins.current();
     let now = Timestamp::now().to_string();
-    if let Some(reason) = screen(&plugins, ctx.cluster.as_ref(), &report, pod, &now).await {
+    if let Some(reason) = screen(&plugins, ctx.recent.as_ref(), &report, pod, &now).await {
         tracing::info!(pod = %pod.name_any(), namespace = %namespace, %reason, "not investigating");
         return Ok(());
     }

@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::{Context, Error, FIELD_MANAGER, Result};
+use super::{Context, Error, FIELD_MANAGER, Regarding, Result};
 use crate::agent::{Case, Investigator, investigate};
 use crate::cluster::{Involved, ResourceKind, resolve_workload};
 use crate::crd::{
@@ -41,12 +41,7 @@ pub(super) async fn write_status(
     let previous = report.status.as_ref().and_then(|s| s.phase);
     let transition = status.phase != previous;
     if transition && let Some(phase) = status.phase {
-        ctx.metrics
-            .report_transitions
-            .get_or_create(&PhaseLabel {
-                phase: phase.as_str().into(),
-            })
-            .inc();
+        count_transition(ctx, phase);
     }
     let body = json!({
         "apiVersion": API_VERSION,
@@ -113,7 +108,73 @@ fn record_investigation(ctx: &Context, status: &DiagnosticReportStatus, seconds:
     }
 }
 
-async fn analyze(report: &DiagnosticReport, ctx: &Arc<Context>) -> Result<Action> {
+/// Whether the report's `Analyzing` status is stored: a new report's is written only when it
+/// will not be the last write of this reconcile (an incident member that takes its lead's
+/// findings at once is written once, with its conclusion).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Announced {
+    Yes,
+    NotYet,
+}
+
+/// Writes the `Analyzing` status of a report whose reconcile goes on later (the investigation
+/// runs in the next reconcile, which the write's watch event brings).
+async fn announce(ctx: &Context, report: &DiagnosticReport) -> Result<()> {
+    write_status(ctx, report, report.status.clone().unwrap_or_default()).await
+}
+
+/// Where the subject Pod came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PodFrom {
+    /// The Pod watch's copy: trimmed (no env values), enough to find the cause and to stand
+    /// for an incident member; an investigation reads the Pod whole.
+    Store,
+    Read,
+}
+
+/// The Pod `report` is about, from the Pod watch's store when it holds it, else read.
+async fn stored_or_read_pod(
+    ctx: &Context,
+    report: &DiagnosticReport,
+) -> Result<Option<(Pod, PodFrom)>> {
+    let pod = &report.spec.pod;
+    if report.spec.failure.class != crate::crd::FailureClass::FailedCreate
+        && let Some(stored) = ctx
+            .pods
+            .get(&kube::runtime::reflector::ObjectRef::new(&pod.name).within(&pod.namespace))
+    {
+        return Ok(Some(((*stored).clone(), PodFrom::Store)));
+    }
+    let read = crate::triage::subject_pod(ctx.cluster.as_ref(), report).await?;
+    Ok(read.map(|p| (p, PodFrom::Read)))
+}
+
+/// Ends a report whose subject is gone.
+async fn subject_gone(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
+    let spec = &report.spec;
+    let mut status = report.status.clone().unwrap_or_default();
+    status.phase = Some(Phase::Failed);
+    status.message = Some(match spec.failure.class {
+        crate::crd::FailureClass::FailedCreate => format!(
+            "{} {} creates its Pods now (or is gone); a new refusal opens a new report",
+            crate::failure::creator_kind(&spec.workload.kind).kind(),
+            spec.pod.name
+        ),
+        _ => format!(
+            "Pod {} no longer exists; a new failing Pod opens a new report",
+            spec.pod.name
+        ),
+    });
+    status.finished_at = Some(Time(Timestamp::now()));
+    write_status(ctx, report, status).await?;
+    Ok(Action::await_change())
+}
+
+async fn analyze(
+    report: &DiagnosticReport,
+    ctx: &Arc<Context>,
+    announced: Announced,
+) -> Result<Action> {
     let spec = &report.spec;
     let uid = report.uid().unwrap_or_default();
     // A finished investigation whose status write failed is written, not run again.
@@ -123,25 +184,13 @@ async fn analyze(report: &DiagnosticReport, ctx: &Arc<Context>) -> Result<Action
     }
     // One namespace holds at most its share of the slots; the others are not held up.
     let Some(_slot) = ctx.slots.try_acquire(&spec.pod.namespace) else {
+        if announced == Announced::NotYet {
+            announce(ctx, report).await?;
+        }
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
-    let Some(pod) = crate::triage::subject_pod(ctx.cluster.as_ref(), report).await? else {
-        let mut status = report.status.clone().unwrap_or_default();
-        status.phase = Some(Phase::Failed);
-        status.message = Some(match spec.failure.class {
-            crate::crd::FailureClass::FailedCreate => format!(
-                "{} {} creates its Pods now (or is gone); a new refusal opens a new report",
-                crate::failure::creator_kind(&spec.workload.kind).kind(),
-                spec.pod.name
-            ),
-            _ => format!(
-                "Pod {} no longer exists; a new failing Pod opens a new report",
-                spec.pod.name
-            ),
-        });
-        status.finished_at = Some(Time(Timestamp::now()));
-        write_status(ctx, report, status).await?;
-        return Ok(Action::await_change());
+    let Some((pod, pod_from)) = stored_or_read_pod(ctx, report).await? else {
+        return subject_gone(report, ctx).await;
     };
     let policy = ctx.policy(&spec.policy);
     let compiled = policy
@@ -209,6 +258,19 @@ async fn analyze(report: &DiagnosticReport, ctx: &Arc<Context>) -> Result<Action
                 }
                 return Ok(Action::await_change());
             }
+        },
+    };
+    // An investigation of its own: announced first, and run by the reconcile its write brings
+    // (one investigating now could be run again by that one, from a store that lags).
+    if announced == Announced::NotYet {
+        announce(ctx, report).await?;
+        return Ok(Action::await_change());
+    }
+    let pod = match pod_from {
+        PodFrom::Read => pod,
+        PodFrom::Store => match crate::triage::subject_pod(ctx.cluster.as_ref(), report).await? {
+            Some(pod) => pod,
+            None => return subject_gone(report, ctx).await,
         },
     };
     let (brain, mut budget) =
@@ -354,6 +416,15 @@ async fn update_incident_detail(
     }
 }
 
+fn count_transition(ctx: &Context, phase: Phase) {
+    ctx.metrics
+        .report_transitions
+        .get_or_create(&PhaseLabel {
+            phase: phase.as_str().into(),
+        })
+        .inc();
+}
+
 /// Writes a finished investigation's status and its Event; a failed write keeps the status for
 /// the next reconcile, so the investigation is never paid for twice.
 async fn write_investigation(
@@ -375,13 +446,28 @@ async fn write_investigation(
             .insert(report.uid().unwrap_or_default(), status);
         return Err(e);
     }
+    // A member of an incident with nothing to decide points at its lead: told on its Pod.
+    let regarding = if status.incident.is_some()
+        && status.incident_detail.is_none()
+        && status.suggested_patch.is_none()
+    {
+        Regarding::Pod
+    } else {
+        Regarding::ReportAndPod
+    };
     let type_ = if phase == Some(Phase::Failed) {
         EventType::Warning
     } else {
         EventType::Normal
     };
-    ctx.event(report, type_, phase.unwrap_or(Phase::Failed).as_str(), note)
-        .await;
+    ctx.event(
+        report,
+        regarding,
+        type_,
+        phase.unwrap_or(Phase::Failed).as_str(),
+        note,
+    )
+    .await;
     Ok(Action::await_change())
 }
 
@@ -427,8 +513,14 @@ async fn fail(
         terminal_status(report, Phase::Failed, message.clone()),
     )
     .await?;
-    ctx.event(report, EventType::Warning, "ApplyFailed", message)
-        .await;
+    ctx.event(
+        report,
+        Regarding::ReportAndPod,
+        EventType::Warning,
+        "ApplyFailed",
+        message,
+    )
+    .await;
     Ok(Action::await_change())
 }
 
@@ -604,6 +696,7 @@ async fn apply_patch(report: &DiagnosticReport, ctx: &Context) -> Result<Action>
             mark_applied(ctx, report, &status, record, "applied").await?;
             ctx.event(
                 report,
+                Regarding::ReportAndPod,
                 EventType::Normal,
                 "Applied",
                 format!("patched {label}"),
@@ -773,7 +866,14 @@ async fn verified(
         })
         .inc();
     write_status(ctx, report, terminal_status(report, phase, message.clone())).await?;
-    ctx.event(report, event_type, phase.as_str(), message).await;
+    ctx.event(
+        report,
+        Regarding::ReportAndPod,
+        event_type,
+        phase.as_str(),
+        message,
+    )
+    .await;
     Ok(Action::await_change())
 }
 
@@ -807,7 +907,7 @@ pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) 
     } else {
         super::provenance::opened_by_us_remembered(
             &report,
-            ctx.cluster.as_ref(),
+            ctx.recent.as_ref(),
             &ctx.checked_owners,
         )
         .await
@@ -831,6 +931,7 @@ pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) 
         .await?;
         ctx.event(
             &report,
+            Regarding::ReportAndPod,
             EventType::Normal,
             "Rejected",
             "nothing was applied".into(),
@@ -853,10 +954,14 @@ pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) 
                     report.metadata.generation,
                 ),
             );
-            write_status(&ctx, &report, next).await?;
-            Ok(Action::await_change())
+            // Analyzing from here on, written or not (a member that joins at once is written
+            // once, concluded).
+            count_transition(&ctx, Phase::Analyzing);
+            let mut analyzing = (*report).clone();
+            analyzing.status = Some(next);
+            analyze(&analyzing, &ctx, Announced::NotYet).await
         }
-        Some(Phase::Analyzing) => analyze(&report, &ctx).await,
+        Some(Phase::Analyzing) => analyze(&report, &ctx, Announced::Yes).await,
         Some(Phase::AwaitingApproval) => {
             let allowed = status
                 .safety
@@ -890,6 +995,7 @@ pub async fn reconcile_report(report: Arc<DiagnosticReport>, ctx: Arc<Context>) 
                 write_status(&ctx, &report, next).await?;
                 ctx.event(
                     &report,
+                    Regarding::ReportAndPod,
                     EventType::Normal,
                     "Approved",
                     if auto {
