@@ -1032,6 +1032,21 @@ async fn a_new_report_is_analyzing_after_one_status_write() {
         (&json!("Analyzed"), &json!("False"), &json!("Analyzing")),
         "{status}"
     );
+    // `kubectl describe pod` says a report is open, and which.
+    let events: Vec<Value> = requests(&seen, "POST", "/events")
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["regarding"]["kind"], "Pod");
+    assert_eq!(events[0]["reason"], "Opened");
+    assert!(
+        events[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("report deployment-critical-app-crashloopbackoff opened"),
+        "{events:?}"
+    );
 }
 
 /// In a burst, a new report whose incident's lead has concluded takes the lead's findings in

@@ -12,14 +12,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
 use super::scope::{self, StoreScope};
 use super::{Context, Result};
 use crate::cluster::{Involved, ResourceKind};
 use crate::crd::{DiagnosticReport, Phase};
-use crate::failure::{detect, may_be_failing};
+use crate::failure::{awaits_scheduler, detect, may_be_failing};
 use crate::triage::{new_report, screen};
 
 /// Pods per LIST page: each page is parsed whole before the healthy Pods are dropped, so the
@@ -96,20 +95,9 @@ pub(super) async fn open_report(
     }
     match created {
         Ok(created) => {
+            // Its `Opened` Event comes with its first status (`report::announce`): a member of
+            // an incident concluded already has one Event, its conclusion.
             tracing::info!(report = %name, namespace = %namespace, class = %created.spec.failure.class, "report opened");
-            // The report controller writes its first status (Analyzing) when it sees it: one
-            // write, where a write here raced with that one.
-            ctx.event(
-                &created,
-                super::Regarding::Pod,
-                EventType::Normal,
-                "Opened",
-                format!(
-                    "{} of Pod {} opened the report",
-                    created.spec.failure.class, created.spec.pod.name
-                ),
-            )
-            .await;
             Ok(())
         }
         // Another Pod of the same workload was faster: one report it is.
@@ -170,6 +158,10 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
         workload = Some(w);
+    }
+    // A new Pod the scheduler has not judged yet: nothing its events could show.
+    if shown.is_empty() && awaits_scheduler(&pod) {
+        return Ok(Action::requeue(Duration::from_secs(30)));
     }
     let events = ctx.cluster.events_for(Involved::pod(&pod)).await?;
     let detections = detect(&pod, &events);

@@ -117,10 +117,30 @@ enum Announced {
     NotYet,
 }
 
-/// Writes the `Analyzing` status of a report whose reconcile goes on later (the investigation
-/// runs in the next reconcile, which the write's watch event brings).
-async fn announce(ctx: &Context, report: &DiagnosticReport) -> Result<()> {
-    write_status(ctx, report, report.status.clone().unwrap_or_default()).await
+/// Writes the first status of a new report that is not concluded in this reconcile (it
+/// investigates in the next one, which the write's watch event brings, or waits for its
+/// incident's lead), and tells its Pod that the report is open.
+async fn announce(
+    ctx: &Context,
+    report: &DiagnosticReport,
+    status: DiagnosticReportStatus,
+) -> Result<()> {
+    write_status(ctx, report, status).await?;
+    let failure = &report.spec.failure;
+    ctx.event(
+        report,
+        Regarding::Pod,
+        EventType::Normal,
+        "Opened",
+        format!(
+            "{} ({}): report {} opened",
+            failure.class,
+            failure.reason,
+            report.name_any()
+        ),
+    )
+    .await;
+    Ok(())
 }
 
 /// Where the subject Pod came from.
@@ -185,7 +205,7 @@ async fn analyze(
     // One namespace holds at most its share of the slots; the others are not held up.
     let Some(_slot) = ctx.slots.try_acquire(&spec.pod.namespace) else {
         if announced == Announced::NotYet {
-            announce(ctx, report).await?;
+            announce(ctx, report, report.status.clone().unwrap_or_default()).await?;
         }
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
@@ -216,7 +236,11 @@ async fn analyze(
                         "part of incident {name} ({}): waiting for its investigation in report {}/{}",
                         cause.description, lead.namespace, lead.report
                     ));
-                    write_status(ctx, report, status).await?;
+                    if announced == Announced::NotYet {
+                        announce(ctx, report, status).await?;
+                    } else {
+                        write_status(ctx, report, status).await?;
+                    }
                 }
                 return Ok(Action::requeue(WAIT_FOR_LEAD));
             }
@@ -263,7 +287,7 @@ async fn analyze(
     // An investigation of its own: announced first, and run by the reconcile its write brings
     // (one investigating now could be run again by that one, from a store that lags).
     if announced == Announced::NotYet {
-        announce(ctx, report).await?;
+        announce(ctx, report, report.status.clone().unwrap_or_default()).await?;
         return Ok(Action::await_change());
     }
     let pod = match pod_from {

@@ -55,5 +55,27 @@ pub fn may_be_failing(pod: &Pod) -> bool {
     })
 }
 
+/// Whether `pod` waits for the scheduler's first verdict: Pending, on no node, and without a
+/// `PodScheduled` condition. Every new Pod passes through this for a moment (a burst of a
+/// thousand Pods is a thousand of them); its events cannot say anything yet, and the
+/// scheduler's verdict (`PodScheduled=False` with its FailedScheduling event, or a node) comes
+/// as a status change, which is reconciled.
+pub fn awaits_scheduler(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return true;
+    };
+    status.phase.as_deref().is_none_or(|p| p == "Pending")
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .is_none()
+        && !status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "PodScheduled")
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cluster::{Cluster, DumpCluster, Involved};
-use crate::failure::{detect, may_be_failing};
+use crate::failure::{awaits_scheduler, detect, may_be_failing};
 use kube::ResourceExt;
 
 /// The fixture dump and each scenario's dump.
@@ -53,4 +53,56 @@ async fn every_pod_detection_finds_failing_passes_the_gate() {
     }
     // The dumps hold failing Pods of every kind, not only healthy ones.
     assert!(failing > 20 && checked > failing, "{failing} of {checked}");
+}
+
+/// A Pod whose failure only its events show is never one that waits for the scheduler (whose
+/// events the Pod controller does not read), over every Pod of the dumps.
+#[tokio::test]
+async fn no_pod_whose_events_show_a_failure_awaits_the_scheduler() {
+    let mut only_events = 0;
+    for dir in dumps() {
+        let cluster = DumpCluster::load(&dir).unwrap();
+        for pod in cluster.pods(None).await.unwrap() {
+            let events = cluster.events_for(Involved::pod(&pod)).await.unwrap();
+            if detect(&pod, &events).is_empty() || !detect(&pod, &[]).is_empty() {
+                continue;
+            }
+            only_events += 1;
+            assert!(
+                !awaits_scheduler(&pod),
+                "{}: {}/{} shows its failure in events but is taken as waiting for the scheduler",
+                dir.display(),
+                pod.namespace().unwrap_or_default(),
+                pod.name_any()
+            );
+        }
+    }
+    assert!(only_events > 0, "the dumps hold failures only events show");
+}
+
+#[test]
+fn a_new_pod_awaits_the_scheduler_until_its_verdict() {
+    let pod = |status: serde_json::Value, node: Option<&str>| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop"},
+            "spec": {"containers": [{"name": "web", "image": "web:1"}], "nodeName": node},
+            "status": status
+        }))
+        .unwrap()
+    };
+    assert!(awaits_scheduler(&pod(
+        serde_json::json!({"phase": "Pending"}),
+        None
+    )));
+    let unschedulable = serde_json::json!({"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/3 nodes are available: 3 Insufficient memory."}]});
+    assert!(!awaits_scheduler(&pod(unschedulable, None)));
+    let gated = serde_json::json!({"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]});
+    assert!(!awaits_scheduler(&pod(gated, None)));
+    assert!(!awaits_scheduler(&pod(
+        serde_json::json!({"phase": "Pending"}),
+        Some("node-1")
+    )));
 }
