@@ -19,12 +19,14 @@ use super::{
     Cluster, ClusterError, Involved, LogRequest, Logs, NodeLoad, Object, ResourceKind, Result,
 };
 
-/// How long a read is reused: longer than opening a report takes, short enough that an edit
-/// (a selector, a recreated workload) is seen by the next report.
-const FRESH_FOR: Duration = Duration::from_secs(15);
-/// Bounds the memory (an object as `Value` is a few times its JSON): a burst of a few hundred
-/// workloads fits, a larger one evicts and reads again.
-const MAX_OBJECTS: u64 = 512;
+/// How long a read is reused: longer than opening a report takes (its reads fall within a
+/// second or two), short enough that an edit (a selector, a recreated workload) is seen by
+/// the next report.
+const FRESH_FOR: Duration = Duration::from_secs(10);
+/// Bounds the memory (an object as `Value` is a few times its JSON, a Deployment about 20 KB):
+/// the workloads being reported at once in a burst (tens) fit; beyond, the least used are read
+/// again.
+const MAX_OBJECTS: u64 = 128;
 
 /// The kinds whose reads are reused: owners and Namespaces.
 fn reused(kind: ResourceKind) -> bool {
