@@ -145,7 +145,18 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
     };
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| dump_error(path, format!("invalid JSON: not UTF-8 ({e})")))?;
-    // One pass over the file; a second only to explain a file whose items are not a list.
+    // One pass checks and compacts a list as kubectl writes it; serde reads anything else and
+    // names what is wrong with it.
+    if let Some(list) = compact::list(text) {
+        check_kind(list.kind.as_deref())?;
+        return list
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (at, found))| item_from_compact(path, kind, namespace, i, &text[at], found))
+            .collect();
+    }
+    // A second pass only to explain a file whose items are not a list.
     let document: ListDoc = match serde_json::from_str(text) {
         Ok(document) => document,
         Err(e) if e.is_data() => {
@@ -166,9 +177,8 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
         .collect()
 }
 
-/// The fast path: the item as kubectl wrote it, compacted in one pass ([`compact`]), `kind` and
-/// `apiVersion` put back. Anything unusual (no namespace where one belongs, a Secret) takes the
-/// slow path through a `Value`.
+/// An item serde found in a list the one-pass walk did not take: compacted on its own, or
+/// through a `Value` when the walk does not take it either.
 fn item_from_raw(
     path: &Path,
     kind: ResourceKind,
@@ -179,7 +189,27 @@ fn item_from_raw(
     if !raw.starts_with('{') {
         return Err(dump_error(path, format!("items[{i}] is not an object")));
     }
-    let found = compact::compact(raw);
+    match compact::compact(raw) {
+        Some(found) => item_from_compact(path, kind, namespace, i, raw, found),
+        None => {
+            let value: Value = serde_json::from_str(raw)
+                .map_err(|e| dump_error(path, format!("items[{i}]: {e}")))?;
+            item_from_value(path, kind, namespace, i, value)
+        }
+    }
+}
+
+/// The fast path: the item as kubectl wrote it (`raw`), compacted ([`compact`]), `kind` and
+/// `apiVersion` put back. Anything unusual (no namespace where one belongs, a Secret) takes the
+/// slow path through a `Value`.
+fn item_from_compact(
+    path: &Path,
+    kind: ResourceKind,
+    namespace: &str,
+    i: usize,
+    raw: &str,
+    found: compact::Compact<'_>,
+) -> Result<Item> {
     match found.kind.as_deref() {
         None => {}
         Some(k) if k == kind.kind() => {}
@@ -302,12 +332,11 @@ fn malformed_pod(text: &str, e: serde_json::Error) -> ClusterError {
     }
 }
 
-/// A Pod with only its node, status and metadata parsed: what [`crate::failure::may_be_failing`]
-/// reads. The spec's other fields (most of a Pod) are skipped.
+/// A Pod with only its node and status parsed: what [`crate::failure::may_be_failing`] reads.
+/// The metadata and the spec's other fields (most of a Pod) are skipped.
 fn status_pod(text: &str) -> Result<Pod> {
     #[derive(Deserialize)]
     struct View {
-        metadata: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
         spec: Option<NodeOnly>,
         status: Option<k8s_openapi::api::core::v1::PodStatus>,
     }
@@ -318,7 +347,7 @@ fn status_pod(text: &str) -> Result<Pod> {
     }
     let view: View = serde_json::from_str(text).map_err(|e| malformed_pod(text, e))?;
     Ok(Pod {
-        metadata: view.metadata.unwrap_or_default(),
+        metadata: Default::default(),
         spec: view.spec.map(|s| k8s_openapi::api::core::v1::PodSpec {
             node_name: s.node_name,
             ..Default::default()
