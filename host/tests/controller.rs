@@ -913,10 +913,106 @@ fn pod_context(
     reads: Arc<CountingReads>,
     reports: Vec<DiagnosticReport>,
 ) -> Arc<Context> {
+    pod_context_over(client, reads, reports)
+}
+
+fn pod_context_over(
+    client: Client,
+    cluster: Arc<dyn sre_operator::cluster::Cluster>,
+    reports: Vec<DiagnosticReport>,
+) -> Arc<Context> {
     let mut ctx = Arc::try_unwrap(selecting(client)).ok().unwrap();
-    ctx.cluster = reads;
+    ctx.recent = Arc::new(sre_operator::cluster::RecentReads::new(cluster.clone()));
+    ctx.cluster = cluster;
     ctx.reports = reports_seen(reports);
     Arc::new(ctx)
+}
+
+/// The bundled dump, whose events are read only when `release` says so, counted.
+struct SlowEvents {
+    reads: Arc<CountingReads>,
+    events: std::sync::atomic::AtomicUsize,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl sre_operator::cluster::Cluster for SlowEvents {
+    fn source(&self) -> String {
+        self.reads.source()
+    }
+    async fn get(
+        &self,
+        kind: sre_operator::cluster::ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> sre_operator::cluster::Result<Option<sre_operator::cluster::Object>> {
+        self.reads.get(kind, namespace, name).await
+    }
+    async fn list(
+        &self,
+        kind: sre_operator::cluster::ResourceKind,
+        namespace: Option<&str>,
+    ) -> sre_operator::cluster::Result<Vec<sre_operator::cluster::Object>> {
+        self.reads.list(kind, namespace).await
+    }
+    async fn logs(
+        &self,
+        request: &sre_operator::cluster::LogRequest,
+    ) -> sre_operator::cluster::Result<sre_operator::cluster::Logs> {
+        self.reads.logs(request).await
+    }
+    async fn events_for(
+        &self,
+        about: sre_operator::cluster::Involved<'_>,
+    ) -> sre_operator::cluster::Result<Vec<k8s_openapi::api::core::v1::Event>> {
+        self.events
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.release.notified().await;
+        self.reads.events_for(about).await
+    }
+}
+
+/// The Pods of a workload fail together and are reconciled at once: while the first reads its
+/// events before opening the report, the others neither read theirs nor open it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_failing_pods_reconciled_at_once_read_events_once() {
+    use kube::runtime::controller::Action;
+    use sre_operator::controller::reconcile_pod;
+    let (client, api) = mock(vec![Exchange::post(REPORTS).echo()]);
+    let slow = Arc::new(SlowEvents {
+        reads: counting(),
+        events: Default::default(),
+        release: Default::default(),
+    });
+    let ctx = pod_context_over(client, slow.clone(), vec![]);
+    let first = tokio::spawn(reconcile_pod(
+        critical_app_pod("critical-app-7d4b9c6f5-aaaaa").await,
+        ctx.clone(),
+    ));
+    while slow.events.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // A second Pod that read its events would wait here for the release.
+    let second = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reconcile_pod(
+            critical_app_pod("critical-app-7d4b9c6f5-bbbbb").await,
+            ctx.clone(),
+        ),
+    )
+    .await
+    .expect("the second Pod read its events for a report the first is opening")
+    .unwrap();
+    assert_eq!(second, Action::requeue(std::time::Duration::from_secs(60)));
+    assert_eq!(
+        slow.events.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the second Pod read its events for a report the first is opening"
+    );
+    slow.release.notify_one();
+    first.await.unwrap().unwrap();
+    // One report, created by the first.
+    api.done().await;
 }
 
 fn counting() -> Arc<CountingReads> {

@@ -88,5 +88,5 @@ async fn on_refusal(ctx: &Context, event: &Event) -> Result<()> {
         return Ok(());
     }
     let workload = ctx.openings.workload(ctx.cluster.as_ref(), &pod).await?;
-    super::pod::open_for(ctx, &policies, &pod, &workload, detection).await
+    super::pod::open_for(ctx, &policies, &pod, &workload, detection, None).await
 }

@@ -121,6 +121,13 @@ pub struct Opening<'a> {
     key: (String, String),
 }
 
+impl Opening<'_> {
+    /// The name of the report being opened.
+    pub fn report(&self) -> &str {
+        &self.key.1
+    }
+}
+
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
         self.openings.in_flight.lock().unwrap().remove(&self.key);

@@ -152,9 +152,25 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     // stops here.
     let shown = detect(&pod, &[]);
     let mut workload = None;
+    let mut claims = Vec::new();
     if !shown.is_empty() {
         let w = ctx.openings.workload(ctx.recent.as_ref(), &pod).await?;
         if already_reported(&ctx, &policies, &pod, &w, &shown) {
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        // The reports the status shows are claimed before the events are read: the workload's
+        // other failing Pods, reconciled at the same moment, then stop above instead of each
+        // reading its events for a report this reconcile opens.
+        let namespace = pod.namespace().unwrap_or_default();
+        claims = shown
+            .iter()
+            .filter(|d| policies.select(&pod, d.class).is_some())
+            .filter_map(|d| {
+                ctx.openings
+                    .begin(&namespace, &crate::crd::report_name(&w, d.class))
+            })
+            .collect();
+        if claims.is_empty() {
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
         workload = Some(w);
@@ -174,7 +190,12 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
         None => ctx.openings.workload(ctx.recent.as_ref(), &pod).await?,
     };
     for detection in detections {
-        open_for(&ctx, &policies, &pod, &workload, detection).await?;
+        let name = crate::crd::report_name(&workload, detection.class);
+        let claim = claims
+            .iter()
+            .position(|c| c.report() == name)
+            .map(|i| claims.swap_remove(i));
+        open_for(&ctx, &policies, &pod, &workload, detection, claim).await?;
     }
     Ok(Action::requeue(Duration::from_secs(60)))
 }
@@ -188,6 +209,7 @@ pub(super) async fn open_for(
     pod: &Pod,
     workload: &crate::crd::WorkloadRef,
     detection: crate::failure::Detection,
+    claimed: Option<super::openings::Opening<'_>>,
 ) -> Result<()> {
     let Some(policy) = policies.select(pod, detection.class) else {
         return Ok(());
@@ -195,7 +217,8 @@ pub(super) async fn open_for(
     let report = new_report(pod, workload.clone(), detection, &policy.name);
     let namespace = pod.namespace().unwrap_or_default();
     // Another Pod of the workload is opening this report: one report it is.
-    let Some(_opening) = ctx.openings.begin(&namespace, &report.name_any()) else {
+    let Some(_opening) = claimed.or_else(|| ctx.openings.begin(&namespace, &report.name_any()))
+    else {
         return Ok(());
     };
     let plugins = ctx.plugins.current();
