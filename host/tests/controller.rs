@@ -843,6 +843,9 @@ fn reports_seen(reports: Vec<DiagnosticReport>) -> reflector::Store<DiagnosticRe
 struct CountingReads {
     dump: Arc<DumpCluster>,
     reads: std::sync::atomic::AtomicUsize,
+    events: std::sync::atomic::AtomicUsize,
+    /// When set, each events read waits for a notification (to hold a reconcile mid-way).
+    events_gate: Option<tokio::sync::Notify>,
 }
 
 impl CountingReads {
@@ -888,6 +891,11 @@ impl sre_operator::cluster::Cluster for CountingReads {
         about: sre_operator::cluster::Involved<'_>,
     ) -> sre_operator::cluster::Result<Vec<k8s_openapi::api::core::v1::Event>> {
         self.read();
+        self.events
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(gate) = &self.events_gate {
+            gate.notified().await;
+        }
         self.dump.events_for(about).await
     }
 }
@@ -913,63 +921,11 @@ fn pod_context(
     reads: Arc<CountingReads>,
     reports: Vec<DiagnosticReport>,
 ) -> Arc<Context> {
-    pod_context_over(client, reads, reports)
-}
-
-fn pod_context_over(
-    client: Client,
-    cluster: Arc<dyn sre_operator::cluster::Cluster>,
-    reports: Vec<DiagnosticReport>,
-) -> Arc<Context> {
     let mut ctx = Arc::try_unwrap(selecting(client)).ok().unwrap();
-    ctx.recent = Arc::new(sre_operator::cluster::RecentReads::new(cluster.clone()));
-    ctx.cluster = cluster;
+    ctx.recent = Arc::new(sre_operator::cluster::RecentReads::new(reads.clone()));
+    ctx.cluster = reads;
     ctx.reports = reports_seen(reports);
     Arc::new(ctx)
-}
-
-/// The bundled dump, whose events are read only when `release` says so, counted.
-struct SlowEvents {
-    reads: Arc<CountingReads>,
-    events: std::sync::atomic::AtomicUsize,
-    release: tokio::sync::Notify,
-}
-
-#[async_trait::async_trait]
-impl sre_operator::cluster::Cluster for SlowEvents {
-    fn source(&self) -> String {
-        self.reads.source()
-    }
-    async fn get(
-        &self,
-        kind: sre_operator::cluster::ResourceKind,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> sre_operator::cluster::Result<Option<sre_operator::cluster::Object>> {
-        self.reads.get(kind, namespace, name).await
-    }
-    async fn list(
-        &self,
-        kind: sre_operator::cluster::ResourceKind,
-        namespace: Option<&str>,
-    ) -> sre_operator::cluster::Result<Vec<sre_operator::cluster::Object>> {
-        self.reads.list(kind, namespace).await
-    }
-    async fn logs(
-        &self,
-        request: &sre_operator::cluster::LogRequest,
-    ) -> sre_operator::cluster::Result<sre_operator::cluster::Logs> {
-        self.reads.logs(request).await
-    }
-    async fn events_for(
-        &self,
-        about: sre_operator::cluster::Involved<'_>,
-    ) -> sre_operator::cluster::Result<Vec<k8s_openapi::api::core::v1::Event>> {
-        self.events
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.release.notified().await;
-        self.reads.events_for(about).await
-    }
 }
 
 /// The Pods of a workload fail together and are reconciled at once: while the first reads its
@@ -979,12 +935,13 @@ async fn a_workload_failing_pods_reconciled_at_once_read_events_once() {
     use kube::runtime::controller::Action;
     use sre_operator::controller::reconcile_pod;
     let (client, api) = mock(vec![Exchange::post(REPORTS).echo()]);
-    let slow = Arc::new(SlowEvents {
-        reads: counting(),
+    let slow = Arc::new(CountingReads {
+        dump: dump(),
+        reads: Default::default(),
         events: Default::default(),
-        release: Default::default(),
+        events_gate: Some(Default::default()),
     });
-    let ctx = pod_context_over(client, slow.clone(), vec![]);
+    let ctx = pod_context(client, slow.clone(), vec![]);
     let first = tokio::spawn(reconcile_pod(
         critical_app_pod("critical-app-7d4b9c6f5-aaaaa").await,
         ctx.clone(),
@@ -1009,7 +966,7 @@ async fn a_workload_failing_pods_reconciled_at_once_read_events_once() {
         1,
         "the second Pod read its events for a report the first is opening"
     );
-    slow.release.notify_one();
+    slow.events_gate.as_ref().unwrap().notify_one();
     first.await.unwrap().unwrap();
     // One report, created by the first.
     api.done().await;
@@ -1019,6 +976,8 @@ fn counting() -> Arc<CountingReads> {
     Arc::new(CountingReads {
         dump: dump(),
         reads: Default::default(),
+        events: Default::default(),
+        events_gate: None,
     })
 }
 
