@@ -670,6 +670,115 @@ fn compiled_components_are_cached_and_a_broken_cache_entry_is_recompiled() {
     );
 }
 
+/// Loads the hostile tool with `settings` (JSON) on `runtime`.
+fn load_hostile(
+    runtime: &Runtime,
+    settings: &str,
+) -> Result<sre_operator::plugin::LoadedPlugin, String> {
+    let manifest = sre_operator::plugin::parse_manifest(&format!(
+        "plugins:\n  - {{name: hostile, world: tool, file: h.wasm, settings: {settings}}}\n"
+    ))
+    .unwrap();
+    runtime.load(sre_operator::plugin::PluginSource {
+        entry: &manifest.plugins[0],
+        bytes: &wasm("hostile_tool.wasm"),
+    })
+}
+
+/// Waits (up to a minute) until `plugin`'s calls start from its configured snapshot.
+fn wait_configured(plugin: &sre_operator::plugin::LoadedPlugin) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !plugin.configured_once() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} was not configured once within a minute",
+            plugin.name
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The operator configures each plugin once, in the background, and its calls then start from
+/// that state (snapshot.rs): what `configure` kept is there in every call, nothing a call does
+/// reaches the next, a restart loads the snapshot from the cache already configured, other
+/// settings get their own, and a plugin whose `configure` keeps a host stream open is not
+/// snapshotted but still works, configured on every call.
+#[test]
+fn plugins_are_configured_once_and_each_call_starts_from_that_state() {
+    // Calls are synchronous (the operator makes them off its executor); cluster reads need one.
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let _tokio = tokio.enter();
+    let (_dump, access) = scoped_dump();
+    let cache = tempfile::tempdir().unwrap();
+    let settings = r#"{"greeting": "hello"}"#;
+    let settings_seen = |plugin: &sre_operator::plugin::LoadedPlugin| {
+        let answer = plugin
+            .invoke_tool("settings", "{}", access.clone())
+            .unwrap();
+        serde_json::from_str::<Value>(&answer).unwrap()
+    };
+    let operator = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    operator.snapshot_in_background();
+    let plugin = load_hostile(&operator, settings).unwrap();
+    // Before its snapshot is ready, calls run configure as always.
+    assert_eq!(settings_seen(&plugin), json!({"greeting": "hello"}));
+    wait_configured(&plugin);
+    for _ in 0..3 {
+        assert_eq!(settings_seen(&plugin), json!({"greeting": "hello"}));
+        assert_eq!(
+            plugin
+                .invoke_tool("leak_state", "{}", access.clone())
+                .unwrap(),
+            "1"
+        );
+        plugin
+            .invoke_tool("trap", "{}", access.clone())
+            .unwrap_err();
+        plugin.invoke_tool("hog", "{}", access.clone()).unwrap_err();
+    }
+
+    // A restart (a runtime that builds nothing) loads it configured from the cache.
+    let restarted = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    let again = load_hostile(&restarted, settings).unwrap();
+    assert!(
+        again.configured_once(),
+        "the snapshot in the cache is used at load"
+    );
+    assert_eq!(settings_seen(&again), json!({"greeting": "hello"}));
+    assert_eq!(
+        again
+            .invoke_tool("leak_state", "{}", access.clone())
+            .unwrap(),
+        "1"
+    );
+    // Other settings are another snapshot: this one runs configure with its own settings.
+    let other = load_hostile(&restarted, r#"{"greeting": "bye"}"#).unwrap();
+    assert!(!other.configured_once());
+    assert_eq!(settings_seen(&other), json!({"greeting": "bye"}));
+    // Settings configure refuses still fail the load, whatever the cache holds.
+    let Err(refused) = load_hostile(&restarted, r#"{"reject": true}"#) else {
+        panic!("settings configure refuses loaded");
+    };
+    assert!(refused.contains("settings rejected"), "{refused}");
+
+    // Its configure keeps the host's stdout open: not snapshotted, and still served. The
+    // snapshot thread takes one plugin at a time, so once the plugin queued after it is
+    // configured, this one's turn has passed.
+    let printing = load_hostile(&operator, r#"{"print": true}"#).unwrap();
+    let after = load_hostile(&operator, r#"{"greeting": "after"}"#).unwrap();
+    wait_configured(&after);
+    assert!(!printing.configured_once());
+    assert_eq!(settings_seen(&printing), json!({"print": true}));
+    let markers: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().with_extension("attempt")).ok())
+        .collect();
+    assert!(
+        markers.iter().any(|m| m.contains("host resources")),
+        "the refusal is kept beside the cache, so a restart does not try again: {markers:?}"
+    );
+}
+
 /// A compiled artifact is mapped from the cache; a file that shrinks under a mapping faults the
 /// process on its next access. Whatever happens to the cache file (cut short, overwritten), a
 /// plugin loaded from it keeps working.

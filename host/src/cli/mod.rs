@@ -415,6 +415,7 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         &args.lease_namespace,
     ));
     runtime.set_secrets(secrets.clone());
+    runtime.snapshot_in_background();
     let registry = Arc::new(match &args.plugins {
         Some(dir) => crate::plugin::PluginRegistry::from_dir(runtime, dir.clone())
             .map_err(anyhow::Error::msg)?,

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+#[derive(Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
 }
@@ -35,7 +36,7 @@ impl ArtifactCache {
         &self.dir
     }
 
-    fn path(&self, engine: &Engine, digest: &str) -> PathBuf {
+    pub(super) fn path(&self, engine: &Engine, digest: &str) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         self.dir

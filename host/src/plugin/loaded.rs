@@ -3,7 +3,7 @@
 //! failure classified into a [`CallError`]. The world files (`tool.rs`, `patch_filter.rs`,
 //! `policy_filter.rs`) only say which export to call and what its answer means.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use wasmtime::{Engine, Store};
 
@@ -42,6 +42,32 @@ pub(super) enum Template {
     PolicyFilter(PolicyFilterPre<CallState>),
 }
 
+/// What a call instantiates: the plugin as loaded, or (once snapshot.rs has made it) the plugin
+/// as `configure` left it with these settings, which calls then skip.
+pub(super) struct Prepared {
+    pub(super) template: Template,
+    pub(super) configured: bool,
+    /// What one call takes from the pool.
+    pub(super) footprint: Footprint,
+}
+
+impl Prepared {
+    /// A configured snapshot's template (`component` is the snapshot).
+    pub(super) fn configured(
+        template: Template,
+        component: &wasmtime::component::Component,
+    ) -> Self {
+        Prepared {
+            template,
+            configured: true,
+            footprint: Footprint::of(component),
+        }
+    }
+}
+
+/// The plugin's current [`Prepared`], replaced once when its configured snapshot is ready.
+pub(super) type PreparedSlot = Arc<RwLock<Arc<Prepared>>>;
+
 /// A plugin that loaded: compiled, linked, and its settings accepted.
 pub struct LoadedPlugin {
     pub name: String,
@@ -53,12 +79,10 @@ pub struct LoadedPlugin {
     pub(super) settings: String,
     /// What the plugin may reach over HTTP (tools only).
     pub(super) egress: Option<Arc<super::egress::Egress>>,
-    pub(super) template: Template,
+    pub(super) prepared: PreparedSlot,
     pub(super) engine: Engine,
     /// Permits for the engine's instance pool; None when instances are not pooled.
     pub(super) slots: Option<Arc<Slots>>,
-    /// What one call takes from the pool.
-    pub(super) footprint: Footprint,
     /// Deadlines need the epoch to advance for as long as any plugin can be called.
     pub(super) _ticker: Arc<Ticker>,
 }
@@ -93,11 +117,27 @@ configure_for!(
 );
 
 impl LoadedPlugin {
+    /// What calls instantiate now.
+    pub(super) fn prepared(&self) -> Arc<Prepared> {
+        self.prepared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether calls start from the plugin as `configure` left it (its snapshot is in use)
+    /// rather than running `configure` first.
+    pub fn configured_once(&self) -> bool {
+        self.prepared().configured
+    }
+
     /// Runs `call` on a fresh instance: `instantiate` makes it, `configure` gets the settings
-    /// (a refusal is [`CallError::Settings`]), then `body` calls the world's export. What the
-    /// guest printed goes to the log; a trap becomes the limit it hit, if any.
+    /// (a refusal is [`CallError::Settings`]) unless `prepared` is already configured, then
+    /// `body` calls the world's export. What the guest printed goes to the log; a trap becomes
+    /// the limit it hit, if any.
     pub(super) fn call<I: Configure, T>(
         &self,
+        prepared: &Prepared,
         call: &str,
         access: Option<ClusterAccess>,
         instantiate: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<I>,
@@ -106,7 +146,7 @@ impl LoadedPlugin {
         // Waiting for room in the pool counts against the call's deadline like everything else.
         let deadline = std::time::Instant::now() + self.limits.timeout;
         let _slot = match &self.slots {
-            Some(slots) => Some(slots.acquire(self.footprint, deadline).ok_or_else(|| {
+            Some(slots) => Some(slots.acquire(prepared.footprint, deadline).ok_or_else(|| {
                 CallError::Deadline {
                     plugin: self.name.clone(),
                     call: call.to_string(),
@@ -126,7 +166,9 @@ impl LoadedPlugin {
         );
         let result = (|| -> wasmtime::Result<Result<T, String>> {
             let instance = instantiate(&mut store)?;
-            if let Err(message) = instance.configure(&mut store, &self.settings)? {
+            if !prepared.configured
+                && let Err(message) = instance.configure(&mut store, &self.settings)?
+            {
                 return Ok(Err(message));
             }
             Ok(Ok(body(&instance, &mut store)?))
@@ -155,19 +197,22 @@ impl LoadedPlugin {
         }
     }
 
-    /// Runs `configure` on a fresh instance; used at load time, and by the benchmark to tell
-    /// what a call spends before its export runs.
+    /// Runs `configure` on a fresh instance (only makes the instance once the plugin is
+    /// configured once); used at load time, and by the benchmark to tell what a call spends
+    /// before its export runs.
     #[doc(hidden)]
     pub fn check_settings(&self) -> Result<(), CallError> {
-        match &self.template {
+        let prepared = self.prepared();
+        let p = &prepared;
+        match &prepared.template {
             Template::Tool(pre) => {
-                self.call("configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
+                self.call(p, "configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
             }
             Template::PatchFilter(pre) => {
-                self.call("configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
+                self.call(p, "configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
             }
             Template::PolicyFilter(pre) => {
-                self.call("configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
+                self.call(p, "configure", None, |s| pre.instantiate(s), |_, _| Ok(()))
             }
         }
     }

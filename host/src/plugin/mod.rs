@@ -24,6 +24,7 @@ mod policy_filter;
 mod registry;
 mod runtime;
 mod sandbox;
+mod snapshot;
 mod tool;
 
 pub use access::ClusterAccess;

@@ -23,10 +23,12 @@ impl LoadedPlugin {
         patch: &str,
         context: &ReviewContext,
     ) -> Result<Review, CallError> {
-        let Template::PatchFilter(pre) = &self.template else {
+        let prepared = self.prepared();
+        let Template::PatchFilter(pre) = &prepared.template else {
             return Err(self.wrong_world("review", World::PatchFilter));
         };
         let verdict = self.call(
+            &prepared,
             "review",
             None,
             |s| pre.instantiate(s),

@@ -22,10 +22,12 @@ impl LoadedPlugin {
         failure: &str,
         context: &DecideContext,
     ) -> Result<Decision, CallError> {
-        let Template::PolicyFilter(pre) = &self.template else {
+        let prepared = self.prepared();
+        let Template::PolicyFilter(pre) = &prepared.template else {
             return Err(self.wrong_world("decide", World::PolicyFilter));
         };
         let decision = self.call(
+            &prepared,
             "decide",
             None,
             |s| pre.instantiate(s),

@@ -4,7 +4,7 @@
 //! world, its settings checked.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -17,19 +17,18 @@ use super::bindings::tool::{Tool, ToolPre};
 use super::cache;
 use super::egress::{Egress, SecretSource};
 use super::errors::CallError;
-use super::loaded::{LoadedPlugin, Template};
+use super::loaded::{LoadedPlugin, Prepared, Template};
 use super::manifest::ManifestEntry;
 use super::sandbox::{
     CONCURRENT_CALLS, CallState, Footprint, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS,
     MAX_TABLES, POOL_MEMORIES, POOL_TABLES, Slots, Ticker,
 };
+use super::snapshot;
 
 /// The engine, one linker per world, and the compiled-artifact cache.
 pub struct Runtime {
     engine: Engine,
-    tool_linker: Linker<CallState>,
-    patch_linker: Linker<CallState>,
-    policy_linker: Linker<CallState>,
+    linkers: Linkers,
     pub(super) cache: Option<cache::ArtifactCache>,
     ticker: Arc<Ticker>,
     strategy: Strategy,
@@ -37,6 +36,45 @@ pub struct Runtime {
     slots: Option<Arc<Slots>>,
     /// Where egress grants' credentials come from; none outside a cluster.
     secrets: RwLock<Option<Arc<dyn SecretSource>>>,
+    /// Builds loaded plugins' configured snapshots, once started (the operator starts it).
+    snapshots: OnceLock<snapshot::Worker>,
+}
+
+/// One linker per world.
+#[derive(Clone)]
+pub(super) struct Linkers {
+    tool: Linker<CallState>,
+    patch: Linker<CallState>,
+    policy: Linker<CallState>,
+}
+
+impl Linkers {
+    pub(super) fn of(&self, world: World) -> &Linker<CallState> {
+        match world {
+            World::Tool => &self.tool,
+            World::PatchFilter => &self.patch,
+            World::PolicyFilter => &self.policy,
+        }
+    }
+
+    /// `component` linked against `world` and checked to implement it.
+    pub(super) fn template(&self, world: World, component: &Component) -> Result<Template, String> {
+        let pre = self
+            .of(world)
+            .instantiate_pre(component)
+            .map_err(|e| format!("cannot be linked as a {world} plugin (it imports what the host does not provide): {e:#}"))?;
+        let wrong_world =
+            |e: wasmtime::Error| format!("does not implement the {world} world: {e:#}");
+        Ok(match world {
+            World::Tool => Template::Tool(ToolPre::new(pre).map_err(wrong_world)?),
+            World::PatchFilter => {
+                Template::PatchFilter(PatchFilterPre::new(pre).map_err(wrong_world)?)
+            }
+            World::PolicyFilter => {
+                Template::PolicyFilter(PolicyFilterPre::new(pre).map_err(wrong_world)?)
+            }
+        })
+    }
 }
 
 /// A manifest entry with the component's bytes.
@@ -219,20 +257,41 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             ticker: Arc::new(Ticker::start(engine.clone())),
             engine,
-            tool_linker,
-            patch_linker,
-            policy_linker,
+            linkers: Linkers {
+                tool: tool_linker,
+                patch: patch_linker,
+                policy: policy_linker,
+            },
             cache,
             strategy,
             slots: matches!(strategy, Strategy::Pooled | Strategy::PooledFourGiBSlots)
                 .then(|| Arc::new(Slots::for_pool())),
             secrets: RwLock::new(None),
+            snapshots: OnceLock::new(),
         }))
     }
 
     /// How this runtime makes instances: [`Strategy::OnDemand`] after a fallback.
     pub fn strategy(&self) -> Strategy {
         self.strategy
+    }
+
+    /// From now on, each plugin loaded without a configured snapshot in the cache gets one
+    /// built in the background (one at a time, at a lower CPU priority) and switches to it when
+    /// it is ready; see snapshot.rs. Loads still use a snapshot an earlier run left in the
+    /// cache without this. The operator turns it on; short-lived commands do not.
+    pub fn snapshot_in_background(&self) {
+        if self.strategy == Strategy::Before {
+            return;
+        }
+        self.snapshots.get_or_init(|| {
+            snapshot::Worker::start(snapshot::Builder {
+                engine: self.engine.clone(),
+                linkers: self.linkers.clone(),
+                cache: self.cache.clone(),
+                _ticker: self.ticker.clone(),
+            })
+        });
     }
 
     /// Reads egress grants' credentials from `secrets` for plugins loaded from now on.
@@ -302,47 +361,62 @@ impl Runtime {
                 entry.location()
             ));
         }
+        let key = snapshot::key(&digest, &settings);
+        let plugin = |prepared: Prepared| LoadedPlugin {
+            name: entry.name.clone(),
+            world,
+            digest: digest.clone(),
+            limits,
+            size: source.bytes.len(),
+            settings: settings.clone(),
+            egress: egress.clone(),
+            prepared: Arc::new(RwLock::new(Arc::new(prepared))),
+            engine: self.engine.clone(),
+            slots: self.slots.clone(),
+            _ticker: self.ticker.clone(),
+        };
+        // This plugin configured with these settings, snapshotted by an earlier load: its
+        // `configure` accepted them then, so nothing is left to check.
+        if self.strategy != Strategy::Before
+            && let Some(component) = self
+                .cache
+                .as_ref()
+                .and_then(|c| c.load(&self.engine, &key, true))
+        {
+            match self.linkers.template(world, &component) {
+                Ok(template) => {
+                    return Ok(plugin(Prepared::configured(template, &component)));
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %entry.name, error = %e, "ignoring an unusable configured snapshot")
+                }
+            }
+        }
         let component = self
             .compile(source.bytes, &digest)
             .map_err(|e| format!("{} {e}", entry.location()))?;
-        let linker = match world {
-            World::Tool => &self.tool_linker,
-            World::PatchFilter => &self.patch_linker,
-            World::PolicyFilter => &self.policy_linker,
-        };
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| format!("cannot be linked as a {world} plugin (it imports what the host does not provide): {e:#}"))?;
-        let wrong_world =
-            |e: wasmtime::Error| format!("does not implement the {world} world: {e:#}");
-        let template = match world {
-            World::Tool => Template::Tool(ToolPre::new(pre).map_err(wrong_world)?),
-            World::PatchFilter => {
-                Template::PatchFilter(PatchFilterPre::new(pre).map_err(wrong_world)?)
-            }
-            World::PolicyFilter => {
-                Template::PolicyFilter(PolicyFilterPre::new(pre).map_err(wrong_world)?)
-            }
-        };
-        let plugin = LoadedPlugin {
-            name: entry.name.clone(),
-            world,
-            digest,
-            limits,
-            size: source.bytes.len(),
-            settings,
-            egress,
+        let template = self.linkers.template(world, &component)?;
+        let plugin = plugin(Prepared {
             template,
-            engine: self.engine.clone(),
-            slots: self.slots.clone(),
+            configured: false,
             footprint: Footprint::of(&component),
-            _ticker: self.ticker.clone(),
-        };
+        });
         // Settings are checked once at load, so a bad one fails now and not at first use.
         plugin.check_settings().map_err(|e| match e {
             CallError::Settings { message, .. } => format!("settings rejected: {message}"),
             other => other.to_string(),
         })?;
+        if let Some(worker) = self.snapshots.get() {
+            worker.submit(snapshot::Job {
+                plugin: plugin.name.clone(),
+                world,
+                key,
+                bytes: source.bytes.to_vec(),
+                settings: plugin.settings.clone(),
+                limits,
+                slot: Arc::downgrade(&plugin.prepared),
+            });
+        }
         Ok(plugin)
     }
 }

@@ -199,6 +199,13 @@ pub struct CallState {
 }
 
 impl CallState {
+    /// Whether the guest still holds any host resource (a stream, a request, a response).
+    pub(super) fn holds_resources(&self) -> bool {
+        !self.table.is_empty()
+    }
+}
+
+impl CallState {
     /// What the deadline cut while the call waited in the host (a cluster read or an HTTP
     /// request), if anything: the call then ends as past its deadline.
     pub(super) fn cut_off(&self) -> Option<String> {

@@ -11,10 +11,12 @@ pub use super::bindings::types::ToolSpec;
 impl LoadedPlugin {
     /// The tools a `tool` plugin describes (empty for filters).
     pub fn describe(&self) -> Result<Vec<ToolSpec>, CallError> {
-        let Template::Tool(pre) = &self.template else {
+        let prepared = self.prepared();
+        let Template::Tool(pre) = &prepared.template else {
             return Ok(Vec::new());
         };
         let specs = self.call(
+            &prepared,
             "describe",
             None,
             |s| pre.instantiate(s),
@@ -45,10 +47,12 @@ impl LoadedPlugin {
         access: ClusterAccess,
     ) -> Result<String, CallError> {
         let call = format!("invoke {tool}");
-        let Template::Tool(pre) = &self.template else {
+        let prepared = self.prepared();
+        let Template::Tool(pre) = &prepared.template else {
             return Err(self.wrong_world(&call, World::Tool));
         };
         let answer = self.call(
+            &prepared,
             &call,
             Some(access),
             |s| pre.instantiate(s),

@@ -8,7 +8,7 @@ use sre_operator::plugin::cluster;
 
 struct Hostile;
 
-const TOOLS: [&str; 11] = [
+const TOOLS: [&str; 12] = [
     "echo",
     "slow",
     "spin",
@@ -20,15 +20,24 @@ const TOOLS: [&str; 11] = [
     "other_namespace",
     "leak_state",
     "long_error",
+    "settings",
 ];
 
 static mut CALLS: u32 = 0;
+/// What `configure` was given, kept for `settings`: the state a configured snapshot carries.
+static mut SETTINGS: Option<String> = None;
 
 impl Guest for Hostile {
     fn configure(settings: String) -> Result<(), String> {
         if settings.contains("\"reject\"") {
             return Err("this plugin refuses settings that contain \"reject\"".into());
         }
+        if settings.contains("\"print\"") {
+            // Writing to stdout leaves the guest holding the host's stdout stream.
+            println!("configured");
+        }
+        // SAFETY: a component instance runs one call at a time.
+        unsafe { SETTINGS = Some(settings) };
         Ok(())
     }
 
@@ -91,6 +100,10 @@ impl Guest for Hostile {
                 Ok(calls.to_string())
             }
             // A megabyte of error message, for the reports and logs it would land in.
+            // What `configure` stored, or nothing if it did not run on this instance.
+            "settings" => {
+                Ok(unsafe { (*std::ptr::addr_of!(SETTINGS)).clone() }.unwrap_or_default())
+            }
             "long_error" => Err(ToolError::Failed("é".repeat(512 << 10))),
             other => Err(ToolError::UnknownTool(other.to_string())),
         }
