@@ -777,6 +777,32 @@ fn plugins_are_configured_once_and_each_call_starts_from_that_state() {
         markers.iter().any(|m| m.contains("host resources")),
         "the refusal is kept beside the cache, so a restart does not try again: {markers:?}"
     );
+
+    // A build that a killed process (out of memory) left unfinished is not tried again: its
+    // marker is there and its snapshot is not.
+    let cache = tempfile::tempdir().unwrap();
+    let first = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    first.snapshot_in_background();
+    wait_configured(&load_hostile(&first, r#"{"greeting": "once"}"#).unwrap());
+    let snapshots: Vec<PathBuf> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("configured-"))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    std::fs::remove_file(&snapshots[0]).unwrap();
+    let unfinished = "started by process 1 and did not finish\n";
+    std::fs::write(snapshots[0].with_extension("attempt"), unfinished).unwrap();
+    let restarted = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    restarted.snapshot_in_background();
+    let skipped = load_hostile(&restarted, r#"{"greeting": "once"}"#).unwrap();
+    wait_configured(&load_hostile(&restarted, r#"{"greeting": "twice"}"#).unwrap());
+    assert!(!skipped.configured_once());
+    assert_eq!(settings_seen(&skipped), json!({"greeting": "once"}));
+    assert_eq!(
+        std::fs::read_to_string(snapshots[0].with_extension("attempt")).unwrap(),
+        unfinished
+    );
 }
 
 /// A compiled artifact is mapped from the cache; a file that shrinks under a mapping faults the
