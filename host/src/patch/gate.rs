@@ -243,22 +243,26 @@ pub async fn send(
     let conflict = || GateError::Conflict {
         target: format!("{} {}/{}", prepared.kind, prepared.namespace, prepared.name),
     };
+    // The guard's `test` of the resourceVersion fails (422) when the target changed since the
+    // read, as a Deployment's status does while its Pods crash-loop, before the dry run or
+    // between it and the patch: that is a conflict to retry after a new read and review, not a
+    // refusal.
+    let moved = || async {
+        api.get(&prepared.name).await.ok().is_some_and(|now| {
+            now.metadata.resource_version.as_deref() != Some(prepared.resource_version.as_str())
+        })
+    };
     match apply::dry_run_then_patch(&api, &prepared.name, &prepared.guarded, field_manager).await {
         Ok(stored) => Ok(stored),
-        Err(WriteError::DryRun(e)) => {
-            // The guard's `test` of the resourceVersion fails (422) when the target changed
-            // between the read and the dry run, as a Deployment's status does while its Pods
-            // crash-loop: that is a conflict to retry after a new read and review, not a refusal.
-            let moved = api.get(&prepared.name).await.ok().is_some_and(|now| {
-                now.metadata.resource_version.as_deref() != Some(prepared.resource_version.as_str())
-            });
-            Err(if moved {
-                conflict()
-            } else {
-                GateError::DryRunRejected(e)
-            })
-        }
+        Err(WriteError::DryRun(e)) => Err(if moved().await {
+            conflict()
+        } else {
+            GateError::DryRunRejected(e)
+        }),
         Err(WriteError::Patch(kube::Error::Api(s))) if s.code == 409 => Err(conflict()),
+        Err(WriteError::Patch(kube::Error::Api(s))) if s.code == 422 && moved().await => {
+            Err(conflict())
+        }
         Err(WriteError::Patch(e)) => Err(GateError::Rejected(e)),
     }
 }
