@@ -717,6 +717,11 @@ fn plugins_are_configured_once_and_each_call_starts_from_that_state() {
             .unwrap();
         serde_json::from_str::<Value>(&answer).unwrap()
     };
+    let calls_counted = |plugin: &sre_operator::plugin::LoadedPlugin| {
+        plugin
+            .invoke_tool("leak_state", "{}", access.clone())
+            .unwrap()
+    };
     let operator = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
     operator.snapshot_in_background();
     let plugin = load_hostile(&operator, settings).unwrap();
@@ -725,12 +730,7 @@ fn plugins_are_configured_once_and_each_call_starts_from_that_state() {
     wait_configured(&plugin);
     for _ in 0..3 {
         assert_eq!(settings_seen(&plugin), json!({"greeting": "hello"}));
-        assert_eq!(
-            plugin
-                .invoke_tool("leak_state", "{}", access.clone())
-                .unwrap(),
-            "1"
-        );
+        assert_eq!(calls_counted(&plugin), "1");
         plugin
             .invoke_tool("trap", "{}", access.clone())
             .unwrap_err();
@@ -745,12 +745,7 @@ fn plugins_are_configured_once_and_each_call_starts_from_that_state() {
         "the snapshot in the cache is used at load"
     );
     assert_eq!(settings_seen(&again), json!({"greeting": "hello"}));
-    assert_eq!(
-        again
-            .invoke_tool("leak_state", "{}", access.clone())
-            .unwrap(),
-        "1"
-    );
+    assert_eq!(calls_counted(&again), "1");
     // Other settings are another snapshot: this one runs configure with its own settings.
     let other = load_hostile(&restarted, r#"{"greeting": "bye"}"#).unwrap();
     assert!(!other.configured_once());

@@ -52,14 +52,15 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    /// A configured snapshot's template (`component` is the snapshot).
-    pub(super) fn configured(
+    /// `component`'s template; `configured` when `component` is a configured snapshot.
+    pub(super) fn new(
         template: Template,
         component: &wasmtime::component::Component,
+        configured: bool,
     ) -> Self {
         Prepared {
             template,
-            configured: true,
+            configured,
             footprint: Footprint::of(component),
         }
     }

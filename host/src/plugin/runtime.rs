@@ -20,8 +20,8 @@ use super::errors::CallError;
 use super::loaded::{LoadedPlugin, Prepared, Template};
 use super::manifest::ManifestEntry;
 use super::sandbox::{
-    CONCURRENT_CALLS, CallState, Footprint, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS,
-    MAX_TABLES, POOL_MEMORIES, POOL_TABLES, Slots, Ticker,
+    CONCURRENT_CALLS, CallState, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES,
+    POOL_MEMORIES, POOL_TABLES, Slots, Ticker,
 };
 use super::snapshot;
 
@@ -385,7 +385,7 @@ impl Runtime {
         {
             match self.linkers.template(world, &component) {
                 Ok(template) => {
-                    return Ok(plugin(Prepared::configured(template, &component)));
+                    return Ok(plugin(Prepared::new(template, &component, true)));
                 }
                 Err(e) => {
                     tracing::warn!(plugin = %entry.name, error = %e, "ignoring an unusable configured snapshot")
@@ -396,11 +396,7 @@ impl Runtime {
             .compile(source.bytes, &digest)
             .map_err(|e| format!("{} {e}", entry.location()))?;
         let template = self.linkers.template(world, &component)?;
-        let plugin = plugin(Prepared {
-            template,
-            configured: false,
-            footprint: Footprint::of(&component),
-        });
+        let plugin = plugin(Prepared::new(template, &component, false));
         // Settings are checked once at load, so a bad one fails now and not at first use.
         plugin.check_settings().map_err(|e| match e {
             CallError::Settings { message, .. } => format!("settings rejected: {message}"),

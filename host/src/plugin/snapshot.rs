@@ -29,7 +29,7 @@ use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use super::World;
 use super::cache::ArtifactCache;
-use super::loaded::Prepared;
+use super::loaded::{Prepared, capped};
 use super::manifest::Limits;
 use super::runtime::{Linkers, sha256_hex};
 use super::sandbox::{CallState, Ticker, new_store};
@@ -130,7 +130,7 @@ impl Builder {
         };
         if let Some(slot) = job.slot.upgrade() {
             *slot.write().unwrap_or_else(|e| e.into_inner()) =
-                Arc::new(Prepared::configured(template, &component));
+                Arc::new(Prepared::new(template, &component, true));
             tracing::info!(
                 plugin = %job.plugin,
                 took_ms = started.elapsed().as_millis() as u64,
@@ -179,7 +179,10 @@ impl Builder {
             .and_then(|wasm| {
                 Component::from_binary(&self.engine, &wasm)
                     .map_err(|e| format!("the snapshot does not compile: {e:#}"))
-            });
+            })
+            // The reason may carry what the plugin's configure said: capped like any message
+            // of a plugin's, before the log and the marker.
+            .map_err(capped);
         match (&result, &marker) {
             (Ok(component), Some(marker)) => {
                 if let Some(cache) = &self.cache {
