@@ -90,6 +90,23 @@ async fn reporting_instances(
         .collect())
 }
 
+/// [`reporting_instances`] once `instance` is among them (Events are written after the status
+/// change a test waits for), or as they are after 15 s.
+async fn reporting_instances_including(
+    client: &kube::Client,
+    report: &str,
+    instance: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let instances = reporting_instances(client, report).await?;
+        if instances.contains(instance) || Instant::now() > deadline {
+            return Ok(instances);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn decide(cluster: &TestCluster, ns: &str, report: &str, decision: &str) -> Result<()> {
     let body = json!({ "spec": { "decision": decision } }).to_string();
     kubectl(
@@ -762,7 +779,7 @@ async fn operator_end_to_end() -> Result<()> {
         replicas[index(&first)].as_ref().unwrap(),
     )
     .await?;
-    let instances = reporting_instances(&client, canary_name).await?;
+    let instances = reporting_instances_including(&client, canary_name, &first).await?;
     assert_eq!(
         instances,
         std::collections::BTreeSet::from([first.clone()]),
@@ -800,7 +817,7 @@ async fn operator_end_to_end() -> Result<()> {
         canary["status"]
     );
     assert!(
-        reporting_instances(&client, canary_name)
+        reporting_instances_including(&client, canary_name, &second)
             .await?
             .contains(&second)
     );
