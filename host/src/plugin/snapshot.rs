@@ -189,6 +189,11 @@ impl Builder {
                     cache.store(&self.engine, &job.key, component);
                 }
                 let _ = std::fs::remove_file(marker);
+                // Served from the cache's mapping rather than the compiler's heap copy: only
+                // the code calls touch stays resident (as for any cached plugin).
+                if let Some(mapped) = self.cached(job) {
+                    return Some(Ok(mapped));
+                }
             }
             (Err(reason), Some(marker)) => {
                 let _ = std::fs::write(marker, format!("{reason}\n"));
