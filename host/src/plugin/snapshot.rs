@@ -108,7 +108,10 @@ impl Builder {
             return;
         }
         let started = Instant::now();
-        let component = match self.cached(&job).map(Ok).or_else(|| self.build(&job)) {
+        let built = self.cached(&job).map(Ok).or_else(|| self.build(&job));
+        // Building compiled the component twice (instrumented, then the snapshot).
+        super::runtime::release_compiler_heap();
+        let component = match built {
             Some(Ok(component)) => component,
             Some(Err(reason)) => {
                 tracing::info!(plugin = %job.plugin, reason = %reason, "plugin keeps running configure on every call");
