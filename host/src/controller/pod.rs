@@ -179,8 +179,12 @@ pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     if shown.is_empty() && awaits_scheduler(&pod) {
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
-    let events = ctx.cluster.events_for(Involved::pod(&pod)).await?;
-    let detections = detect(&pod, &events);
+    let detections = if crate::failure::status_suffices(&pod, &shown) {
+        shown
+    } else {
+        let events = ctx.cluster.events_for(Involved::pod(&pod)).await?;
+        detect(&pod, &events)
+    };
     if detections.is_empty() {
         // A failure that has not shown yet (a first restart, a probe warming up): look again.
         return Ok(Action::requeue(Duration::from_secs(30)));

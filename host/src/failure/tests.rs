@@ -368,3 +368,80 @@ fn succeeded_pods_are_healthy() {
     );
     assert!(detect(&p, &[]).is_empty());
 }
+
+/// A report opened without the Pod's events says what one opened with them would: the status
+/// names the failure in full and nothing running could fail a probe. Otherwise the events are
+/// read (a crash loop may be a liveness kill; a bare back-off message names no cause).
+#[test]
+fn the_status_alone_suffices_only_when_events_could_add_nothing() {
+    let waiting = |reason: &str, message: &str| {
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "app", "image": "registry.example.com/app:v2", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": message}}}]})
+    };
+    let suffices = |p: &Pod| status_suffices(p, &detect(p, &[]));
+    // kubelet 1.32+: the back-off message carries the pull error.
+    let auth = "Back-off pulling image \"registry.example.com/app:v2\": ErrImagePull: failed to pull and unpack image \"registry.example.com/app:v2\": failed to resolve reference \"registry.example.com/app:v2\": pull access denied, repository does not exist or may require authorization: authorization failed: 401 Unauthorized";
+    let p = pod(app_spec(), waiting("ImagePullBackOff", auth));
+    assert!(suffices(&p));
+    // Read without events and with them: the same class and cause.
+    let events = [event(
+        "Failed",
+        "Warning",
+        &format!("Failed to pull image \"registry.example.com/app:v2\": {auth}"),
+        Some("spec.containers{app}"),
+        4,
+    )];
+    let (alone, with_events) = (&detect(&p, &[])[0], &detect(&p, &events)[0]);
+    assert_eq!(
+        (alone.class, &alone.reason),
+        (with_events.class, &with_events.reason)
+    );
+    // An older kubelet's back-off message names no cause: the events do.
+    let bare = pod(
+        app_spec(),
+        waiting(
+            "ImagePullBackOff",
+            "Back-off pulling image \"registry.example.com/app:v2\"",
+        ),
+    );
+    assert!(!suffices(&bare));
+    assert_eq!(detect(&bare, &events)[0].reason, "RegistryAuthFailed");
+    // The missing key is in the waiting message; an unparsed message is not enough.
+    let config = waiting(
+        "CreateContainerConfigError",
+        "couldn't find key DATABASE_URL in ConfigMap default/app-config",
+    );
+    assert!(suffices(&pod(app_spec(), config)));
+    let vague = waiting("CreateContainerConfigError", "something else went wrong");
+    assert!(!suffices(&pod(app_spec(), vague)));
+    // The scheduler's condition message, or only its events.
+    let spec = json!({"containers": [{"name": "app", "image": "x"}]});
+    let unscheduled = |message: Option<&str>| {
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": message}]})
+    };
+    let msg = "0/3 nodes are available: 3 Insufficient memory.";
+    assert!(suffices(&pod(spec.clone(), unscheduled(Some(msg)))));
+    assert!(!suffices(&pod(spec, unscheduled(None))));
+    // A crash loop may be a liveness kill, which only the events tell.
+    let crash = running_status(
+        json!({"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}}),
+    );
+    assert!(!suffices(&pod(app_spec(), crash)));
+    // A running sidecar can fail a probe while the other container cannot pull.
+    let mut two = waiting("ImagePullBackOff", auth);
+    two["containerStatuses"].as_array_mut().unwrap().push(
+        json!({"name": "proxy", "image": "envoy", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"running": {"startedAt": "2026-11-25T09:00:00Z"}}}),
+    );
+    assert!(!suffices(&pod(app_spec(), two)));
+    // Nothing shown: the events are all there is.
+    assert!(!status_suffices(
+        &pod(app_spec(), waiting("ContainerCreating", "")),
+        &[]
+    ));
+}
