@@ -1070,6 +1070,55 @@ async fn a_report_is_opened_without_a_read_and_an_open_one_the_watch_missed_is_l
     );
 }
 
+/// A Pod whose status names its failure in full (kubelet 1.32+ quotes the pull error in the
+/// back-off message) opens its report without reading its events: one API request less for
+/// each report of a mass failure. A back-off message that names no cause still reads them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_error_in_the_status_opens_its_report_without_reading_events() {
+    use sre_operator::controller::reconcile_pod;
+    let pulling = |message: &'static str| async move {
+        let mut pod = (*critical_app_pod("critical-app-7d4b9c6f5-pull1").await).clone();
+        let status = pod.status.as_mut().unwrap();
+        status.phase = Some("Pending".into());
+        status.container_statuses = Some(
+            serde_json::from_value(
+                json!([{"name": "app", "image": "registry.example.com/app:2",
+                "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}}}]),
+            )
+            .unwrap(),
+        );
+        Arc::new(pod)
+    };
+    let open = |message: &'static str| async move {
+        let (client, api) = mock(vec![Exchange::post(REPORTS).echo()]);
+        let seen = api.seen.clone();
+        let reads = counting();
+        reconcile_pod(
+            pulling(message).await,
+            pod_context(client, reads.clone(), vec![]),
+        )
+        .await
+        .unwrap();
+        api.done().await;
+        let created = requests(&seen, "POST", "/diagnosticreports")[0]
+            .body
+            .clone();
+        (
+            reads.events.load(std::sync::atomic::Ordering::SeqCst),
+            created["spec"]["failure"]["reason"].clone(),
+        )
+    };
+    let quoted = "Back-off pulling image \"registry.example.com/app:2\": ErrImagePull: failed to pull and unpack image \"registry.example.com/app:2\": failed to resolve reference \"registry.example.com/app:2\": failed to authorize: failed to fetch oauth token: unexpected status from GET request to https://registry.example.com/token: 401 Unauthorized";
+    assert_eq!(open(quoted).await, (0, json!("RegistryAuthFailed")));
+    let bare = "Back-off pulling image \"registry.example.com/app:2\"";
+    assert_eq!(
+        open(bare).await.0,
+        1,
+        "a bare back-off message reads the events"
+    );
+}
+
 /// A report just opened is Analyzing, with its condition, after one write: the report
 /// controller's, the first time it sees it.
 #[tokio::test(flavor = "multi_thread")]
