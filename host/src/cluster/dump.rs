@@ -356,72 +356,11 @@ fn status_pod(text: &str) -> Result<Pod> {
     })
 }
 
-/// A Pod with only what its node's load reads ([`super::NodeLoad::add`]).
+/// A Pod with only what its node's load reads ([`super::UsagePod`]).
 fn usage_pod(text: &str) -> Result<Pod> {
-    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus, ResourceRequirements};
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-    #[derive(Deserialize)]
-    struct View {
-        metadata: Option<NameOnly>,
-        spec: Option<SpecView>,
-        status: Option<PhaseOnly>,
-    }
-    #[derive(Deserialize)]
-    struct NameOnly {
-        name: Option<String>,
-        namespace: Option<String>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct SpecView {
-        node_name: Option<String>,
-        #[serde(default)]
-        containers: Vec<ContainerView>,
-        init_containers: Option<Vec<ContainerView>>,
-        overhead: Option<BTreeMap<String, Quantity>>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ContainerView {
-        #[serde(default)]
-        name: String,
-        resources: Option<ResourceRequirements>,
-        restart_policy: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct PhaseOnly {
-        phase: Option<String>,
-    }
-    let view: View = serde_json::from_str(text).map_err(|e| malformed_pod(text, e))?;
-    let container = |c: ContainerView| Container {
-        name: c.name,
-        resources: c.resources,
-        restart_policy: c.restart_policy,
-        ..Default::default()
-    };
-    Ok(Pod {
-        metadata: view
-            .metadata
-            .map(|m| kube::api::ObjectMeta {
-                name: m.name,
-                namespace: m.namespace,
-                ..Default::default()
-            })
-            .unwrap_or_default(),
-        spec: view.spec.map(|s| PodSpec {
-            node_name: s.node_name,
-            containers: s.containers.into_iter().map(container).collect(),
-            init_containers: s
-                .init_containers
-                .map(|cs| cs.into_iter().map(container).collect()),
-            overhead: s.overhead,
-            ..Default::default()
-        }),
-        status: view.status.map(|s| PodStatus {
-            phase: s.phase,
-            ..Default::default()
-        }),
-    })
+    serde_json::from_str::<super::UsagePod>(text)
+        .map(Pod::from)
+        .map_err(|e| malformed_pod(text, e))
 }
 
 /// What one namespace folder holds, read and compacted, not yet in the dump.

@@ -337,13 +337,14 @@ impl Cluster for LiveCluster {
     async fn node_load(&self, node: &str) -> Result<super::NodeLoad> {
         check_name(ResourceKind::Node, "node", node)?;
         let what = format!("the Pods on Node {node}");
-        let pods: Vec<Pod> = self
+        let pods: Vec<super::UsagePod> = self
             .list_all(
                 &what,
                 Request::new(Pod::url_path(&(), None)),
                 ListParams::default().fields(&format!("spec.nodeName={node}")),
             )
             .await?;
+        let pods: Vec<Pod> = pods.into_iter().map(Pod::from).collect();
         Ok(super::NodeLoad::of(node, &pods))
     }
 }

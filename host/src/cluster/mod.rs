@@ -21,7 +21,7 @@ pub use live::{LiveCluster, ReadLimits};
 pub use logs::{ContainerLog, LogRequest, Logs, parse_dump_logs};
 pub use recent::RecentReads;
 pub use usage::{
-    NodeLoad, NodeUsage, ResourceAmounts, Taint, cpu_millis, format_bytes, format_millis,
+    NodeLoad, NodeUsage, ResourceAmounts, Taint, UsagePod, cpu_millis, format_bytes, format_millis,
     memory_bytes, node_usage, pod_requests, usage_with,
 };
 pub use workload::resolve_workload;

@@ -252,6 +252,82 @@ impl NodeLoad {
     }
 }
 
+/// A Pod as its node's load reads it ([`NodeLoad::add`]): name, node, phase and the containers'
+/// resources, nothing else. A node's Pods are read so, from a dump or the API server: as full
+/// `Pod`s, the few hundred Pods of a node were tens of MB for one answer (the burst benchmark's
+/// peak heap was half that while investigations asked for node usage).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct UsagePod {
+    metadata: Option<UsageMeta>,
+    spec: Option<UsageSpec>,
+    status: Option<UsageStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct UsageMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageSpec {
+    node_name: Option<String>,
+    #[serde(default)]
+    containers: Vec<UsageContainer>,
+    init_containers: Option<Vec<UsageContainer>>,
+    overhead: Option<BTreeMap<String, Quantity>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageContainer {
+    #[serde(default)]
+    name: String,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    restart_policy: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct UsageStatus {
+    phase: Option<String>,
+}
+
+impl From<UsagePod> for Pod {
+    fn from(view: UsagePod) -> Pod {
+        use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+        let container = |c: UsageContainer| Container {
+            name: c.name,
+            resources: c.resources,
+            restart_policy: c.restart_policy,
+            ..Default::default()
+        };
+        Pod {
+            metadata: view
+                .metadata
+                .map(|m| kube::api::ObjectMeta {
+                    name: m.name,
+                    namespace: m.namespace,
+                    ..Default::default()
+                })
+                .unwrap_or_default(),
+            spec: view.spec.map(|s| PodSpec {
+                node_name: s.node_name,
+                containers: s.containers.into_iter().map(container).collect(),
+                init_containers: s
+                    .init_containers
+                    .map(|cs| cs.into_iter().map(container).collect()),
+                overhead: s.overhead,
+                ..Default::default()
+            }),
+            status: view.status.map(|s| PodStatus {
+                phase: s.phase,
+                ..Default::default()
+            }),
+        }
+    }
+}
+
 /// Usage of one node, from the Pods bound to it that have not terminated.
 pub fn node_usage(node: &Node, pods: &[Pod]) -> NodeUsage {
     let name = node.metadata.name.clone().unwrap_or_default();
