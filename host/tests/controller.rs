@@ -1244,3 +1244,66 @@ async fn a_member_joining_a_concluded_incident_is_written_once_and_told_on_its_p
     assert_eq!(regarding, ["Pod"], "{events:?}");
     assert_eq!(events[0]["reason"], "NoFix");
 }
+
+/// A node's load read from the API server (as the `node_usage` tool's investigations ask for it)
+/// is what the full Pods give: the slim view it reads them as keeps every field the sum needs
+/// (containers, sidecars, init containers, overhead, phase, node).
+#[tokio::test]
+async fn a_nodes_load_from_the_api_server_is_what_its_full_pods_give() {
+    use sre_operator::cluster::{Cluster, LiveCluster, NodeLoad};
+    let pod = |name: &str, phase: &str, spec: Value| {
+        json!({"metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"),
+            "labels": {"app": name}, "annotations": {"note": "x".repeat(2000)}},
+            "spec": spec, "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True"}]}})
+    };
+    let resources = |cpu: &str, memory: &str| json!({"requests": {"cpu": cpu, "memory": memory}});
+    let items = vec![
+        pod(
+            "web",
+            "Running",
+            json!({"nodeName": "node-a",
+            "containers": [{"name": "app", "image": "web:1", "resources": resources("250m", "256Mi"),
+                "env": [{"name": "A", "value": "b"}]}],
+            "initContainers": [
+                {"name": "migrate", "image": "m", "resources": resources("1", "64Mi")},
+                {"name": "proxy", "image": "p", "restartPolicy": "Always", "resources": resources("50m", "32Mi")}],
+            "overhead": {"cpu": "10m", "memory": "8Mi"},
+            "volumes": [{"name": "data", "emptyDir": {}}]}),
+        ),
+        pod(
+            "limits-only",
+            "Pending",
+            json!({"nodeName": "node-a",
+            "containers": [{"name": "app", "image": "x", "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}}]}),
+        ),
+        pod(
+            "done",
+            "Succeeded",
+            json!({"nodeName": "node-a",
+            "containers": [{"name": "app", "image": "x", "resources": resources("4", "4Gi")}]}),
+        ),
+    ];
+    let (client, api) = Script::new()
+        .then(
+            Exchange::get("/api/v1/pods")
+                .with_query("fieldSelector=spec.nodeName%3Dnode-a")
+                .reply(
+                    200,
+                    json!({"kind": "PodList", "apiVersion": "v1",
+                    "metadata": {"resourceVersion": "7"}, "items": items}),
+                ),
+        )
+        .start();
+    let load = LiveCluster::new(client, "the cluster")
+        .node_load("node-a")
+        .await
+        .unwrap();
+    api.done().await;
+    let full: Vec<k8s_openapi::api::core::v1::Pod> =
+        serde_json::from_value(Value::Array(items)).unwrap();
+    assert_eq!(load, NodeLoad::of("node-a", &full));
+    assert_eq!(load.pods, 2, "the Succeeded Pod takes nothing");
+    // web: its init container's 1 CPU outweighs app and sidecar (300m), plus 10m overhead;
+    // limits-only: a limit without a request is the request.
+    assert_eq!(load.requests.cpu_millis, 1000 + 10 + 500);
+}
