@@ -78,7 +78,21 @@ impl ArtifactCache {
         }
     }
 
-    pub fn store(&self, engine: &Engine, digest: &str, component: &Component) {
+    /// Stores `component` and returns it as a later [`load`](Self::load) would (`mapped`): only
+    /// the code calls touch then stays resident, not the whole heap copy the compiler made. As
+    /// given when it cannot be stored or read back.
+    pub fn keep(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        component: Component,
+        mapped: bool,
+    ) -> Component {
+        self.store(engine, digest, &component);
+        self.load(engine, digest, mapped).unwrap_or(component)
+    }
+
+    fn store(&self, engine: &Engine, digest: &str, component: &Component) {
         let path = self.path(engine, digest);
         let result = component
             .serialize()

@@ -322,20 +322,19 @@ impl Runtime {
         {
             return Ok(component);
         }
-        let compiled = Component::from_binary(&self.engine, bytes);
-        let component = match (compiled, &self.cache) {
-            (Ok(component), Some(cache)) => {
-                cache.store(&self.engine, digest, &component);
-                // Served from the cache's mapping, as after a restart: only the code calls
-                // touch stays resident, not the whole heap copy the compiler made.
-                Ok(cache
-                    .load(&self.engine, digest, self.strategy != Strategy::Before)
-                    .unwrap_or(component))
-            }
-            (compiled, _) => compiled.map_err(|e| format!("does not compile: {e}")),
-        };
+        let compiled = Component::from_binary(&self.engine, bytes)
+            .map_err(|e| format!("does not compile: {e}"))
+            .map(|component| match &self.cache {
+                Some(cache) => cache.keep(
+                    &self.engine,
+                    digest,
+                    component,
+                    self.strategy != Strategy::Before,
+                ),
+                None => component,
+            });
         release_compiler_heap();
-        component
+        compiled
     }
 
     /// Loads one plugin: digest, compile, link against its world, and its settings accepted.

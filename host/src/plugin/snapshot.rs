@@ -108,10 +108,7 @@ impl Builder {
             return;
         }
         let started = Instant::now();
-        let built = self.cached(&job).map(Ok).or_else(|| self.build(&job));
-        // Building compiled the component twice (instrumented, then the snapshot).
-        super::runtime::release_compiler_heap();
-        let component = match built {
+        let component = match self.cached(&job).map(Ok).or_else(|| self.build(&job)) {
             Some(Ok(component)) => component,
             Some(Err(reason)) => {
                 tracing::info!(plugin = %job.plugin, reason = %reason, "plugin keeps running configure on every call");
@@ -186,24 +183,21 @@ impl Builder {
             // The reason may carry what the plugin's configure said: capped like any message
             // of a plugin's, before the log and the marker.
             .map_err(capped);
-        match (&result, &marker) {
-            (Ok(component), Some(marker)) => {
-                if let Some(cache) = &self.cache {
-                    cache.store(&self.engine, &job.key, component);
-                }
+        let kept = match (result, &self.cache, &marker) {
+            (Ok(component), Some(cache), Some(marker)) => {
+                let kept = cache.keep(&self.engine, &job.key, component, true);
                 let _ = std::fs::remove_file(marker);
-                // Served from the cache's mapping rather than the compiler's heap copy: only
-                // the code calls touch stays resident (as for any cached plugin).
-                if let Some(mapped) = self.cached(job) {
-                    return Some(Ok(mapped));
-                }
+                Ok(kept)
             }
-            (Err(reason), Some(marker)) => {
+            (Err(reason), _, Some(marker)) => {
                 let _ = std::fs::write(marker, format!("{reason}\n"));
+                Err(reason)
             }
-            _ => {}
-        }
-        Some(result)
+            (result, _, _) => result,
+        };
+        // Building compiled the component twice (instrumented, then the snapshot).
+        super::runtime::release_compiler_heap();
+        Some(kept)
     }
 }
 
