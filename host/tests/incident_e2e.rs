@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use sre_e2e::{demo, fault};
@@ -15,6 +15,7 @@ use sre_operator::crd::DiagnosticReport;
 use support::operator::{Operator, operator_setup};
 
 const NS: &str = "shop";
+const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 const APPS: [&str; 3] = ["cart", "catalog", "checkout"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,5 +137,32 @@ async fn workloads_failing_on_one_registry_are_one_incident_investigated_once() 
         log.matches("report opened").count() == APPS.len(),
         "one report per workload opened:\n{log}"
     );
+    // The back-off message quotes the pull error, so opening a report reads no events (one
+    // request less per report in a mass failure): the members' Pods had none read at all
+    // (only the lead's investigation may read its own).
+    let audit = cluster
+        .audit_events_started_or_complete(OPERATOR_USER)
+        .context("no audit log")?;
+    ensure!(
+        !audit.is_empty(),
+        "the audit log has the operator's requests"
+    );
+    let event_reads: Vec<&str> = audit
+        .iter()
+        .filter_map(|e| e["requestURI"].as_str())
+        .filter(|u| u.contains("/events?") && u.contains("involvedObject.name"))
+        .collect();
+    for member in done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_none())
+    {
+        let app = member.spec.workload.name.as_str();
+        ensure!(
+            !event_reads
+                .iter()
+                .any(|u| u.contains(&format!("involvedObject.name%3D{app}-"))),
+            "the events of {app}'s Pods were read: {event_reads:#?}"
+        );
+    }
     Ok(())
 }
