@@ -25,20 +25,56 @@ use super::{
 
 type EventKey = (String, String, String); // namespace, involved kind, involved name
 
-/// An object as compact JSON (with `kind` and `apiVersion`, Secret values redacted), parsed when
-/// asked for. A dump of 10,000 Pods is about 200 MB of indented JSON: held as `serde_json::Value`
-/// it took over a gigabyte; as compact text it takes about a third of the file size.
-type Text = Arc<str>;
+/// Where a stored object is. A dump of 10,000 Pods is about 200 MB of indented JSON: held as
+/// `serde_json::Value` it took over a gigabyte, as compact text a third of the file size, most of
+/// a `diagnose` run's memory. So most objects stay in the dump's files, read back and compacted
+/// (with `kind` and `apiVersion`) when asked for; only those the reader rewrote are held.
+#[derive(Clone)]
+enum Stored {
+    /// Compact JSON: from a YAML file, a Secret (values redacted), an item without its namespace.
+    Held(Arc<str>),
+    /// `len` bytes at `start` of a file, as kubectl wrote them.
+    InFile {
+        file: Arc<DumpFile>,
+        start: usize,
+        len: usize,
+    },
+}
+
+/// A file objects are read back from, as it was when the dump was read: a file changed since
+/// is refused, not read as if it were the same.
+struct DumpFile {
+    path: PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+/// What triage and node usage read of a Pod, taken as the dump is read: the whole Pod is read
+/// back only for those that may be failing. A fault is kept as its message and raised where the
+/// Pod is asked for, as it would be had the Pod been parsed then.
+struct PodFacts {
+    may_be_failing: std::result::Result<bool, String>,
+    /// What it puts on its node.
+    load: std::result::Result<super::NodeLoad, String>,
+}
+
+/// A Pod of the dump: its name (for a fault's message), where it is, what triage reads of it.
+struct DumpPod {
+    name: String,
+    stored: Stored,
+    may_be_failing: std::result::Result<bool, String>,
+}
 
 pub struct DumpCluster {
     root: PathBuf,
     /// kind -> namespace ("" for cluster-scoped) -> objects in file order.
-    objects: HashMap<ResourceKind, BTreeMap<String, Vec<Text>>>,
-    by_name: HashMap<(ResourceKind, String, String), Text>,
-    /// Pods by `spec.nodeName`, for node usage.
-    pods_by_node: HashMap<String, Vec<Text>>,
-    /// Each node's load, computed at the first ask and kept: a dump does not change.
-    node_loads: std::sync::OnceLock<std::result::Result<HashMap<String, super::NodeLoad>, String>>,
+    objects: HashMap<ResourceKind, BTreeMap<String, Vec<Stored>>>,
+    by_name: HashMap<(ResourceKind, String, String), Stored>,
+    /// namespace -> Pods in file order, with what triage reads of them.
+    pods: BTreeMap<String, Vec<DumpPod>>,
+    /// Each node's load, summed as the dump is read (a dump does not change), or the first
+    /// fault met in one of its Pods.
+    node_loads: HashMap<String, std::result::Result<super::NodeLoad, String>>,
     events: HashMap<EventKey, Vec<Event>>,
     logs: HashMap<(String, String), Vec<ContainerLog>>,
     namespaces: BTreeSet<String>,
@@ -95,15 +131,40 @@ struct ListHead<'a> {
     items: Option<&'a RawValue>,
 }
 
-/// A stored object: its compact text, its name, and (for a Pod) its node.
+/// An object read from a list: where it is, its name, and what the reader takes of it as it
+/// reads (a Pod's node and facts, an Event).
 struct Item {
-    text: Text,
+    stored: Stored,
     name: String,
     node: Option<String>,
+    pod: Option<PodFacts>,
+    /// Boxed: an `Event` is ten times the rest of an item, and most items are not Events.
+    event: Option<Box<Event>>,
+}
+
+impl Item {
+    fn new(stored: Stored, name: String) -> Item {
+        Item {
+            stored,
+            name,
+            node: None,
+            pod: None,
+            event: None,
+        }
+    }
 }
 
 fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Item>> {
-    let bytes = std::fs::read(path).map_err(|e| dump_error(path, format!("cannot read: {e}")))?;
+    let cannot_read = |e: std::io::Error| dump_error(path, format!("cannot read: {e}"));
+    let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+    let meta = file.metadata().map_err(cannot_read)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(cannot_read)?;
+    let file = Arc::new(DumpFile {
+        path: path.to_path_buf(),
+        len: bytes.len() as u64,
+        modified: meta.modified().ok(),
+    });
     let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
     let expected = kind.list_kind();
     let check_kind = |found: Option<&str>| {
@@ -133,6 +194,7 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
             .iter()
             .enumerate()
             .map(|(i, item)| item_from_value(path, kind, namespace, i, item.clone()))
+            .map(|item| with_facts(path, kind, item?))
             .collect();
     }
     let json_error = |e: serde_json::Error| {
@@ -145,7 +207,12 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
     };
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| dump_error(path, format!("invalid JSON: not UTF-8 ({e})")))?;
-    // One pass checks and compacts a list as kubectl writes it; serde reads anything else and
+    let source = Source {
+        path,
+        text,
+        file: &file,
+    };
+    // One pass checks and indexes a list as kubectl writes it; serde reads anything else and
     // names what is wrong with it.
     if let Some(list) = compact::list(text) {
         check_kind(list.kind.as_deref())?;
@@ -153,7 +220,8 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
             .items
             .into_iter()
             .enumerate()
-            .map(|(i, (at, found))| item_from_compact(path, kind, namespace, i, &text[at], found))
+            .map(|(i, (at, found))| item_from_compact(&source, kind, namespace, i, at, found))
+            .map(|item| with_facts(path, kind, item?))
             .collect();
     }
     // A second pass only to explain a file whose items are not a list.
@@ -173,43 +241,60 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
     items
         .into_iter()
         .enumerate()
-        .map(|(i, raw)| item_from_raw(path, kind, namespace, i, raw.get()))
+        .map(|(i, raw)| {
+            // `raw` is borrowed from `text`: where it starts is where it is in the file.
+            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            item_from_raw(&source, kind, namespace, i, start..start + raw.get().len())
+        })
+        .map(|item| with_facts(path, kind, item?))
         .collect()
 }
 
-/// An item serde found in a list the one-pass walk did not take: compacted on its own, or
+/// A list file being read.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+    file: &'a Arc<DumpFile>,
+}
+
+/// An item serde found in a list the one-pass walk did not take: walked on its own, or
 /// through a `Value` when the walk does not take it either.
 fn item_from_raw(
-    path: &Path,
+    source: &Source<'_>,
     kind: ResourceKind,
     namespace: &str,
     i: usize,
-    raw: &str,
+    at: std::ops::Range<usize>,
 ) -> Result<Item> {
+    let raw = &source.text[at.clone()];
     if !raw.starts_with('{') {
-        return Err(dump_error(path, format!("items[{i}] is not an object")));
+        return Err(dump_error(
+            source.path,
+            format!("items[{i}] is not an object"),
+        ));
     }
     match compact::compact(raw) {
-        Some(found) => item_from_compact(path, kind, namespace, i, raw, found),
+        Some(found) => item_from_compact(source, kind, namespace, i, at, found),
         None => {
             let value: Value = serde_json::from_str(raw)
-                .map_err(|e| dump_error(path, format!("items[{i}]: {e}")))?;
-            item_from_value(path, kind, namespace, i, value)
+                .map_err(|e| dump_error(source.path, format!("items[{i}]: {e}")))?;
+            item_from_value(source.path, kind, namespace, i, value)
         }
     }
 }
 
-/// The fast path: the item as kubectl wrote it (`raw`), compacted ([`compact`]), `kind` and
-/// `apiVersion` put back. Anything unusual (no namespace where one belongs, a Secret) takes the
-/// slow path through a `Value`.
+/// The fast path: the item as kubectl wrote it (`at` in the file), indexed where it is, with what
+/// the walk found of it ([`compact`]). Anything unusual (no namespace where one belongs, a
+/// Secret) takes the slow path through a `Value` and is held.
 fn item_from_compact(
-    path: &Path,
+    source: &Source<'_>,
     kind: ResourceKind,
     namespace: &str,
     i: usize,
-    raw: &str,
+    at: std::ops::Range<usize>,
     found: compact::Compact<'_>,
 ) -> Result<Item> {
+    let (path, raw) = (source.path, &source.text[at.clone()]);
     match found.kind.as_deref() {
         None => {}
         Some(k) if k == kind.kind() => {}
@@ -232,6 +317,32 @@ fn item_from_compact(
             serde_json::from_str(raw).map_err(|e| dump_error(path, format!("items[{i}]: {e}")))?;
         return item_from_value(path, kind, namespace, i, value);
     }
+    let stored = Stored::InFile {
+        file: source.file.clone(),
+        start: at.start,
+        len: at.len(),
+    };
+    let mut item = Item::new(stored, name.to_string());
+    if kind == ResourceKind::Event {
+        // Events are few and read whole, once: parsed from their compact text (no managed fields).
+        let text = compact::compact(raw).map(|found| with_head(kind, found));
+        let event = serde_json::from_str::<Event>(text.as_deref().unwrap_or(raw))
+            .map_err(|e| dump_error(path, format!("Event {name}: {e}")))?;
+        item.event = Some(Box::new(event));
+    }
+    if kind == ResourceKind::Pod {
+        item.node = found.node_name.as_ref().map(|n| n.to_string());
+        item.pod = Some(if found.repeated {
+            facts_of_text(raw)
+        } else {
+            facts_of_parts(raw, &found)
+        });
+    }
+    Ok(item)
+}
+
+/// An object as the reader stores it: compacted by the walk, `kind` and `apiVersion` put back.
+fn with_head(kind: ResourceKind, found: compact::Compact<'_>) -> String {
     let mut head = String::new();
     if found.kind.is_none() {
         head.push_str(&format!("\"kind\":\"{}\",", kind.kind()));
@@ -246,14 +357,87 @@ fn item_from_compact(
         }
         text.insert_str(1, &head);
     }
-    Ok(Item {
-        name: name.to_string(),
-        node: found
-            .node_name
-            .filter(|_| kind == ResourceKind::Pod)
-            .map(|n| n.into_owned()),
-        text: text.into(),
-    })
+    text
+}
+
+/// What triage and node usage read of a Pod, from its `spec` and `status` as the walk found them
+/// in the file: parsed on their own, the Pod's metadata (its managed fields are a third of it) is
+/// not read again.
+fn facts_of_parts(raw: &str, found: &compact::Compact<'_>) -> PodFacts {
+    let status = match &found.status {
+        Some(at) => {
+            serde_json::from_str::<Option<k8s_openapi::api::core::v1::PodStatus>>(&raw[at.clone()])
+        }
+        None => Ok(None),
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            let message = format!("status: {e}");
+            return PodFacts {
+                may_be_failing: Err(message.clone()),
+                load: Err(message),
+            };
+        }
+    };
+    let node = found.node_name.as_deref();
+    let gate = Pod {
+        metadata: Default::default(),
+        spec: found
+            .spec
+            .is_some()
+            .then(|| k8s_openapi::api::core::v1::PodSpec {
+                node_name: node.map(str::to_string),
+                ..Default::default()
+            }),
+        status,
+    };
+    let phase = gate.status.as_ref().and_then(|s| s.phase.as_deref());
+    let load = match (&found.spec, node) {
+        (Some(at), Some(node)) => super::usage::load_of_spec(node, &raw[at.clone()], phase)
+            .map_err(|e| format!("spec: {e}")),
+        _ => Ok(super::NodeLoad::default()),
+    };
+    PodFacts {
+        may_be_failing: Ok(crate::failure::may_be_failing(&gate)),
+        load,
+    }
+}
+
+/// The same facts from a whole Pod's text: for a Pod the walk did not index.
+fn facts_of_text(text: &str) -> PodFacts {
+    let may_be_failing = status_pod(text)
+        .map(|pod| crate::failure::may_be_failing(&pod))
+        .map_err(|e| e.to_string());
+    let load = usage_pod(text)
+        .map(|pod| {
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            node.map(|node| super::NodeLoad::of(&node, std::slice::from_ref(&pod)))
+                .unwrap_or_default()
+        })
+        .map_err(|e| e.to_string());
+    PodFacts {
+        may_be_failing,
+        load,
+    }
+}
+
+/// Takes what the reader reads of a held item as it reads it: a Pod's facts, an Event. (The
+/// fast path takes them from the file's text: [`item_from_compact`].)
+fn with_facts(path: &Path, kind: ResourceKind, mut item: Item) -> Result<Item> {
+    let Stored::Held(text) = &item.stored else {
+        return Ok(item);
+    };
+    match kind {
+        ResourceKind::Pod => item.pod = Some(facts_of_text(text)),
+        ResourceKind::Event => {
+            let event: Event = serde_json::from_str(text)
+                .map_err(|e| dump_error(path, format!("Event {}: {e}", item.name)))?;
+            item.event = Some(Box::new(event));
+        }
+        _ => {}
+    }
+    Ok(item)
 }
 
 fn item_from_value(
@@ -306,17 +490,93 @@ fn item_from_value(
         .then(|| item.pointer("/spec/nodeName").and_then(Value::as_str))
         .flatten()
         .map(str::to_string);
-    Ok(Item {
-        text: item.to_string().into(),
-        name,
-        node,
-    })
+    let mut read = Item::new(Stored::Held(item.to_string().into()), name);
+    read.node = node;
+    Ok(read)
 }
 
 /// Parses a stored object.
 fn parse(text: &str) -> Object {
     // The text was written by this module from valid JSON.
     Arc::new(serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
+/// Reads back `len` bytes at `start` of a dump file, refusing a file changed since it was read.
+fn read_back(file: &DumpFile, start: usize, len: usize) -> Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let fail = |message: String| dump_error(&file.path, message);
+    let cannot_read = |e: std::io::Error| fail(format!("cannot read again: {e}"));
+    let mut f = std::fs::File::open(&file.path).map_err(cannot_read)?;
+    let meta = f.metadata().map_err(cannot_read)?;
+    if meta.len() != file.len || meta.modified().ok() != file.modified {
+        return Err(fail(
+            "changed since the dump was read; run again on a dump nothing is writing to".into(),
+        ));
+    }
+    let mut bytes = vec![0; len];
+    f.seek(SeekFrom::Start(start as u64)).map_err(cannot_read)?;
+    f.read_exact(&mut bytes).map_err(cannot_read)?;
+    String::from_utf8(bytes).map_err(|_| fail("changed since the dump was read".into()))
+}
+
+/// The compact JSON of one object of a run read back together: `text` holds the file's bytes
+/// from `from`.
+fn compact_from(
+    kind: ResourceKind,
+    file: &DumpFile,
+    text: &str,
+    from: usize,
+    (start, len): (usize, usize),
+) -> Result<String> {
+    text.get(start - from..start - from + len)
+        .and_then(compact::compact)
+        .map(|found| with_head(kind, found))
+        .ok_or_else(|| dump_error(&file.path, "changed since the dump was read"))
+}
+
+/// The compact JSON of stored objects (of one kind), in order. Consecutive objects of one file
+/// (a list's items, as lists are asked for) are read back with one read.
+fn stored_texts(kind: ResourceKind, stored: &[&Stored]) -> Result<Vec<String>> {
+    let mut texts = Vec::with_capacity(stored.len());
+    let mut i = 0;
+    while i < stored.len() {
+        let Stored::InFile { file, start, .. } = stored[i] else {
+            if let Stored::Held(text) = stored[i] {
+                texts.push(text.to_string());
+            }
+            i += 1;
+            continue;
+        };
+        let mut end = i;
+        let mut last = *start;
+        let mut to = 0;
+        while let Some(Stored::InFile {
+            file: f,
+            start: s,
+            len: l,
+        }) = stored.get(end)
+        {
+            if !Arc::ptr_eq(f, file) || *s < last {
+                break;
+            }
+            last = *s;
+            to = to.max(s + l);
+            end += 1;
+        }
+        let span = read_back(file, *start, to - start)?;
+        for s in &stored[i..end] {
+            if let Stored::InFile { start: s, len, .. } = s {
+                texts.push(compact_from(kind, file, &span, *start, (*s, *len))?);
+            }
+        }
+        i = end;
+    }
+    Ok(texts)
+}
+
+/// The compact JSON of one stored object.
+fn stored_text(kind: ResourceKind, stored: &Stored) -> Result<String> {
+    Ok(stored_texts(kind, &[stored])?.remove(0))
 }
 
 /// Parses a stored Pod into its type, naming it when it does not fit.
@@ -332,9 +592,18 @@ fn malformed_pod(text: &str, e: serde_json::Error) -> ClusterError {
     }
 }
 
+/// A Pod's fault met as the dump was read, raised where the Pod is asked for.
+fn pod_fault(namespace: &str, name: &str, fault: &str) -> ClusterError {
+    ClusterError::Malformed {
+        kind: "Pod".into(),
+        name: format!("{namespace}/{name}"),
+        message: fault.to_string(),
+    }
+}
+
 /// A Pod with only its node and status parsed: what [`crate::failure::may_be_failing`] reads.
 /// The metadata and the spec's other fields (most of a Pod) are skipped.
-fn status_pod(text: &str) -> Result<Pod> {
+fn status_pod(text: &str) -> serde_json::Result<Pod> {
     #[derive(Deserialize)]
     struct View {
         spec: Option<NodeOnly>,
@@ -345,7 +614,7 @@ fn status_pod(text: &str) -> Result<Pod> {
     struct NodeOnly {
         node_name: Option<String>,
     }
-    let view: View = serde_json::from_str(text).map_err(|e| malformed_pod(text, e))?;
+    let view: View = serde_json::from_str(text)?;
     Ok(Pod {
         metadata: Default::default(),
         spec: view.spec.map(|s| k8s_openapi::api::core::v1::PodSpec {
@@ -357,10 +626,8 @@ fn status_pod(text: &str) -> Result<Pod> {
 }
 
 /// A Pod with only what its node's load reads ([`super::UsagePod`]).
-fn usage_pod(text: &str) -> Result<Pod> {
-    serde_json::from_str::<super::UsagePod>(text)
-        .map(Pod::from)
-        .map_err(|e| malformed_pod(text, e))
+fn usage_pod(text: &str) -> serde_json::Result<Pod> {
+    serde_json::from_str::<super::UsagePod>(text).map(Pod::from)
 }
 
 /// What one namespace folder holds, read and compacted, not yet in the dump.
@@ -383,11 +650,12 @@ fn read_namespace(dir: &Path, namespace: &str) -> Result<Option<NamespaceRead>> 
         let Some(path) = find_file(dir, kind.dump_file_stem()) else {
             continue;
         };
-        let items = read_list(&path, kind, namespace)?;
+        let mut items = read_list(&path, kind, namespace)?;
         if kind == ResourceKind::Event {
-            for item in &items {
-                let event: Event = serde_json::from_str(&item.text)
-                    .map_err(|e| dump_error(&path, format!("Event {}: {e}", item.name)))?;
+            for event in items
+                .iter_mut()
+                .filter_map(|item| item.event.take().map(|e| *e))
+            {
                 let involved = &event.involved_object;
                 let key = (
                     involved
@@ -467,8 +735,8 @@ impl DumpCluster {
             root: root.clone(),
             objects: HashMap::new(),
             by_name: HashMap::new(),
-            pods_by_node: HashMap::new(),
-            node_loads: Default::default(),
+            pods: BTreeMap::new(),
+            node_loads: HashMap::new(),
             events: HashMap::new(),
             logs: HashMap::new(),
             namespaces: BTreeSet::new(),
@@ -512,12 +780,9 @@ impl DumpCluster {
             let synthesized: Vec<Item> = dump
                 .namespaces
                 .iter()
-                .map(|ns| Item {
-                    text: serde_json::json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": ns}})
-                        .to_string()
-                        .into(),
-                    name: ns.clone(),
-                    node: None,
+                .map(|ns| {
+                    let text = serde_json::json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": ns}});
+                    Item::new(Stored::Held(text.to_string().into()), ns.clone())
                 })
                 .collect();
             dump.insert(ResourceKind::Namespace, "", synthesized);
@@ -554,16 +819,43 @@ impl DumpCluster {
             .entry(namespace.to_string())
             .or_default();
         for item in items {
-            if let Some(node) = item.node {
-                self.pods_by_node
-                    .entry(node)
+            if let Some(facts) = item.pod {
+                if let Some(node) = item.node {
+                    let load = self
+                        .node_loads
+                        .entry(node)
+                        .or_insert(Ok(Default::default()));
+                    match (load.as_mut(), facts.load) {
+                        (Ok(load), Ok(share)) => load.absorb(share),
+                        (Ok(_), Err(fault)) => {
+                            *load = Err(pod_fault(namespace, &item.name, &fault).to_string())
+                        }
+                        (Err(_), _) => {}
+                    }
+                }
+                self.pods
+                    .entry(namespace.to_string())
                     .or_default()
-                    .push(item.text.clone());
+                    .push(DumpPod {
+                        name: item.name.clone(),
+                        stored: item.stored.clone(),
+                        may_be_failing: facts.may_be_failing,
+                    });
             }
-            self.by_name
-                .insert((kind, namespace.to_string(), item.name), item.text.clone());
-            list.push(item.text);
+            self.by_name.insert(
+                (kind, namespace.to_string(), item.name),
+                item.stored.clone(),
+            );
+            list.push(item.stored);
         }
+    }
+
+    /// The compact JSON of the object `kind` `namespace/name`, if the dump holds it.
+    fn text_of(&self, kind: ResourceKind, namespace: &str, name: &str) -> Result<Option<String>> {
+        self.by_name
+            .get(&(kind, namespace.to_string(), name.to_string()))
+            .map(|stored| stored_text(kind, stored))
+            .transpose()
     }
 
     /// The namespaces the dump holds.
@@ -592,17 +884,27 @@ impl DumpCluster {
         )))
     }
 
-    fn pod_container_names(&self, namespace: &str, pod: &str) -> Option<Vec<String>> {
-        let object = parse(
-            self.by_name
-                .get(&(ResourceKind::Pod, namespace.into(), pod.into()))?,
-        );
-        let names = object["spec"]["containers"]
-            .as_array()?
+    fn pod_container_names(&self, namespace: &str, pod: &str) -> Result<Option<Vec<String>>> {
+        let Some(text) = self.text_of(ResourceKind::Pod, namespace, pod)? else {
+            return Ok(None);
+        };
+        let object = parse(&text);
+        let names = object["spec"]["containers"].as_array().map(|containers| {
+            containers
+                .iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        });
+        Ok(names)
+    }
+
+    /// The stored Pods of a namespace (or all), in order, with their namespace.
+    fn dump_pods(&self, namespace: Option<&str>) -> Vec<(&str, &DumpPod)> {
+        self.pods
             .iter()
-            .filter_map(|c| c["name"].as_str().map(str::to_string))
-            .collect();
-        Some(names)
+            .filter(|(ns, _)| namespace.is_none_or(|want| want == ns.as_str()))
+            .flat_map(|(ns, pods)| pods.iter().map(move |pod| (ns.as_str(), pod)))
+            .collect()
     }
 }
 
@@ -621,9 +923,8 @@ impl Cluster for DumpCluster {
         let namespace = kind.scope(namespace).unwrap_or("");
         self.holds(kind, Some(namespace))?;
         Ok(self
-            .by_name
-            .get(&(kind, namespace.to_string(), name.to_string()))
-            .map(|text| parse(text)))
+            .text_of(kind, namespace, name)?
+            .map(|text| parse(&text)))
     }
 
     async fn list(&self, kind: ResourceKind, namespace: Option<&str>) -> Result<Vec<Object>> {
@@ -631,94 +932,65 @@ impl Cluster for DumpCluster {
         let Some(by_ns) = self.objects.get(&kind) else {
             return Ok(Vec::new());
         };
-        Ok(match namespace.filter(|_| kind.namespaced()) {
-            Some(ns) => by_ns
-                .get(ns)
-                .into_iter()
-                .flatten()
-                .map(|t| parse(t))
-                .collect(),
-            None => by_ns.values().flatten().map(|t| parse(t)).collect(),
-        })
+        let stored: Vec<&Stored> = match namespace.filter(|_| kind.namespaced()) {
+            Some(ns) => by_ns.get(ns).into_iter().flatten().collect(),
+            None => by_ns.values().flatten().collect(),
+        };
+        Ok(stored_texts(kind, &stored)?
+            .iter()
+            .map(|t| parse(t))
+            .collect())
     }
 
     /// Straight from the stored text to the type: no `Value` in between.
     async fn pods(&self, namespace: Option<&str>) -> Result<Vec<Pod>> {
-        let Some(by_ns) = self.objects.get(&ResourceKind::Pod) else {
-            return Ok(Vec::new());
-        };
-        let texts: Vec<&Text> = match namespace {
-            Some(ns) => by_ns.get(ns).into_iter().flatten().collect(),
-            None => by_ns.values().flatten().collect(),
-        };
+        let stored: Vec<&Stored> = self
+            .dump_pods(namespace)
+            .into_iter()
+            .map(|(_, p)| &p.stored)
+            .collect();
+        let texts = stored_texts(ResourceKind::Pod, &stored)?;
         on_every_core(&texts, |t| typed_pod(t))
             .into_iter()
             .collect()
     }
 
     async fn pod_namespaces(&self) -> Result<Option<Vec<String>>> {
-        Ok(Some(
-            self.objects
-                .get(&ResourceKind::Pod)
-                .map(|by_ns| by_ns.keys().cloned().collect())
-                .unwrap_or_default(),
-        ))
+        Ok(Some(self.pods.keys().cloned().collect()))
     }
 
-    /// Every node's load is computed at the first ask, from only what it reads of the Pods
-    /// (their resources are a small part of them), and kept: the nodes' capacity over a
-    /// 10,000-Pod dump (every node's usage, asked by each Pending investigation, often at once)
-    /// took 0.4 s a call with each node's Pods parsed whole every time.
+    /// Every node's load was summed as the dump was read, from only what it reads of the Pods
+    /// (their resources are a small part of them): the nodes' capacity over a 10,000-Pod dump
+    /// (every node's usage, asked by each Pending investigation, often at once) took 0.4 s a call
+    /// with each node's Pods parsed whole every time.
     async fn node_load(&self, node: &str) -> Result<super::NodeLoad> {
-        let loads = self.node_loads.get_or_init(|| {
-            let texts: Vec<(&String, &Text)> = self
-                .pods_by_node
-                .iter()
-                .flat_map(|(node, texts)| texts.iter().map(move |t| (node, t)))
-                .collect();
-            // Each Pod's share, not the Pod, leaves its worker: 10,000 parsed Pods held at once
-            // were 70 MB.
-            let shares = on_every_core(&texts, |(node, t)| {
-                let pod = usage_pod(t)?;
-                Ok((*node, super::NodeLoad::of(node, std::slice::from_ref(&pod))))
-            });
-            let mut loads: HashMap<String, super::NodeLoad> = HashMap::new();
-            for share in shares {
-                let (node, share): (&String, super::NodeLoad) =
-                    share.map_err(|e: ClusterError| e.to_string())?;
-                loads.entry(node.clone()).or_default().absorb(share);
-            }
-            Ok(loads)
-        });
-        match loads {
-            Ok(loads) => Ok(loads.get(node).copied().unwrap_or_default()),
-            Err(message) => Err(ClusterError::Dump {
+        match self.node_loads.get(node) {
+            None => Ok(Default::default()),
+            Some(Ok(load)) => Ok(*load),
+            Some(Err(message)) => Err(ClusterError::Dump {
                 path: self.root.display().to_string(),
                 message: message.clone(),
             }),
         }
     }
 
-    /// The Pods' statuses are read first, and only those that may be failing are parsed whole:
-    /// most Pods of a dump are healthy.
+    /// What triage reads of each Pod was taken as the dump was read; only the Pods that may be
+    /// failing are read back and parsed whole: most Pods of a dump are healthy.
     async fn failing_pods(&self, namespace: Option<&str>) -> Result<(Vec<Pod>, usize)> {
-        let Some(by_ns) = self.objects.get(&ResourceKind::Pod) else {
-            return Ok((Vec::new(), 0));
-        };
-        let texts: Vec<&Text> = match namespace {
-            Some(ns) => by_ns.get(ns).into_iter().flatten().collect(),
-            None => by_ns.values().flatten().collect(),
-        };
-        let failing: Vec<Pod> = on_every_core(&texts, |t| -> Result<Option<Pod>> {
-            if !crate::failure::may_be_failing(&status_pod(t)?) {
-                return Ok(None);
+        let pods = self.dump_pods(namespace);
+        let mut failing = Vec::new();
+        for (namespace, pod) in &pods {
+            match &pod.may_be_failing {
+                Ok(true) => failing.push(&pod.stored),
+                Ok(false) => {}
+                Err(fault) => return Err(pod_fault(namespace, &pod.name, fault)),
             }
-            typed_pod(t).map(Some)
-        })
-        .into_iter()
-        .filter_map(Result::transpose)
-        .collect::<Result<_>>()?;
-        Ok((failing, texts.len()))
+        }
+        let texts = stored_texts(ResourceKind::Pod, &failing)?;
+        let failing = on_every_core(&texts, |t| typed_pod(t))
+            .into_iter()
+            .collect::<Result<_>>()?;
+        Ok((failing, pods.len()))
     }
 
     async fn logs(&self, request: &LogRequest) -> Result<Logs> {
@@ -728,7 +1000,7 @@ impl Cluster for DumpCluster {
             pod: pod.clone(),
             message,
         };
-        let containers = self.pod_container_names(namespace, pod).ok_or_else(|| {
+        let containers = self.pod_container_names(namespace, pod)?.ok_or_else(|| {
             fail(format!(
                 "pod {namespace}/{pod} is not in the {}",
                 self.source()
@@ -841,7 +1113,9 @@ mod tests {
 
     #[test]
     fn the_fast_path_stores_what_the_slow_path_would() {
-        let path = Path::new("ns/pods.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pods.json");
+        let path = path.as_path();
         for raw in [
             r#"{ "metadata": { "name": "web-1", "namespace": "shop" }, "spec": { "nodeName": "node-a" } }"#,
             r#"{ "kind": "Pod", "metadata": { "name": "web-2", "namespace": "shop" } }"#,
@@ -850,7 +1124,15 @@ mod tests {
             r#"{ "kind": "Pod", "metadata": { "name": "web-5", "namespace": "shop", "managedFields": [{"manager": "kubelet"}], "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"} } }"#,
             r#"{ "metadata": { "name": "web-6", "managedFields": [] } }"#,
         ] {
-            let fast = item_from_raw(path, ResourceKind::Pod, "shop", 0, raw).unwrap();
+            // Indented as kubectl writes it, so the stored text is not the file's.
+            std::fs::write(
+                path,
+                format!("{{\n  \"kind\": \"PodList\",\n  \"items\": [\n    {raw}\n  ]\n}}\n"),
+            )
+            .unwrap();
+            let fast = read_list(path, ResourceKind::Pod, "shop")
+                .unwrap()
+                .remove(0);
             let slow = item_from_value(
                 path,
                 ResourceKind::Pod,
@@ -859,20 +1141,114 @@ mod tests {
                 serde_json::from_str(raw).unwrap(),
             )
             .unwrap();
+            let text = |item: &Item| stored_text(ResourceKind::Pod, &item.stored).unwrap();
             assert_eq!(
-                serde_json::from_str::<Value>(&fast.text).unwrap(),
-                serde_json::from_str::<Value>(&slow.text).unwrap(),
+                serde_json::from_str::<Value>(&text(&fast)).unwrap(),
+                serde_json::from_str::<Value>(&text(&slow)).unwrap(),
                 "{raw}"
             );
             assert_eq!((&fast.name, &fast.node), (&slow.name, &slow.node));
         }
-        let err = item_from_raw(path, ResourceKind::Pod, "shop", 3, r#"{"kind": "Pod"}"#)
+        let source = Source {
+            path,
+            text: r#"{"kind": "Pod"}[1]"#,
+            file: &Arc::new(DumpFile {
+                path: path.to_path_buf(),
+                len: 0,
+                modified: None,
+            }),
+        };
+        let err = item_from_raw(&source, ResourceKind::Pod, "shop", 3, 0..15)
             .err()
             .unwrap();
-        assert_eq!(err.to_string(), "ns/pods.json: items[3] has no metadata");
-        let err = item_from_raw(path, ResourceKind::Pod, "shop", 1, "[1]")
+        assert_eq!(
+            err.to_string(),
+            format!("{}: items[3] has no metadata", path.display())
+        );
+        let err = item_from_raw(&source, ResourceKind::Pod, "shop", 1, 15..18)
             .err()
             .unwrap();
-        assert_eq!(err.to_string(), "ns/pods.json: items[1] is not an object");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: items[1] is not an object", path.display())
+        );
+    }
+
+    /// A Pod's facts taken from its spec and status apart are those its whole text gives, on
+    /// every Pod of the bundled dump and the scenarios', and a Pod's objects read back are those
+    /// its file holds.
+    #[test]
+    fn a_pods_facts_from_its_parts_are_those_of_the_whole_pod() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests");
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.file_name().is_some_and(|n| n == "pods.json") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut compared = 0;
+        for path in &files {
+            let text = std::fs::read_to_string(path).unwrap();
+            let Some(list) = compact::list(&text) else {
+                continue;
+            };
+            for (at, found) in list.items {
+                let raw = &text[at];
+                let whole = compact::compact(raw).unwrap().text;
+                let (parts, whole) = (facts_of_parts(raw, &found), facts_of_text(&whole));
+                assert_eq!(
+                    parts.may_be_failing,
+                    whole.may_be_failing,
+                    "{}",
+                    path.display()
+                );
+                assert_eq!(parts.load, whole.load, "{}", path.display());
+                compared += 1;
+            }
+        }
+        assert!(compared > 50, "{compared} Pods in {} files", files.len());
+    }
+
+    #[test]
+    fn an_object_read_back_from_a_file_changed_since_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = dir.path().join("shop");
+        std::fs::create_dir(&ns).unwrap();
+        let pod =
+            r#"{"metadata": {"name": "web-1", "namespace": "shop"}, "spec": {"nodeName": "n"}}"#;
+        std::fs::write(
+            ns.join("pods.json"),
+            format!(r#"{{"kind": "PodList", "items": [{pod}]}}"#),
+        )
+        .unwrap();
+        let dump = DumpCluster::load(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let got = rt
+            .block_on(dump.get(ResourceKind::Pod, Some("shop"), "web-1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got["metadata"]["name"], "web-1");
+        assert_eq!(got["kind"], "Pod");
+        std::fs::write(
+            ns.join("pods.json"),
+            format!(r#"{{"kind": "PodList", "items": [{pod}, {pod}]}}"#),
+        )
+        .unwrap();
+        let err = rt
+            .block_on(dump.get(ResourceKind::Pod, Some("shop"), "web-1"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("changed since the dump was read"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("pods.json"), "{err}");
     }
 }

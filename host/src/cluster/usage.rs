@@ -328,6 +328,23 @@ impl From<UsagePod> for Pod {
     }
 }
 
+/// What a Pod bound to `node` puts on it, from its `spec` alone (JSON) and its phase: a dump's
+/// reader finds the two apart and does not parse the rest of the Pod again.
+pub(crate) fn load_of_spec(
+    node: &str,
+    spec: &str,
+    phase: Option<&str>,
+) -> serde_json::Result<NodeLoad> {
+    let view = UsagePod {
+        metadata: None,
+        spec: serde_json::from_str(spec)?,
+        status: Some(UsageStatus {
+            phase: phase.map(str::to_string),
+        }),
+    };
+    Ok(NodeLoad::of(node, &[Pod::from(view)]))
+}
+
 /// Usage of one node, from the Pods bound to it that have not terminated.
 pub fn node_usage(node: &Node, pods: &[Pod]) -> NodeUsage {
     let name = node.metadata.name.clone().unwrap_or_default();

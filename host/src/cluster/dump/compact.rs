@@ -1,8 +1,8 @@
-//! One pass over a list file of a dump as kubectl wrote it: each item without whitespace,
-//! `metadata.managedFields` or the last-applied annotation (the live reader drops them too), and
-//! the fields the reader needs before storing it (kind, name, namespace, a Pod's node). A dump of
-//! 10,000 Pods is 200 MB of indented JSON; a pass of serde to check it and find the items, then
-//! one to compact them, were two passes where one does both.
+//! One pass over a list file of a dump as kubectl wrote it: where each item is, and the fields
+//! the reader needs before indexing it (kind, name, namespace, a Pod's node, where its spec and
+//! status are). A dump of 10,000 Pods is 200 MB of indented JSON; the reader keeps only this
+//! index and compacts an item ([`compact`]: no whitespace, `metadata.managedFields` or the
+//! last-applied annotation, as the live reader drops them) when it is asked for.
 //!
 //! The walk checks the JSON as strictly as serde_json does (RFC 8259: string escapes, no control
 //! characters in strings, number grammar, commas and colons where they belong, nothing after
@@ -26,10 +26,15 @@ pub(super) struct Compact<'a> {
     pub name: Option<Cow<'a, str>>,
     pub namespace: Option<Cow<'a, str>>,
     pub node_name: Option<Cow<'a, str>>,
+    /// Where the top-level `spec` and `status` values are, from the object's first byte.
+    pub spec: Option<Range<usize>>,
+    pub status: Option<Range<usize>>,
+    /// A top-level `spec` or `status` stands twice (serde refuses the object as a Pod).
+    pub repeated: bool,
 }
 
-/// A list file: its `kind`, and each item compacted with where it was in the file (for the
-/// rare item the reader takes through `Value` instead).
+/// A list file: its `kind`, and where each item is in the file with what was found in it (its
+/// `text` left empty: the list is walked, not copied).
 pub(super) struct List<'a> {
     pub kind: Option<Cow<'a, str>>,
     pub items: Vec<(Range<usize>, Compact<'a>)>,
@@ -57,7 +62,7 @@ struct Walk<'a> {
     found: Compact<'a>,
 }
 
-/// Reads a list file (`{"kind": ..., "items": [{...}, ...]}`, any other members checked and
+/// Walks a list file (`{"kind": ..., "items": [{...}, ...]}`, any other members checked and
 /// skipped) in one pass; None when it is not valid JSON or not shaped so.
 pub(super) fn list(text: &str) -> Option<List<'_>> {
     let mut walk = Walk::new(text);
@@ -167,15 +172,13 @@ impl<'a> Walk<'a> {
                 return Err(Refused);
             }
             let start = self.pos;
-            let hint = items
-                .last()
-                .map_or(1024, |(_, c)| c.text.len() + c.text.len() / 4);
-            self.found = Compact {
-                text: String::with_capacity(hint),
-                ..Default::default()
-            };
-            self.value_to(At::Root, true)?;
-            items.push((start..self.pos, std::mem::take(&mut self.found)));
+            self.found = Compact::default();
+            self.value_to(At::Root, false)?;
+            let mut found = std::mem::take(&mut self.found);
+            let from_item = |r: Range<usize>| r.start - start..r.end - start;
+            found.spec = found.spec.map(from_item);
+            found.status = found.status.map(from_item);
+            items.push((start..self.pos, found));
         }
         self.depth -= 1;
         Ok(())
@@ -396,7 +399,19 @@ impl<'a> Walk<'a> {
             if at == At::Root && bare == b"apiVersion" {
                 self.found.has_api_version = true;
             }
+            let start = self.pos;
             self.value_to(child, keep)?;
+            if at == At::Root && matches!(bare, b"spec" | b"status") {
+                let end = self.pos;
+                let range = if bare == b"spec" {
+                    &mut self.found.spec
+                } else {
+                    &mut self.found.status
+                };
+                if range.replace(start..end).is_some() {
+                    self.found.repeated = true;
+                }
+            }
         }
         if emit {
             self.found.text.push('}');
@@ -528,15 +543,31 @@ mod tests {
         let document: Value = serde_json::from_str(LIST).unwrap();
         for (i, (at, found)) in list.items.iter().enumerate() {
             let mut expected = document["items"][i].clone();
-            let from_raw: Value = serde_json::from_str(&LIST[at.clone()]).unwrap();
+            let raw = &LIST[at.clone()];
+            let from_raw: Value = serde_json::from_str(raw).unwrap();
             assert_eq!(from_raw, expected);
+            // The walk copies nothing; the spec and status it found are the item's.
+            assert!(found.text.is_empty());
+            for (range, field) in [(&found.spec, "spec"), (&found.status, "status")] {
+                let value: Value = serde_json::from_str(&raw[range.clone().unwrap()]).unwrap();
+                assert_eq!(value, expected[field], "{field}");
+            }
+            assert!(!found.repeated);
             expected["metadata"]
                 .as_object_mut()
                 .unwrap()
                 .remove("managedFields");
-            let got: Value = serde_json::from_str(&found.text).unwrap();
+            let compacted = compact(raw).unwrap();
+            assert_eq!(
+                (&compacted.spec, &compacted.status),
+                (&found.spec, &found.status)
+            );
+            let got: Value = serde_json::from_str(&compacted.text).unwrap();
             assert_eq!(got, expected);
         }
+        let twice =
+            super::list(r#"{"items": [{"status": {}, "metadata": {}, "status": {"a": 1}}]}"#);
+        assert!(twice.unwrap().items[0].1.repeated);
         assert_eq!(list.items[0].1.node_name.as_deref(), Some("node-a"));
         // No items, or null ones, are an empty list.
         assert!(list_items(r#"{"kind": "PodList"}"#).is_some_and(|n| n == 0));
