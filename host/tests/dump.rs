@@ -349,3 +349,57 @@ async fn a_generated_dump_reads_back_with_exactly_the_planted_failures() {
         std::fs::read(dir.path().join("shop/pods.json")).unwrap()
     );
 }
+
+/// A namespace whose quota refuses every Pod has an empty Pod list: triage still looks at its
+/// ReplicaSets there, and reports the one that cannot create its Pods.
+#[tokio::test]
+async fn a_namespace_with_no_pods_still_reports_a_replicaset_refused_by_its_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = dir.path().join("capped");
+    std::fs::create_dir(&ns).unwrap();
+    std::fs::write(ns.join("pods.json"), "{\n    \"kind\": \"PodList\",\n    \"apiVersion\": \"v1\",\n    \"metadata\": {\n        \"resourceVersion\": \"4120\"\n    },\n    \"items\": []\n}\n").unwrap();
+    std::fs::write(
+        ns.join("events.json"),
+        r#"{"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": []}"#,
+    )
+    .unwrap();
+    let replica_set = serde_json::json!({
+        "metadata": {
+            "name": "api-6c9f8d7b5", "namespace": "capped", "uid": "0b5c6a1e-rs",
+            "labels": {"app": "api", "pod-template-hash": "6c9f8d7b5"}
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "api", "pod-template-hash": "6c9f8d7b5"}},
+            "template": {
+                "metadata": {"labels": {"app": "api", "pod-template-hash": "6c9f8d7b5"}},
+                "spec": {"containers": [{"name": "api", "image": "registry.example/api:1.4.2",
+                    "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]}
+            }
+        },
+        "status": {
+            "replicas": 0,
+            "observedGeneration": 1,
+            "conditions": [{
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "lastTransitionTime": "2026-12-06T10:02:11Z",
+                "message": "pods \"api-6c9f8d7b5-x2k4p\" is forbidden: exceeded quota: compute, requested: requests.cpu=500m, used: requests.cpu=2, limited: requests.cpu=2"
+            }]
+        }
+    });
+    std::fs::write(
+        ns.join("replicasets.json"),
+        serde_json::to_string_pretty(&serde_json::json!({"kind": "ReplicaSetList", "apiVersion": "apps/v1", "metadata": {}, "items": [replica_set]})).unwrap(),
+    )
+    .unwrap();
+    let cluster = DumpCluster::load(dir.path()).unwrap();
+    let reports =
+        sre_operator::triage::triage(&cluster, &PolicySet::compile(&[default_policy()]).unwrap())
+            .await
+            .unwrap();
+    let found: Vec<(&str, FailureClass)> = reports
+        .iter()
+        .map(|r| (r.spec.pod.namespace.as_str(), r.spec.failure.class))
+        .collect();
+    assert_eq!(found, [("capped", FailureClass::FailedCreate)]);
+}

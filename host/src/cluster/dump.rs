@@ -955,8 +955,15 @@ impl Cluster for DumpCluster {
             .collect()
     }
 
+    /// Every namespace with a Pod list, empty ones too: triage also looks there for creators
+    /// that cannot create their Pods.
     async fn pod_namespaces(&self) -> Result<Option<Vec<String>>> {
-        Ok(Some(self.pods.keys().cloned().collect()))
+        Ok(Some(
+            self.objects
+                .get(&ResourceKind::Pod)
+                .map(|by_ns| by_ns.keys().cloned().collect())
+                .unwrap_or_default(),
+        ))
     }
 
     /// Every node's load was summed as the dump was read, from only what it reads of the Pods
