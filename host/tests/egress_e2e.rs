@@ -145,9 +145,7 @@ async fn an_oom_fix_is_sized_from_prometheus_and_the_credential_stays_secret() -
         !op.log().contains(TOKEN),
         "the credential is in the operator's log"
     );
-    let audit = cluster
-        .audit_events_started_or_complete(OPERATOR_USER)
-        .context("no audit log")?;
+    let audit = cluster.audited_requests_of(OPERATOR_USER)?;
     let secret_requests: Vec<(String, String)> = audit
         .iter()
         .filter(|e| e["objectRef"]["resource"] == "secrets")

@@ -165,13 +165,7 @@ async fn workloads_whose_pods_a_quota_refuses_are_reported_and_one_incident() ->
         "{investigated} investigations for one incident"
     );
 
-    let audit = cluster
-        .audit_events_started_or_complete(OPERATOR_USER)
-        .context("no audit log")?;
-    ensure!(
-        !audit.is_empty(),
-        "the audit log has the operator's requests"
-    );
+    let audit = cluster.audited_requests_of(OPERATOR_USER)?;
     ensure!(
         audit.iter().any(|e| e["requestURI"]
             .as_str()

@@ -844,6 +844,19 @@ impl TestCluster {
         self.audit_events_in(user, &["ResponseStarted", "ResponseComplete"])
     }
 
+    /// [`TestCluster::audit_events_started_or_complete`] for a check over `user`'s requests: an
+    /// error when there is no audit log or it holds none of them (the check would prove nothing).
+    pub fn audited_requests_of(&self, user: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let audit = self.audit_events_started_or_complete(user).ok_or_else(|| {
+            anyhow::anyhow!("no audit log: the cluster was not started by the tests")
+        })?;
+        anyhow::ensure!(
+            !audit.is_empty(),
+            "the audit log holds no request of {user}: a check over them would prove nothing"
+        );
+        Ok(audit)
+    }
+
     fn audit_events_in(&self, user: &str, stages: &[&str]) -> Option<Vec<serde_json::Value>> {
         self.id?;
         let text = std::fs::read_to_string(self.dir.join(AUDIT_LOG)).unwrap_or_default();
