@@ -581,23 +581,16 @@ fn stored_text(kind: ResourceKind, stored: &Stored) -> Result<String> {
 
 /// Parses a stored Pod into its type, naming it when it does not fit.
 fn typed_pod(text: &str) -> Result<Pod> {
-    serde_json::from_str(text).map_err(|e| malformed_pod(text, e))
+    serde_json::from_str(text).map_err(|e| malformed_pod(super::object_name(&parse(text)), e))
 }
 
-fn malformed_pod(text: &str, e: serde_json::Error) -> ClusterError {
+/// A Pod that does not have a Pod's shape, named `namespace/name`: met when it is parsed whole,
+/// or as the dump was read and raised where the Pod is asked for.
+fn malformed_pod(name: String, message: impl std::fmt::Display) -> ClusterError {
     ClusterError::Malformed {
         kind: "Pod".into(),
-        name: super::object_name(&parse(text)),
-        message: e.to_string(),
-    }
-}
-
-/// A Pod's fault met as the dump was read, raised where the Pod is asked for.
-fn pod_fault(namespace: &str, name: &str, fault: &str) -> ClusterError {
-    ClusterError::Malformed {
-        kind: "Pod".into(),
-        name: format!("{namespace}/{name}"),
-        message: fault.to_string(),
+        name,
+        message: message.to_string(),
     }
 }
 
@@ -828,7 +821,8 @@ impl DumpCluster {
                     match (load.as_mut(), facts.load) {
                         (Ok(load), Ok(share)) => load.absorb(share),
                         (Ok(_), Err(fault)) => {
-                            *load = Err(pod_fault(namespace, &item.name, &fault).to_string())
+                            *load = Err(malformed_pod(format!("{namespace}/{}", item.name), &fault)
+                                .to_string())
                         }
                         (Err(_), _) => {}
                     }
@@ -990,7 +984,9 @@ impl Cluster for DumpCluster {
             match &pod.may_be_failing {
                 Ok(true) => failing.push(&pod.stored),
                 Ok(false) => {}
-                Err(fault) => return Err(pod_fault(namespace, &pod.name, fault)),
+                Err(fault) => {
+                    return Err(malformed_pod(format!("{namespace}/{}", pod.name), fault));
+                }
             }
         }
         let texts = stored_texts(ResourceKind::Pod, &failing)?;
