@@ -9,6 +9,7 @@ mod dump;
 mod kinds;
 mod live;
 mod logs;
+mod owners;
 mod recent;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -19,6 +20,7 @@ pub use dump::DumpCluster;
 pub use kinds::ResourceKind;
 pub use live::{LiveCluster, ReadLimits};
 pub use logs::{ContainerLog, LogRequest, Logs, parse_dump_logs};
+pub use owners::WatchedOwners;
 pub use recent::RecentReads;
 pub use usage::{
     NodeLoad, NodeUsage, ResourceAmounts, Taint, UsagePod, cpu_millis, format_bytes, format_millis,

@@ -4,6 +4,9 @@
 //! check, and its Namespace by the policy filters, within a second or two (the burst benchmark:
 //! 3.4 Deployment reads per report). Concurrent reads of one object are made once.
 //!
+//! ReplicaSets and Deployments the owner watches hold ([`WatchedOwners`]) are answered from them,
+//! with only the fields the owner checks read: identity, labels, owner references, selector.
+//!
 //! Only for deciding what to open and whom it belongs to: staleness there costs at most a
 //! report owned by an object deleted a moment ago (the garbage collector takes it). Whatever
 //! leads to a write (the patch target, the live provenance check before an apply) reads through
@@ -17,6 +20,7 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 
 use super::{
     Cluster, ClusterError, Involved, LogRequest, Logs, NodeLoad, Object, ResourceKind, Result,
+    WatchedOwners,
 };
 
 /// How long a read is reused: longer than opening a report takes (its reads fall within a
@@ -50,6 +54,7 @@ type Key = (ResourceKind, String, String);
 pub struct RecentReads {
     inner: Arc<dyn Cluster>,
     objects: moka::future::Cache<Key, Option<Object>>,
+    owners: Option<WatchedOwners>,
 }
 
 impl RecentReads {
@@ -60,7 +65,14 @@ impl RecentReads {
                 .max_capacity(MAX_OBJECTS)
                 .time_to_live(FRESH_FOR)
                 .build(),
+            owners: None,
         }
+    }
+
+    /// Answers the owners `owners` holds from it (only their identity and ownership fields).
+    pub fn with_owners(mut self, owners: WatchedOwners) -> Self {
+        self.owners = Some(owners);
+        self
     }
 }
 
@@ -79,6 +91,13 @@ impl Cluster for RecentReads {
         // A name the live reader refuses is refused by it, with its own error, and not kept.
         if !reused(kind) || crate::names::check_name(kind, "name", name).is_err() {
             return self.inner.get(kind, namespace, name).await;
+        }
+        if let Some(watched) = self
+            .owners
+            .as_ref()
+            .and_then(|o| o.get(kind, namespace, name))
+        {
+            return Ok(Some(watched));
         }
         let key = (
             kind,

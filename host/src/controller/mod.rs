@@ -94,8 +94,10 @@ pub struct Settings {
 pub struct Context {
     pub client: Client,
     pub cluster: Arc<dyn Cluster>,
-    /// `cluster` with owner and Namespace reads reused for a few seconds ([`RecentReads`]):
-    /// for opening reports and knowing whose they are, never for what leads to a write.
+    /// `cluster` with owner and Namespace reads reused for a few seconds, and ReplicaSets and
+    /// Deployments answered from a watch of their identity and ownership fields only
+    /// ([`RecentReads`]): for opening reports and knowing whose they are, never for what leads
+    /// to a write or needs an owner's spec.
     ///
     /// [`RecentReads`]: crate::cluster::RecentReads
     pub recent: Arc<dyn Cluster>,
@@ -277,7 +279,16 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         alerts,
     } = ctx_parts;
     let cluster: Arc<dyn Cluster> = Arc::new(LiveCluster::new(client.clone(), "the cluster"));
-    let recent: Arc<dyn Cluster> = Arc::new(crate::cluster::RecentReads::new(cluster.clone()));
+    // Owners are watched where Pods are: one namespace, or all.
+    let (owners, owner_watches) = crate::cluster::WatchedOwners::watch(
+        client.clone(),
+        match settings.namespaces.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        },
+    );
+    let recent: Arc<dyn Cluster> =
+        Arc::new(crate::cluster::RecentReads::new(cluster.clone()).with_owners(owners));
     let (pod_reader, pod_writer) = reflector::store();
     let policies_api: Api<DebugPolicy> = Api::all(client.clone());
     let (policies, policy_writer) = reflector::store();
@@ -435,11 +446,12 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     });
     let refusals = creators::watch(ctx.clone());
     tracing::info!("controllers started");
-    // The controllers end on SIGTERM; the FailedCreate watch is dropped with them (it never
-    // ends by itself, and a process that outlives its signal holds its Lease until SIGKILL).
+    // The controllers end on SIGTERM; the FailedCreate and owner watches are dropped with them
+    // (they never end by themselves, and a process that outlives its signal holds its Lease until SIGKILL).
     tokio::select! {
         _ = async { tokio::join!(pods, reports, policy_status, ready) } => {}
         _ = refusals => {}
+        _ = owner_watches => {}
     }
     trimmer.abort();
     Ok(())

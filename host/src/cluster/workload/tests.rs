@@ -182,3 +182,70 @@ async fn a_dump_without_the_owners_kind_keeps_the_reference() {
     let w = resolve(vec![], vec![ResourceKind::Pod], &p).await;
     assert_eq!((w.kind.as_str(), w.name.as_str()), ("Job", "backup-123"));
 }
+
+/// The same checks on what the owner watches keep: the ReplicaSet and Deployment are only in
+/// the watches (a read finds nothing), and a forged reference fails as it does when read.
+#[tokio::test]
+async fn owners_answered_by_the_watches_are_checked_the_same_way() {
+    let resolve_watched = |world: Vec<Value>, pod: Pod| async move {
+        let of = |kind: &str| -> Vec<Value> {
+            world
+                .iter()
+                .filter(|o| o["kind"] == kind)
+                .cloned()
+                .collect()
+        };
+        let owners =
+            crate::cluster::WatchedOwners::from_objects(&of("ReplicaSet"), &of("Deployment"));
+        let read = Objects {
+            objects: of("StatefulSet"),
+            held: all_held(),
+        };
+        let recent =
+            crate::cluster::RecentReads::new(std::sync::Arc::new(read)).with_owners(owners);
+        resolve_workload(&recent, &pod).await.unwrap()
+    };
+    let web = || {
+        pod(
+            web_labels(),
+            vec![owner("ReplicaSet", "web-5d8f7", "uid-rs", true)],
+        )
+    };
+    let w = resolve_watched(deployment_world(), web()).await;
+    assert_eq!((w.kind.as_str(), w.name.as_str()), ("Deployment", "web"));
+
+    let other_hash = pod(
+        json!({"app": "web", "pod-template-hash": "other"}),
+        vec![owner("ReplicaSet", "web-5d8f7", "uid-rs", true)],
+    );
+    assert_eq!(
+        resolve_watched(deployment_world(), other_hash).await.kind,
+        "Pod"
+    );
+
+    let other_uid = pod(
+        web_labels(),
+        vec![owner("ReplicaSet", "web-5d8f7", "uid-other", true)],
+    );
+    assert_eq!(
+        resolve_watched(deployment_world(), other_uid).await.kind,
+        "Pod"
+    );
+
+    let mut forged = deployment_world();
+    forged[1]["metadata"]["ownerReferences"] =
+        json!([owner("Deployment", "web", "uid-forged", true)]);
+    let w = resolve_watched(forged, web()).await;
+    assert_eq!(
+        (w.kind.as_str(), w.name.as_str()),
+        ("ReplicaSet", "web-5d8f7")
+    );
+
+    let mut unselected = deployment_world();
+    unselected[0]["spec"]["selector"] = json!({"matchLabels": {"app": "api"}});
+    let w = resolve_watched(unselected, web()).await;
+    assert_eq!(
+        w.kind, "ReplicaSet",
+        "a Deployment that does not select the Pod is not its owner"
+    );
+}
