@@ -453,6 +453,11 @@ impl Default for Incidents {
 /// one to reconcile takes over and investigates.
 const LEAD_PATIENCE: Duration = Duration::from_secs(10 * 60);
 
+/// How many of an incident's members are told on their Pods (an Event each) that they are part
+/// of it. The rest are listed on the lead: in a burst of hundreds an Event per Pod was a third
+/// of the operator's API requests and tells nothing the incident does not.
+pub const TOLD_MEMBERS: usize = 10;
+
 struct Entry {
     lead: IncidentMember,
     /// When the current lead took the incident.
@@ -466,6 +471,8 @@ struct Entry {
     /// Whether a write of the members onto the lead is due: the members of a burst are written
     /// together, not one write each.
     detail_due: bool,
+    /// The members told on their Pods ([`TOLD_MEMBERS`] at most).
+    told: BTreeSet<IncidentMember>,
 }
 
 /// A report's place in its incident.
@@ -512,6 +519,7 @@ impl Incidents {
             concluded: None,
             waiting: BTreeSet::new(),
             detail_due: false,
+            told: BTreeSet::new(),
         });
         entry.members.insert(me.clone());
         entry.waiting.remove(&me);
@@ -585,6 +593,25 @@ impl Incidents {
             e.detail_due = false;
         }
         self.detail(incident)
+    }
+
+    /// Whether `report`, a member of `incident`, gets Events on its Pod: the first
+    /// [`TOLD_MEMBERS`] members do (each of its Events, opened and concluded), later ones not.
+    /// A report of no incident the operator knows is told.
+    pub fn tells_member(&self, incident: &str, report: &DiagnosticReport) -> bool {
+        let mut entries = self.entries.lock().unwrap();
+        let Some(e) = entries.get_mut(incident) else {
+            return true;
+        };
+        let me = member(report);
+        if e.told.contains(&me) {
+            return true;
+        }
+        if e.told.len() >= TOLD_MEMBERS {
+            return false;
+        }
+        e.told.insert(me);
+        true
     }
 
     /// The incident's detail as it stands (every member so far).
@@ -757,6 +784,32 @@ mod tests {
         impatient.join(&c, &b, Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(2));
         assert!(!impatient.still_waiting(&b));
+    }
+
+    #[test]
+    fn the_first_members_of_an_incident_are_told_on_their_pods_and_the_rest_are_not() {
+        let incidents = Incidents::default();
+        let c = cause("registry/registry.example.com/RegistryAuthFailed").unwrap();
+        let n = name(&c);
+        let reports: Vec<_> = (0..TOLD_MEMBERS + 5)
+            .map(|i| report("shop", &format!("r{i}")))
+            .collect();
+        for r in &reports {
+            incidents.join(&c, r, Duration::from_secs(60));
+        }
+        let told: Vec<bool> = reports
+            .iter()
+            .map(|r| incidents.tells_member(&n, r))
+            .collect();
+        assert!(told[..TOLD_MEMBERS].iter().all(|t| *t));
+        assert!(told[TOLD_MEMBERS..].iter().all(|t| !t));
+        // A told member is told again (its conclusion after its opening); an untold one is not.
+        assert!(incidents.tells_member(&n, &reports[0]));
+        assert!(!incidents.tells_member(&n, &reports[TOLD_MEMBERS]));
+        // Another incident counts its own members.
+        let other = cause("config/shop/ConfigMap/app").unwrap();
+        incidents.join(&other, &reports[TOLD_MEMBERS], Duration::from_secs(60));
+        assert!(incidents.tells_member(&name(&other), &reports[TOLD_MEMBERS]));
     }
 
     #[test]

@@ -236,7 +236,7 @@ async fn analyze(
                         "part of incident {name} ({}): waiting for its investigation in report {}/{}",
                         cause.description, lead.namespace, lead.report
                     ));
-                    if announced == Announced::NotYet {
+                    if announced == Announced::NotYet && ctx.incidents.tells_member(&name, report) {
                         announce(ctx, report, status).await?;
                     } else {
                         write_status(ctx, report, status).await?;
@@ -470,11 +470,17 @@ async fn write_investigation(
             .insert(report.uid().unwrap_or_default(), status);
         return Err(e);
     }
-    // A member of an incident with nothing to decide points at its lead: told on its Pod.
-    let regarding = if status.incident.is_some()
-        && status.incident_detail.is_none()
-        && status.suggested_patch.is_none()
-    {
+    // A member of an incident with nothing to decide points at its lead: told on its Pod, if it
+    // is one of the first members (the lead lists them all).
+    let member_of = status
+        .incident
+        .as_deref()
+        .filter(|_| status.incident_detail.is_none() && status.suggested_patch.is_none());
+    let regarding = if let Some(incident) = member_of {
+        if !ctx.incidents.tells_member(incident, report) {
+            tracing::debug!(report = %report.name_any(), incident, "not told on its Pod: the incident has told {} members", crate::incident::TOLD_MEMBERS);
+            return Ok(Action::await_change());
+        }
         Regarding::Pod
     } else {
         Regarding::ReportAndPod
