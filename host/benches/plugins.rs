@@ -204,6 +204,10 @@ fn languages(rows: &mut Vec<Row>) {
     let dir = polyglot_dir();
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     let policy_settings = json!({"tiers": {"dev": {"namespaces": ["default"], "window": {"days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "from": "08:00", "to": "18:00"}}}});
+    // Python's and JavaScript's components are too large for a ConfigMap: they ship by `url`,
+    // whose `sha256` is required, so their entries pin it here too.
+    let (python, javascript) = (read("log_signatures.wasm"), read("business_hours.wasm"));
+    let (python_sha, javascript_sha) = (sha256_hex(&python), sha256_hex(&javascript));
     // (label, language, bytes, manifest entry)
     let plugins: Vec<(&str, &str, Vec<u8>, String)> = vec![
         (
@@ -215,8 +219,8 @@ fn languages(rows: &mut Vec<Row>) {
         (
             "log-signatures",
             "Python",
-            read("log_signatures.wasm"),
-            "{name: log-signatures, world: tool, file: f}".into(),
+            python,
+            format!("{{name: log-signatures, world: tool, file: f, sha256: {python_sha}}}"),
         ),
         (
             "policy-filter",
@@ -227,9 +231,10 @@ fn languages(rows: &mut Vec<Row>) {
         (
             "business-hours",
             "JavaScript",
-            read("business_hours.wasm"),
+            javascript,
             format!(
-                "{{name: business-hours, world: policy-filter, file: f, settings: {policy_settings}}}"
+                "{{name: business-hours, world: policy-filter, file: f, sha256: {javascript_sha}, \
+                 settings: {policy_settings}}}"
             ),
         ),
     ];

@@ -1182,3 +1182,42 @@ async fn a_manifest_of_built_ins_loads_without_files_and_reloads_when_edited() {
         "{refusals:?}"
     );
 }
+
+/// A manifest that pins the digest lets a load read the plugin's configured snapshot while the
+/// bytes are hashed; the snapshot is used only if the bytes have that digest: other bytes under
+/// the pin are refused, whatever the cache holds for it.
+#[test]
+fn a_pinned_digest_loads_its_snapshot_only_for_the_bytes_it_names() {
+    let cache = tempfile::tempdir().unwrap();
+    let hostile = wasm("hostile_tool.wasm");
+    let digest = sha256_hex(&hostile);
+    let load = |runtime: &Runtime, pin: &str, bytes: &[u8]| {
+        let manifest = sre_operator::plugin::parse_manifest(&format!(
+            "plugins:\n  - {{name: hostile, world: tool, file: h.wasm, sha256: {pin}, \
+             settings: {{greeting: hi}}}}\n"
+        ))
+        .unwrap();
+        runtime.load(sre_operator::plugin::PluginSource {
+            entry: &manifest.plugins[0],
+            bytes,
+        })
+    };
+    let operator = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    operator.snapshot_in_background();
+    wait_configured(&load(&operator, &digest, &hostile).unwrap());
+
+    let restarted = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    let again = load(&restarted, &digest.to_ascii_uppercase(), &hostile).unwrap();
+    assert!(
+        again.configured_once(),
+        "the pinned snapshot is used at load"
+    );
+
+    let Err(refused) = load(&restarted, &digest, &wasm("k8s_reader.wasm")) else {
+        panic!("other bytes under the pin loaded");
+    };
+    assert!(
+        refused.starts_with("sha256 mismatch: the manifest says"),
+        "{refused}"
+    );
+}
