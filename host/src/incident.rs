@@ -454,7 +454,7 @@ impl Default for Incidents {
 const LEAD_PATIENCE: Duration = Duration::from_secs(10 * 60);
 
 /// How many of an incident's members are told on their Pods (an Event each) that they are part
-/// of it. The rest are listed on the lead: in a burst of hundreds an Event per Pod was a third
+/// of it. The rest are listed on the lead: in a burst of hundreds an Event per Pod was a fifth
 /// of the operator's API requests and tells nothing the incident does not.
 pub const TOLD_MEMBERS: usize = 10;
 

@@ -128,16 +128,19 @@ impl WatchedOwners {
     /// The kept fields of `kind` `namespace/name`, if the watches hold it; `None` when they do not
     /// (not seen yet, not kept, or a kind not watched): the caller reads it.
     pub fn get(&self, kind: ResourceKind, namespace: Option<&str>, name: &str) -> Option<Object> {
+        fn held<K: Resource<DynamicType = ()> + Clone>(
+            store: &Store<OwnerView<K>>,
+            namespace: &str,
+            name: &str,
+        ) -> Option<Object> {
+            store
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|o| o.to_object())
+        }
         let namespace = namespace?;
         match kind {
-            ResourceKind::ReplicaSet => self
-                .replica_sets
-                .get(&ObjectRef::new(name).within(namespace))
-                .map(|o| o.to_object()),
-            ResourceKind::Deployment => self
-                .deployments
-                .get(&ObjectRef::new(name).within(namespace))
-                .map(|o| o.to_object()),
+            ResourceKind::ReplicaSet => held(&self.replica_sets, namespace, name),
+            ResourceKind::Deployment => held(&self.deployments, namespace, name),
             _ => None,
         }
     }
