@@ -13,6 +13,7 @@ pub mod controller;
 pub mod crd;
 pub mod eval;
 pub mod failure;
+pub mod heap;
 pub mod incident;
 pub mod kubectl_sre;
 pub mod mcp;

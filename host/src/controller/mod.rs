@@ -429,7 +429,8 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
             listed(&reports_synced)
         );
         if let (true, true, true) = synced {
-            release_freed_memory();
+            // The initial LIST parsed every Pod once and dropped most of them.
+            crate::heap::release_freed();
             readiness.set(true);
             tracing::info!("caches synced; ready");
         }
@@ -441,7 +442,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         let mut every = tokio::time::interval(TRIM_EVERY);
         loop {
             every.tick().await;
-            let _ = tokio::task::spawn_blocking(release_freed_memory).await;
+            let _ = tokio::task::spawn_blocking(crate::heap::release_freed).await;
         }
     });
     let refusals = creators::watch(ctx.clone());
@@ -475,17 +476,6 @@ where
 
 /// How often freed memory is handed back to the kernel.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
-
-/// The initial LIST parses every Pod once and drops most of them; glibc keeps the freed pages
-/// in its arenas. Handing them back once the caches are synced keeps the steady-state RSS to
-/// what is stored (the operator_scale benchmark).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 pub struct RunParts {
     pub client: Client,

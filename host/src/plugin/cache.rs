@@ -78,38 +78,34 @@ impl ArtifactCache {
         }
     }
 
-    /// Stores `component` and returns it as a later [`load`](Self::load) would (`mapped`): only
-    /// the code calls touch then stays resident, not the whole heap copy the compiler made. As
-    /// given when it cannot be stored or read back.
+    /// Stores `artifact` (wasmtime's serialized compile) and returns it as a later
+    /// [`load`](Self::load) would (`mapped`): only the code calls touch then stays resident.
+    /// None when it cannot be stored or read back.
     pub fn keep(
         &self,
         engine: &Engine,
         digest: &str,
-        component: Component,
+        artifact: &[u8],
         mapped: bool,
-    ) -> Component {
-        self.store(engine, digest, &component);
-        self.load(engine, digest, mapped).unwrap_or(component)
+    ) -> Option<Component> {
+        self.store(engine, digest, artifact);
+        self.load(engine, digest, mapped)
     }
 
-    fn store(&self, engine: &Engine, digest: &str, component: &Component) {
+    fn store(&self, engine: &Engine, digest: &str, artifact: &[u8]) {
         let path = self.path(engine, digest);
-        let result = component
-            .serialize()
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|bytes| {
-                // A name no other writer uses (two loads of one plugin may race here), then a
-                // rename: a reader sees the old file or the whole new one.
-                static WRITES: AtomicU64 = AtomicU64::new(0);
-                let tmp = path.with_extension(format!(
-                    "tmp{}-{}",
-                    std::process::id(),
-                    WRITES.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::write(&tmp, bytes)?;
-                std::fs::rename(&tmp, &path).inspect_err(|_| {
-                    let _ = std::fs::remove_file(&tmp);
-                })
+        // A name no other writer uses (two loads of one plugin may race here), then a rename:
+        // a reader sees the old file or the whole new one.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let tmp = path.with_extension(format!(
+            "tmp{}-{}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = std::fs::write(&tmp, artifact)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
             });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache a compiled plugin");

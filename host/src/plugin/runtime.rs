@@ -28,6 +28,7 @@ use super::snapshot;
 /// The engine, one linker per world, and the compiled-artifact cache.
 pub struct Runtime {
     engine: Engine,
+    compiler: Compiler,
     linkers: Linkers,
     pub(super) cache: Option<cache::ArtifactCache>,
     ticker: Arc<Ticker>,
@@ -49,6 +50,26 @@ pub(super) struct Linkers {
 }
 
 impl Linkers {
+    pub(super) fn new(engine: &Engine) -> anyhow::Result<Linkers> {
+        let mut tool = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut tool)?;
+        // Tools of world 0.2.0 may import the outgoing handler; every request is the host's
+        // to grant (egress.rs). Filters get no network at all.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut tool)?;
+        Tool::add_to_linker::<CallState, HasSelf<CallState>>(&mut tool, |s| s)?;
+        let mut patch = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut patch)?;
+        PatchFilter::add_to_linker::<CallState, HasSelf<CallState>>(&mut patch, |s| s)?;
+        let mut policy = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut policy)?;
+        PolicyFilter::add_to_linker::<CallState, HasSelf<CallState>>(&mut policy, |s| s)?;
+        Ok(Linkers {
+            tool,
+            patch,
+            policy,
+        })
+    }
+
     pub(super) fn of(&self, world: World) -> &Linker<CallState> {
         match world {
             World::Tool => &self.tool,
@@ -236,18 +257,7 @@ impl Runtime {
         strategy: Strategy,
     ) -> anyhow::Result<Arc<Runtime>> {
         let engine = Engine::new(&engine_config(strategy))?;
-        let mut tool_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut tool_linker)?;
-        // Tools of world 0.2.0 may import the outgoing handler; every request is the host's
-        // to grant (egress.rs). Filters get no network at all.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut tool_linker)?;
-        Tool::add_to_linker::<CallState, HasSelf<CallState>>(&mut tool_linker, |s| s)?;
-        let mut patch_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut patch_linker)?;
-        PatchFilter::add_to_linker::<CallState, HasSelf<CallState>>(&mut patch_linker, |s| s)?;
-        let mut policy_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut policy_linker)?;
-        PolicyFilter::add_to_linker::<CallState, HasSelf<CallState>>(&mut policy_linker, |s| s)?;
+        let linkers = Linkers::new(&engine)?;
         let cache = match cache_dir {
             Some(dir) => match cache::ArtifactCache::open(dir.clone()) {
                 Ok(c) => Some(c),
@@ -261,11 +271,8 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             ticker: Arc::new(Ticker::start(engine.clone())),
             engine,
-            linkers: Linkers {
-                tool: tool_linker,
-                patch: patch_linker,
-                policy: policy_linker,
-            },
+            compiler: Compiler::new(strategy),
+            linkers,
             cache,
             strategy,
             slots: matches!(strategy, Strategy::Pooled | Strategy::PooledFourGiBSlots)
@@ -291,9 +298,9 @@ impl Runtime {
         self.snapshots.get_or_init(|| {
             snapshot::Worker::start(snapshot::Builder {
                 engine: self.engine.clone(),
+                compiler: self.compiler.clone(),
                 linkers: self.linkers.clone(),
                 cache: self.cache.clone(),
-                _ticker: self.ticker.clone(),
             })
         });
     }
@@ -326,19 +333,14 @@ impl Runtime {
         {
             return Ok(component);
         }
-        let compiled = Component::from_binary(&self.engine, bytes)
-            .map_err(|e| format!("does not compile: {e}"))
-            .map(|component| match &self.cache {
-                Some(cache) => cache.keep(
-                    &self.engine,
-                    digest,
-                    component,
-                    self.strategy != Strategy::Before,
-                ),
-                None => component,
-            });
-        release_compiler_heap();
-        compiled
+        let artifact = self.compiler.compile(bytes)?;
+        adopt(
+            &self.engine,
+            self.cache.as_ref(),
+            digest,
+            &artifact,
+            self.strategy != Strategy::Before,
+        )
     }
 
     /// The component's digest, checked against the manifest's `sha256` when it pins one, and
@@ -463,15 +465,57 @@ impl Runtime {
     }
 }
 
-/// Hands back to the kernel what a compile freed. Cranelift allocates tens of MB while it
-/// compiles and glibc keeps freed memory in its arenas: an operator that compiled its three
-/// built-in plugins at start-up (nothing cached) stayed 16 MB larger for good than one that
-/// loaded them from the cache (examples measured 39.6 vs 19.9 MB RSS). musl's allocator returns
-/// it by itself.
-pub(super) fn release_compiler_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
+/// Compiles in an engine made for the one compile and dropped after it. Cranelift keeps its
+/// scratch space (a few MB per compiling thread, more for large functions) in the engine that
+/// compiled for as long as that engine lives: in the engine that runs plugins, that is for good
+/// (7.6 MB after the built-in tools, the burst benchmark's heap profile). That engine only loads
+/// what this one compiled ([`adopt`]).
+#[derive(Clone)]
+pub(super) struct Compiler {
+    /// The running engine's configuration (so that what is compiled loads there) with
+    /// on-demand instances: the only instance ever made here is a snapshot's `configure`.
+    config: Config,
+}
+
+impl Compiler {
+    fn new(strategy: Strategy) -> Compiler {
+        let mut config = engine_config(strategy);
+        config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        Compiler { config }
     }
+
+    /// An engine to compile in; drop it, then [`crate::heap::release_freed`].
+    pub(super) fn engine(&self) -> Result<Engine, String> {
+        Engine::new(&self.config).map_err(|e| format!("cannot make an engine to compile in: {e:#}"))
+    }
+
+    /// `bytes` compiled: wasmtime's serialized artifact, for [`adopt`].
+    pub(super) fn compile(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let engine = self.engine()?;
+        let artifact = engine
+            .precompile_component(bytes)
+            .map_err(|e| format!("does not compile: {e}"));
+        drop(engine);
+        crate::heap::release_freed();
+        artifact
+    }
+}
+
+/// `artifact` (a [`Compiler`]'s output) as a component of `engine`: kept in `cache` under `key`
+/// and loaded back as a later load would (mapped, when `mapped`), or read from memory when it
+/// cannot be cached.
+pub(super) fn adopt(
+    engine: &Engine,
+    cache: Option<&cache::ArtifactCache>,
+    key: &str,
+    artifact: &[u8],
+    mapped: bool,
+) -> Result<Component, String> {
+    if let Some(component) = cache.and_then(|c| c.keep(engine, key, artifact, mapped)) {
+        return Ok(component);
+    }
+    // SAFETY: `artifact` is wasmtime's own output, made a moment ago in this process by an
+    // engine configured as `engine` is (deserialize checks that too).
+    unsafe { Component::deserialize(engine, artifact) }
+        .map_err(|e| format!("its compiled code does not load: {e:#}"))
 }

@@ -31,7 +31,7 @@ use super::World;
 use super::cache::ArtifactCache;
 use super::loaded::{Prepared, capped};
 use super::manifest::Limits;
-use super::runtime::{Linkers, sha256_hex};
+use super::runtime::{Compiler, Linkers, adopt, sha256_hex};
 use super::sandbox::{CallState, Ticker, new_store};
 
 /// The cache key of `digest`'s component configured with `settings` by this operator build.
@@ -55,10 +55,9 @@ pub(super) struct Job {
 /// What building a snapshot needs of the runtime.
 pub(super) struct Builder {
     pub(super) engine: Engine,
+    pub(super) compiler: Compiler,
     pub(super) linkers: Linkers,
     pub(super) cache: Option<ArtifactCache>,
-    /// `configure`'s deadline needs the epoch to advance.
-    pub(super) _ticker: Arc<Ticker>,
 }
 
 /// The background thread that builds snapshots, one job at a time.
@@ -163,40 +162,44 @@ impl Builder {
                 ),
             );
         }
-        let sandbox = || {
-            new_store(
-                &self.engine,
-                &job.plugin,
-                &job.limits,
-                Instant::now() + job.limits.timeout,
-                None,
-                None,
-            )
-        };
-        let linker = self.linkers.of(job.world);
-        let result = configured(&self.engine, linker, &job.bytes, &job.settings, sandbox)
-            .map_err(|e| e.to_string())
-            .and_then(|wasm| {
-                Component::from_binary(&self.engine, &wasm)
+        // Instrumented, configured and compiled in an engine of the job's own (with its own
+        // linkers and epoch), dropped before the snapshot is loaded: see `Compiler`.
+        let artifact = self
+            .compiler
+            .engine()
+            .and_then(|engine| {
+                let linkers = Linkers::new(&engine)
+                    .map_err(|e| format!("cannot link in the compiling engine: {e:#}"))?;
+                let _ticker = Ticker::start(engine.clone());
+                let sandbox = || {
+                    new_store(
+                        &engine,
+                        &job.plugin,
+                        &job.limits,
+                        Instant::now() + job.limits.timeout,
+                        None,
+                        None,
+                    )
+                };
+                let linker = linkers.of(job.world);
+                let wasm = configured(&engine, linker, &job.bytes, &job.settings, sandbox)
+                    .map_err(|e| e.to_string())?;
+                engine
+                    .precompile_component(&wasm)
                     .map_err(|e| format!("the snapshot does not compile: {e:#}"))
             })
             // The reason may carry what the plugin's configure said: capped like any message
             // of a plugin's, before the log and the marker.
             .map_err(capped);
-        let kept = match (result, &self.cache, &marker) {
-            (Ok(component), Some(cache), Some(marker)) => {
-                let kept = cache.keep(&self.engine, &job.key, component, true);
-                let _ = std::fs::remove_file(marker);
-                Ok(kept)
-            }
-            (Err(reason), _, Some(marker)) => {
-                let _ = std::fs::write(marker, format!("{reason}\n"));
-                Err(reason)
-            }
-            (result, _, _) => result,
-        };
-        // Building compiled the component twice (instrumented, then the snapshot).
-        super::runtime::release_compiler_heap();
+        crate::heap::release_freed();
+        let kept =
+            artifact.and_then(|a| adopt(&self.engine, self.cache.as_ref(), &job.key, &a, true));
+        if let Some(marker) = &marker {
+            let _ = match &kept {
+                Ok(_) => std::fs::remove_file(marker),
+                Err(reason) => std::fs::write(marker, format!("{reason}\n")),
+            };
+        }
         Some(kept)
     }
 }
