@@ -4,23 +4,8 @@ use clap::Parser;
 use sre_operator::cli::{Cli, run};
 use sre_operator::terminal::escape;
 
-/// One glibc malloc arena per core the process may use (the cgroup's CPU quota counts), set
-/// before any thread starts. glibc's default, 8 per core, let each of tokio's and the plugin
-/// calls' threads fragment its own arena: the burst benchmark's peak RSS was 98 MiB with it,
-/// 87 MiB with two. `MALLOC_ARENA_MAX` in the environment still wins; musl has no arenas.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // SAFETY: mallopt only tunes the allocator; no other thread exists yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, cores.clamp(2, 8) as libc::c_int);
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    sre_operator::heap::tune();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
