@@ -39,8 +39,10 @@
 //!
 //! Smaller runs for quick iterations: `SRE_BENCH_NAMESPACES` (20), `SRE_BENCH_DEPLOYMENTS`
 //! (200), `SRE_BENCH_REPLICAS` (5), `SRE_BENCH_UNRELATED` (10). `SRE_BENCH_BIN=PATH` runs
-//! another build of the operator. The operator's log and the cluster's folder are kept when
-//! `SRE_OPERATOR_E2E_KEEP` is set.
+//! another build of the operator. `SRE_BENCH_PLUGIN_CACHE=DIR` keeps the compiled plugins in DIR
+//! across runs: a second run starts as a restarted container does (its emptyDir cache warm, no
+//! compile); without it every run compiles, as a new Pod does. The operator's log and the
+//! cluster's folder are kept when `SRE_OPERATOR_E2E_KEEP` is set.
 //!
 //! A plain harness, like `operator_scale`: one run, a few figures.
 
@@ -392,6 +394,9 @@ async fn run(size: &Size) -> Vec<String> {
         .port();
     let http = format!("127.0.0.1:{port}");
     let plugins = setup.plugins.to_str().unwrap().to_string();
+    let plugin_cache = std::env::var_os("SRE_BENCH_PLUGIN_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| cluster.dir().join("plugin-cache"));
     let op_started = Timestamp::now();
     let mut op = Operator::start(
         &setup.kubeconfig,
@@ -406,7 +411,7 @@ async fn run(size: &Size) -> Vec<String> {
         &[
             ("POD_NAME", std::path::Path::new(INSTANCE)),
             ("POD_NAMESPACE", std::path::Path::new("sre-operator")),
-            ("SRE_OPERATOR_CACHE", &cluster.dir().join("plugin-cache")),
+            ("SRE_OPERATOR_CACHE", &plugin_cache),
         ],
     );
     let t_start = Instant::now();
