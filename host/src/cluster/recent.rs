@@ -50,7 +50,7 @@ fn reused(kind: ResourceKind) -> bool {
 type Key = (ResourceKind, String, String);
 
 /// A [`Cluster`] that answers `get` of owners and Namespaces from reads less than
-/// [`FRESH_FOR`] old, and passes everything else through.
+/// `FRESH_FOR` (10 s) old, and passes everything else through.
 pub struct RecentReads {
     inner: Arc<dyn Cluster>,
     objects: moka::future::Cache<Key, Option<Object>>,
