@@ -295,14 +295,18 @@ impl Runtime {
         if self.strategy == Strategy::Before {
             return;
         }
-        self.snapshots.get_or_init(|| {
-            snapshot::Worker::start(snapshot::Builder {
-                engine: self.engine.clone(),
-                compiler: self.compiler.clone(),
-                linkers: self.linkers.clone(),
-                cache: self.cache.clone(),
-            })
-        });
+        self.snapshots
+            .get_or_init(|| snapshot::Worker::start(self.snapshot_builder()));
+    }
+
+    /// What the snapshot thread builds with.
+    pub(super) fn snapshot_builder(&self) -> snapshot::Builder {
+        snapshot::Builder {
+            engine: self.engine.clone(),
+            compiler: self.compiler.clone(),
+            linkers: self.linkers.clone(),
+            cache: self.cache.clone(),
+        }
     }
 
     /// Reads egress grants' credentials from `secrets` for plugins loaded from now on.

@@ -360,3 +360,56 @@ impl ComponentInstanceState for Probe<'_> {
         std::future::ready(self.call(instance, func, |_, v: f64| v.to_bits()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::runtime::{Runtime, Strategy};
+    use std::time::Duration;
+
+    /// A snapshot's `configure` runs in the compiling engine, not the running one: its deadline
+    /// still ends one that never returns, and the build fails saying so (and is not tried again).
+    #[test]
+    fn a_snapshot_whose_configure_never_returns_is_stopped_at_its_deadline() {
+        let cache = tempfile::tempdir().unwrap();
+        let runtime =
+            Runtime::with_strategy(Some(cache.path().to_path_buf()), Strategy::Pooled).unwrap();
+        let bytes = std::fs::read(
+            std::path::Path::new(env!("SRE_OPERATOR_WASM_DIR")).join("hostile_tool.wasm"),
+        )
+        .unwrap();
+        let job = Job {
+            plugin: "hostile".into(),
+            world: World::Tool,
+            key: key(&sha256_hex(&bytes), "{\"spin_in_configure\": true}"),
+            bytes,
+            settings: "{\"spin_in_configure\": true}".into(),
+            limits: Limits {
+                timeout: Duration::from_millis(300),
+                ..Limits::default()
+            },
+            slot: Weak::new(),
+        };
+        let builder = runtime.snapshot_builder();
+        let (done, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(builder.build(&job));
+        });
+        let built = outcome
+            .recv_timeout(Duration::from_secs(60))
+            .expect("configure was not stopped within a minute");
+        let reason = match built {
+            Some(Err(reason)) => reason,
+            Some(Ok(_)) => panic!("a configure that never returns made a snapshot"),
+            None => panic!("no attempt was made"),
+        };
+        assert!(reason.contains("configuring it failed"), "{reason}");
+        // The marker beside the would-be snapshot keeps the reason: not tried again.
+        let markers: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "attempt"))
+            .collect();
+        assert_eq!(markers.len(), 1, "{markers:?}");
+    }
+}

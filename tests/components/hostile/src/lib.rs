@@ -32,6 +32,13 @@ impl Guest for Hostile {
         if settings.contains("\"reject\"") {
             return Err("this plugin refuses settings that contain \"reject\"".into());
         }
+        if settings.contains("\"spin_in_configure\"") {
+            // Never returns: only the deadline ends it.
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
         if settings.contains("\"print\"") {
             // Writing to stdout leaves the guest holding the host's stdout stream.
             println!("configured");
