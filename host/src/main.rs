@@ -1,12 +1,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sre_operator::cli::{Cli, run};
+use sre_operator::cli::{Cli, Command, run};
 use sre_operator::terminal::escape;
 
 fn main() -> ExitCode {
     sre_operator::heap::tune();
     let cli = Cli::parse();
+    // The compile process answers one request: no async runtime, no telemetry.
+    if let Command::CompilePlugin = cli.command {
+        return match sre_operator::plugin::serve_compile() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

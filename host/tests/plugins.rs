@@ -1221,3 +1221,111 @@ fn a_pinned_digest_loads_its_snapshot_only_for_the_bytes_it_names() {
         "{refused}"
     );
 }
+
+/// An executable shell script in `dir` (the compile process starts with an empty environment,
+/// so what the script needs is written into it).
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The operator compiles in child processes of its own binary (compile_process.rs): a plugin
+/// and its configured snapshot are both made there, load in the operator's engine and answer
+/// as an in-process compile's do, and a restart finds them in the cache without starting one.
+#[test]
+fn plugins_and_their_snapshots_are_compiled_in_a_child_process() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let _tokio = tokio.enter();
+    let (_dump, access) = scoped_dump();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let started = work.path().join("started");
+    // The operator's binary behind a script that counts its starts.
+    let program = script(
+        work.path(),
+        "operator",
+        &format!(
+            "echo \"$@\" >> '{}'\nexec '{}' \"$@\"",
+            started.display(),
+            env!("CARGO_BIN_EXE_sre-operator")
+        ),
+    );
+    let starts = || {
+        std::fs::read_to_string(&started)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let operator = Runtime::new(Some(cache.clone())).unwrap();
+    operator.compile_in_process_of(program.clone());
+    operator.snapshot_in_background();
+    let plugin = load_hostile(&operator, r#"{"greeting": "hello"}"#).unwrap();
+    let settings = plugin
+        .invoke_tool("settings", "{}", access.clone())
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&settings).unwrap(),
+        json!({"greeting": "hello"})
+    );
+    wait_configured(&plugin);
+    assert_eq!(
+        starts(),
+        ["compile-plugin", "compile-plugin"],
+        "one child compiled the plugin, one its snapshot"
+    );
+    for _ in 0..2 {
+        let settings = plugin
+            .invoke_tool("settings", "{}", access.clone())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&settings).unwrap(),
+            json!({"greeting": "hello"})
+        );
+        assert_eq!(
+            plugin
+                .invoke_tool("leak_state", "{}", access.clone())
+                .unwrap(),
+            "1",
+            "each call still starts from the snapshot, not the last call"
+        );
+    }
+
+    // A restart compiled by children too: both come from the cache, no child is started.
+    let restarted = Runtime::new(Some(cache)).unwrap();
+    restarted.compile_in_process_of(program);
+    let again = load_hostile(&restarted, r#"{"greeting": "hello"}"#).unwrap();
+    assert!(again.configured_once());
+    assert_eq!(starts().len(), 2);
+}
+
+/// A compile process that dies (the kernel's OOM killer, a crash) fails that plugin's load with
+/// what happened and what it printed, control characters escaped; the operator goes on.
+#[test]
+fn a_compile_process_that_dies_fails_the_load_saying_why() {
+    let work = tempfile::tempdir().unwrap();
+    let program = script(
+        work.path(),
+        "dies",
+        "printf 'compiler panicked at \\033[2Jboom\\n' >&2\nkill -9 $$",
+    );
+    let operator = Runtime::new(None).unwrap();
+    operator.compile_in_process_of(program);
+    let Err(reason) = load_hostile(&operator, "{}") else {
+        panic!("a load whose compile process died succeeded");
+    };
+    assert!(reason.contains("killed (signal 9"), "{reason}");
+    assert!(reason.contains("boom"), "{reason}");
+    assert!(!reason.contains('\u{1b}'), "{reason:?}");
+
+    // One that answers nothing and exits non-zero.
+    let operator = Runtime::new(None).unwrap();
+    operator.compile_in_process_of(script(work.path(), "fails", "exit 3"));
+    let Err(reason) = load_hostile(&operator, "{}") else {
+        panic!("a load whose compile process failed succeeded");
+    };
+    assert!(reason.contains("exit status: 3"), "{reason}");
+}

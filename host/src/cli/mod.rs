@@ -59,6 +59,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
     },
+    /// The operator's own compile process (plugin/compile_process.rs): not for people.
+    #[command(name = crate::plugin::COMPILE_COMMAND, hide = true)]
+    CompilePlugin,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +237,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run_operator(args).await,
         Command::Crds { output_dir } => write_crds(output_dir),
         Command::Mcp(args) => mcp(args).await,
+        Command::CompilePlugin => crate::plugin::serve_compile()
+            .context("cannot answer the operator that asked for a compile"),
     }
 }
 
@@ -408,6 +413,14 @@ async fn run_operator(args: RunArgs) -> Result<()> {
     let client = kube::Client::try_from(config.clone())
         .context("cannot build a client from the cluster's config")?;
     let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    // The process that stays up does not compile: a child of this binary does (and its memory
+    // leaves with it).
+    match std::env::current_exe() {
+        Ok(program) => runtime.compile_in_process_of(program),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot name this program; compiling plugins in-process")
+        }
+    }
     // Egress grants' credentials and notification webhooks: Secrets in the operator's own
     // namespace, read by name only.
     let secrets = Arc::new(crate::plugin::egress::KubeSecrets::new(

@@ -85,7 +85,7 @@ pub struct LimitsSpec {
 }
 
 /// Limits in force for every call of a plugin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     pub memory_bytes: usize,
     pub timeout: Duration,

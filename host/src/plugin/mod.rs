@@ -14,6 +14,7 @@
 pub mod access;
 mod bindings;
 mod cache;
+mod compile_process;
 pub mod egress;
 mod errors;
 mod fetch;
@@ -28,6 +29,7 @@ mod snapshot;
 mod tool;
 
 pub use access::ClusterAccess;
+pub use compile_process::{COMMAND as COMPILE_COMMAND, serve as serve_compile};
 pub use errors::CallError;
 pub use loaded::{LoadedPlugin, MESSAGE_CAP};
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestEntry, parse_manifest};
@@ -42,7 +44,9 @@ pub use sandbox::CallState;
 pub use tool::ToolSpec;
 
 /// The three plugin worlds of `wit/`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum World {
     Tool,

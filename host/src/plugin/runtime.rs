@@ -23,7 +23,7 @@ use super::sandbox::{
     CONCURRENT_CALLS, CallState, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES,
     POOL_MEMORIES, POOL_TABLES, Slots, Ticker,
 };
-use super::snapshot;
+use super::{compile_process, snapshot};
 
 /// The engine, one linker per world, and the compiled-artifact cache.
 pub struct Runtime {
@@ -125,7 +125,8 @@ fn wasm_kind(bytes: &[u8]) -> Result<(), String> {
 pub const CACHE_ENV: &str = "SRE_OPERATOR_CACHE";
 
 /// How instances are made and compiled artifacts read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Production: a pooling allocator with copy-on-write memory images reset in place between
     /// calls; artifacts mapped from a sealed private copy of the cache file.
@@ -179,6 +180,12 @@ pub fn pool_reservation() -> u64 {
 
 /// The engine's configuration for `strategy`.
 pub(super) fn engine_config(strategy: Strategy) -> Config {
+    engine_config_for(strategy, memory_slot_bytes())
+}
+
+/// [`engine_config`] with memory slots of `slot` bytes: what a compile process is told, so
+/// that what it compiles loads in the engine that asked.
+pub(super) fn engine_config_for(strategy: Strategy, slot: u64) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
@@ -191,7 +198,6 @@ pub(super) fn engine_config(strategy: Strategy) -> Config {
             // A slot as large as the largest memory a plugin may be granted, not wasmtime's
             // 4 GiB that lets it drop bounds checks: 32 of those are 128 GiB of address space
             // (benches/plugins.rs measures what the checks cost).
-            let slot = memory_slot_bytes();
             if strategy == Strategy::Pooled {
                 config.memory_reservation(slot);
                 config.memory_guard_size(GUARD);
@@ -271,7 +277,7 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             ticker: Arc::new(Ticker::start(engine.clone())),
             engine,
-            compiler: Compiler::new(strategy),
+            compiler: Compiler::new(strategy, memory_slot_bytes()),
             linkers,
             cache,
             strategy,
@@ -280,6 +286,16 @@ impl Runtime {
             secrets: RwLock::new(None),
             snapshots: OnceLock::new(),
         }))
+    }
+
+    /// From now on, plugins (and their snapshots) are compiled in child processes running
+    /// `program`, the operator's own binary (its hidden `compile-plugin` command): the
+    /// long-running operator then never maps the compiler nor keeps a compile's memory. Calls
+    /// made before this compile in-process. The `Before` strategy always compiles in-process.
+    pub fn compile_in_process_of(&self, program: PathBuf) {
+        if self.strategy != Strategy::Before {
+            let _ = self.compiler.program.set(program);
+        }
     }
 
     /// How this runtime makes instances: [`Strategy::OnDemand`] after a fallback.
@@ -456,12 +472,14 @@ impl Runtime {
         })?;
         if let Some(worker) = self.snapshots.get() {
             worker.submit(snapshot::Job {
-                plugin: plugin.name.clone(),
-                world,
+                configure: snapshot::Configure {
+                    plugin: plugin.name.clone(),
+                    world,
+                    settings: plugin.settings.clone(),
+                    limits,
+                },
                 key,
                 bytes: source.bytes.to_vec(),
-                settings: plugin.settings.clone(),
-                limits,
                 slot: Arc::downgrade(&plugin.prepared),
             });
         }
@@ -469,36 +487,83 @@ impl Runtime {
     }
 }
 
-/// Compiles in an engine made for the one compile and dropped after it. Cranelift keeps its
+/// Compiles in an engine made for the one compile and dropped after it, or in a child process
+/// of the operator's own binary ([`Runtime::compile_in_process_of`]). Cranelift keeps its
 /// scratch space (a few MB per compiling thread, more for large functions) in the engine that
 /// compiled for as long as that engine lives: in the engine that runs plugins, that is for good
 /// (7.6 MB after the built-in tools, the burst benchmark's heap profile). That engine only loads
-/// what this one compiled ([`adopt`]).
+/// what this one compiled ([`adopt`]). In a child process, the operator does not even map the
+/// compiler's code (5-6 MiB of its resident memory) nor keep the compile's heap, and a compile
+/// or a snapshot's `configure` that runs away ends with the child, not the operator.
 #[derive(Clone)]
 pub(super) struct Compiler {
+    strategy: Strategy,
+    /// The memory slot size the engine's configuration was made for.
+    slot: u64,
     /// The running engine's configuration (so that what is compiled loads there) with
     /// on-demand instances: the only instance ever made here is a snapshot's `configure`.
     config: Config,
+    /// The operator's binary, once compiles run in child processes of it.
+    program: Arc<OnceLock<PathBuf>>,
 }
 
 impl Compiler {
-    fn new(strategy: Strategy) -> Compiler {
-        let mut config = engine_config(strategy);
+    pub(super) fn new(strategy: Strategy, slot: u64) -> Compiler {
+        let mut config = engine_config_for(strategy, slot);
         config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-        Compiler { config }
+        Compiler {
+            strategy,
+            slot,
+            config,
+            program: Arc::default(),
+        }
     }
 
     /// An engine to compile in; drop it, then [`crate::heap::release_freed`].
-    pub(super) fn engine(&self) -> Result<Engine, String> {
+    fn engine(&self) -> Result<Engine, String> {
         Engine::new(&self.config).map_err(|e| format!("cannot make an engine to compile in: {e:#}"))
+    }
+
+    /// The request a compile process is sent for this compiler's engine.
+    fn request(&self, configure: Option<&snapshot::Configure>) -> compile_process::Request {
+        compile_process::Request {
+            strategy: self.strategy,
+            slot_bytes: self.slot,
+            configure: configure.cloned(),
+        }
     }
 
     /// `bytes` compiled: wasmtime's serialized artifact, for [`adopt`].
     pub(super) fn compile(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        match self.program.get() {
+            Some(program) => compile_process::run(program, &self.request(None), bytes),
+            None => self.here(|engine| {
+                engine
+                    .precompile_component(bytes)
+                    .map_err(|e| format!("does not compile: {e}"))
+            }),
+        }
+    }
+
+    /// The configured snapshot of `bytes` compiled (see snapshot.rs), for [`adopt`].
+    pub(super) fn snapshot(
+        &self,
+        configure: &snapshot::Configure,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        match self.program.get() {
+            Some(program) => compile_process::run(program, &self.request(Some(configure)), bytes),
+            None => self.here(|engine| snapshot::artifact(engine, configure, bytes)),
+        }
+    }
+
+    /// `work` done in this process, in a compiling engine dropped after it.
+    pub(super) fn here(
+        &self,
+        work: impl FnOnce(&Engine) -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, String> {
         let engine = self.engine()?;
-        let artifact = engine
-            .precompile_component(bytes)
-            .map_err(|e| format!("does not compile: {e}"));
+        let artifact = work(&engine);
         drop(engine);
         crate::heap::release_freed();
         artifact

@@ -40,14 +40,21 @@ pub(super) fn key(digest: &str, settings: &str) -> String {
     format!("configured-{}", sha256_hex(named.as_bytes()))
 }
 
-/// A loaded plugin whose snapshot is wanted.
-pub(super) struct Job {
+/// What configuring a plugin for its snapshot needs besides its bytes: sent as is to a compile
+/// process (compile_process.rs).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct Configure {
     pub(super) plugin: String,
     pub(super) world: World,
-    pub(super) key: String,
-    pub(super) bytes: Vec<u8>,
     pub(super) settings: String,
     pub(super) limits: Limits,
+}
+
+/// A loaded plugin whose snapshot is wanted.
+pub(super) struct Job {
+    pub(super) configure: Configure,
+    pub(super) key: String,
+    pub(super) bytes: Vec<u8>,
     /// Where the plugin's calls find their template; gone once the plugin is unloaded.
     pub(super) slot: Weak<RwLock<Arc<Prepared>>>,
 }
@@ -79,7 +86,7 @@ impl Worker {
                 }
                 let mut failed = std::collections::HashSet::new();
                 for job in queue {
-                    let (plugin, key) = (job.plugin.clone(), job.key.clone());
+                    let (plugin, key) = (job.configure.plugin.clone(), job.key.clone());
                     // wizer reads components the plugin's author shaped: a panic in it fails
                     // this snapshot, not the thread (and its marker stays, so not again).
                     let run = std::panic::AssertUnwindSafe(|| builder.run(job, &mut failed));
@@ -110,7 +117,7 @@ impl Builder {
         let component = match self.cached(&job).map(Ok).or_else(|| self.build(&job)) {
             Some(Ok(component)) => component,
             Some(Err(reason)) => {
-                tracing::info!(plugin = %job.plugin, reason = %reason, "plugin keeps running configure on every call");
+                tracing::info!(plugin = %job.configure.plugin, reason = %reason, "plugin keeps running configure on every call");
                 failed.insert(job.key);
                 return;
             }
@@ -119,10 +126,10 @@ impl Builder {
                 return;
             }
         };
-        let template = match self.linkers.template(job.world, &component) {
+        let template = match self.linkers.template(job.configure.world, &component) {
             Ok(template) => template,
             Err(e) => {
-                tracing::warn!(plugin = %job.plugin, error = %e, "the configured snapshot does not link; plugin keeps running configure on every call");
+                tracing::warn!(plugin = %job.configure.plugin, error = %e, "the configured snapshot does not link; plugin keeps running configure on every call");
                 failed.insert(job.key);
                 return;
             }
@@ -131,7 +138,7 @@ impl Builder {
             *slot.write().unwrap_or_else(|e| e.into_inner()) =
                 Arc::new(Prepared::new(template, &component, true));
             tracing::info!(
-                plugin = %job.plugin,
+                plugin = %job.configure.plugin,
                 took_ms = started.elapsed().as_millis() as u64,
                 "plugin configured once: its calls now start from the snapshot"
             );
@@ -151,7 +158,7 @@ impl Builder {
             .map(|c| c.path(&self.engine, &job.key).with_extension("attempt"));
         if let Some(marker) = &marker {
             if let Ok(earlier) = std::fs::read_to_string(marker) {
-                tracing::info!(plugin = %job.plugin, earlier = %earlier.trim(), "not building a configured snapshot again (an earlier attempt failed or did not finish); plugin keeps running configure on every call");
+                tracing::info!(plugin = %job.configure.plugin, earlier = %earlier.trim(), "not building a configured snapshot again (an earlier attempt failed or did not finish); plugin keeps running configure on every call");
                 return None;
             }
             let _ = std::fs::write(
@@ -162,36 +169,12 @@ impl Builder {
                 ),
             );
         }
-        // Instrumented, configured and compiled in an engine of the job's own (with its own
-        // linkers and epoch), dropped before the snapshot is loaded: see `Compiler`.
+        // The reason may carry what the plugin's configure said: capped like any message of a
+        // plugin's, before the log and the marker.
         let artifact = self
             .compiler
-            .engine()
-            .and_then(|engine| {
-                let linkers = Linkers::new(&engine)
-                    .map_err(|e| format!("cannot link in the compiling engine: {e:#}"))?;
-                let _ticker = Ticker::start(engine.clone());
-                let sandbox = || {
-                    new_store(
-                        &engine,
-                        &job.plugin,
-                        &job.limits,
-                        Instant::now() + job.limits.timeout,
-                        None,
-                        None,
-                    )
-                };
-                let linker = linkers.of(job.world);
-                let wasm = configured(&engine, linker, &job.bytes, &job.settings, sandbox)
-                    .map_err(|e| e.to_string())?;
-                engine
-                    .precompile_component(&wasm)
-                    .map_err(|e| format!("the snapshot does not compile: {e:#}"))
-            })
-            // The reason may carry what the plugin's configure said: capped like any message
-            // of a plugin's, before the log and the marker.
+            .snapshot(&job.configure, &job.bytes)
             .map_err(capped);
-        crate::heap::release_freed();
         let kept =
             artifact.and_then(|a| adopt(&self.engine, self.cache.as_ref(), &job.key, &a, true));
         if let Some(marker) = &marker {
@@ -202,6 +185,29 @@ impl Builder {
         }
         Some(kept)
     }
+}
+
+/// The snapshot of `bytes` configured as `job` says, compiled by `engine` (a compiling engine of
+/// the job's own, with its own linkers and epoch: see `Compiler`).
+pub(super) fn artifact(engine: &Engine, job: &Configure, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let linkers =
+        Linkers::new(engine).map_err(|e| format!("cannot link in the compiling engine: {e:#}"))?;
+    let _ticker = Ticker::start(engine.clone());
+    let sandbox = || {
+        new_store(
+            engine,
+            &job.plugin,
+            &job.limits,
+            Instant::now() + job.limits.timeout,
+            None,
+            None,
+        )
+    };
+    let wasm = configured(engine, linkers.of(job.world), bytes, &job.settings, sandbox)
+        .map_err(|e| e.to_string())?;
+    engine
+        .precompile_component(&wasm)
+        .map_err(|e| format!("the snapshot does not compile: {e:#}"))
 }
 
 /// Why a plugin could not be snapshotted; it is then configured on every call.
@@ -379,15 +385,17 @@ mod tests {
         )
         .unwrap();
         let job = Job {
-            plugin: "hostile".into(),
-            world: World::Tool,
+            configure: Configure {
+                plugin: "hostile".into(),
+                world: World::Tool,
+                settings: "{\"spin_in_configure\": true}".into(),
+                limits: Limits {
+                    timeout: Duration::from_millis(300),
+                    ..Limits::default()
+                },
+            },
             key: key(&sha256_hex(&bytes), "{\"spin_in_configure\": true}"),
             bytes,
-            settings: "{\"spin_in_configure\": true}".into(),
-            limits: Limits {
-                timeout: Duration::from_millis(300),
-                ..Limits::default()
-            },
             slot: Weak::new(),
         };
         let builder = runtime.snapshot_builder();
