@@ -733,8 +733,9 @@ fn policy_for(namespaces: &[&str]) -> DebugPolicy {
 #[tokio::test]
 async fn a_policy_edit_relists_only_what_came_into_reach() {
     use futures::StreamExt;
+    use kube::ResourceExt;
     use kube::runtime::reflector::ObjectRef;
-    use sre_operator::controller::scope::{CompiledPolicies, PodScope, relists};
+    use sre_operator::controller::scope::{CompiledPolicies, PodScope, StoredPod, relists};
     use sre_operator::policy::PolicySet;
 
     let list = |items: Vec<Value>| {
@@ -770,9 +771,8 @@ async fn a_policy_edit_relists_only_what_came_into_reach() {
     policy_writer.apply_watcher_event(&watcher::Event::Init);
     policy_writer.apply_watcher_event(&watcher::Event::InitApply(policy_for(&["shop"])));
     policy_writer.apply_watcher_event(&watcher::Event::InitDone);
-    let (pods, mut pod_writer) = reflector::store::<k8s_openapi::api::core::v1::Pod>();
-    let stored_a: k8s_openapi::api::core::v1::Pod =
-        serde_json::from_value(crash_looping_in("shop", "a")).unwrap();
+    let (pods, mut pod_writer) = reflector::store::<StoredPod>();
+    let stored_a = StoredPod::new(serde_json::from_value(crash_looping_in("shop", "a")).unwrap());
     pod_writer.apply_watcher_event(&watcher::Event::Apply(stored_a.clone()));
     let compiled = Arc::new(CompiledPolicies::default());
     let (changed, change) = tokio::sync::watch::channel(());
@@ -804,8 +804,8 @@ async fn a_policy_edit_relists_only_what_came_into_reach() {
     changed.send_replace(());
     match tokio::time::timeout(wait, events.next()).await {
         Ok(Some(watcher::Event::Apply(pod))) => {
-            assert_eq!(pod.metadata.namespace.as_deref(), Some("web"));
-            assert_eq!(pod.metadata.name.as_deref(), Some("b"));
+            assert_eq!(pod.namespace().as_deref(), Some("web"));
+            assert_eq!(pod.name_any(), "b");
             pod_writer.apply_watcher_event(&watcher::Event::Apply(pod));
         }
         other => panic!("expected web/b to come into the store, got {other:?}"),
@@ -900,8 +900,9 @@ impl sre_operator::cluster::Cluster for CountingReads {
     }
 }
 
-/// critical-app's crash-looping Pod in the bundled dump, renamed (another Pod of its ReplicaSet).
-async fn critical_app_pod(name: &str) -> Arc<k8s_openapi::api::core::v1::Pod> {
+/// critical-app's crash-looping Pod in the bundled dump, renamed (another Pod of its ReplicaSet),
+/// as the Pod store hands it to a reconcile.
+async fn critical_app_pod(name: &str) -> Arc<sre_operator::controller::scope::StoredPod> {
     use sre_operator::cluster::Cluster;
     let mut pod = dump()
         .pods(Some("default"))
@@ -912,7 +913,7 @@ async fn critical_app_pod(name: &str) -> Arc<k8s_openapi::api::core::v1::Pod> {
         .unwrap();
     pod.metadata.name = Some(name.into());
     pod.metadata.uid = Some(format!("uid-{name}"));
-    Arc::new(pod)
+    Arc::new(sre_operator::controller::scope::StoredPod::new(pod))
 }
 
 /// A context whose reads go through `reads` and whose report watch has seen `reports`.
@@ -1077,7 +1078,7 @@ async fn a_report_is_opened_without_a_read_and_an_open_one_the_watch_missed_is_l
 async fn a_pull_error_in_the_status_opens_its_report_without_reading_events() {
     use sre_operator::controller::reconcile_pod;
     let pulling = |message: &'static str| async move {
-        let mut pod = (*critical_app_pod("critical-app-7d4b9c6f5-pull1").await).clone();
+        let mut pod = critical_app_pod("critical-app-7d4b9c6f5-pull1").await.pod();
         let status = pod.status.as_mut().unwrap();
         status.phase = Some("Pending".into());
         status.container_statuses = Some(
@@ -1088,7 +1089,7 @@ async fn a_pull_error_in_the_status_opens_its_report_without_reading_events() {
             )
             .unwrap(),
         );
-        Arc::new(pod)
+        Arc::new(sre_operator::controller::scope::StoredPod::new(pod))
     };
     let open = |message: &'static str| async move {
         let (client, api) = mock(vec![Exchange::post(REPORTS).echo()]);

@@ -102,7 +102,7 @@ pub struct Context {
     /// [`RecentReads`]: crate::cluster::RecentReads
     pub recent: Arc<dyn Cluster>,
     /// The failing Pods the Pod watch keeps (trimmed: no env values), as it last saw them.
-    pub pods: Store<Pod>,
+    pub pods: Store<scope::StoredPod>,
     pub policies: Store<DebugPolicy>,
     /// `policies` compiled, once per change.
     pub compiled: scope::CompiledPolicies,
@@ -406,7 +406,7 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
         .shutdown_on_signal()
         .run(
             spanned("Pod", reconcile_pod),
-            error_policy::<Pod>("pod"),
+            error_policy::<scope::StoredPod>("pod"),
             ctx.clone(),
         )
         .for_each(|_| async {});

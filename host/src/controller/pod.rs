@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 
-use super::scope::{self, StoreScope};
+use super::scope::{StoreScope, StoredPod};
 use super::{Context, Result};
 use crate::cluster::{Involved, ResourceKind};
 use crate::crd::{DiagnosticReport, Phase};
@@ -140,10 +140,11 @@ fn already_reported(
     })
 }
 
-pub async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile_pod(stored: Arc<StoredPod>, ctx: Arc<Context>) -> Result<Action> {
     if !ctx.is_leader() {
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
+    let pod = stored.pod();
     let policies = ctx.policy_set();
     if !policies.selects_pod(&pod) || !may_be_failing(&pod) {
         return Ok(Action::await_change());
@@ -235,7 +236,7 @@ pub(super) async fn open_for(
 }
 
 /// What the Pod store keeps: only Pods that `may_be_failing`, in the namespaces of `--namespace`,
-/// that some DebugPolicy selects ([`StoreScope`]), trimmed ([`scope::trim`]: no managedFields, last-applied annotation,
+/// that some DebugPolicy selects ([`StoreScope`]), trimmed and packed ([`StoredPod`]: no managedFields, last-applied annotation,
 /// env values or oversized annotations). A healthy Pod is nothing to reconcile, and storing every
 /// Pod was most of the operator's memory (about 25 KB a Pod as the API server serves it; see the
 /// operator_scale benchmark). A Pod that recovers becomes a Delete, so it leaves the store; one
@@ -247,15 +248,20 @@ pub(super) async fn open_for(
 pub(crate) fn store_event(
     event: watcher::Event<Pod>,
     scope: &StoreScope,
-) -> Option<watcher::Event<Pod>> {
+) -> Option<watcher::Event<StoredPod>> {
     let keep = |pod: &Pod| scope.keeps(pod);
     match event {
-        watcher::Event::Apply(pod) if keep(&pod) => Some(watcher::Event::Apply(scope::trim(pod))),
-        watcher::Event::Apply(pod) => Some(watcher::Event::Delete(pod)),
-        watcher::Event::InitApply(pod) => {
-            keep(&pod).then(|| watcher::Event::InitApply(scope::trim(pod)))
+        watcher::Event::Apply(pod) if keep(&pod) => {
+            Some(watcher::Event::Apply(StoredPod::new(pod)))
         }
-        other => Some(other),
+        watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
+            Some(watcher::Event::Delete(StoredPod::leaving(pod)))
+        }
+        watcher::Event::InitApply(pod) => {
+            keep(&pod).then(|| watcher::Event::InitApply(StoredPod::new(pod)))
+        }
+        watcher::Event::Init => Some(watcher::Event::Init),
+        watcher::Event::InitDone => Some(watcher::Event::InitDone),
     }
 }
 

@@ -163,7 +163,7 @@ async fn stored_or_read_pod(
             .pods
             .get(&kube::runtime::reflector::ObjectRef::new(&pod.name).within(&pod.namespace))
     {
-        return Ok(Some(((*stored).clone(), PodFrom::Store)));
+        return Ok(Some((stored.pod(), PodFrom::Store)));
     }
     let read = crate::triage::subject_pod(ctx.cluster.as_ref(), report).await?;
     Ok(read.map(|p| (p, PodFrom::Read)))

@@ -120,7 +120,7 @@ fn everything() -> StoreScope<'static> {
 /// What the store keeps of a Pod arriving in a watch event; None when it keeps nothing.
 fn stored(pod: &Pod) -> Option<Pod> {
     match store_event(watcher::Event::Apply(pod.clone()), &everything()) {
-        Some(watcher::Event::Apply(p)) => Some(p),
+        Some(watcher::Event::Apply(p)) => Some(p.pod()),
         Some(watcher::Event::Delete(_)) => None,
         other => panic!("unexpected {other:?}"),
     }
@@ -325,7 +325,7 @@ fn a_healthy_pod_is_not_stored() {
 
 #[test]
 fn the_store_follows_a_pod_into_failure_and_out_again() {
-    let (reader, mut writer) = reflector::store::<Pod>();
+    let (reader, mut writer) = reflector::store::<StoredPod>();
     let events = |pod: Pod, init: bool| {
         if init {
             watcher::Event::InitApply(pod)
@@ -333,7 +333,7 @@ fn the_store_follows_a_pod_into_failure_and_out_again() {
             watcher::Event::Apply(pod)
         }
     };
-    let apply = |writer: &mut reflector::store::Writer<Pod>, e: watcher::Event<Pod>| {
+    let apply = |writer: &mut reflector::store::Writer<StoredPod>, e: watcher::Event<Pod>| {
         if let Some(e) = store_event(e, &everything()) {
             writer.apply_watcher_event(&e);
         }
@@ -347,7 +347,7 @@ fn the_store_follows_a_pod_into_failure_and_out_again() {
     apply(&mut writer, events(well.clone(), true));
     apply(&mut writer, events(other.clone(), true));
     apply(&mut writer, watcher::Event::InitDone);
-    let names = |r: &reflector::Store<Pod>| {
+    let names = |r: &reflector::Store<StoredPod>| {
         let mut n: Vec<String> = r.state().iter().map(|p| p.name_any()).collect();
         n.sort();
         n
@@ -362,7 +362,7 @@ fn the_store_follows_a_pod_into_failure_and_out_again() {
         .find(|p| p.name_any() == NAME)
         .unwrap();
     assert_eq!(
-        detect(&kept, &events_of_failure),
+        detect(&kept.pod(), &events_of_failure),
         detect(&failing, &events_of_failure)
     );
     // It recovers: gone again.
