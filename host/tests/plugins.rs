@@ -1303,7 +1303,8 @@ fn plugins_and_their_snapshots_are_compiled_in_a_child_process() {
 }
 
 /// A compile process that dies (the kernel's OOM killer, a crash) fails that plugin's load with
-/// what happened and what it printed, control characters escaped; the operator goes on.
+/// what happened and what it printed, control characters escaped; the operator goes on. One
+/// that cannot be started is compiled for in-process.
 #[test]
 fn a_compile_process_that_dies_fails_the_load_saying_why() {
     let work = tempfile::tempdir().unwrap();
@@ -1328,4 +1329,51 @@ fn a_compile_process_that_dies_fails_the_load_saying_why() {
         panic!("a load whose compile process failed succeeded");
     };
     assert!(reason.contains("exit status: 3"), "{reason}");
+
+    // One that cannot even be started (exec refused, the program gone): the operator compiles
+    // in its own process, as it did before there were compile processes.
+    let operator = Runtime::new(None).unwrap();
+    operator.compile_in_process_of(work.path().join("no such program"));
+    let plugin = load_hostile(&operator, "{}").unwrap();
+    assert_eq!(plugin.name, "hostile");
+}
+
+/// The compile process asks the kernel to kill it first when the container runs out of memory
+/// (a Python compile takes a few hundred MB; the operator must survive it), and answers a
+/// request it cannot read with why rather than dying.
+#[test]
+fn the_compile_process_is_the_first_the_oom_killer_takes() {
+    use std::io::{Read, Write};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sre-operator"))
+        .arg(sre_operator::plugin::COMPILE_COMMAND)
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let score = format!("/proc/{}/oom_score_adj", child.id());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // It sets its score before it reads a byte: stdin is still open here.
+    while std::fs::read_to_string(&score).unwrap_or_default().trim() != "1000" {
+        assert!(
+            std::time::Instant::now() < until,
+            "oom_score_adj is {:?}",
+            std::fs::read_to_string(&score)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"strategy\": \"pooled\"}\n\0asm")
+        .unwrap();
+    drop(stdin);
+    let mut answer = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut answer)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(answer.starts_with("Enot a compile request"), "{answer:?}");
 }

@@ -414,12 +414,12 @@ async fn run_operator(args: RunArgs) -> Result<()> {
         .context("cannot build a client from the cluster's config")?;
     let runtime = Runtime::new(Runtime::default_cache_dir())?;
     // The process that stays up does not compile: a child of this binary does (and its memory
-    // leaves with it).
-    match std::env::current_exe() {
-        Ok(program) => runtime.compile_in_process_of(program),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot name this program; compiling plugins in-process")
-        }
+    // leaves with it). /proc/self/exe is the file this process runs even when the path now
+    // names another build or nothing.
+    let this_program = std::path::Path::new("/proc/self/exe");
+    match this_program.exists() {
+        true => runtime.compile_in_process_of(this_program.to_path_buf()),
+        false => tracing::warn!("no /proc/self/exe; compiling plugins in-process"),
     }
     // Egress grants' credentials and notification webhooks: Secrets in the operator's own
     // namespace, read by name only.

@@ -48,9 +48,18 @@ const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
 /// How much of the child's stderr (a panic's message) is kept for the error.
 const STDERR_TAIL: u64 = 4 << 10;
 
+/// Why a compile process gave no artifact.
+#[derive(Debug)]
+pub(super) enum Failed {
+    /// It could not be started (exec refused, the program gone): the caller compiles itself.
+    NotStarted(String),
+    /// It ran and failed, or died: the reason.
+    Ran(String),
+}
+
 /// The parent's side: `bytes` compiled as `request` says by a child process of `program`.
-pub(super) fn run(program: &Path, request: &Request, bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let header = serde_json::to_string(request).map_err(|e| e.to_string())?;
+pub(super) fn run(program: &Path, request: &Request, bytes: &[u8]) -> Result<Vec<u8>, Failed> {
+    let header = serde_json::to_string(request).map_err(|e| Failed::Ran(e.to_string()))?;
     let mut child = Command::new(program)
         .arg(COMMAND)
         .env_clear()
@@ -59,10 +68,10 @@ pub(super) fn run(program: &Path, request: &Request, bytes: &[u8]) -> Result<Vec
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            format!(
+            Failed::NotStarted(format!(
                 "cannot start a compile process ({}): {e}",
                 program.display()
-            )
+            ))
         })?;
     let (mut stdin, stdout, stderr) = (
         child.stdin.take().expect("piped"),
@@ -110,23 +119,31 @@ pub(super) fn run(program: &Path, request: &Request, bytes: &[u8]) -> Result<Vec
     let _ = finished.send(());
     let timed_out = watchdog.join().unwrap_or(false);
     if timed_out {
-        return Err(format!(
+        return Err(Failed::Ran(format!(
             "the compile process did not finish within {} s and was killed",
             DEADLINE.as_secs()
-        ));
+        )));
     }
     if oversized {
-        return Err(format!(
+        return Err(Failed::Ran(format!(
             "the compiled artifact exceeds {} MiB",
             MAX_ARTIFACT_BYTES >> 20
-        ));
+        )));
     }
-    let status = status.map_err(|e| format!("waiting for the compile process failed: {e}"))?;
-    let out = out.map_err(|e| format!("reading the compile process's answer failed: {e}"))?;
-    match out.split_first() {
-        Some((b'A', artifact)) if status.success() => Ok(artifact.to_vec()),
-        Some((b'E', reason)) if status.success() => Err(String::from_utf8_lossy(reason).into()),
-        _ => Err(died(status, &errors)),
+    let status =
+        status.map_err(|e| Failed::Ran(format!("waiting for the compile process failed: {e}")))?;
+    let mut out =
+        out.map_err(|e| Failed::Ran(format!("reading the compile process's answer failed: {e}")))?;
+    match out.first() {
+        Some(b'A') if status.success() => {
+            // In place: the artifact can be tens of MB.
+            out.remove(0);
+            Ok(out)
+        }
+        Some(b'E') if status.success() => {
+            Err(Failed::Ran(String::from_utf8_lossy(&out[1..]).into()))
+        }
+        _ => Err(Failed::Ran(died(status, &errors))),
     }
 }
 
@@ -174,6 +191,10 @@ fn tail(from: impl Read, cap: u64) -> String {
 
 /// The child's side: serves the one request on stdin (`sre-operator compile-plugin`).
 pub fn serve() -> std::io::Result<()> {
+    // When the container runs out of memory, the kernel kills this compile rather than the
+    // operator (raising one's own score needs no privilege). The operator records the death
+    // and does not try that snapshot again.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
     let mut input = std::io::stdin().lock();
     let answer = read_request(&mut input).and_then(|(request, bytes)| work(request, &bytes));
     let mut out = std::io::stdout().lock();

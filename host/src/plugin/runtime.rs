@@ -535,14 +535,11 @@ impl Compiler {
 
     /// `bytes` compiled: wasmtime's serialized artifact, for [`adopt`].
     pub(super) fn compile(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
-        match self.program.get() {
-            Some(program) => compile_process::run(program, &self.request(None), bytes),
-            None => self.here(|engine| {
-                engine
-                    .precompile_component(bytes)
-                    .map_err(|e| format!("does not compile: {e}"))
-            }),
-        }
+        self.in_child_or_here(None, bytes, |engine| {
+            engine
+                .precompile_component(bytes)
+                .map_err(|e| format!("does not compile: {e}"))
+        })
     }
 
     /// The configured snapshot of `bytes` compiled (see snapshot.rs), for [`adopt`].
@@ -551,10 +548,29 @@ impl Compiler {
         configure: &snapshot::Configure,
         bytes: &[u8],
     ) -> Result<Vec<u8>, String> {
-        match self.program.get() {
-            Some(program) => compile_process::run(program, &self.request(Some(configure)), bytes),
-            None => self.here(|engine| snapshot::artifact(engine, configure, bytes)),
+        self.in_child_or_here(Some(configure), bytes, |engine| {
+            snapshot::artifact(engine, configure, bytes)
+        })
+    }
+
+    /// `work` in a compile process when there is a program for one, else (or when it cannot
+    /// be started: exec refused by a sandbox, say) [`here`](Self::here).
+    fn in_child_or_here(
+        &self,
+        configure: Option<&snapshot::Configure>,
+        bytes: &[u8],
+        work: impl FnOnce(&Engine) -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, String> {
+        if let Some(program) = self.program.get() {
+            match compile_process::run(program, &self.request(configure), bytes) {
+                Ok(artifact) => return Ok(artifact),
+                Err(compile_process::Failed::Ran(reason)) => return Err(reason),
+                Err(compile_process::Failed::NotStarted(reason)) => {
+                    tracing::warn!(%reason, "compiling in the operator's own process instead");
+                }
+            }
         }
+        self.here(work)
     }
 
     /// `work` done in this process, in a compiling engine dropped after it.
