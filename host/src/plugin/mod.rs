@@ -7,7 +7,8 @@
 //! state survives between calls; memory capped by a resource limiter; a deadline per call; a cap
 //! on output; WASI with nothing granted.
 //!
-//! One concern a file: `runtime.rs` (engine, compile, load), `sandbox.rs` (one call's store and
+//! One concern a file: `runtime.rs` (engine, compile, load), `compile_process.rs` (compiling in a
+//! child process), `snapshot.rs` (configured once), `sandbox.rs` (one call's store and
 //! its limits), `loaded.rs` (the one call sequence every world shares), `errors.rs`
 //! ([`CallError`]), and one file per world: `tool.rs`, `patch_filter.rs`, `policy_filter.rs`.
 

@@ -1,7 +1,8 @@
 //! The engine and how a plugin loads: one [`Engine`] with epoch interruption, a ticker thread
 //! and a pooling instance allocator, one linker per world, each component compiled once in an
-//! engine of its own ([`Compiler`]; the compiled artifact cached on disk, keyed by digest and
-//! engine) and pre-instantiated against its world, its settings checked.
+//! engine of its own ([`Compiler`]: in the operator, in a child process of its binary; the
+//! compiled artifact cached on disk, keyed by digest and engine) and pre-instantiated against its
+//! world, its settings checked.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
