@@ -2,6 +2,10 @@
 //! waiting message and the `Failed` events): a tag the registry lacks is a typo a patch can fix;
 //! a registry that is down, failing or rate-limiting is an outage no patch fixes.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 /// The cause of an image pull failure, as `spec.failure.reason` of an ImagePullBackOff report
 /// names it. The playbook reads it back with [`ImagePullCause::parse`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +28,9 @@ pub enum ImagePullCause {
 /// are tried: a rate limit or an unreachable registry can mention other words too.
 const RATE_LIMITED: &[&str] = &[
     "toomanyrequests",
-    "429 too many requests",
+    "too many requests",
     "pull rate limit",
+    "rate limit exceeded",
 ];
 const UNREACHABLE: &[&str] = &[
     "connection refused",
@@ -35,6 +40,12 @@ const UNREACHABLE: &[&str] = &[
     "network is unreachable",
     "connection reset by peer",
     "tls handshake timeout",
+    "connection timed out",
+    "host is unreachable",
+    "temporary failure in name resolution",
+    "client.timeout exceeded",
+    "request canceled while waiting for connection",
+    "server gave http response to https client",
     "tls: ",
     "x509: ",
     "server misbehaving",
@@ -55,6 +66,12 @@ const UNAUTHORIZED: &[&str] = &[
     "failed to authorize",
     "no basic auth credentials",
     "requested access to the resource is denied",
+    // The distribution spec's error codes as registries print them: `unauthorized:
+    // authentication required`, `denied: Permission "...downloadArtifacts" denied`.
+    "unauthorized: ",
+    "authentication required",
+    "denied: permission",
+    "insufficient_scope",
 ];
 const NOT_FOUND: &[&str] = &["not found", "manifest unknown", "name unknown"];
 
@@ -70,13 +87,14 @@ impl ImagePullCause {
 
     /// Reads the cause from the pull errors (any case).
     pub fn classify(text: &str) -> ImagePullCause {
+        let status = server_error_status(text);
         let text = text.to_ascii_lowercase();
         let any = |markers: &[&str]| markers.iter().any(|m| text.contains(m));
         if any(RATE_LIMITED) {
             ImagePullCause::RateLimited
         } else if any(UNREACHABLE) {
             ImagePullCause::Unreachable
-        } else if any(SERVER_ERROR) {
+        } else if any(SERVER_ERROR) || status.is_some() {
             ImagePullCause::ServerError
         } else if any(UNAUTHORIZED) {
             ImagePullCause::Unauthorized
@@ -117,9 +135,31 @@ impl ImagePullCause {
     }
 }
 
+/// A 5xx status a pull error quotes in any of the shapes containerd, CRI-O and Docker print
+/// (`: 502 Bad Gateway`, `registry 503 (Service Unavailable)`, `504 Gateway Time-out`,
+/// `unexpected status code 500`, containerd's `unexpected status code <url>: 520 <none>`): the
+/// code followed by a 5xx reason phrase, or after "status" (a port, `host:503/`, is neither).
+fn server_error_status(text: &str) -> Option<u16> {
+    static STATUS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)\b(5[0-9]{2})\s\(?(?:internal|not implemented|bad gateway|service|gateway|http version|variant|insufficient|loop|not extended|network auth|web server|connection timed|origin|a timeout|ssl)|status(?: code)?:?\s(5[0-9]{2})\b|unexpected status[^\n]*?:\s(5[0-9]{2})\b",
+        )
+        .expect("a valid pattern")
+    });
+    let found = STATUS.captures(text)?;
+    found.iter().skip(1).flatten().next()?.as_str().parse().ok()
+}
+
 /// The first marker of `cause` found in `text`, to quote (`connection refused`, `503 service
-/// unavailable`).
-pub fn quoted_marker(cause: ImagePullCause, text: &str) -> Option<&'static str> {
+/// unavailable`, `HTTP 520`).
+pub fn quoted_marker(cause: ImagePullCause, text: &str) -> Option<String> {
+    if cause == ImagePullCause::ServerError
+        && !SERVER_ERROR
+            .iter()
+            .any(|m| text.to_ascii_lowercase().contains(m))
+    {
+        return server_error_status(text).map(|code| format!("HTTP {code}"));
+    }
     let text = text.to_ascii_lowercase();
     let markers = match cause {
         ImagePullCause::RateLimited => RATE_LIMITED,
@@ -132,7 +172,7 @@ pub fn quoted_marker(cause: ImagePullCause, text: &str) -> Option<&'static str> 
     markers
         .iter()
         .find(|m| text.contains(*m))
-        .map(|m| m.trim_end_matches([':', ' ']))
+        .map(|m| m.trim_end_matches([':', ' ']).to_string())
 }
 
 /// The registry an image reference names: its first path segment when that is a host (has a
@@ -207,9 +247,85 @@ mod tests {
                 "Back-off pulling image \"nginx:1.27\"",
                 ImagePullCause::Unknown,
             ),
+            // CRI-O (containers/image) and Docker shapes.
+            (
+                "initializing source docker://quay.io/acme/api:2.4.0: reading manifest 2.4.0 in quay.io/acme/api: unauthorized: access to the requested resource is not authorized",
+                ImagePullCause::Unauthorized,
+            ),
+            (
+                "Error response from daemon: Head \"https://registry.example.com/v2/app/manifests/v2\": unauthorized: authentication required",
+                ImagePullCause::Unauthorized,
+            ),
+            (
+                "failed to resolve reference \"europe-docker.pkg.dev/acme/apps/api:2\": failed to authorize: failed to fetch oauth token: unexpected status from GET request to https://europe-docker.pkg.dev/v2/token: 403 Forbidden",
+                ImagePullCause::Unauthorized,
+            ),
+            (
+                "reading manifest 2 in europe-docker.pkg.dev/acme/apps/api: denied: Permission \"artifactregistry.repositories.downloadArtifacts\" denied on resource \"projects/acme/locations/europe/repositories/apps\" (or it may not exist)",
+                ImagePullCause::Unauthorized,
+            ),
+            (
+                "initializing source docker://registry.example.com/app:v2: reading manifest v2 in registry.example.com/app: manifest unknown",
+                ImagePullCause::NotFound,
+            ),
+            (
+                "initializing source docker://registry.example.com/app:v2: pinging container registry registry.example.com: Get \"https://registry.example.com/v2/\": dial tcp: lookup registry.example.com: Temporary failure in name resolution",
+                ImagePullCause::Unreachable,
+            ),
+            (
+                "Error response from daemon: Get \"https://registry.example.com/v2/\": net/http: request canceled while waiting for connection (Client.Timeout exceeded while awaiting headers)",
+                ImagePullCause::Unreachable,
+            ),
+            (
+                "failed to do request: Head \"https://10.0.0.7:5000/v2/app/manifests/v2\": http: server gave HTTP response to HTTPS client",
+                ImagePullCause::Unreachable,
+            ),
+            (
+                "reading manifest v2 in registry.example.com/app: received unexpected HTTP status: 504 Gateway Time-out",
+                ImagePullCause::ServerError,
+            ),
+            (
+                "initializing source docker://registry.example.com/app:v2: Requesting bearer token: invalid status code from registry 503 (Service Unavailable)",
+                ImagePullCause::ServerError,
+            ),
+            (
+                "failed to copy: httpReadSeeker: failed open: unexpected status code https://registry.example.com/v2/app/blobs/sha256:9f2c: 520 <none>",
+                ImagePullCause::ServerError,
+            ),
+            (
+                "Error response from daemon: unexpected status code 500",
+                ImagePullCause::ServerError,
+            ),
+            (
+                "reading manifest v2 in registry.example.com/app: StatusCode: 429, \"Too Many Requests\"",
+                ImagePullCause::RateLimited,
+            ),
+            // A port or an address is not a status.
+            (
+                "unexpected status from HEAD request to https://registry.example.com:503/v2/app/manifests/v2: EOF",
+                ImagePullCause::Unknown,
+            ),
         ] {
             assert_eq!(ImagePullCause::classify(message), cause, "{message}");
         }
+    }
+
+    #[test]
+    fn a_server_error_is_quoted_by_its_phrase_or_its_code() {
+        assert_eq!(
+            quoted_marker(
+                ImagePullCause::ServerError,
+                "unexpected status from HEAD request to https://r.example/v2/a/manifests/1: 502 Bad Gateway"
+            ),
+            Some("502 bad gateway".to_string())
+        );
+        assert_eq!(
+            quoted_marker(
+                ImagePullCause::ServerError,
+                "invalid status code from registry 507 (Insufficient Storage)"
+            ),
+            Some("HTTP 507".to_string())
+        );
     }
 
     #[test]
@@ -241,7 +357,7 @@ mod tests {
                 ImagePullCause::Unreachable,
                 "dial tcp 10.0.0.1:5000: connect: Connection Refused"
             ),
-            Some("connection refused")
+            Some("connection refused".to_string())
         );
     }
 }
