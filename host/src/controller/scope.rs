@@ -369,4 +369,37 @@ mod tests {
             );
         }
     }
+
+    /// Every Pod of every dump the tests carry (kubectl's, the scenarios', kubelet-written
+    /// statuses of every failure class) comes back from the packed store as `trim` leaves it.
+    #[test]
+    fn a_packed_pod_reads_back_as_trimmed() {
+        fn pod_lists(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pod_lists(&path, found);
+                } else if path.file_name().is_some_and(|n| n == "pods.json") {
+                    found.push(path);
+                }
+            }
+        }
+        let mut lists = Vec::new();
+        pod_lists(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests"),
+            &mut lists,
+        );
+        let mut pods = 0;
+        for list in &lists {
+            let value: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(list).unwrap()).unwrap();
+            for item in value["items"].as_array().into_iter().flatten() {
+                let pod: Pod = serde_json::from_value(item.clone()).unwrap();
+                let packed = StoredPod::new(pod.clone());
+                assert_eq!(packed.pod(), trim(pod), "{}", list.display());
+                pods += 1;
+            }
+        }
+        assert!(pods > 100, "only {pods} Pods in {} lists", lists.len());
+    }
 }
