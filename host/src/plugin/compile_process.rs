@@ -59,6 +59,16 @@ pub(super) enum Failed {
 
 /// The parent's side: `bytes` compiled as `request` says by a child process of `program`.
 pub(super) fn run(program: &Path, request: &Request, bytes: &[u8]) -> Result<Vec<u8>, Failed> {
+    run_within(program, request, bytes, DEADLINE)
+}
+
+/// [`run`], the child killed once `deadline` has passed.
+fn run_within(
+    program: &Path,
+    request: &Request,
+    bytes: &[u8],
+    deadline: Duration,
+) -> Result<Vec<u8>, Failed> {
     let header = serde_json::to_string(request).map_err(|e| Failed::Ran(e.to_string()))?;
     let mut child = Command::new(program)
         .arg(COMMAND)
@@ -78,12 +88,12 @@ pub(super) fn run(program: &Path, request: &Request, bytes: &[u8]) -> Result<Vec
         child.stdout.take().expect("piped"),
         child.stderr.take().expect("piped"),
     );
-    // The child is not reaped before `wait` below, so its pid names it until then: the watchdog
-    // cannot kill another process.
+    // The watchdog is done before the child is reaped (below), so the pid it may kill is still
+    // the child's.
     let pid = child.id() as libc::pid_t;
     let (finished, watch) = mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        let timed_out = watch.recv_timeout(DEADLINE) == Err(mpsc::RecvTimeoutError::Timeout);
+        let timed_out = watch.recv_timeout(deadline) == Err(mpsc::RecvTimeoutError::Timeout);
         if timed_out {
             // SAFETY: plain syscall on our own unreaped child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -115,13 +125,27 @@ pub(super) fn run(program: &Path, request: &Request, bytes: &[u8]) -> Result<Vec
         )
     });
     let (out, oversized, errors) = answer;
-    let status = child.wait();
     let _ = finished.send(());
     let timed_out = watchdog.join().unwrap_or(false);
+    // Its output is closed: it has exited or is about to. One that lingers is killed.
+    let lingering = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if std::time::Instant::now() < lingering => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                break child.wait();
+            }
+            Err(e) => break Err(e),
+        }
+    };
     if timed_out {
         return Err(Failed::Ran(format!(
             "the compile process did not finish within {} s and was killed",
-            DEADLINE.as_secs()
+            deadline.as_secs_f64()
         )));
     }
     if oversized {
@@ -264,6 +288,35 @@ mod tests {
         assert_eq!(configure.settings, "{\"a\":\n1}");
         assert_eq!(configure.world, super::super::World::PatchFilter);
         assert_eq!(configure.limits, crate::plugin::Limits::default());
+    }
+
+    /// A compile process that never answers is killed at the deadline and said to be, however
+    /// much of the request it read.
+    #[test]
+    fn a_compile_process_past_its_deadline_is_killed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("hangs");
+        std::fs::write(&program, "#!/bin/sh\nexec sleep 600\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let request = Request {
+            strategy: Strategy::Pooled,
+            slot_bytes: 1 << 20,
+            configure: None,
+        };
+        let started = std::time::Instant::now();
+        // More than a pipe holds: the writer blocks until the child dies.
+        let outcome = run_within(
+            &program,
+            &request,
+            &vec![0; 1 << 20],
+            Duration::from_millis(300),
+        );
+        let Err(Failed::Ran(reason)) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(reason.contains("did not finish within 0.3 s"), "{reason}");
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 
     #[test]
