@@ -1261,7 +1261,7 @@ fn plugins_and_their_snapshots_are_compiled_in_a_child_process() {
             .collect::<Vec<_>>()
     };
     let operator = Runtime::new(Some(cache.clone())).unwrap();
-    operator.compile_in_process_of(program.clone());
+    operator.compile_in_children_of(program.clone());
     operator.snapshot_in_background();
     let plugin = load_hostile(&operator, r#"{"greeting": "hello"}"#).unwrap();
     let settings = plugin
@@ -1296,7 +1296,7 @@ fn plugins_and_their_snapshots_are_compiled_in_a_child_process() {
 
     // A restart compiled by children too: both come from the cache, no child is started.
     let restarted = Runtime::new(Some(cache)).unwrap();
-    restarted.compile_in_process_of(program);
+    restarted.compile_in_children_of(program);
     let again = load_hostile(&restarted, r#"{"greeting": "hello"}"#).unwrap();
     assert!(again.configured_once());
     assert_eq!(starts().len(), 2);
@@ -1314,7 +1314,7 @@ fn a_compile_process_that_dies_fails_the_load_saying_why() {
         "printf 'compiler panicked at \\033[2Jboom\\n' >&2\nkill -9 $$",
     );
     let operator = Runtime::new(None).unwrap();
-    operator.compile_in_process_of(program);
+    operator.compile_in_children_of(program);
     let Err(reason) = load_hostile(&operator, "{}") else {
         panic!("a load whose compile process died succeeded");
     };
@@ -1324,7 +1324,7 @@ fn a_compile_process_that_dies_fails_the_load_saying_why() {
 
     // One that answers nothing and exits non-zero.
     let operator = Runtime::new(None).unwrap();
-    operator.compile_in_process_of(script(work.path(), "fails", "exit 3"));
+    operator.compile_in_children_of(script(work.path(), "fails", "exit 3"));
     let Err(reason) = load_hostile(&operator, "{}") else {
         panic!("a load whose compile process failed succeeded");
     };
@@ -1333,7 +1333,7 @@ fn a_compile_process_that_dies_fails_the_load_saying_why() {
     // One that cannot even be started (exec refused, the program gone): the operator compiles
     // in its own process, as it did before there were compile processes.
     let operator = Runtime::new(None).unwrap();
-    operator.compile_in_process_of(work.path().join("no such program"));
+    operator.compile_in_children_of(work.path().join("no such program"));
     let plugin = load_hostile(&operator, "{}").unwrap();
     assert_eq!(plugin.name, "hostile");
 }

@@ -418,7 +418,7 @@ async fn run_operator(args: RunArgs) -> Result<()> {
     // names another build or nothing.
     let this_program = std::path::Path::new("/proc/self/exe");
     match this_program.exists() {
-        true => runtime.compile_in_process_of(this_program.to_path_buf()),
+        true => runtime.compile_in_children_of(this_program.to_path_buf()),
         false => tracing::warn!("no /proc/self/exe; compiling plugins in-process"),
     }
     // Egress grants' credentials and notification webhooks: Secrets in the operator's own

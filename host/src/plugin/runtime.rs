@@ -293,7 +293,7 @@ impl Runtime {
     /// `program`, the operator's own binary (its hidden `compile-plugin` command): the
     /// long-running operator then never maps the compiler nor keeps a compile's memory. Calls
     /// made before this compile in-process. The `Before` strategy always compiles in-process.
-    pub fn compile_in_process_of(&self, program: PathBuf) {
+    pub fn compile_in_children_of(&self, program: PathBuf) {
         if self.strategy != Strategy::Before {
             let _ = self.compiler.program.set(program);
         }
@@ -489,7 +489,7 @@ impl Runtime {
 }
 
 /// Compiles in an engine made for the one compile and dropped after it, or in a child process
-/// of the operator's own binary ([`Runtime::compile_in_process_of`]). Cranelift keeps its
+/// of the operator's own binary ([`Runtime::compile_in_children_of`]). Cranelift keeps its
 /// scratch space (a few MB per compiling thread, more for large functions) in the engine that
 /// compiled for as long as that engine lives: in the engine that runs plugins, that is for good
 /// (7.6 MB after the built-in tools, the burst benchmark's heap profile). That engine only loads
