@@ -153,14 +153,7 @@ fn server_error_status(text: &str) -> Option<u16> {
 /// The first marker of `cause` found in `text`, to quote (`connection refused`, `503 service
 /// unavailable`, `HTTP 520`).
 pub fn quoted_marker(cause: ImagePullCause, text: &str) -> Option<String> {
-    if cause == ImagePullCause::ServerError
-        && !SERVER_ERROR
-            .iter()
-            .any(|m| text.to_ascii_lowercase().contains(m))
-    {
-        return server_error_status(text).map(|code| format!("HTTP {code}"));
-    }
-    let text = text.to_ascii_lowercase();
+    let lower = text.to_ascii_lowercase();
     let markers = match cause {
         ImagePullCause::RateLimited => RATE_LIMITED,
         ImagePullCause::Unreachable => UNREACHABLE,
@@ -169,10 +162,16 @@ pub fn quoted_marker(cause: ImagePullCause, text: &str) -> Option<String> {
         ImagePullCause::NotFound => NOT_FOUND,
         ImagePullCause::Unknown => &[],
     };
-    markers
+    let marker = markers
         .iter()
-        .find(|m| text.contains(*m))
-        .map(|m| m.trim_end_matches([':', ' ']).to_string())
+        .find(|m| lower.contains(*m))
+        .map(|m| m.trim_end_matches([':', ' ']).to_string());
+    match (marker, cause) {
+        (None, ImagePullCause::ServerError) => {
+            server_error_status(text).map(|code| format!("HTTP {code}"))
+        }
+        (marker, _) => marker,
+    }
 }
 
 /// The registry an image reference names: its first path segment when that is a host (has a
