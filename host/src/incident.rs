@@ -25,7 +25,9 @@ use crate::crd::{
     DiagnosticReport, DiagnosticReportStatus, FailureClass, Findings, IncidentDetail,
     IncidentMember, Phase, condition,
 };
-use crate::failure::{ImagePullCause, PendingReason, Refusal, missing_config, registry_of};
+use crate::failure::{
+    EvictionCause, ImagePullCause, PendingReason, Refusal, missing_config, registry_of,
+};
 
 /// A cause several failures can share.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +123,16 @@ pub async fn cause_of(
             Some(Cause {
                 key: format!("storageclass/{class}"),
                 description: format!("StorageClass {class} does not bind the claims that use it"),
+            })
+        }
+        FailureClass::Evicted => {
+            // The same key as Pods the scheduler keeps off Nodes under that pressure: the
+            // evictions and the Pods that cannot come back are one incident.
+            let taint = EvictionCause::parse(&failure.reason).node_taint()?;
+            let (_, description) = NODE_CONDITION_TAINTS.iter().find(|(t, _)| *t == taint)?;
+            Some(Cause {
+                key: format!("nodes/{taint}"),
+                description: format!("{description}: their kubelets evict Pods (taint {taint})"),
             })
         }
         FailureClass::CrashLoopBackOff => service_cause(report, cluster).await,

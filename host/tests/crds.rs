@@ -146,6 +146,7 @@ fn report_columns_and_names_are_what_kubectl_users_rely_on() {
             "OOMKilled",
             "CreateContainerConfigError",
             "ProbeFailure",
+            "Evicted",
             "FailedCreate",
             "Alert"
         ])

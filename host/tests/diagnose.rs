@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sre_operator::crd::DiagnosticReport;
+use sre_operator::crd::{DiagnosticReport, FailureClass, Phase};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -460,6 +460,88 @@ fn workloads_calling_a_service_that_does_not_exist_are_one_incident() {
         let s = status(m);
         assert!(s.suggested_patch.is_none());
         assert!(s.findings.unwrap().root_cause.contains("payment-api"));
+    }
+}
+
+/// A Node under memory pressure: the Pods its kubelet evicted (two Deployments) and a Pod the
+/// scheduler keeps off it for the pressure's taint are one incident, investigated once, with
+/// no patch: no change to one workload relieves the Node.
+#[test]
+fn evictions_and_pods_kept_off_a_node_under_pressure_are_one_incident() {
+    let dump = scenario_dump("evicted-node-memory-pressure");
+    let file = dump.path().join("logging/pods.json");
+    let mut pods: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    // A bare Pod the scheduler cannot place: the pressured node's taint and no room elsewhere.
+    let mut pending = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["status"]["phase"] == "Running")
+        .unwrap()
+        .clone();
+    pending["metadata"]["name"] = "indexer".into();
+    pending["metadata"]["uid"] = "00000000-0000-4000-8000-0000000000aa".into();
+    pending["metadata"]["labels"] = serde_json::json!({"app": "indexer"});
+    pending["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    pending["spec"].as_object_mut().unwrap().remove("nodeName");
+    pending["status"] = serde_json::json!({
+        "phase": "Pending", "qosClass": "Burstable",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "lastProbeTime": null, "lastTransitionTime": "2026-11-21T22:32:02Z",
+            "message": "0/4 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {node.kubernetes.io/memory-pressure: }, 2 node(s) had untolerated taint {dedicated: ingest}. preemption: 0/4 nodes are available: 1 No preemption victims found for incoming pod, 3 Preemption is not helpful for scheduling."}]
+    });
+    pods["items"].as_array_mut().unwrap().push(pending);
+    std::fs::write(&file, pods.to_string()).unwrap();
+
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let status = |r: &DiagnosticReport| r.status.clone().unwrap();
+    assert_eq!(
+        reports.len(),
+        3,
+        "two evicted workloads and the Pending Pod"
+    );
+    let incident = status(&reports[0]).incident.expect("in an incident");
+    assert!(
+        reports
+            .iter()
+            .all(|r| status(r).incident.as_ref() == Some(&incident)),
+        "one incident"
+    );
+    let leads: Vec<_> = reports
+        .iter()
+        .filter(|r| status(r).incident_detail.is_some())
+        .collect();
+    assert_eq!(leads.len(), 1, "investigated once");
+    let detail = status(leads[0]).incident_detail.unwrap();
+    assert_eq!(detail.members.len(), 3);
+    assert!(detail.cause.contains("memory pressure"), "{}", detail.cause);
+    let evicted: Vec<_> = reports
+        .iter()
+        .filter(|r| r.spec.failure.class == FailureClass::Evicted)
+        .collect();
+    assert_eq!(evicted.len(), 2);
+    for r in &reports {
+        let s = status(r);
+        assert!(
+            s.suggested_patch.is_none(),
+            "a node's pressure is never patched"
+        );
+        assert_eq!(s.phase, Some(Phase::NoFix));
+    }
+    for r in evicted {
+        assert_eq!(r.spec.failure.reason, "MemoryPressure");
+        if status(r).incident_detail.is_some() {
+            let root = status(r).findings.unwrap().root_cause;
+            assert!(
+                root.contains("general-1") && root.contains("3.3Gi"),
+                "{root}"
+            );
+        }
     }
 }
 

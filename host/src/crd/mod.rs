@@ -30,6 +30,9 @@ pub enum FailureClass {
     OomKilled,
     CreateContainerConfigError,
     ProbeFailure,
+    /// The kubelet evicted the Pod: its Node ran short of memory, disk or PIDs, or the Pod
+    /// outgrew its ephemeral-storage limits. The Pod stays `Failed` with reason `Evicted`.
+    Evicted,
     /// The workload's controller cannot create its Pods: the API server refuses them (a
     /// ResourceQuota, Pod Security, a missing ServiceAccount, a LimitRange, a webhook). Read
     /// from the controller, since no Pod exists.
@@ -42,19 +45,20 @@ pub enum FailureClass {
 impl FailureClass {
     /// What the operator reads from a Pod's status and events (and, for `FailedCreate`, from
     /// the controller that could not create the Pod).
-    pub const DETECTED: [FailureClass; 7] = [
+    pub const DETECTED: [FailureClass; 8] = [
         FailureClass::CrashLoopBackOff,
         FailureClass::Pending,
         FailureClass::ImagePullBackOff,
         FailureClass::OomKilled,
         FailureClass::CreateContainerConfigError,
         FailureClass::ProbeFailure,
+        FailureClass::Evicted,
         FailureClass::FailedCreate,
     ];
 
     /// Every class a report may have: the detected ones, and `Alert` (only from Alertmanager).
-    pub const ALL: [FailureClass; 8] = {
-        let mut all = [FailureClass::Alert; 8];
+    pub const ALL: [FailureClass; 9] = {
+        let mut all = [FailureClass::Alert; 9];
         let mut i = 0;
         while i < Self::DETECTED.len() {
             all[i] = Self::DETECTED[i];
@@ -71,6 +75,7 @@ impl FailureClass {
             FailureClass::OomKilled => "OOMKilled",
             FailureClass::CreateContainerConfigError => "CreateContainerConfigError",
             FailureClass::ProbeFailure => "ProbeFailure",
+            FailureClass::Evicted => "Evicted",
             FailureClass::FailedCreate => "FailedCreate",
             FailureClass::Alert => "Alert",
         }

@@ -13,6 +13,9 @@ pub fn may_be_failing(pod: &Pod) -> bool {
     if matches!(status.phase.as_deref(), Some("Succeeded")) {
         return false;
     }
+    if status.reason.as_deref() == Some("Evicted") {
+        return true;
+    }
     let unscheduled = pod
         .spec
         .as_ref()

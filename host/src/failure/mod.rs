@@ -1,11 +1,13 @@
 //! Classifying a Pod into failure classes, with the evidence a person would cite, from its status
 //! (container states, current and last) and its events. Pure functions over k8s-openapi types.
 
+mod eviction;
 mod failed_create;
 mod gate;
 mod image_pull;
 mod scheduling;
 
+pub use eviction::{ContainerUse, EvictionCause, EvictionMessage, StorageLimit};
 pub use failed_create::{
     CREATORS, Refusal, creator_kind, detect_failed_create, short_of_pods, would_be_pod,
 };
@@ -64,6 +66,10 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
         return Vec::new();
     }
     let events: Vec<&Event> = events.iter().filter(|e| is_about(e, pod)).collect();
+    // An evicted Pod's containers were stopped by the kubelet, not failing on their own.
+    if let Some(evicted) = eviction::detect_eviction(pod, &events) {
+        return vec![evicted];
+    }
     if let Some(pending) = detect_unschedulable(pod, &events) {
         return vec![pending];
     }

@@ -369,6 +369,138 @@ fn succeeded_pods_are_healthy() {
     assert!(detect(&p, &[]).is_empty());
 }
 
+/// An evicted Pod as the kubelet leaves it (1.27+): `Failed`, reason `Evicted`, its message,
+/// a `DisruptionTarget` condition and its containers stopped with 137 (or unknown): the cause
+/// is read from the message, whichever of the kubelet's formats it is, and never taken for a
+/// crash or an OOM kill of the workload's own.
+#[test]
+fn evictions_are_told_by_what_the_node_or_the_pod_ran_out_of() {
+    let evicted = |message: &str, state: Value| {
+        pod(
+            app_spec(),
+            json!({"phase": "Failed", "reason": "Evicted", "message": message,
+                "conditions": [
+                    {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "message": message},
+                    {"type": "Ready", "status": "False", "reason": "PodFailed"}],
+                "containerStatuses": [{"name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "",
+                    "ready": false, "restartCount": 0, "state": state}]}),
+        )
+    };
+    let killed = json!({"terminated": {"exitCode": 137, "reason": "Error"}});
+    let unknown = json!({"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
+        "message": "The container could not be located when the pod was terminated"}});
+    let oom = json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}});
+    let cases = [
+        (
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 91388Ki. Container app was using 1234576Ki, request is 128Mi, has larger consumption of memory. ",
+            &killed,
+            "MemoryPressure",
+            Some("app"),
+        ),
+        (
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 42Mi. ",
+            &oom,
+            "MemoryPressure",
+            None,
+        ),
+        (
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 2146223340, available: 1913276Ki. Container app was using 10823620Ki, request is 0, has larger consumption of ephemeral-storage. ",
+            &unknown,
+            "DiskPressure",
+            Some("app"),
+        ),
+        (
+            "The node was low on resource: inodes. Threshold quantity: 3276, available: 3012. ",
+            &killed,
+            "DiskPressure",
+            None,
+        ),
+        (
+            "The node was low on resource: pids. Threshold quantity: 1000, available: 912. ",
+            &killed,
+            "PIDPressure",
+            None,
+        ),
+        (
+            r#"Container app exceeded its local ephemeral storage limit "1Gi". "#,
+            &killed,
+            "EphemeralStorageLimit",
+            Some("app"),
+        ),
+        (
+            r#"Usage of EmptyDir volume "cache" exceeds the limit "512Mi". "#,
+            &killed,
+            "EphemeralStorageLimit",
+            None,
+        ),
+        (
+            "Pod ephemeral local storage usage exceeds the total limit of containers 2Gi. ",
+            &unknown,
+            "EphemeralStorageLimit",
+            None,
+        ),
+        (
+            "Pod was evicted for a reason this kubelet does not say.",
+            &killed,
+            "Evicted",
+            None,
+        ),
+    ];
+    for (message, state, reason, container) in cases {
+        let p = evicted(message, state.clone());
+        assert!(gate::may_be_failing(&p), "{message}");
+        let events = [event("Evicted", "Warning", message.trim(), None, 1)];
+        let found = detect(&p, &events);
+        assert_eq!(found.len(), 1, "{message}: {found:?}");
+        let d = &found[0];
+        assert_eq!(d.class, FailureClass::Evicted, "{message}");
+        assert_eq!(d.reason, reason, "{message}");
+        assert_eq!(d.container.as_deref(), container, "{message}");
+        assert_eq!(EvictionCause::parse(&d.reason).as_str(), reason);
+        assert!(
+            d.evidence[0].starts_with("the kubelet evicted the Pod from node node-a: ")
+                && d.evidence[0].contains(message.trim()),
+            "{:?}",
+            d.evidence
+        );
+        assert!(
+            d.evidence
+                .contains(&"DisruptionTarget=True (TerminationByKubelet)".to_string())
+        );
+        assert!(
+            d.evidence
+                .iter()
+                .any(|e| e.starts_with("event Warning Evicted"))
+        );
+    }
+    let parsed = EvictionMessage::parse(cases[0].0);
+    assert_eq!(parsed.threshold, Some(("100Mi".into(), "91388Ki".into())));
+    assert_eq!(
+        parsed.heaviest,
+        Some(ContainerUse {
+            container: "app".into(),
+            using: "1234576Ki".into(),
+            request: "128Mi".into(),
+            resource: "memory".into(),
+        })
+    );
+    assert_eq!(
+        EvictionMessage::parse(cases[6].0).storage_limit,
+        Some((StorageLimit::EmptyDir("cache".into()), "512Mi".into()))
+    );
+    // A Pod that failed on its own (a Job's container exiting 1) is not an eviction.
+    let failed = pod(
+        app_spec(),
+        json!({"phase": "Failed", "reason": "Error", "containerStatuses": [{"name": "app", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}),
+    );
+    assert!(
+        detect(&failed, &[])
+            .iter()
+            .all(|d| d.class != FailureClass::Evicted)
+    );
+}
+
 /// A report opened without the Pod's events says what one opened with them would: the status
 /// names the failure in full and nothing running could fail a probe. Otherwise the events are
 /// read (a crash loop may be a liveness kill; a bare back-off message names no cause).

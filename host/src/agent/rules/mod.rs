@@ -9,6 +9,7 @@ mod alert;
 mod clues;
 mod config;
 mod crash_loop;
+mod evicted;
 mod failed_create;
 mod image_pull;
 mod oom;
@@ -61,6 +62,7 @@ impl Brain for RulesBrain {
             FailureClass::OomKilled => oom::oom_killed(case, s).await,
             FailureClass::CreateContainerConfigError => config::config_error(case, s).await,
             FailureClass::ProbeFailure => probe::probe_failure(case, s).await,
+            FailureClass::Evicted => evicted::evicted(case, s).await,
             FailureClass::FailedCreate => failed_create::failed_create(case, s).await,
             FailureClass::Alert => alert::alert(case, s).await,
         }
