@@ -1,7 +1,8 @@
 //! Incidents on a loopback control plane: three Deployments whose images come from one
 //! registry that refuses the credentials are one incident. One investigation runs (its report
 //! lists every workload); the two others wait for it and take its findings; every report
-//! carries the incident's name.
+//! carries the incident's name. Deployments whose Pods a node's kubelet evicts for memory
+//! pressure are one incident too, never patched.
 
 mod support;
 
@@ -11,7 +12,7 @@ use anyhow::{Result, bail, ensure};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use sre_e2e::{demo, fault};
-use sre_operator::crd::DiagnosticReport;
+use sre_operator::crd::{DiagnosticReport, FailureClass};
 use support::operator::{Operator, operator_setup};
 
 const NS: &str = "shop";
@@ -158,5 +159,143 @@ async fn workloads_failing_on_one_registry_are_one_incident_investigated_once() 
             "the events of {app}'s Pods were read: {event_reads:#?}"
         );
     }
+    Ok(())
+}
+
+/// Three Deployments whose Pods the kubelet evicts (the node low on memory; their ReplicaSets
+/// replace them and the replacements are evicted too) are one incident about the node, with no
+/// patch. One of them carries an eviction message a tenant with `pods/status` rights could
+/// write, 16 KiB with terminal escapes: the report quotes a bounded part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_evicted_for_a_node_under_memory_pressure_are_one_incident() -> Result<()> {
+    const APPS: [&str; 3] = ["ledger", "search", "mailer"];
+    let Some(cluster) = support::cluster_with_policy("evicted-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), NS);
+    let hostile = format!(
+        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 90Mi. \u{1b}]52;c;ZWNobyBwd25lZA==\u{7}\u{1b}[2J{} ",
+        "A".repeat(16 << 10)
+    );
+    for app in APPS {
+        let mut d = demo::deployment(
+            app,
+            json!({ "app": app }),
+            Some(fault::EVICTED),
+            json!([]),
+            json!({"requests": {"memory": "256Mi"}}),
+        );
+        // Evicted every 2 s: a ReplicaSet replaces each one at once.
+        let annotations = &mut d["spec"]["template"]["metadata"]["annotations"];
+        annotations[fault::DELAY_ANNOTATION] = "2s".into();
+        if app == "mailer" {
+            annotations[fault::MESSAGE_ANNOTATION] = hostile.clone().into();
+        }
+        deployments
+            .create(&PostParams::default(), &serde_json::from_value(d)?)
+            .await?;
+    }
+    let setup = operator_setup(&cluster).await?;
+    let op = Operator::start(&cluster, &setup, "sre-operator-evicted-0", NS, false)?;
+    op.await_ready(Duration::from_secs(60))?;
+
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let list = reports.list(&Default::default()).await?.items;
+        let finished = list
+            .iter()
+            .filter(|r| {
+                r.status.as_ref().is_some_and(|s| {
+                    s.phase.is_some_and(|p| p.as_str() == "NoFix")
+                        && s.incident.is_some()
+                        && s.findings.is_some()
+                })
+            })
+            .count();
+        let listed = list
+            .iter()
+            .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
+            .any(|d| d.members.len() == APPS.len());
+        if finished == APPS.len() && listed {
+            break list;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not one incident of {} NoFix Evicted reports within 120 s: {:#?}\noperator log:\n{}",
+                APPS.len(),
+                list.iter()
+                    .map(|r| (&r.metadata.name, &r.spec.failure, &r.status))
+                    .collect::<Vec<_>>(),
+                op.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(
+        done.len() == APPS.len(),
+        "one report per workload, however many of its Pods were evicted: {:?}",
+        done.iter().map(|r| &r.metadata.name).collect::<Vec<_>>()
+    );
+    let incident = done[0].status.as_ref().unwrap().incident.clone().unwrap();
+    for r in &done {
+        let failure = &r.spec.failure;
+        ensure!(
+            failure.class == FailureClass::Evicted && failure.reason == "MemoryPressure",
+            "{failure:?}"
+        );
+        let status = r.status.as_ref().unwrap();
+        ensure!(status.incident.as_ref() == Some(&incident), "one incident");
+        ensure!(
+            status.suggested_patch.is_none(),
+            "a node's memory pressure is never patched"
+        );
+        // The quoted message is bounded; what is quoted keeps the kubelet's words.
+        for e in &status.findings.as_ref().unwrap().evidence {
+            ensure!(e.len() <= 2048, "an unbounded quote: {} bytes", e.len());
+        }
+    }
+    let leads: Vec<&DiagnosticReport> = done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_some())
+        .collect();
+    ensure!(leads.len() == 1, "investigated once");
+    let detail = leads[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .incident_detail
+        .as_ref()
+        .unwrap();
+    ensure!(detail.cause.contains("memory pressure"), "{}", detail.cause);
+    let mailer = done
+        .iter()
+        .find(|r| r.spec.workload.name == "mailer")
+        .unwrap();
+    let quoted = &mailer.spec.failure.evidence[0];
+    ensure!(
+        quoted.len() <= 2048 && quoted.contains("The node was low on resource: memory."),
+        "{} bytes: {:.200}",
+        quoted.len(),
+        quoted
+    );
+    // Through kubectl sre, no escape sequence the tenant wrote reaches the terminal.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-sre"))
+        .args(["show", mailer.metadata.name.as_deref().unwrap(), "-n", NS])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && shown.contains("The node was low on resource: memory."),
+        "kubectl sre show: {shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "a control character reached the terminal"
+    );
     Ok(())
 }

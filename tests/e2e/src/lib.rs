@@ -83,6 +83,8 @@ pub mod fault {
     pub const SIDECAR_EXIT: &str = "sidecar-exit";
     /// Running, but the readiness probe never passes (Ready=False).
     pub const READINESS_NEVER: &str = "readiness-never";
+    /// Failed, reason Evicted: the kubelet evicted the Pod, its node low on memory.
+    pub const EVICTED: &str = "evicted";
 
     /// Annotation: the one container that fails.
     pub const CONTAINER_ANNOTATION: &str = "sre-operator.dev/fault-container";
@@ -94,7 +96,7 @@ pub mod fault {
     pub const EXIT_CODE_ANNOTATION: &str = "sre-operator.dev/exit-code";
     /// Annotation: override the terminated reason of a crash.
     pub const EXIT_REASON_ANNOTATION: &str = "sre-operator.dev/exit-reason";
-    /// Annotation: override the error message of an image pull or config fault.
+    /// Annotation: override the error message of an image pull or config fault, or an eviction's.
     pub const MESSAGE_ANNOTATION: &str = "sre-operator.dev/fault-message";
 }
 
