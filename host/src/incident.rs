@@ -126,13 +126,24 @@ pub async fn cause_of(
             })
         }
         FailureClass::Evicted => {
-            // The same key as Pods the scheduler keeps off Nodes under that pressure: the
-            // evictions and the Pods that cannot come back are one incident.
-            let taint = EvictionCause::parse(&failure.reason).node_taint()?;
+            // The same key as Pods the scheduler keeps off Nodes under that pressure (or lost):
+            // the evictions and the Pods that cannot come back are one incident.
+            let cause = EvictionCause::parse(&failure.reason);
+            let taint = match cause.node_taint() {
+                Some(taint) => taint,
+                None if cause == EvictionCause::NodeNotReady => {
+                    lost_node_taint(pod, cluster).await?
+                }
+                None => return None,
+            };
             let (_, description) = NODE_CONDITION_TAINTS.iter().find(|(t, _)| *t == taint)?;
             Some(Cause {
                 key: format!("nodes/{taint}"),
-                description: format!("{description}: their kubelets evict Pods (taint {taint})"),
+                description: if cause == EvictionCause::NodeNotReady {
+                    format!("{description}: the Pods on them are stranded (taint {taint})")
+                } else {
+                    format!("{description}: their kubelets evict Pods (taint {taint})")
+                },
             })
         }
         FailureClass::CrashLoopBackOff => service_cause(report, cluster).await,
@@ -162,6 +173,25 @@ pub async fn cause_of(
         }
         _ => None,
     }
+}
+
+/// The taint the node controller put on the Pod's Node when it stopped reporting: the Pod
+/// alone does not say whether the Node is NotReady or unreachable.
+async fn lost_node_taint(pod: &Pod, cluster: &dyn Cluster) -> Option<&'static str> {
+    let node = pod
+        .spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| is_name(n))?;
+    let object = cluster.get(ResourceKind::Node, None, node).await.ok()??;
+    let taints = object["spec"]["taints"].as_array()?;
+    [
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/not-ready",
+    ]
+    .into_iter()
+    .find(|key| taints.iter().any(|t| t["key"].as_str() == Some(key)))
 }
 
 /// How much of a crash-looping container's log is read for the host it cannot reach: the

@@ -30,8 +30,9 @@ pub enum FailureClass {
     OomKilled,
     CreateContainerConfigError,
     ProbeFailure,
-    /// The kubelet evicted the Pod: its Node ran short of memory, disk or PIDs, or the Pod
-    /// outgrew its ephemeral-storage limits. The Pod stays `Failed` with reason `Evicted`.
+    /// The Pod was evicted: by its kubelet (its Node ran short of memory, disk or PIDs, or the
+    /// Pod outgrew its ephemeral-storage limits; `Failed` with reason `Evicted`), or by the
+    /// control plane from a Node that stopped reporting (marked not ready, then deleted).
     Evicted,
     /// The workload's controller cannot create its Pods: the API server refuses them (a
     /// ResourceQuota, Pod Security, a missing ServiceAccount, a LimitRange, a webhook). Read

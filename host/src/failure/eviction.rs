@@ -1,11 +1,13 @@
-//! Why the kubelet evicted a Pod, read from the message it writes into the Pod's status
+//! Why a Pod was evicted. The kubelet says so in the message it writes into the Pod's status
 //! (`pkg/kubelet/eviction`): a Node short of memory, disk or PIDs evicts the Pods that use
 //! most above their requests, whatever they run; a Pod that outgrows its own ephemeral-storage
-//! limits is evicted on any Node.
+//! limits is evicted on any Node. A Node that stops reporting evicts nothing itself: the node
+//! lifecycle controller marks its Pods not ready, then deletes them when their toleration of
+//! its NoExecute taint runs out (taint-based eviction).
 
 use std::sync::LazyLock;
 
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, PodCondition};
 use regex::Regex;
 
 use super::{Detection, MAX_EVENTS, cite_events};
@@ -24,6 +26,9 @@ pub enum EvictionCause {
     /// The Pod used more ephemeral storage than a container's limit, the sum of its containers'
     /// limits, or an emptyDir's `sizeLimit`: the workload's own bound, not the Node's.
     EphemeralStorageLimit,
+    /// The Node stopped reporting (NotReady or unreachable): its Pods are marked not ready and
+    /// then deleted by the control plane, not by the kubelet.
+    NodeNotReady,
     /// None of the above can be told from the message.
     Unknown,
 }
@@ -35,6 +40,7 @@ impl EvictionCause {
             EvictionCause::NodeDiskPressure => "DiskPressure",
             EvictionCause::NodePidPressure => "PIDPressure",
             EvictionCause::EphemeralStorageLimit => "EphemeralStorageLimit",
+            EvictionCause::NodeNotReady => "NodeNotReady",
             EvictionCause::Unknown => "Evicted",
         }
     }
@@ -45,6 +51,7 @@ impl EvictionCause {
             EvictionCause::NodeDiskPressure,
             EvictionCause::NodePidPressure,
             EvictionCause::EphemeralStorageLimit,
+            EvictionCause::NodeNotReady,
         ]
         .into_iter()
         .find(|c| c.as_str() == reason)
@@ -219,6 +226,80 @@ pub(super) fn detect_eviction(pod: &Pod, events: &[&Event]) -> Option<Detection>
         class: FailureClass::Evicted,
         reason: parsed.cause().as_str().into(),
         container: parsed.container().map(str::to_string),
+        evidence,
+    })
+}
+
+/// Whether the Pod's Node stopped reporting, as the Pod shows it: the control plane asked for
+/// its deletion for a NoExecute taint (`DisruptionTarget`, `DeletionByTaintManager`), or the node
+/// lifecycle controller set its `Ready` condition False (with no reason, as it writes it) while
+/// every container, whose status only the kubelet writes, last said ready.
+pub(super) fn lost_with_its_node(pod: &Pod) -> bool {
+    taint_deletion(pod).is_some() || marked_not_ready(pod)
+}
+
+fn taint_deletion(pod: &Pod) -> Option<&PodCondition> {
+    pod.status.as_ref()?.conditions.iter().flatten().find(|c| {
+        c.type_ == "DisruptionTarget"
+            && c.status == "True"
+            && c.reason.as_deref() == Some("DeletionByTaintManager")
+    })
+}
+
+fn marked_not_ready(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let scheduled = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+    let ready_false_without_reason = status.conditions.iter().flatten().any(|c| {
+        c.type_ == "Ready" && c.status == "False" && c.reason.as_deref().is_none_or(str::is_empty)
+    });
+    let containers = status.container_statuses.as_deref().unwrap_or_default();
+    scheduled
+        && status.phase.as_deref() == Some("Running")
+        && ready_false_without_reason
+        && !containers.is_empty()
+        && containers.iter().all(|c| c.ready)
+}
+
+/// A Pod stranded on a Node that stopped reporting.
+pub(super) fn detect_node_lost(pod: &Pod, events: &[&Event]) -> Option<Detection> {
+    if !lost_with_its_node(pod) {
+        return None;
+    }
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("an unknown node");
+    let mut evidence = Vec::new();
+    if marked_not_ready(pod) {
+        evidence.push(format!(
+            "Ready=False, set by the node controller: node {node} stopped reporting, and its containers' last word (ready) is stale"
+        ));
+    }
+    if let Some(c) = taint_deletion(pod) {
+        let message = crate::agent::truncate(c.message.as_deref().unwrap_or("").trim(), 256);
+        evidence.push(format!(
+            "DisruptionTarget=True (DeletionByTaintManager): {message}"
+        ));
+        if let Some(at) = pod.metadata.deletion_timestamp.as_ref() {
+            evidence.push(format!(
+                "deletion requested at {}: it waits for node {node}'s kubelet to confirm",
+                at.0
+            ));
+        }
+    }
+    evidence.extend(cite_events(events, |e| {
+        matches!(
+            e.reason.as_deref(),
+            Some("NodeNotReady" | "TaintManagerEviction" | "NodeControllerEviction")
+        )
+    }));
+    Some(Detection {
+        class: FailureClass::Evicted,
+        reason: EvictionCause::NodeNotReady.as_str().into(),
+        container: None,
         evidence,
     })
 }

@@ -66,8 +66,11 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
         return Vec::new();
     }
     let events: Vec<&Event> = events.iter().filter(|e| is_about(e, pod)).collect();
-    // An evicted Pod's containers were stopped by the kubelet, not failing on their own.
-    if let Some(evicted) = eviction::detect_eviction(pod, &events) {
+    // An evicted Pod's containers were stopped by the kubelet, not failing on their own; a
+    // lost Node's Pods show only what its kubelet last said.
+    if let Some(evicted) =
+        eviction::detect_eviction(pod, &events).or_else(|| eviction::detect_node_lost(pod, &events))
+    {
         return vec![evicted];
     }
     if let Some(pending) = detect_unschedulable(pod, &events) {

@@ -501,6 +501,93 @@ fn evictions_are_told_by_what_the_node_or_the_pod_ran_out_of() {
     );
 }
 
+/// A Pod on a Node that stopped reporting, as the control plane leaves it: first the node
+/// controller's `Ready=False` (no reason; the containers' statuses, the kubelet's, still say
+/// ready), then the taint eviction's `DisruptionTarget` and a deletion that never completes.
+/// Pods that are not ready for their own reasons are not taken for it.
+#[test]
+fn pods_stranded_on_a_node_that_stopped_reporting() {
+    let running_ready = json!({"name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "",
+        "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-11-25T08:00:00Z"}}});
+    let marked = pod(
+        app_spec(),
+        json!({"phase": "Running", "conditions": [
+            {"type": "PodReadyToStartContainers", "status": "True"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-25T09:40:51Z"},
+            {"type": "ContainersReady", "status": "True"},
+            {"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [running_ready.clone()]}),
+    );
+    assert!(gate::may_be_failing(&marked));
+    let events = [event(
+        "NodeNotReady",
+        "Warning",
+        "Node is not ready",
+        None,
+        1,
+    )];
+    let found = detect(&marked, &events);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].class, FailureClass::Evicted);
+    assert_eq!(found[0].reason, "NodeNotReady");
+    assert!(found[0].evidence[0].contains("node node-a stopped reporting"));
+    assert!(
+        found[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("NodeNotReady") && e.contains("Node is not ready"))
+    );
+
+    let mut deleting = marked.clone();
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-25T09:45:51Z".parse().unwrap(),
+        ));
+    deleting.status.as_mut().unwrap().conditions.as_mut().unwrap().insert(
+        0,
+        serde_json::from_value(json!({"type": "DisruptionTarget", "status": "True",
+            "reason": "DeletionByTaintManager", "message": "Taint manager: deleting due to NoExecute taint",
+            "lastTransitionTime": "2026-11-25T09:45:51Z"}))
+        .unwrap(),
+    );
+    let found = detect(&deleting, &[]);
+    assert_eq!(found[0].reason, "NodeNotReady");
+    assert!(found[0].evidence.contains(&"DisruptionTarget=True (DeletionByTaintManager): Taint manager: deleting due to NoExecute taint".to_string()));
+    assert!(
+        found[0]
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("deletion requested at 2026-11-25T09:45:51"))
+    );
+
+    // Not ready for reasons of its own: a readiness gate, a failing probe, a healthy Pod.
+    let gated = pod(
+        app_spec(),
+        json!({"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "False", "reason": "ReadinessGatesNotReady", "message": "corresponding condition of pod readiness gate \"target-health\" does not exist."},
+            {"type": "ContainersReady", "status": "True"}],
+            "containerStatuses": [running_ready.clone()]}),
+    );
+    let mut unready = running_ready.clone();
+    unready["ready"] = false.into();
+    let probe = pod(app_spec(), running_status(unready));
+    let healthy = pod(
+        app_spec(),
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [running_ready]}),
+    );
+    for p in [&gated, &probe, &healthy] {
+        assert!(
+            detect(p, &[])
+                .iter()
+                .all(|d| d.class != FailureClass::Evicted),
+            "{p:?}"
+        );
+    }
+    assert!(!gate::may_be_failing(&healthy) && !gate::may_be_failing(&gated));
+}
+
 /// A report opened without the Pod's events says what one opened with them would: the status
 /// names the failure in full and nothing running could fail a probe. Otherwise the events are
 /// read (a crash loop may be a liveness kill; a bare back-off message names no cause).

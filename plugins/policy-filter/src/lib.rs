@@ -1,4 +1,5 @@
-//! `policy-filter`: skips investigations nobody needs: Pods being deleted, Pods and namespaces
+//! `policy-filter`: skips investigations nobody needs: Pods being deleted (unless the deletion
+//! waits on a Node that stopped reporting), Pods and namespaces
 //! that opted out with an annotation, and crash loops that have not restarted often enough yet.
 // wit-bindgen's generated bindings take one argument per field of the WIT context record.
 #![allow(clippy::too_many_arguments)]
@@ -58,7 +59,12 @@ pub fn decide(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("the Pod");
+    // A deletion on a Node that stopped reporting waits for a kubelet that is gone: that Pod
+    // is not going away, it is the evidence.
+    let stranded = failure.get("class").and_then(Value::as_str) == Some("Evicted")
+        && failure.get("reason").and_then(Value::as_str) == Some("NodeNotReady");
     if settings.skip_deleting
+        && !stranded
         && pod
             .pointer("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null())
@@ -179,6 +185,10 @@ mod tests {
                 .unwrap()
                 .contains("being deleted")
         );
+        let stranded = json!({"class": "Evicted", "reason": "NodeNotReady"});
+        assert_eq!(decide(&deleting, &stranded, None, &s), None);
+        let evicted = json!({"class": "Evicted", "reason": "MemoryPressure"});
+        assert!(decide(&deleting, &evicted, None, &s).is_some());
         assert!(Settings::parse(r#"{"minRestarts": -1}"#).is_err());
         assert!(
             Settings::parse(r#"{"optOutAnnotation": ""}"#)

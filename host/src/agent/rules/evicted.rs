@@ -1,6 +1,7 @@
 //! The Evicted playbook: a Node short of memory, disk or PIDs is the Node's problem, shared by
 //! every Pod on it, so it is explained with the Node's numbers and never patched; a Pod evicted
-//! for outgrowing its own ephemeral-storage limit is told which limit it crossed.
+//! for outgrowing its own ephemeral-storage limit is told which limit it crossed; a Pod
+//! stranded on a Node that stopped reporting is told what the control plane does next.
 
 use serde_json::json;
 
@@ -62,6 +63,10 @@ pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, 
                 "Find what the workload writes locally (kubectl exec into a replica and run du on its writable paths and emptyDirs) and bound it (log rotation, a cache size), or raise {change} in the workload's template if the data is expected. The controller replaces evicted Pods; delete the Failed ones once the cause is fixed."
             ),
         ));
+    }
+
+    if cause == EvictionCause::NodeNotReady {
+        return node_not_ready(case, s, node, evidence).await;
     }
 
     let (low_on, condition) = match cause {
@@ -173,6 +178,89 @@ pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, 
         evidence,
         format!(
             "{advice} The controller replaces evicted Pods; delete the Failed ones once the node recovers."
+        ),
+    ))
+}
+
+/// A Node that stopped reporting: read it (its Ready condition and the taints the node
+/// controller put on it) and say what happens to the Pod, and what a person decides.
+async fn node_not_ready(
+    case: &Case,
+    s: &mut Session,
+    node: Option<&str>,
+    mut evidence: Vec<String>,
+) -> Result<Conclusion, AgentError> {
+    let pod = &case.report.spec.pod.name;
+    let on = node
+        .map(|n| format!("node {n}"))
+        .unwrap_or("its node".into());
+    let mut state = "stopped reporting".to_string();
+    if let Some(node) = node {
+        let usage = s
+            .act(
+                format!("Pod {pod} is marked not ready by the control plane, not by its kubelet."),
+                format!("Read node {node}: its Ready condition and taints say whether it is NotReady or unreachable."),
+                "get_resource_usage",
+                json!({"nodeName": node}),
+            )
+            .await?;
+        if let Some(u) = answer::<NodeUsage>(&usage) {
+            let taints: Vec<String> = u.taints.iter().map(|t| t.to_string()).collect();
+            let lost: Vec<&str> = u
+                .taints
+                .iter()
+                .filter_map(|t| match t.key.as_str() {
+                    "node.kubernetes.io/unreachable" => Some("unreachable"),
+                    "node.kubernetes.io/not-ready" => Some("NotReady"),
+                    _ => None,
+                })
+                .collect();
+            if let Some(first) = lost.first() {
+                state = format!("is {first}");
+            } else if !u.ready {
+                state = "is NotReady".into();
+            }
+            evidence.push(format!(
+                "node {node}: {}, {} Pods bound; taints: {}",
+                if u.ready { "Ready" } else { "not Ready" },
+                u.pods,
+                if taints.is_empty() {
+                    "none".to_string()
+                } else {
+                    taints.join(", ")
+                },
+            ));
+        }
+    }
+    let tolerance = case
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            matches!(
+                t.key.as_deref(),
+                Some("node.kubernetes.io/unreachable" | "node.kubernetes.io/not-ready")
+            ) && t.effect.as_deref() == Some("NoExecute")
+        })
+        .filter_map(|t| t.toleration_seconds)
+        .min();
+    let next = match tolerance {
+        Some(secs) => format!(
+            "the control plane deletes it {secs} s after the node's NoExecute taint appeared (its toleration), and its controller then creates a replacement on a healthy node"
+        ),
+        None => "it tolerates the node's NoExecute taint without a time limit, so it stays there until the node returns".to_string(),
+    };
+    Ok(no_fix(
+        format!("Pod {pod} is stranded: {on} {state}."),
+        format!(
+            "The kubelet on {on} stopped reporting, so the node controller marked the Pod not ready; {next}. A deletion waits for the kubelet to confirm it and shows as Terminating until the node returns or is removed. Nothing in the workload is wrong."
+        ),
+        evidence,
+        format!(
+            "Find out why {on} stopped reporting (the machine, its network, the kubelet or the container runtime). If it is gone for good, delete the Node object (kubectl delete node) so that its Pods are removed and replaced: StatefulSet Pods are not replaced while their old Pod still exists."
         ),
     ))
 }
