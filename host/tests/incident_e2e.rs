@@ -2,7 +2,8 @@
 //! registry that refuses the credentials are one incident. One investigation runs (its report
 //! lists every workload); the two others wait for it and take its findings; every report
 //! carries the incident's name. Deployments whose Pods a node's kubelet evicts for memory
-//! pressure are one incident too, never patched.
+//! pressure are one incident too, never patched; so are the Pods of a node that stops
+//! reporting, as the real node lifecycle controller marks and evicts them.
 
 mod support;
 
@@ -298,4 +299,264 @@ async fn pods_evicted_for_a_node_under_memory_pressure_are_one_incident() -> Res
         "a control character reached the terminal"
     );
     Ok(())
+}
+
+/// A node stops reporting: the test registers a node of its own (kwok does not manage it), is
+/// its kubelet (renews its Lease, writes its Pods' status Running and ready), then stops. The
+/// real kube-controller-manager marks the node unreachable, marks its Pods not ready and, when
+/// their toleration of the NoExecute taint runs out, deletes them; the deletions wait on a
+/// kubelet that is gone. The Deployments' reports are one incident about unreachable nodes, with
+/// no patch, and Pods the scheduler cannot place for that taint join it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_node_that_stops_reporting_are_one_incident() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use k8s_openapi::jiff::Timestamp;
+    use kube::api::{Patch, PatchParams};
+
+    const APPS: [&str; 2] = ["orders", "billing"];
+    const LOST: &str = "node-lost";
+    let mut options = sre_e2e::ClusterOptions::default();
+    options.extra_args.insert(
+        "kube-controller-manager".into(),
+        vec![
+            // Above kwok's lease renewal interval (a quarter of its 40 s lease), or its live
+            // nodes would flap NotReady between renewals.
+            "--node-monitor-period=1s".into(),
+            "--node-monitor-grace-period=16s".into(),
+        ],
+    );
+    let Some(cluster) =
+        support::cluster_with_options_and_policy("node-lost-e2e", options, NS, json!({})).await?
+    else {
+        return Ok(());
+    };
+    let client = cluster.client();
+
+    // The node, registered as a kubelet registers it, and its heartbeat: the Lease renewed
+    // every second until the "kubelet" stops.
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": LOST, "labels": {"kubernetes.io/hostname": LOST, "kubernetes.io/os": "linux"}},
+            }))?,
+        )
+        .await?;
+    let amounts = json!({"cpu": "4", "memory": "8Gi", "pods": "110"});
+    let now = Timestamp::now().to_string();
+    nodes
+        .patch_status(
+            LOST,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"capacity": amounts, "allocatable": amounts,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]}})),
+        )
+        .await?;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "kube-node-lease");
+    let lease = |renew: String| {
+        json!({"metadata": {"name": LOST},
+            "spec": {"holderIdentity": LOST, "leaseDurationSeconds": 40, "renewTime": renew}})
+    };
+    leases
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(lease(micro_now()))?,
+        )
+        .await?;
+    let heartbeat = {
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = leases
+                    .patch(
+                        LOST,
+                        &PatchParams::default(),
+                        &Patch::Merge(lease(micro_now())),
+                    )
+                    .await;
+            }
+        })
+    };
+    schedulable(&nodes, LOST).await?;
+
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), NS);
+    for app in APPS {
+        let mut d = demo::deployment(app, json!({ "app": app }), None, json!([]), json!({}));
+        let spec = &mut d["spec"]["template"]["spec"];
+        spec["nodeSelector"] = json!({"kubernetes.io/hostname": LOST});
+        // Deleted 3 s after the node's NoExecute taint (the default is 300 s).
+        spec["tolerations"] = json!([
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3},
+        ]);
+        deployments
+            .create(&PostParams::default(), &serde_json::from_value(d)?)
+            .await?;
+    }
+    // The kubelet's part: each Pod the scheduler binds here runs and is ready.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut running = std::collections::BTreeSet::new();
+    while running.len() < APPS.len() {
+        ensure!(
+            Instant::now() < deadline,
+            "the Pods were never bound to {LOST}"
+        );
+        for p in pods.list(&Default::default()).await?.items {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let bound = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(LOST);
+            if !bound || running.contains(&name) {
+                continue;
+            }
+            let now = Timestamp::now().to_string();
+            let conditions: Vec<_> = [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled",
+            ]
+            .iter()
+            .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
+            .collect();
+            let image = p.spec.as_ref().unwrap().containers[0].image.clone();
+            pods.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Running", "conditions": conditions,
+                    "hostIP": "127.0.0.1", "startTime": now,
+                    "containerStatuses": [{"name": "app", "image": image, "imageID": "", "ready": true,
+                        "started": true, "restartCount": 0, "state": {"running": {"startedAt": now}}}]}})),
+            )
+            .await?;
+            running.insert(name);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let setup = operator_setup(&cluster).await?;
+    let op = Operator::start(&cluster, &setup, "sre-operator-node-lost-0", NS, false)?;
+    op.await_ready(Duration::from_secs(60))?;
+    // Healthy: nothing to report while the node answers.
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(
+        reports.list(&Default::default()).await?.items.is_empty(),
+        "a report while the node was healthy"
+    );
+
+    // The kubelet dies.
+    heartbeat.abort();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let list = reports.list(&Default::default()).await?.items;
+        let concluded = |r: &DiagnosticReport| {
+            r.status.as_ref().is_some_and(|s| {
+                s.phase.is_some_and(|p| p.as_str() == "NoFix")
+                    && s.incident.is_some()
+                    && s.findings.is_some()
+            })
+        };
+        let stranded = list
+            .iter()
+            .filter(|r| concluded(r))
+            .filter(|r| {
+                r.spec.failure.class == FailureClass::Evicted
+                    && r.spec.failure.reason == "NodeNotReady"
+            })
+            .count();
+        if stranded == APPS.len() && list.iter().all(concluded) {
+            break list;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not {} NoFix NodeNotReady reports in one incident within 120 s: {:#?}\nnode: {:#?}\npods: {:#?}\noperator log:\n{}",
+                APPS.len(),
+                list.iter()
+                    .map(|r| (&r.metadata.name, &r.spec.failure, &r.status))
+                    .collect::<Vec<_>>(),
+                nodes.get(LOST).await?,
+                pods.list(&Default::default())
+                    .await?
+                    .items
+                    .iter()
+                    .map(|p| (&p.metadata.name, &p.metadata.deletion_timestamp, &p.status))
+                    .collect::<Vec<_>>(),
+                op.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let incident = done[0].status.as_ref().unwrap().incident.clone().unwrap();
+    for r in &done {
+        let status = r.status.as_ref().unwrap();
+        ensure!(
+            status.incident.as_ref() == Some(&incident),
+            "one incident: {:?}",
+            done.iter()
+                .map(|r| (&r.metadata.name, &r.status.as_ref().unwrap().incident))
+                .collect::<Vec<_>>()
+        );
+        ensure!(
+            status.suggested_patch.is_none(),
+            "a lost node is never patched"
+        );
+    }
+    let leads: Vec<&DiagnosticReport> = done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_some())
+        .collect();
+    ensure!(leads.len() == 1, "investigated once");
+    let status = leads[0].status.as_ref().unwrap();
+    let cause = &status.incident_detail.as_ref().unwrap().cause;
+    ensure!(cause.contains("Nodes are unreachable"), "{cause}");
+    let investigated = done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().brain.is_some())
+        .count();
+    ensure!(investigated == 1, "{investigated} investigations");
+    if leads[0].spec.failure.class == FailureClass::Evicted {
+        let root = &status.findings.as_ref().unwrap().root_cause;
+        ensure!(root.contains(LOST), "{root}");
+    }
+    Ok(())
+}
+
+/// A Lease's renewTime: RFC 3339 with microseconds, as the API server requires of a MicroTime.
+fn micro_now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
+}
+
+/// Waits until the node is Ready and carries no taint (the node controller's not-ready taint
+/// goes once it sees the heartbeat), so the scheduler may bind to it.
+async fn schedulable(nodes: &Api<k8s_openapi::api::core::v1::Node>, name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = nodes.get(name).await?;
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let tainted = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|t| !t.is_empty());
+        if ready && !tainted {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "node {name} never became schedulable: {node:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

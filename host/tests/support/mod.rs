@@ -47,7 +47,17 @@ pub async fn cluster_with_policy(
     ns: &str,
     spec: serde_json::Value,
 ) -> Result<Option<sre_e2e::TestCluster>> {
-    let cluster = sre_e2e::TestCluster::start(sre_e2e::ClusterOptions::default()).await?;
+    cluster_with_options_and_policy(test, sre_e2e::ClusterOptions::default(), ns, spec).await
+}
+
+/// [`cluster_with_policy`] on a cluster started with `options`.
+pub async fn cluster_with_options_and_policy(
+    test: &str,
+    options: sre_e2e::ClusterOptions,
+    ns: &str,
+    spec: serde_json::Value,
+) -> Result<Option<sre_e2e::TestCluster>> {
+    let cluster = sre_e2e::TestCluster::start(options).await?;
     if cluster.is_external() {
         eprintln!("{test}: skipped: needs a cluster this harness starts (fault stages, audit log)");
         return Ok(None);
