@@ -3,12 +3,11 @@
 //! for outgrowing its own ephemeral-storage limit is told which limit it crossed; a Pod
 //! stranded on a Node that stopped reporting is told what the control plane does next.
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::json;
 
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, no_fix};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-
 use crate::cluster::{NodeUsage, format_bytes, format_millis, memory_bytes};
 use crate::failure::{EvictionCause, EvictionMessage, StorageLimit};
 use crate::names::NameRule;
