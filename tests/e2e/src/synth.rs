@@ -49,6 +49,8 @@ pub enum Class {
     OomKilled,
     CreateContainerConfigError,
     ProbeFailure,
+    /// The kubelet evicted the Pod, its node low on memory: `Failed`, reason `Evicted`.
+    Evicted,
     /// No Pod: the ReplicaSet's Pods are refused by a ResourceQuota (`ReplicaFailure`,
     /// `FailedCreate` events); its report names the ReplicaSet.
     FailedCreate,
@@ -56,13 +58,14 @@ pub enum Class {
 
 impl Class {
     /// In the order failures are planted.
-    pub const ALL: [Class; 7] = [
+    pub const ALL: [Class; 8] = [
         Class::CrashLoopBackOff,
         Class::Pending,
         Class::ImagePullBackOff,
         Class::OomKilled,
         Class::CreateContainerConfigError,
         Class::ProbeFailure,
+        Class::Evicted,
         Class::FailedCreate,
     ];
 
@@ -75,6 +78,7 @@ impl Class {
             Class::OomKilled => "OOMKilled",
             Class::CreateContainerConfigError => "CreateContainerConfigError",
             Class::ProbeFailure => "ProbeFailure",
+            Class::Evicted => "Evicted",
             Class::FailedCreate => "FailedCreate",
         }
     }
@@ -783,6 +787,50 @@ impl Gen {
                             vec![running_status(false, 0, json!({}), created + 2)],
                         )
                     }
+                    Class::Evicted => {
+                        let message = eviction_message(&container, &resources);
+                        events.push(kubelet_event(
+                            self,
+                            "Evicted",
+                            message.trim().to_string(),
+                            "Warning",
+                            1,
+                            NOW - 40,
+                            NOW - 40,
+                        ));
+                        events.push(kubelet_event(
+                            self,
+                            "Killing",
+                            format!("Stopping container {container}"),
+                            "Normal",
+                            1,
+                            NOW - 40,
+                            NOW - 40,
+                        ));
+                        let mut disruption = cond("DisruptionTarget", true, NOW - 40);
+                        disruption["reason"] = json!("TerminationByKubelet");
+                        disruption["message"] = json!(message);
+                        let failed = |mut c: Value| {
+                            c["reason"] = json!("PodFailed");
+                            c
+                        };
+                        let status = json!({
+                            "name": container, "state": {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": time(created + 2), "finishedAt": time(NOW - 40), "containerID": cid}},
+                            "lastState": {}, "ready": false, "restartCount": 0, "image": image, "imageID": image_id, "containerID": cid, "started": false, "resources": resources
+                        });
+                        (
+                            "Failed",
+                            vec![
+                                disruption,
+                                cond("PodReadyToStartContainers", false, NOW - 40),
+                                cond("Initialized", true, created),
+                                failed(cond("Ready", false, NOW - 40)),
+                                failed(cond("ContainersReady", false, NOW - 40)),
+                                cond("PodScheduled", true, created),
+                            ],
+                            vec![status],
+                        )
+                    }
                     Class::Pending => {
                         let message = format!(
                             "0/{n} nodes are available: {n} Insufficient memory. preemption: 0/{n} nodes are available: {n} No preemption victims found for incoming pod.",
@@ -819,6 +867,10 @@ impl Gen {
         if pending {
             status.as_object_mut().unwrap().remove("observedGeneration");
         }
+        if health == Health::Planted(Class::Evicted) {
+            status["reason"] = json!("Evicted");
+            status["message"] = json!(eviction_message(&container, &resources));
+        }
         ns.pods.push(json!({
             "metadata": {"name": name, "generateName": format!("{rs}-"), "namespace": team, "uid": uid, "resourceVersion": self.rv(), "generation": 1,
                          "creationTimestamp": time(created), "labels": labels,
@@ -829,6 +881,14 @@ impl Gen {
         ns.events.extend(events);
         ns.logs.push((name, format!("==== START logs for container {container} of pod {team}/{{pod}} ====\n{log}==== END logs for container {container} of pod {team}/{{pod}} ====\n")));
     }
+}
+
+/// The kubelet's message for a Pod it evicted from a node low on memory, blaming `container`.
+fn eviction_message(container: &str, resources: &Value) -> String {
+    let request = resources["requests"]["memory"].as_str().unwrap_or("0");
+    format!(
+        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 83212Ki. Container {container} was using 1474560Ki, request is {request}, has larger consumption of memory. "
+    )
 }
 
 fn old_spec_of(replicasets: &[Value]) -> Value {
