@@ -560,3 +560,77 @@ async fn schedulable(nodes: &Api<k8s_openapi::api::core::v1::Node>, name: &str) 
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// An evicted Pod stays until someone deletes it: with a one-second cooldown, its report is
+/// opened once and not deleted and opened again for the same eviction when the cooldown ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_is_reported_once_however_long_its_pod_stays() -> Result<()> {
+    let Some(cluster) =
+        support::cluster_with_policy("evicted-once-e2e", NS, json!({"cooldown": "1s"})).await?
+    else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    // A bare Pod: no controller replaces it, so there is exactly one eviction.
+    let pod = sre_e2e::fixtures::PodBuilder::new("batch-runner")
+        .namespace(NS)
+        .label("app", "batch-runner")
+        .label(fault::LABEL, fault::EVICTED)
+        .spec(
+            json!({"terminationGracePeriodSeconds": 0, "containers": [{"name": "app",
+            "image": "registry.example.com/shop/batch-runner:1.8.2"}]}),
+        )
+        .build();
+    let mut pod = serde_json::to_value(pod)?;
+    pod["metadata"]["annotations"] = json!({ fault::DELAY_ANNOTATION: "300ms" });
+    pod.as_object_mut().unwrap().remove("status");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NS);
+    pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
+        .await?;
+    let setup = operator_setup(&cluster).await?;
+    let op = Operator::start(&cluster, &setup, "sre-operator-evicted-once-0", NS, false)?;
+    op.await_ready(Duration::from_secs(60))?;
+
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let list = reports.list(&Default::default()).await?.items;
+        if let Some(r) = list.into_iter().find(|r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.phase.is_some_and(|p| p.as_str() == "NoFix"))
+        }) {
+            break r;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no NoFix report within 60 s:\n{}",
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    ensure!(first.spec.failure.class == FailureClass::Evicted);
+    // Several cooldowns later (and a change to the Pod, which reconciles it again).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pods.patch(
+        "batch-runner",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let list = reports.list(&Default::default()).await?.items;
+    ensure!(
+        list.len() == 1 && list[0].metadata.uid == first.metadata.uid,
+        "the same eviction was reported again: {:?}",
+        list.iter()
+            .map(|r| (&r.metadata.name, &r.metadata.uid))
+            .collect::<Vec<_>>()
+    );
+    let log = op.log();
+    ensure!(
+        log.matches("report opened").count() == 1,
+        "one report opened:\n{log}"
+    );
+    Ok(())
+}

@@ -35,6 +35,19 @@ fn replaceable(existing: &DiagnosticReport, cooldown: Duration) -> bool {
     terminal && cooled
 }
 
+/// Whether `report` was opened after `pod`'s eviction: an evicted Pod stays until someone
+/// deletes it, and its eviction, reported once, is not reported again each time the report's
+/// cooldown ends (a new eviction is a new Pod).
+fn reported_since_evicted(report: &DiagnosticReport, pod: &Pod) -> bool {
+    match (
+        crate::failure::evicted_at(pod),
+        report.metadata.creation_timestamp.as_ref(),
+    ) {
+        (Some(evicted), Some(opened)) => opened.0 >= evicted,
+        _ => false,
+    }
+}
+
 /// The report named `name` in `namespace` as the report watch last saw it.
 fn known_report(ctx: &Context, namespace: &str, name: &str) -> Option<Arc<DiagnosticReport>> {
     ctx.reports
@@ -134,7 +147,7 @@ fn already_reported(
         let name = crate::crd::report_name(workload, d.class);
         ctx.openings.opening(&namespace, &name)
             || match known_report(ctx, &namespace, &name) {
-                Some(r) => !replaceable(&r, policy.cooldown),
+                Some(r) => !replaceable(&r, policy.cooldown) || reported_since_evicted(&r, pod),
                 None => ctx.openings.created_lately(&namespace, &name),
             }
     })
@@ -157,6 +170,15 @@ pub async fn reconcile_pod(stored: Arc<StoredPod>, ctx: Arc<Context>) -> Result<
     if !shown.is_empty() {
         let w = ctx.openings.workload(ctx.recent.as_ref(), &pod).await?;
         if already_reported(&ctx, &policies, &pod, &w, &shown) {
+            // An evicted Pod whose eviction is reported never changes: only its own update is
+            // worth a look.
+            let namespace = pod.namespace().unwrap_or_default();
+            let report = crate::crd::report_name(&w, crate::crd::FailureClass::Evicted);
+            if known_report(&ctx, &namespace, &report)
+                .is_some_and(|r| reported_since_evicted(&r, &pod))
+            {
+                return Ok(Action::await_change());
+            }
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
         // The reports the status shows are claimed before the events are read: the workload's

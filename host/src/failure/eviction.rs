@@ -179,6 +179,31 @@ impl EvictionMessage {
     }
 }
 
+/// When the kubelet evicted the Pod: the `DisruptionTarget` condition's time, else when its
+/// containers stopped. None for a Pod the kubelet did not evict.
+pub fn evicted_at(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Failed") || status.reason.as_deref() != Some("Evicted") {
+        return None;
+    }
+    let disruption = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0);
+    disruption.or_else(|| {
+        status
+            .container_statuses
+            .iter()
+            .flatten()
+            .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+            .map(|t| t.0)
+            .max()
+    })
+}
+
 /// Longest eviction message quoted: the kubelet's are a few hundred bytes; the status is
 /// writable by whoever may patch `pods/status`.
 const MAX_MESSAGE: usize = 1024;

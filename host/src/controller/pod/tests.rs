@@ -224,6 +224,27 @@ fn failing() -> Vec<(FailureClass, Pod, Vec<Event>)> {
             )],
         ),
         (
+            // Evicted by its kubelet, the node low on memory.
+            FailureClass::Evicted,
+            pod(
+                status(terminated(137, "Error"), json!({}), false, 0),
+                "Failed",
+                json!({"reason": "Evicted", "message": "The node was low on resource: memory. Threshold quantity: 100Mi, available: 90Mi. "}),
+            ),
+            vec![],
+        ),
+        (
+            // Stranded on a node that stopped reporting: Ready set False by the node
+            // controller, the container's own status still ready.
+            FailureClass::Evicted,
+            pod(
+                status(running(), json!({}), true, 0),
+                "Running",
+                json!({"conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "True"}]}),
+            ),
+            vec![],
+        ),
+        (
             // An init container crash-looping: the Pod stays Pending.
             FailureClass::CrashLoopBackOff,
             pod(
@@ -368,4 +389,71 @@ fn the_store_follows_a_pod_into_failure_and_out_again() {
     // It recovers: gone again.
     apply(&mut writer, events(well, false));
     assert_eq!(names(&reader), vec!["other".to_string()]);
+}
+
+/// An evicted Pod stays until someone deletes it: a report opened after its eviction covers it
+/// for good (the cooldown's end does not report it again); one opened before it does not.
+#[test]
+fn an_eviction_once_reported_is_not_reported_again() {
+    let evicted = pod(
+        status(terminated(137, "Error"), json!({}), false, 0),
+        "Failed",
+        json!({"reason": "Evicted", "message": "The node was low on resource: memory. Threshold quantity: 100Mi, available: 90Mi. ",
+            "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                "lastTransitionTime": "2026-11-25T09:40:00Z"}]}),
+    );
+    assert!(may_be_failing(&evicted));
+    assert_eq!(detect(&evicted, &[])[0].class, FailureClass::Evicted);
+    let opened = |at: &str| -> DiagnosticReport {
+        let mut r: DiagnosticReport = serde_json::from_value(json!({
+            "apiVersion": "sre-operator.dev/v1alpha1", "kind": "DiagnosticReport",
+            "metadata": {"name": "deployment-app-evicted", "namespace": "default", "creationTimestamp": at},
+            "spec": {"pod": {"namespace": "default", "name": "app-7d9f8c6b5-x2k4p"},
+                "workload": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
+                "failure": {"class": "Evicted", "reason": "MemoryPressure", "evidence": []},
+                "policy": "default"}
+        }))
+        .unwrap();
+        r.status = None;
+        r
+    };
+    assert!(super::reported_since_evicted(
+        &opened("2026-11-25T09:40:05Z"),
+        &evicted
+    ));
+    assert!(!super::reported_since_evicted(
+        &opened("2026-11-25T09:30:00Z"),
+        &evicted
+    ));
+    // Without a DisruptionTarget (before 1.26), the containers' end is the eviction's time.
+    let mut older = evicted.clone();
+    let older_status = older.status.as_mut().unwrap();
+    older_status.conditions = None;
+    older_status.container_statuses.as_mut().unwrap()[0].state = serde_json::from_value(
+        json!({"terminated": {"exitCode": 137, "reason": "Error", "finishedAt": "2026-11-25T09:41:00Z"}}),
+    )
+    .unwrap();
+    assert!(!super::reported_since_evicted(
+        &opened("2026-11-25T09:40:05Z"),
+        &older
+    ));
+    assert!(super::reported_since_evicted(
+        &opened("2026-11-25T09:41:00Z"),
+        &older
+    ));
+    // A crash-looping Pod is still failing: the cooldown alone decides.
+    let crashing = pod(
+        status(
+            waiting("CrashLoopBackOff", "back-off"),
+            terminated(1, "Error"),
+            false,
+            3,
+        ),
+        "Running",
+        json!({}),
+    );
+    assert!(!super::reported_since_evicted(
+        &opened("2026-11-25T09:40:05Z"),
+        &crashing
+    ));
 }
