@@ -26,7 +26,8 @@ use crate::crd::{
     IncidentMember, Phase, condition,
 };
 use crate::failure::{
-    EvictionCause, ImagePullCause, PendingReason, Refusal, missing_config, registry_of,
+    EvictionCause, ImagePullCause, LOST_NODE_TAINTS, PendingReason, Refusal, missing_config,
+    registry_of,
 };
 
 /// A cause several failures can share.
@@ -186,12 +187,10 @@ async fn lost_node_taint(pod: &Pod, cluster: &dyn Cluster) -> Option<&'static st
         .filter(|n| is_name(n))?;
     let object = cluster.get(ResourceKind::Node, None, node).await.ok()??;
     let taints = object["spec"]["taints"].as_array()?;
-    [
-        "node.kubernetes.io/unreachable",
-        "node.kubernetes.io/not-ready",
-    ]
-    .into_iter()
-    .find(|key| taints.iter().any(|t| t["key"].as_str() == Some(key)))
+    LOST_NODE_TAINTS
+        .into_iter()
+        .map(|(key, _)| key)
+        .find(|key| taints.iter().any(|t| t["key"].as_str() == Some(key)))
 }
 
 /// How much of a crash-looping container's log is read for the host it cannot reach: the

@@ -70,6 +70,13 @@ impl EvictionCause {
     }
 }
 
+/// The taints the node controller puts on a Node that stopped reporting, each with the state
+/// it means: `unreachable` (no heartbeat at all) first, then `NotReady` (the kubelet said so).
+pub const LOST_NODE_TAINTS: [(&str, &str); 2] = [
+    ("node.kubernetes.io/unreachable", "unreachable"),
+    ("node.kubernetes.io/not-ready", "NotReady"),
+];
+
 /// What an eviction message says, each part only when the kubelet wrote it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EvictionMessage {

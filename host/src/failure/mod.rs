@@ -7,7 +7,9 @@ mod gate;
 mod image_pull;
 mod scheduling;
 
-pub use eviction::{ContainerUse, EvictionCause, EvictionMessage, StorageLimit, evicted_at};
+pub use eviction::{
+    ContainerUse, EvictionCause, EvictionMessage, LOST_NODE_TAINTS, StorageLimit, evicted_at,
+};
 pub use failed_create::{
     CREATORS, Refusal, creator_kind, detect_failed_create, short_of_pods, would_be_pod,
 };

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, no_fix};
 use crate::cluster::{NodeUsage, format_bytes, format_millis, memory_bytes};
-use crate::failure::{EvictionCause, EvictionMessage, StorageLimit};
+use crate::failure::{EvictionCause, EvictionMessage, LOST_NODE_TAINTS, StorageLimit};
 use crate::names::NameRule;
 
 pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
@@ -205,17 +205,11 @@ async fn node_not_ready(
             .await?;
         if let Some(u) = answer::<NodeUsage>(&usage) {
             let taints: Vec<String> = u.taints.iter().map(|t| t.to_string()).collect();
-            let lost: Vec<&str> = u
-                .taints
+            let lost = LOST_NODE_TAINTS
                 .iter()
-                .filter_map(|t| match t.key.as_str() {
-                    "node.kubernetes.io/unreachable" => Some("unreachable"),
-                    "node.kubernetes.io/not-ready" => Some("NotReady"),
-                    _ => None,
-                })
-                .collect();
-            if let Some(first) = lost.first() {
-                state = format!("is {first}");
+                .find(|(key, _)| u.taints.iter().any(|t| t.key == *key));
+            if let Some((_, what)) = lost {
+                state = format!("is {what}");
             } else if !u.ready {
                 state = "is NotReady".into();
             }
@@ -239,10 +233,10 @@ async fn node_not_ready(
         .into_iter()
         .flatten()
         .filter(|t| {
-            matches!(
-                t.key.as_deref(),
-                Some("node.kubernetes.io/unreachable" | "node.kubernetes.io/not-ready")
-            ) && t.effect.as_deref() == Some("NoExecute")
+            LOST_NODE_TAINTS
+                .iter()
+                .any(|(key, _)| t.key.as_deref() == Some(key))
+                && t.effect.as_deref() == Some("NoExecute")
         })
         .filter_map(|t| t.toleration_seconds)
         .min();
