@@ -45,50 +45,16 @@ async fn workloads_failing_on_one_registry_are_one_incident_investigated_once() 
     op.await_ready(Duration::from_secs(60))?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let list = reports.list(&Default::default()).await?.items;
-        let finished = list
-            .iter()
-            .filter(|r| {
-                r.status.as_ref().is_some_and(|s| {
-                    s.phase.is_some_and(|p| p.as_str() == "NoFix")
-                        && s.incident.is_some()
-                        && s.findings.is_some()
-                })
-            })
-            .count();
-        let listed = list
-            .iter()
-            .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
-            .any(|d| d.members.len() == APPS.len());
-        if finished == APPS.len() && listed {
-            break list;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "not one incident of {} NoFix reports within 120 s: {:#?}\noperator log:\n{}",
-                APPS.len(),
-                list.iter()
-                    .map(|r| (&r.metadata.name, &r.status))
-                    .collect::<Vec<_>>(),
-                op.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let done = await_one_incident(&reports, APPS.len(), &op).await?;
     ensure!(done.len() == APPS.len(), "one report per workload");
     let incident = done[0].status.as_ref().unwrap().incident.clone().unwrap();
     ensure!(
         done.iter()
             .all(|r| r.status.as_ref().unwrap().incident.as_ref() == Some(&incident))
     );
-    let leads: Vec<&DiagnosticReport> = done
-        .iter()
-        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_some())
-        .collect();
-    ensure!(leads.len() == 1, "one report leads the incident");
-    let detail = leads[0]
+    // One investigation: only the lead has a brain's record; the members point at it.
+    let lead = the_only_investigation(&done)?;
+    let detail = lead
         .status
         .as_ref()
         .unwrap()
@@ -114,21 +80,12 @@ async fn workloads_failing_on_one_registry_are_one_incident_investigated_once() 
             ],
         "{workloads:?}"
     );
-    // One investigation: only the lead has a brain's record; the members point at it.
-    let investigated = done
-        .iter()
-        .filter(|r| r.status.as_ref().unwrap().brain.is_some())
-        .count();
-    ensure!(
-        investigated == 1,
-        "{investigated} investigations for one incident"
-    );
     for member in done
         .iter()
         .filter(|r| r.status.as_ref().unwrap().incident_detail.is_none())
     {
         let findings = member.status.as_ref().unwrap().findings.as_ref().unwrap();
-        let lead = leads[0].metadata.name.as_deref().unwrap();
+        let lead = lead.metadata.name.as_deref().unwrap();
         ensure!(
             findings.evidence.iter().any(|e| e.contains(lead)),
             "a member names the report that investigated: {findings:?}"
@@ -203,38 +160,7 @@ async fn pods_evicted_for_a_node_under_memory_pressure_are_one_incident() -> Res
     op.await_ready(Duration::from_secs(60))?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let list = reports.list(&Default::default()).await?.items;
-        let finished = list
-            .iter()
-            .filter(|r| {
-                r.status.as_ref().is_some_and(|s| {
-                    s.phase.is_some_and(|p| p.as_str() == "NoFix")
-                        && s.incident.is_some()
-                        && s.findings.is_some()
-                })
-            })
-            .count();
-        let listed = list
-            .iter()
-            .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
-            .any(|d| d.members.len() == APPS.len());
-        if finished == APPS.len() && listed {
-            break list;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "not one incident of {} NoFix Evicted reports within 120 s: {:#?}\noperator log:\n{}",
-                APPS.len(),
-                list.iter()
-                    .map(|r| (&r.metadata.name, &r.spec.failure, &r.status))
-                    .collect::<Vec<_>>(),
-                op.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let done = await_one_incident(&reports, APPS.len(), &op).await?;
     ensure!(
         done.len() == APPS.len(),
         "one report per workload, however many of its Pods were evicted: {:?}",
@@ -258,12 +184,7 @@ async fn pods_evicted_for_a_node_under_memory_pressure_are_one_incident() -> Res
             ensure!(e.len() <= 2048, "an unbounded quote: {} bytes", e.len());
         }
     }
-    let leads: Vec<&DiagnosticReport> = done
-        .iter()
-        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_some())
-        .collect();
-    ensure!(leads.len() == 1, "investigated once");
-    let detail = leads[0]
+    let detail = the_only_investigation(&done)?
         .status
         .as_ref()
         .unwrap()
@@ -455,22 +376,15 @@ async fn pods_of_a_node_that_stops_reporting_are_one_incident() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
         let list = reports.list(&Default::default()).await?.items;
-        let concluded = |r: &DiagnosticReport| {
-            r.status.as_ref().is_some_and(|s| {
-                s.phase.is_some_and(|p| p.as_str() == "NoFix")
-                    && s.incident.is_some()
-                    && s.findings.is_some()
-            })
-        };
         let stranded = list
             .iter()
-            .filter(|r| concluded(r))
+            .filter(|r| concluded_in_incident(r))
             .filter(|r| {
                 r.spec.failure.class == FailureClass::Evicted
                     && r.spec.failure.reason == "NodeNotReady"
             })
             .count();
-        if stranded == APPS.len() && list.iter().all(concluded) {
+        if stranded == APPS.len() && list.iter().all(concluded_in_incident) {
             break list;
         }
         if Instant::now() > deadline {
@@ -507,20 +421,11 @@ async fn pods_of_a_node_that_stops_reporting_are_one_incident() -> Result<()> {
             "a lost node is never patched"
         );
     }
-    let leads: Vec<&DiagnosticReport> = done
-        .iter()
-        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_some())
-        .collect();
-    ensure!(leads.len() == 1, "investigated once");
-    let status = leads[0].status.as_ref().unwrap();
+    let lead = the_only_investigation(&done)?;
+    let status = lead.status.as_ref().unwrap();
     let cause = &status.incident_detail.as_ref().unwrap().cause;
     ensure!(cause.contains("Nodes are unreachable"), "{cause}");
-    let investigated = done
-        .iter()
-        .filter(|r| r.status.as_ref().unwrap().brain.is_some())
-        .count();
-    ensure!(investigated == 1, "{investigated} investigations");
-    if leads[0].spec.failure.class == FailureClass::Evicted {
+    if lead.spec.failure.class == FailureClass::Evicted {
         let root = &status.findings.as_ref().unwrap().root_cause;
         ensure!(root.contains(LOST), "{root}");
     }
@@ -633,4 +538,67 @@ async fn an_eviction_is_reported_once_however_long_its_pod_stays() -> Result<()>
         "one report opened:\n{log}"
     );
     Ok(())
+}
+
+/// Whether the report ended NoFix, in an incident, with findings.
+fn concluded_in_incident(r: &DiagnosticReport) -> bool {
+    r.status.as_ref().is_some_and(|s| {
+        s.phase.is_some_and(|p| p.as_str() == "NoFix")
+            && s.incident.is_some()
+            && s.findings.is_some()
+    })
+}
+
+/// Waits up to 120 s until `members` reports have concluded in an incident whose lead lists
+/// all of them; the reports then.
+async fn await_one_incident(
+    reports: &Api<DiagnosticReport>,
+    members: usize,
+    op: &Operator,
+) -> Result<Vec<DiagnosticReport>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = reports.list(&Default::default()).await?.items;
+        let finished = list.iter().filter(|r| concluded_in_incident(r)).count();
+        let listed = list
+            .iter()
+            .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
+            .any(|d| d.members.len() == members);
+        if finished == members && listed {
+            return Ok(list);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not one incident of {members} NoFix reports within 120 s: {:#?}\noperator log:\n{}",
+                list.iter()
+                    .map(|r| (&r.metadata.name, &r.spec.failure, &r.status))
+                    .collect::<Vec<_>>(),
+                op.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The report that leads the incident, once checked to be the only one that leads and the only
+/// one a brain investigated.
+fn the_only_investigation(done: &[DiagnosticReport]) -> Result<&DiagnosticReport> {
+    let leads: Vec<&DiagnosticReport> = done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().incident_detail.is_some())
+        .collect();
+    ensure!(
+        leads.len() == 1,
+        "{} reports lead the incident",
+        leads.len()
+    );
+    let investigated = done
+        .iter()
+        .filter(|r| r.status.as_ref().unwrap().brain.is_some())
+        .count();
+    ensure!(
+        investigated == 1,
+        "{investigated} investigations for one incident"
+    );
+    Ok(leads[0])
 }
