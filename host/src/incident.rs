@@ -130,6 +130,13 @@ pub async fn cause_of(
             // The same key as Pods the scheduler keeps off Nodes under that pressure (or lost):
             // the evictions and the Pods that cannot come back are one incident.
             let cause = EvictionCause::parse(&failure.reason);
+            match cause {
+                EvictionCause::NodeShutdown => return node_shutdown(pod, cluster).await,
+                EvictionCause::Rejected => {
+                    return refused_by_node(pod, &failure.reason, cluster).await;
+                }
+                _ => {}
+            }
             let taint = match cause.node_taint() {
                 Some(taint) => taint,
                 None if cause == EvictionCause::NodeNotReady => {
@@ -179,6 +186,20 @@ pub async fn cause_of(
 /// The taint the node controller put on the Pod's Node when it stopped reporting: the Pod
 /// alone does not say whether the Node is NotReady or unreachable.
 async fn lost_node_taint(pod: &Pod, cluster: &dyn Cluster) -> Option<&'static str> {
+    let (_, object) = pods_node(pod, cluster).await?;
+    let taints = object["spec"]["taints"].as_array()?;
+    LOST_NODE_TAINTS
+        .into_iter()
+        .map(|(key, _)| key)
+        .find(|key| taints.iter().any(|t| t["key"].as_str() == Some(key)))
+}
+
+/// The Node `pod` is bound to, read (one request): its name checked before it reaches the
+/// API, and None when it does not exist.
+async fn pods_node(
+    pod: &Pod,
+    cluster: &dyn Cluster,
+) -> Option<(String, std::sync::Arc<serde_json::Value>)> {
     let node = pod
         .spec
         .as_ref()?
@@ -186,11 +207,43 @@ async fn lost_node_taint(pod: &Pod, cluster: &dyn Cluster) -> Option<&'static st
         .as_deref()
         .filter(|n| is_name(n))?;
     let object = cluster.get(ResourceKind::Node, None, node).await.ok()??;
-    let taints = object["spec"]["taints"].as_array()?;
-    LOST_NODE_TAINTS
+    Some((node.to_string(), object))
+}
+
+/// Pods a Node's kubelet ended as it shut down are one incident per Node. The Pod's status
+/// says so, but it is writable by more than the kubelet: the Node must also say it is not
+/// Ready (a kubelet shutting down reports "node is shutting down"; one that is down, nothing).
+async fn node_shutdown(pod: &Pod, cluster: &dyn Cluster) -> Option<Cause> {
+    let (node, object) = pods_node(pod, cluster).await?;
+    let ready = object["status"]["conditions"]
+        .as_array()
         .into_iter()
-        .map(|(key, _)| key)
-        .find(|key| taints.iter().any(|t| t["key"].as_str() == Some(key)))
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    (!ready).then(|| Cause {
+        key: format!("node/{node}/shutdown"),
+        description: format!("node {node} shut down: its kubelet ended the Pods on it"),
+    })
+}
+
+/// Pods a kubelet refused at admission for the same reason are one incident per Node (Pods
+/// sent to it past the scheduler, or a Node whose allocatable shrank under them).
+async fn refused_by_node(pod: &Pod, reason: &str, cluster: &dyn Cluster) -> Option<Cause> {
+    // The kubelet's own reasons only: the generic `Rejected` says too little to group on.
+    if EvictionCause::parse(reason) != EvictionCause::Rejected
+        || reason == EvictionCause::Rejected.as_str()
+    {
+        return None;
+    }
+    let (node, _) = pods_node(pod, cluster).await?;
+    let what = match reason.strip_prefix("OutOf") {
+        Some(resource) => format!("it has no room for their {resource} requests"),
+        None => "its admission checks fail them".to_string(),
+    };
+    Some(Cause {
+        key: format!("node/{node}/rejects/{reason}"),
+        description: format!("node {node} refuses Pods ({reason}): {what}"),
+    })
 }
 
 /// How much of a crash-looping container's log is read for the host it cannot reach: the
@@ -1005,6 +1058,47 @@ mod tests {
         let unset = "loading config\nFATAL: DATABASE_URL is not set\n";
         assert_eq!(key("shop", unset, &[]).await, None);
         assert_eq!(key("shop", "panic: nil map\n", &[]).await, None);
+    }
+
+    /// Pods a Node ended are one incident per Node only as far as the Node confirms it: a
+    /// shutdown needs the Node not Ready, a refusal the Node to exist and the kubelet's own
+    /// reason; what only a Pod's (writable) status claims groups nothing.
+    #[tokio::test]
+    async fn pods_a_node_ended_share_it_only_as_far_as_the_node_confirms() {
+        let node = |name: &str, ready: &str| {
+            serde_json::json!({"kind": "Node", "metadata": {"name": name},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}})
+        };
+        let cluster = crate::cluster::testing::Objects {
+            objects: vec![node("ready-1", "True"), node("down-1", "False")],
+            held: vec![ResourceKind::Node],
+        };
+        let key = |reason: &str, on: &str| {
+            let mut r = report("shop", "checkout");
+            r.spec.failure.class = FailureClass::Evicted;
+            r.spec.failure.reason = reason.into();
+            let pod: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "checkout-1", "namespace": "shop"},
+                "spec": {"nodeName": on, "containers": []}}))
+            .unwrap();
+            let cluster = &cluster;
+            async move { cause_of(&r, &pod, cluster).await.map(|c| c.key) }
+        };
+        assert_eq!(
+            key("NodeShutdown", "down-1").await.as_deref(),
+            Some("node/down-1/shutdown")
+        );
+        assert_eq!(key("NodeShutdown", "ready-1").await, None, "a Ready node");
+        assert_eq!(key("NodeShutdown", "gone-1").await, None, "no such node");
+        for reason in ["OutOfcpu", "OutOfnvidia.com/gpu", "NodeAffinity"] {
+            assert_eq!(
+                key(reason, "ready-1").await,
+                Some(format!("node/ready-1/rejects/{reason}"))
+            );
+            assert_eq!(key(reason, "gone-1").await, None, "no such node");
+        }
+        assert_eq!(key("Rejected", "ready-1").await, None, "says too little");
+        assert_eq!(key("OutOf$(x)", "ready-1").await, None, "no kubelet reason");
     }
 
     #[test]

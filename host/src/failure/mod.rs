@@ -8,7 +8,8 @@ mod image_pull;
 mod scheduling;
 
 pub use eviction::{
-    ContainerUse, EvictionCause, EvictionMessage, LOST_NODE_TAINTS, StorageLimit, evicted_at,
+    ContainerUse, EndedByNode, EvictionCause, EvictionMessage, LOST_NODE_TAINTS, Shortfall,
+    StorageLimit, ended_by_its_node, evicted_at,
 };
 pub use failed_create::{
     CREATORS, Refusal, creator_kind, detect_failed_create, short_of_pods, would_be_pod,
@@ -68,10 +69,10 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
         return Vec::new();
     }
     let events: Vec<&Event> = events.iter().filter(|e| is_about(e, pod)).collect();
-    // An evicted Pod's containers were stopped by the kubelet, not failing on their own; a
-    // lost Node's Pods show only what its kubelet last said.
-    if let Some(evicted) =
-        eviction::detect_eviction(pod, &events).or_else(|| eviction::detect_node_lost(pod, &events))
+    // An evicted (or shut down, or refused) Pod's containers were stopped by the kubelet, not
+    // failing on their own; a lost Node's Pods show only what its kubelet last said.
+    if let Some(evicted) = eviction::detect_ended_by_node(pod, &events)
+        .or_else(|| eviction::detect_node_lost(pod, &events))
     {
         return vec![evicted];
     }

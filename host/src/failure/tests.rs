@@ -501,6 +501,153 @@ fn evictions_are_told_by_what_the_node_or_the_pod_ran_out_of() {
     );
 }
 
+/// Pods their kubelet refused at admission (`rejectPod`: `Failed`, the admit handler's reason,
+/// "Pod was rejected: " and its message, no container ever started) and Pods a graceful node
+/// shutdown ended (reason `Terminated`, `DisruptionTarget` `TerminationByKubelet`, containers
+/// killed): the Node ended them, so they are `Evicted` reports with the kubelet's own reason.
+/// A Pod that failed for its own deadline or a reason the kubelet does not give is not.
+#[test]
+fn pods_refused_by_their_kubelet_or_ended_by_a_node_shutdown() {
+    let refused = |reason: &str, message: &str| {
+        pod(
+            app_spec(),
+            json!({"phase": "Failed", "reason": reason, "message": message, "qosClass": "Burstable",
+                "startTime": "2026-11-25T09:00:01Z"}),
+        )
+    };
+    let cases = [
+        (
+            "OutOfcpu",
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: 2000, used: 3500, capacity: 4000",
+            "OutOfcpu",
+            Some("it requests 2 cpu; the Pods already admitted on the node use 3500m of its 4 cpu"),
+        ),
+        (
+            "OutOfmemory",
+            "Pod was rejected: Node didn't have enough resource: memory, requested: 2147483648, used: 7516192768, capacity: 8589934592",
+            "OutOfmemory",
+            Some(
+                "it requests 2Gi memory; the Pods already admitted on the node use 7Gi of its 8Gi memory",
+            ),
+        ),
+        (
+            "OutOfnvidia.com/gpu",
+            "Pod was rejected: Node didn't have enough resource: nvidia.com/gpu, requested: 1, used: 4, capacity: 4",
+            "OutOfnvidia.com/gpu",
+            Some(
+                "it requests 1 nvidia.com/gpu; the Pods already admitted on the node use 4 of its 4 nvidia.com/gpu",
+            ),
+        ),
+        (
+            "NodeAffinity",
+            "Pod was rejected: Predicate NodeAffinity failed",
+            "NodeAffinity",
+            None,
+        ),
+        (
+            "UnexpectedAdmissionError",
+            "Pod was rejected: Allocate failed due to no healthy devices present; cannot allocate unhealthy devices example.com/fpga, which is unexpected",
+            "UnexpectedAdmissionError",
+            None,
+        ),
+        // A reason this table does not know, with the kubelet's prefix; and one no kubelet
+        // writes (it is the status writer's text): both the generic refusal.
+        (
+            "SysctlForbidden",
+            "Pod was rejected: forbidden sysctl",
+            "Rejected",
+            None,
+        ),
+        (
+            "OutOf$(curl evil)\u{1b}]52",
+            "Pod was rejected: Node didn't have enough resource",
+            "Rejected",
+            None,
+        ),
+        (
+            "NodeShutdown",
+            "Pod was rejected as the node is shutting down.",
+            "NodeShutdown",
+            None,
+        ),
+    ];
+    for (status_reason, message, reason, shortfall) in cases {
+        let p = refused(status_reason, message);
+        assert!(gate::may_be_failing(&p), "{message}");
+        let found = detect(&p, &[event(status_reason, "Warning", message, None, 1)]);
+        assert_eq!(found.len(), 1, "{message}: {found:?}");
+        let d = &found[0];
+        assert_eq!(
+            (d.class, d.reason.as_str()),
+            (FailureClass::Evicted, reason),
+            "{message}"
+        );
+        assert!(d.evidence[0].contains("node node-a"), "{:?}", d.evidence);
+        if let Some(shortfall) = shortfall {
+            assert!(d.evidence[0].contains(shortfall), "{:?}", d.evidence);
+        }
+        let expected = if reason == "NodeShutdown" {
+            EvictionCause::NodeShutdown
+        } else {
+            EvictionCause::Rejected
+        };
+        assert_eq!(EvictionCause::parse(&d.reason), expected, "{reason}");
+        // A refused Pod never ran: it is reported once from when it started.
+        assert_eq!(
+            evicted_at(&p).map(|t| t.to_string()),
+            Some("2026-11-25T09:00:01Z".to_string())
+        );
+    }
+
+    let shutdown = "Pod was terminated in response to imminent node shutdown.";
+    let ended = pod(
+        app_spec(),
+        json!({"phase": "Failed", "reason": "Terminated", "message": shutdown,
+            "conditions": [
+                {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "message": shutdown,
+                 "lastTransitionTime": "2026-11-25T09:30:00Z"},
+                {"type": "Ready", "status": "False", "reason": "PodFailed"}],
+            "containerStatuses": [{"name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 143, "reason": "Error", "finishedAt": "2026-11-25T09:30:20Z"}}}]}),
+    );
+    assert!(gate::may_be_failing(&ended));
+    let found = detect(&ended, &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].class, found[0].reason.as_str()),
+        (FailureClass::Evicted, "NodeShutdown")
+    );
+    assert!(found[0].evidence[0].contains("as the node shut down"));
+    assert!(
+        found[0]
+            .evidence
+            .contains(&"DisruptionTarget=True (TerminationByKubelet)".to_string())
+    );
+    assert_eq!(
+        evicted_at(&ended).map(|t| t.to_string()),
+        Some("2026-11-25T09:30:00Z".to_string())
+    );
+
+    // Failed for reasons of the Pod's own: its activeDeadlineSeconds, a terminated container
+    // of a Pod that is not about a shutdown.
+    let deadline = refused(
+        "DeadlineExceeded",
+        "Pod was active on the node longer than the specified deadline",
+    );
+    let terminated = refused("Terminated", "Pod was terminated by its owner.");
+    for p in [&deadline, &terminated] {
+        assert!(
+            detect(p, &[])
+                .iter()
+                .all(|d| d.class != FailureClass::Evicted),
+            "{:?}",
+            p.status
+        );
+        assert!(evicted_at(p).is_none());
+    }
+}
+
 /// A Pod on a Node that stopped reporting, as the control plane leaves it: first the node
 /// controller's `Ready=False` (no reason; the containers' statuses, the kubelet's, still say
 /// ready), then the taint eviction's `DisruptionTarget` and a deletion that never completes.

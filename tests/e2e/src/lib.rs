@@ -85,6 +85,8 @@ pub mod fault {
     pub const READINESS_NEVER: &str = "readiness-never";
     /// Failed, reason Evicted: the kubelet evicted the Pod, its node low on memory.
     pub const EVICTED: &str = "evicted";
+    /// Failed at admission: the kubelet refuses the Pod (reason OutOfcpu unless annotated).
+    pub const REJECTED: &str = "rejected";
 
     /// Annotation: the one container that fails.
     pub const CONTAINER_ANNOTATION: &str = "sre-operator.dev/fault-container";
@@ -98,6 +100,8 @@ pub mod fault {
     pub const EXIT_REASON_ANNOTATION: &str = "sre-operator.dev/exit-reason";
     /// Annotation: override the error message of an image pull or config fault, or an eviction's.
     pub const MESSAGE_ANNOTATION: &str = "sre-operator.dev/fault-message";
+    /// Annotation: override the status reason of a Pod the kubelet refuses.
+    pub const REASON_ANNOTATION: &str = "sre-operator.dev/fault-reason";
 }
 
 /// The folder holding build.sh, the stages and the kwok CRDs.

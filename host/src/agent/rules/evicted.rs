@@ -1,15 +1,18 @@
 //! The Evicted playbook: a Node short of memory, disk or PIDs is the Node's problem, shared by
 //! every Pod on it, so it is explained with the Node's numbers and never patched; a Pod evicted
 //! for outgrowing its own ephemeral-storage limit is told which limit it crossed; a Pod
-//! stranded on a Node that stopped reporting is told what the control plane does next.
+//! stranded on a Node that stopped reporting is told what the control plane does next; a Pod
+//! ended by a Node's shutdown is the Node's story too; a Pod its kubelet refused at admission
+//! is told why, and whether its workload sends it past the scheduler (`spec.nodeName`).
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::json;
 
+use super::workload::workload_template;
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, no_fix};
+use super::{answer, failure_container, no_fix};
 use crate::cluster::{NodeUsage, format_bytes, format_millis, memory_bytes};
-use crate::failure::{EvictionCause, EvictionMessage, LOST_NODE_TAINTS, StorageLimit};
+use crate::failure::{EvictionCause, EvictionMessage, LOST_NODE_TAINTS, Shortfall, StorageLimit};
 use crate::names::NameRule;
 
 pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
@@ -64,8 +67,11 @@ pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, 
         ));
     }
 
-    if cause == EvictionCause::NodeNotReady {
-        return node_not_ready(case, s, node, evidence).await;
+    match cause {
+        EvictionCause::NodeNotReady => return node_not_ready(case, s, node, evidence).await,
+        EvictionCause::NodeShutdown => return node_shutdown(case, s, node, evidence).await,
+        EvictionCause::Rejected => return rejected(case, s, node, message, evidence).await,
+        _ => {}
     }
 
     let (low_on, condition) = match cause {
@@ -111,15 +117,14 @@ pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, 
         })
         .unwrap_or_default();
     if let Some(node) = node {
-        let usage = s
-            .act(
-                format!("The kubelet on {node} evicted the Pod: the node was low on {low_on}."),
-                "Read the node: its conditions, taints and what its Pods request say how overcommitted it is.",
-                "get_resource_usage",
-                json!({"nodeName": node}),
-            )
-            .await?;
-        if let Some(u) = answer::<NodeUsage>(&usage) {
+        let read = read_node(
+            s,
+            node,
+            format!("The kubelet on {node} evicted the Pod: the node was low on {low_on}."),
+            "Read the node: its conditions, taints and what its Pods request say how overcommitted it is.".into(),
+        )
+        .await?;
+        if let Some(u) = read {
             let taints: Vec<String> = u.taints.iter().map(|t| t.to_string()).collect();
             evidence.push(format!(
                 "node {node}: {}, {} Pods requesting {} of {} allocatable memory and {} of {} cpu; taints: {}",
@@ -195,15 +200,14 @@ async fn node_not_ready(
         .unwrap_or("its node".into());
     let mut state = "stopped reporting".to_string();
     if let Some(node) = node {
-        let usage = s
-            .act(
-                format!("Pod {pod} is marked not ready by the control plane, not by its kubelet."),
-                format!("Read node {node}: its Ready condition and taints say whether it is NotReady or unreachable."),
-                "get_resource_usage",
-                json!({"nodeName": node}),
-            )
-            .await?;
-        if let Some(u) = answer::<NodeUsage>(&usage) {
+        let read = read_node(
+            s,
+            node,
+            format!("Pod {pod} is marked not ready by the control plane, not by its kubelet."),
+            format!("Read node {node}: its Ready condition and taints say whether it is NotReady or unreachable."),
+        )
+        .await?;
+        if let Some(u) = read {
             let taints: Vec<String> = u.taints.iter().map(|t| t.to_string()).collect();
             let lost = LOST_NODE_TAINTS
                 .iter()
@@ -254,6 +258,158 @@ async fn node_not_ready(
         evidence,
         format!(
             "Find out why {on} stopped reporting (the machine, its network, the kubelet or the container runtime). If it is gone for good, delete the Node object (kubectl delete node) so that its Pods are removed and replaced: StatefulSet Pods are not replaced while their old Pod still exists."
+        ),
+    ))
+}
+
+/// Reads `node` through `get_resource_usage`, saying why; None when the tool could not.
+async fn read_node(
+    s: &mut Session,
+    node: &str,
+    observation: String,
+    thought: String,
+) -> Result<Option<NodeUsage>, AgentError> {
+    let usage = s
+        .act(
+            observation,
+            thought,
+            "get_resource_usage",
+            json!({"nodeName": node}),
+        )
+        .await?;
+    Ok(answer::<NodeUsage>(&usage))
+}
+
+/// A Node that shut down: the kubelet ended its Pods first (graceful node shutdown).
+async fn node_shutdown(
+    case: &Case,
+    s: &mut Session,
+    node: Option<&str>,
+    mut evidence: Vec<String>,
+) -> Result<Conclusion, AgentError> {
+    let pod = &case.report.spec.pod.name;
+    let on = node
+        .map(|n| format!("node {n}"))
+        .unwrap_or("its node".into());
+    if let Some(node) = node {
+        let read = read_node(
+            s,
+            node,
+            format!("The kubelet on {node} ended Pod {pod} because the node was shutting down."),
+            format!("Read node {node}: whether it is back (Ready) or still down."),
+        )
+        .await?;
+        if let Some(u) = read {
+            evidence.push(format!(
+                "node {node}: {}, {} Pods bound",
+                if u.ready { "Ready again" } else { "not Ready" },
+                u.pods
+            ));
+        }
+    }
+    Ok(no_fix(
+        format!("Pod {pod} was ended by the shutdown of {on}."),
+        format!(
+            "The kubelet on {on} terminated its Pods because the node shut down (maintenance, a reboot, or a spot or preemptible machine reclaimed), as graceful node shutdown does; the controller creates replacements on other nodes. Nothing in the workload is wrong."
+        ),
+        evidence,
+        format!(
+            "Find out why {on} shut down (the cloud provider's events for preemption or maintenance). Planned shutdowns should drain the node first (kubectl drain) so PodDisruptionBudgets are honoured; run more than one replica, spread across nodes (topologySpreadConstraints), so one node going away does not take the workload down. Delete the Failed Pods once replaced."
+        ),
+    ))
+}
+
+/// A Pod its kubelet refused at admission: for want of room (`OutOf<resource>`), or a check
+/// the scheduler should have made (affinity, ports, taints) or a resource manager's refusal.
+async fn rejected(
+    case: &Case,
+    s: &mut Session,
+    node: Option<&str>,
+    message: &str,
+    mut evidence: Vec<String>,
+) -> Result<Conclusion, AgentError> {
+    let pod = &case.report.spec.pod.name;
+    let reason = case.report.spec.failure.reason.as_str();
+    let on = node
+        .map(|n| format!("node {n}"))
+        .unwrap_or("its node".into());
+    let short = Shortfall::parse(message);
+    if let Some(node) = node {
+        let read = read_node(
+            s,
+            node,
+            format!("The kubelet on {node} refused Pod {pod} at admission ({reason})."),
+            format!("Read node {node}: what it has and what the Pods bound to it request."),
+        )
+        .await?;
+        if let Some(u) = read {
+            evidence.push(format!(
+                "node {node}: {}, {} Pods requesting {} of {} allocatable cpu and {} of {} memory",
+                if u.ready { "Ready" } else { "NotReady" },
+                u.pods,
+                format_millis(u.requests.cpu_millis),
+                format_millis(u.allocatable.cpu_millis),
+                format_bytes(u.requests.memory_bytes),
+                format_bytes(u.allocatable.memory_bytes),
+            ));
+        }
+    }
+    // A template that names its node sends every replacement past the scheduler to the same
+    // refusal: that is the workload's to change.
+    let container = failure_container(case);
+    let pinned = match workload_template(case, s, &container).await? {
+        Some(t) => t
+            .object
+            .pointer(&format!("{}/nodeName", t.spec_path))
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        None => None,
+    };
+    let w = &case.report.spec.workload;
+    let what = match (&short, reason) {
+        (Some(short), _) => format!("had no room for it: {}", short.describe()),
+        (None, r) if r.starts_with("OutOf") => {
+            format!("had no room for its {} request", &r["OutOf".len()..])
+        }
+        (None, "NodeAffinity" | "NodeName" | "NodePorts" | "TaintToleration") => format!(
+            "found it does not fit the node ({reason}: its node affinity or selector, host ports or tolerations)"
+        ),
+        (None, _) => format!(
+            "could not admit it ({reason}: the kubelet's device, CPU, memory or topology manager, or its own checks, refused what it asks)"
+        ),
+    };
+    if let Some(pinned) = &pinned {
+        evidence.push(format!(
+            "{} {} sets spec.nodeName: {pinned} in its Pod template",
+            w.kind, w.name
+        ));
+        return Ok(no_fix(
+            format!(
+                "Pod {pod} was refused by the kubelet on {on} ({reason}): its workload sends it there past the scheduler."
+            ),
+            format!(
+                "{} {} names its node in its Pod template (spec.nodeName: {pinned}), so its Pods skip the scheduler and the kubelet is the first to check them; the kubelet on {on} {what}. The controller replaces each refused Pod, and each replacement goes to the same node and is refused again.",
+                w.kind, w.name
+            ),
+            evidence,
+            format!(
+                "Replace spec.nodeName in {} {}'s template with a node affinity on the node's name (requiredDuringSchedulingIgnoredDuringExecution with matchFields metadata.name In [{pinned}], as DaemonSets do), so that the scheduler keeps a Pod Pending until the node has room instead of the kubelet refusing it; or free room on {pinned}. Then delete the Failed Pods (kubectl delete pods --field-selector=status.phase=Failed).",
+                w.kind, w.name
+            ),
+        ));
+    }
+    let why = if reason.starts_with("OutOf") {
+        "The scheduler placed it there, so the scheduler's view of the node and the kubelet's disagree: the node's allocatable shrank after it was scheduled (the kubelet restarted with larger reservations, a device plugin lost devices), or Pods the scheduler does not account for (static Pods, Pods that name their node) took the room."
+    } else {
+        "The kubelet repeats some of the scheduler's checks at admission: the node's labels or taints changed after the Pod was scheduled, the Pod named its node itself, or a kubelet resource manager could not give it what it asks (GPUs, exclusive CPUs aligned to a NUMA node)."
+    };
+    Ok(no_fix(
+        format!("Pod {pod} was refused by the kubelet on {on} ({reason})."),
+        format!("The kubelet on {on} {what}. {why}"),
+        evidence,
+        format!(
+            "Compare what kubectl describe node {} shows (Allocatable, Allocated resources, labels, taints) with the kubelet's refusal, and look for Pods on it that skip the scheduler (static Pods, spec.nodeName). The controller replaces refused Pods; delete the Failed ones (kubectl delete pods --field-selector=status.phase=Failed) once the node is fixed.",
+            node.unwrap_or("NODE")
         ),
     ))
 }

@@ -31,6 +31,8 @@ fn target(case: &Case) -> TargetRef {
 /// The workload object and the JSON Pointer of the named container in its Pod template.
 pub(super) struct Template {
     pub object: Value,
+    /// Where the Pod template's spec is (`/spec/template/spec`).
+    pub spec_path: &'static str,
     pub container_path: String,
 }
 
@@ -77,6 +79,7 @@ pub(super) async fn workload_template(
         .and_then(|cs| cs.iter().position(|c| c["name"] == container));
     Ok(index.map(|i| Template {
         object,
+        spec_path,
         container_path: format!("{spec_path}/containers/{i}"),
     }))
 }
