@@ -4,7 +4,8 @@
 //! carries the incident's name. Deployments whose Pods a node's kubelet evicts for memory
 //! pressure are one incident too, never patched; so are the Pods of a node that stops
 //! reporting, as the real node lifecycle controller marks and evicts them, and the Pods a
-//! node's kubelet refuses at admission.
+//! node's kubelet refuses at admission. A missing ConfigMap that workloads mount or read into
+//! their env is one incident.
 
 mod support;
 
@@ -390,6 +391,125 @@ async fn pods_a_kubelet_refuses_are_one_incident_and_forged_refusals_join_none()
         .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
         .collect();
     ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
+    Ok(())
+}
+
+/// One missing ConfigMap breaks workloads two ways: two mount it as a volume (the kubelet
+/// cannot mount it; the Pods stay `ContainerCreating` and only `FailedMount` events say why) and
+/// one reads a key of it into its env (`CreateContainerConfigError`). One incident about the
+/// ConfigMap, investigated once. A starting Pod's events are read only once it has been
+/// starting for `STUCK_AFTER` (the audit log's times), and a Deployment that starts normally
+/// has none read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_config_map_mounted_or_read_into_env_is_one_incident() -> Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    const MOUNTED: [&str; 2] = ["cart", "catalog"];
+    let Some(cluster) = support::cluster_with_policy("mount-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), NS);
+    for app in MOUNTED {
+        let mut d = demo::deployment(
+            app,
+            json!({ "app": app }),
+            Some(fault::MOUNT_MISSING_CONFIG),
+            json!([]),
+            json!({}),
+        );
+        let spec = &mut d["spec"]["template"]["spec"];
+        spec["volumes"] = json!([{"name": "config", "configMap": {"name": "app-config"}}]);
+        spec["containers"][0]["volumeMounts"] =
+            json!([{"name": "config", "mountPath": "/etc/app"}]);
+        deployments
+            .create(&PostParams::default(), &serde_json::from_value(d)?)
+            .await?;
+    }
+    let env = json!([{"name": "DATABASE_URL",
+        "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "database_url"}}}]);
+    for (app, fault, env) in [
+        ("checkout", Some(fault::CONFIG_MISSING_KEY), env),
+        ("web", None, json!([])),
+    ] {
+        let d = demo::deployment(app, json!({ "app": app }), fault, env, json!({}));
+        deployments
+            .create(&PostParams::default(), &serde_json::from_value(d)?)
+            .await?;
+    }
+    let setup = operator_setup(&cluster).await?;
+    let op = Operator::start(&cluster, &setup, "sre-operator-mount-0", NS, false)?;
+    op.await_ready(Duration::from_secs(60))?;
+
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let done = await_one_incident(&reports, 3, &op).await?;
+    ensure!(done.len() == 3, "no report for the healthy Deployment");
+    for r in &done {
+        let failure = &r.spec.failure;
+        let want = if r.spec.workload.name == "checkout" {
+            "ConfigMapKeyNotFound"
+        } else {
+            "ConfigMapNotFound"
+        };
+        ensure!(
+            failure.class == FailureClass::CreateContainerConfigError && failure.reason == want,
+            "{}: {failure:?}",
+            r.spec.workload.name
+        );
+    }
+    let lead = the_only_investigation(&done)?;
+    let status = lead.status.as_ref().unwrap();
+    let cause = &status.incident_detail.as_ref().unwrap().cause;
+    ensure!(cause.contains("ConfigMap shop/app-config"), "{cause}");
+
+    // When each Pod's events were first read, against when it was created.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let created: Vec<(String, k8s_openapi::jiff::Timestamp)> = pods
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| Some((p.metadata.name?, p.metadata.creation_timestamp?.0)))
+        .collect();
+    let audit = cluster.audited_requests_of(OPERATOR_USER)?;
+    let first_read = |pod: &str| {
+        audit
+            .iter()
+            .filter(|e| {
+                e["requestURI"].as_str().is_some_and(|u| {
+                    u.contains("/events?") && u.contains(&format!("involvedObject.name%3D{pod}"))
+                })
+            })
+            .filter_map(|e| {
+                e["requestReceivedTimestamp"]
+                    .as_str()?
+                    .parse::<k8s_openapi::jiff::Timestamp>()
+                    .ok()
+            })
+            .min()
+    };
+    let mut mounted_read = 0;
+    for (pod, at) in &created {
+        let Some(read) = first_read(pod) else {
+            continue;
+        };
+        ensure!(
+            !pod.starts_with("web-"),
+            "a healthy Pod's events were read: {pod}"
+        );
+        if MOUNTED
+            .iter()
+            .any(|app| pod.starts_with(&format!("{app}-")))
+        {
+            let waited = read.duration_since(*at).as_secs();
+            ensure!(
+                waited >= sre_operator::failure::STUCK_AFTER.as_secs() as i64,
+                "{pod}'s events were read {waited} s after it was created"
+            );
+            mounted_read += 1;
+        }
+    }
+    ensure!(mounted_read > 0, "no mounted Pod's events were read");
     Ok(())
 }
 

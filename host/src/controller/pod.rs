@@ -202,6 +202,19 @@ pub async fn reconcile_pod(stored: Arc<StoredPod>, ctx: Arc<Context>) -> Result<
     if shown.is_empty() && awaits_scheduler(&pod) {
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
+    // A Pod starting on its node: only one still starting after `STUCK_AFTER` is worth its
+    // events (a volume that does not mount); the others are running by then.
+    let starting = shown.is_empty() && crate::failure::starting(&pod);
+    if starting {
+        let since = crate::failure::starting_since(&pod).unwrap_or_else(Timestamp::now);
+        let elapsed =
+            Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();
+        if elapsed < crate::failure::STUCK_AFTER {
+            return Ok(Action::requeue(
+                crate::failure::STUCK_AFTER - elapsed + Duration::from_secs(1),
+            ));
+        }
+    }
     let detections = if crate::failure::status_suffices(&pod, &shown) {
         shown
     } else {
@@ -209,8 +222,13 @@ pub async fn reconcile_pod(stored: Arc<StoredPod>, ctx: Arc<Context>) -> Result<
         detect(&pod, &events)
     };
     if detections.is_empty() {
-        // A failure that has not shown yet (a first restart, a probe warming up): look again.
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        // A failure that has not shown yet (a first restart, a probe warming up): look again;
+        // a slow start (a large image) less often.
+        return Ok(Action::requeue(if starting {
+            crate::failure::STUCK_AFTER
+        } else {
+            Duration::from_secs(30)
+        }));
     }
     let workload = match workload {
         Some(w) => w,

@@ -25,6 +25,11 @@ pub fn may_be_failing(pod: &Pod) -> bool {
     if unscheduled && status.phase.as_deref() == Some("Pending") {
         return true;
     }
+    // Every Pod starts like this for a moment; one whose volume never mounts stays so. The
+    // controller reads its events only once it has been starting for `STUCK_AFTER`.
+    if super::mount::starting(pod) {
+        return true;
+    }
     let statuses = status
         .container_statuses
         .iter()

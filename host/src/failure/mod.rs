@@ -5,6 +5,7 @@ mod eviction;
 mod failed_create;
 mod gate;
 mod image_pull;
+mod mount;
 mod scheduling;
 
 pub use eviction::{
@@ -16,6 +17,7 @@ pub use failed_create::{
 };
 pub use gate::{awaits_scheduler, may_be_failing};
 pub use image_pull::{ImagePullCause, quoted_marker, registry_of};
+pub use mount::{STUCK_AFTER, starting, starting_since};
 pub use scheduling::{
     Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,
 };
@@ -78,6 +80,9 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
     }
     if let Some(pending) = detect_unschedulable(pod, &events) {
         return vec![pending];
+    }
+    if let Some(mount) = mount::detect_failed_mount(pod, &events) {
+        return vec![mount];
     }
     let mut found: Vec<Detection> = Vec::new();
     let mut add = |d: Detection| match found.iter_mut().find(|f| f.class == d.class) {
@@ -502,17 +507,25 @@ pub struct MissingConfig {
     pub namespace: Option<String>,
     pub name: String,
     pub key: Option<String>,
+    /// The Pod's volume that refers to it, when it is a volume and not an env var.
+    pub volume: Option<String>,
 }
 
 impl MissingConfig {
+    /// `key K in ConfigMap N`, `Secret ns/N`, and `, mounted as volume V` for a volume: what
+    /// [`missing_config`] reads back from a `missing: ` evidence line.
     pub fn describe(&self) -> String {
         let object = match &self.namespace {
             Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
             None => format!("{} {}", self.kind, self.name),
         };
-        match &self.key {
+        let what = match &self.key {
             Some(key) => format!("key {key} in {object}"),
             None => object,
+        };
+        match &self.volume {
+            Some(v) => format!("{what}, mounted as volume {v}"),
+            None => what,
         }
     }
 
@@ -527,7 +540,8 @@ impl MissingConfig {
 }
 
 /// Reads the kubelet's messages: `couldn't find key K in ConfigMap ns/name`,
-/// `configmap "name" not found`, `secret "name" not found`.
+/// `configmap "name" not found`, `secret "name" not found`; and the `missing: ` line detection
+/// writes for a volume ([`MissingConfig::describe`]).
 pub fn missing_config(message: &str) -> Option<MissingConfig> {
     use regex::Regex;
     use std::sync::LazyLock;
@@ -536,14 +550,30 @@ pub fn missing_config(message: &str) -> Option<MissingConfig> {
             .expect("static regex")
     });
     static OBJECT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"(configmap|secret) "([^"]+)" not found"#).expect("static regex")
+        Regex::new(r#"(configmap|secret)s? "([^"]+)" not found"#).expect("static regex")
     });
+    static DESCRIBED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"^missing: (?:key (\S+) in )?(ConfigMap|Secret) (?:([^/\s]+)/)?([^\s,]+), mounted as volume ([a-z0-9.-]{1,63})$",
+        )
+        .expect("static regex")
+    });
+    if let Some(c) = DESCRIBED.captures(message) {
+        return Some(MissingConfig {
+            kind: c[2].to_string(),
+            namespace: c.get(3).map(|m| m.as_str().to_string()),
+            name: c[4].to_string(),
+            key: c.get(1).map(|m| m.as_str().to_string()),
+            volume: Some(c[5].to_string()),
+        });
+    }
     if let Some(c) = KEY.captures(message) {
         return Some(MissingConfig {
             kind: c[2].to_string(),
             namespace: c.get(3).map(|m| m.as_str().to_string()),
             name: c[4].to_string(),
             key: Some(c[1].to_string()),
+            volume: None,
         });
     }
     OBJECT.captures(message).map(|c| MissingConfig {
@@ -555,6 +585,7 @@ pub fn missing_config(message: &str) -> Option<MissingConfig> {
         namespace: None,
         name: c[2].to_string(),
         key: None,
+        volume: None,
     })
 }
 

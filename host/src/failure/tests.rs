@@ -648,6 +648,111 @@ fn pods_refused_by_their_kubelet_or_ended_by_a_node_shutdown() {
     }
 }
 
+/// A Pod whose volume does not mount, as the kubelet leaves it: `Pending` on its node, every
+/// container waiting in `ContainerCreating`, and only `FailedMount` events say why (a ConfigMap
+/// or Secret missing, or a key its `items` name). The same class and cause as the same
+/// reference from an env var, read back from the report's evidence.
+#[test]
+fn volumes_that_do_not_mount_for_missing_configuration() {
+    let spec = json!({"nodeName": "node-a", "containers": [{"name": "app", "image": "registry.example.com/app:1.8.2"}],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "app-config", "items": [{"key": "app.properties", "path": "app.properties"}]}},
+            {"name": "tls", "secret": {"secretName": "app-tls"}},
+            {"name": "bundle", "projected": {"sources": [
+                {"configMap": {"name": "ca-bundle"}},
+                {"secret": {"name": "signing", "items": [{"key": "key.pem", "path": "key.pem"}]}}]}}]});
+    let starting = json!({"phase": "Pending", "qosClass": "BestEffort", "startTime": "2026-11-25T09:00:01Z",
+        "conditions": [
+            {"type": "PodReadyToStartContainers", "status": "False"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "containers with unready status: [app]"},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-25T09:00:00Z"}],
+        "containerStatuses": [{"name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "",
+            "ready": false, "restartCount": 0, "started": false,
+            "state": {"waiting": {"reason": "ContainerCreating"}}}]});
+    let p = pod(spec.clone(), starting.clone());
+    assert!(gate::may_be_failing(&p), "a starting Pod is looked at");
+    assert!(detect(&p, &[]).is_empty(), "nothing without its events");
+    let cases = [
+        (
+            r#"MountVolume.SetUp failed for volume "config" : configmap "app-config" not found"#,
+            "ConfigMapNotFound",
+            "missing: ConfigMap app-config, mounted as volume config",
+        ),
+        (
+            r#"MountVolume.SetUp failed for volume "config" : configmap references non-existent config key: app.properties"#,
+            "ConfigMapKeyNotFound",
+            "missing: key app.properties in ConfigMap app-config, mounted as volume config",
+        ),
+        (
+            r#"MountVolume.SetUp failed for volume "tls" : secret "app-tls" not found"#,
+            "SecretNotFound",
+            "missing: Secret app-tls, mounted as volume tls",
+        ),
+        (
+            r#"MountVolume.SetUp failed for volume "bundle" : references non-existent secret key: key.pem"#,
+            "SecretKeyNotFound",
+            "missing: key key.pem in Secret signing, mounted as volume bundle",
+        ),
+    ];
+    for (message, reason, missing) in cases {
+        let events = [
+            event(
+                "Scheduled",
+                "Normal",
+                "Successfully assigned default/app-7d9f8c6b5-x2k4p to node-a",
+                None,
+                1,
+            ),
+            event("FailedMount", "Warning", message, None, 9),
+        ];
+        let found = detect(&p, &events);
+        assert_eq!(found.len(), 1, "{message}: {found:?}");
+        let d = &found[0];
+        assert_eq!(
+            (d.class, d.reason.as_str()),
+            (FailureClass::CreateContainerConfigError, reason),
+            "{message}"
+        );
+        assert!(
+            d.evidence.contains(&missing.to_string()),
+            "{:?}",
+            d.evidence
+        );
+        assert!(
+            d.evidence
+                .iter()
+                .any(|e| e.starts_with("event Warning FailedMount (x9")),
+            "{:?}",
+            d.evidence
+        );
+        // What the playbook and the incident key read back from the report.
+        let back = d.evidence.iter().find_map(|e| missing_config(e)).unwrap();
+        assert_eq!(format!("missing: {}", back.describe()), missing);
+    }
+    // The kubelet's later summary names no cause; with it alone nothing is detected.
+    let timeout = "Unable to attach or mount volumes: unmounted volumes=[config], unattached volumes=[config kube-api-access-x2k4p]: timed out waiting for the condition";
+    assert!(detect(&p, &[event("FailedMount", "Warning", timeout, None, 3)]).is_empty());
+    // A Pod that started after all: old FailedMount events are history.
+    let running = running_status(
+        json!({"name": "app", "image": "registry.example.com/app:1.8.2",
+        "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-11-25T09:05:00Z"}}}),
+    );
+    let mount = event("FailedMount", "Warning", cases[0].0, None, 4);
+    assert!(
+        detect(&pod(spec.clone(), running), std::slice::from_ref(&mount))
+            .iter()
+            .all(|d| d.class != FailureClass::CreateContainerConfigError)
+    );
+    // A volume name that is no volume name (a forged event) names nothing.
+    let forged = r#"MountVolume.SetUp failed for volume "Config$(x)" : configmap references non-existent config key: a"#;
+    assert!(detect(&p, &[event("FailedMount", "Warning", forged, None, 1)]).is_empty());
+    assert_eq!(
+        starting_since(&p).map(|t| t.to_string()).as_deref(),
+        Some("2026-11-25T09:00:00Z")
+    );
+}
+
 /// A Pod on a Node that stopped reporting, as the control plane leaves it: first the node
 /// controller's `Ready=False` (no reason; the containers' statuses, the kubelet's, still say
 /// ready), then the taint eviction's `DisruptionTarget` and a deletion that never completes.

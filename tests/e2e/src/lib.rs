@@ -87,6 +87,9 @@ pub mod fault {
     pub const EVICTED: &str = "evicted";
     /// Failed at admission: the kubelet refuses the Pod (reason OutOfcpu unless annotated).
     pub const REJECTED: &str = "rejected";
+    /// ContainerCreating for good: volume "config" names ConfigMap "app-config", which is
+    /// missing (FailedMount).
+    pub const MOUNT_MISSING_CONFIG: &str = "mount-missing-config";
 
     /// Annotation: the one container that fails.
     pub const CONTAINER_ANNOTATION: &str = "sre-operator.dev/fault-container";

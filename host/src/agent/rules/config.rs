@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, no_fix};
-use crate::failure::missing_config;
+use crate::failure::{MissingConfig, missing_config};
 
 /// The keys of a ConfigMap's or Secret's `data`; a Secret's values never leave the cluster layer.
 #[derive(Deserialize)]
@@ -79,19 +79,41 @@ pub(super) async fn config_error(case: &Case, s: &mut Session) -> Result<Conclus
         }
     };
     evidence.extend(state.clone());
-    let what = missing.describe();
     let known = state.map(|s| format!(": {s}")).unwrap_or_default();
+    // A volume's reference keeps every container from starting; an env var's, its container.
+    let (who, what, reference) = match &missing.volume {
+        Some(volume) => (
+            format!("Pod {}", case.report.spec.pod.name),
+            MissingConfig {
+                volume: None,
+                ..missing.clone()
+            }
+            .describe(),
+            format!(
+                "volume {volume} in the workload's template, or mark it optional if the workload can start without it"
+            ),
+        ),
+        None => (
+            format!("Container {container}"),
+            missing.describe(),
+            format!("the reference in container {container}"),
+        ),
+    };
+    let refers = match &missing.volume {
+        Some(volume) => format!("its volume {volume} mounts {what}"),
+        None => format!("it refers to {what}"),
+    };
     Ok(no_fix(
-        format!("Container {container} cannot start: {what} is missing."),
-        format!("Container {container} refers to {what}, which the kubelet cannot find{known}."),
+        format!("{who} cannot start: {what} is missing."),
+        format!("{who} cannot start: {refers}, which the kubelet cannot find{known}."),
         evidence,
         match &missing.key {
             Some(key) => format!(
-                "Add key {key} to {} {} (or fix the reference in container {container}); the operator does not write configuration.",
+                "Add key {key} to {} {} (or fix {reference}); the operator does not write configuration.",
                 missing.kind, missing.name
             ),
             None => format!(
-                "Create {} {} in namespace {} (or fix the reference in container {container}).",
+                "Create {} {} in namespace {} (or fix {reference}).",
                 missing.kind,
                 missing.name,
                 case.namespace()

@@ -320,12 +320,6 @@ fn healthy() -> Vec<Pod> {
             "Running",
             json!({}),
         ),
-        // Starting.
-        pod(
-            status(waiting("ContainerCreating", ""), json!({}), false, 0),
-            "Pending",
-            json!({}),
-        ),
         // Done.
         pod(
             status(terminated(0, "Completed"), json!({}), false, 0),
@@ -342,6 +336,21 @@ fn a_healthy_pod_is_not_stored() {
         assert!(stored(&pod).is_none(), "{pod:#?}");
         assert!(store_event(watcher::Event::InitApply(pod), &everything()).is_none());
     }
+}
+
+/// A Pod starting on its node is stored until it runs: one whose volume never mounts stays
+/// `ContainerCreating` with no further status change, so a Pod dropped here would never be
+/// seen again. (Its events wait until it has been starting for `STUCK_AFTER`.)
+#[test]
+fn a_starting_pod_is_stored_until_it_runs() {
+    let starting = pod(
+        status(waiting("ContainerCreating", ""), json!({}), false, 0),
+        "Pending",
+        json!({}),
+    );
+    assert!(may_be_failing(&starting));
+    assert!(stored(&starting).is_some());
+    assert!(stored(&healthy().remove(0)).is_none(), "running: it leaves");
 }
 
 #[test]
