@@ -26,8 +26,8 @@ use crate::crd::{
     IncidentMember, Phase, condition,
 };
 use crate::failure::{
-    EvictionCause, ImagePullCause, LOST_NODE_TAINTS, PendingReason, Refusal, missing_config,
-    registry_of,
+    EvictionCause, ImagePullCause, LOST_NODE_TAINTS, PendingReason, Refusal, SandboxFailure,
+    missing_config, registry_of,
 };
 
 /// A cause several failures can share.
@@ -116,6 +116,13 @@ pub async fn cause_of(
                     key: format!("nodes/{taint}"),
                     description: format!("{description} (taint {taint})"),
                 });
+            }
+            if let Some(sandbox) = failure
+                .evidence
+                .iter()
+                .find_map(|e| SandboxFailure::parse(e))
+            {
+                return sandbox_cause(&sandbox, pod);
             }
             if failure.reason != PendingReason::UnboundPersistentVolumeClaim.as_str() {
                 return None;
@@ -208,6 +215,38 @@ async fn pods_node(
         .filter(|n| is_name(n))?;
     let object = cluster.get(ResourceKind::Node, None, node).await.ok()??;
     Some((node.to_string(), object))
+}
+
+/// Pods whose sandboxes cannot be created share the cause: a CNI plugin that fails wherever it
+/// runs (one incident across Nodes), or one Node (its Pod addresses used up, its runtime).
+fn sandbox_cause(sandbox: &SandboxFailure, pod: &Pod) -> Option<Cause> {
+    let node = pod
+        .spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| is_name(n));
+    let (key, description) = match (&sandbox.plugin, sandbox.addresses_exhausted) {
+        (_, true) => {
+            let node = node?;
+            (
+                format!("node/{node}/addresses"),
+                format!("node {node} has no Pod IP address left"),
+            )
+        }
+        (Some(plugin), false) if is_name(plugin) => (
+            format!("cni/{plugin}"),
+            format!("the {plugin} CNI plugin fails to set up Pod networks"),
+        ),
+        _ => {
+            let node = node?;
+            (
+                format!("node/{node}/sandbox"),
+                format!("node {node} cannot create Pod sandboxes"),
+            )
+        }
+    };
+    Some(Cause { key, description })
 }
 
 /// Pods a Node's kubelet ended as it shut down are one incident per Node. The Pod's status
@@ -1099,6 +1138,48 @@ mod tests {
         }
         assert_eq!(key("Rejected", "ready-1").await, None, "says too little");
         assert_eq!(key("OutOf$(x)", "ready-1").await, None, "no kubelet reason");
+    }
+
+    /// Pods whose sandboxes fail share a failing CNI plugin across Nodes, or one Node.
+    #[tokio::test]
+    async fn pods_without_a_sandbox_share_the_plugin_or_the_node() {
+        let cluster = crate::cluster::testing::Objects {
+            objects: vec![],
+            held: vec![],
+        };
+        let key = |message: &str, on: &str| {
+            let mut r = report("shop", "checkout");
+            r.spec.failure.class = FailureClass::Pending;
+            r.spec.failure.reason = "NetworkSetupFailed".into();
+            r.spec.failure.evidence = vec![format!(
+                "event Warning FailedCreatePodSandBox (x3): {message}"
+            )];
+            let pod: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "checkout-1", "namespace": "shop"},
+                "spec": {"nodeName": on, "containers": []}}))
+            .unwrap();
+            let cluster = &cluster;
+            async move { cause_of(&r, &pod, cluster).await.map(|c| c.key) }
+        };
+        let calico = r#"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox "6f": plugin type="calico" failed (add): connection is unauthorized"#;
+        assert_eq!(key(calico, "node-a").await.as_deref(), Some("cni/calico"));
+        assert_eq!(key(calico, "node-b").await.as_deref(), Some("cni/calico"));
+        let exhausted = r#"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox "0b": plugin type="bridge" failed (add): failed to allocate for range 0: no IP addresses available in range set: 10.244.1.1-10.244.1.254"#;
+        assert_eq!(
+            key(exhausted, "node-a").await.as_deref(),
+            Some("node/node-a/addresses")
+        );
+        let runtime = "Failed to create pod sandbox: rpc error: code = DeadlineExceeded desc = context deadline exceeded";
+        assert_eq!(
+            key(runtime, "node-a").await.as_deref(),
+            Some("node/node-a/sandbox")
+        );
+        // A plugin name that is no name keys on the Node instead.
+        let odd = r#"Failed to create pod sandbox: failed to setup network for sandbox "x": plugin type="Calico..x" failed"#;
+        assert_eq!(
+            key(odd, "node-a").await.as_deref(),
+            Some("node/node-a/sandbox")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! pressure are one incident too, never patched; so are the Pods of a node that stops
 //! reporting, as the real node lifecycle controller marks and evicts them, and the Pods a
 //! node's kubelet refuses at admission. A missing ConfigMap that workloads mount or read into
-//! their env is one incident.
+//! their env is one incident; so is a CNI plugin that gives their Pods no sandbox.
 
 mod support;
 
@@ -394,16 +394,19 @@ async fn pods_a_kubelet_refuses_are_one_incident_and_forged_refusals_join_none()
     Ok(())
 }
 
-/// One missing ConfigMap breaks workloads two ways: two mount it as a volume (the kubelet
-/// cannot mount it; the Pods stay `ContainerCreating` and only `FailedMount` events say why) and
-/// one reads a key of it into its env (`CreateContainerConfigError`). One incident about the
-/// ConfigMap, investigated once. A starting Pod's events are read only once it has been
-/// starting for `STUCK_AFTER` (the audit log's times), and a Deployment that starts normally
-/// has none read at all.
+/// Pods that never start. One missing ConfigMap breaks workloads two ways: two mount it as a
+/// volume (the kubelet cannot mount it; the Pods stay `ContainerCreating` and only `FailedMount`
+/// events say why) and one reads a key of it into its env (`CreateContainerConfigError`): one
+/// incident about the ConfigMap. Two more workloads' Pods get no sandbox, the CNI plugin
+/// failing (`FailedCreatePodSandBox`): one incident about the plugin, never patched. Each is
+/// investigated once. A starting Pod's events are read only once it has been starting for
+/// `STUCK_AFTER` (the audit log's times), and a Deployment that starts normally has none read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_config_map_mounted_or_read_into_env_is_one_incident() -> Result<()> {
+async fn pods_that_never_start_are_one_incident_per_missing_config_map_or_failing_plugin()
+-> Result<()> {
     use k8s_openapi::api::core::v1::Pod;
     const MOUNTED: [&str; 2] = ["cart", "catalog"];
+    const SANDBOXED: [&str; 2] = ["ledger", "search"];
     let Some(cluster) = support::cluster_with_policy("mount-e2e", NS, json!({})).await? else {
         return Ok(());
     };
@@ -430,6 +433,8 @@ async fn a_missing_config_map_mounted_or_read_into_env_is_one_incident() -> Resu
         "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "database_url"}}}]);
     for (app, fault, env) in [
         ("checkout", Some(fault::CONFIG_MISSING_KEY), env),
+        (SANDBOXED[0], Some(fault::SANDBOX_NETWORK), json!([])),
+        (SANDBOXED[1], Some(fault::SANDBOX_NETWORK), json!([])),
         ("web", None, json!([])),
     ] {
         let d = demo::deployment(app, json!({ "app": app }), fault, env, json!({}));
@@ -442,9 +447,12 @@ async fn a_missing_config_map_mounted_or_read_into_env_is_one_incident() -> Resu
     op.await_ready(Duration::from_secs(60))?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
-    let done = await_one_incident(&reports, 3, &op).await?;
-    ensure!(done.len() == 3, "no report for the healthy Deployment");
-    for r in &done {
+    let done = await_incidents(&reports, &[3, 2], &op).await?;
+    ensure!(done.len() == 5, "no report for the healthy Deployment");
+    let (sandboxed, config): (Vec<DiagnosticReport>, Vec<DiagnosticReport>) = done
+        .into_iter()
+        .partition(|r| SANDBOXED.contains(&r.spec.workload.name.as_str()));
+    for r in &config {
         let failure = &r.spec.failure;
         let want = if r.spec.workload.name == "checkout" {
             "ConfigMapKeyNotFound"
@@ -457,10 +465,34 @@ async fn a_missing_config_map_mounted_or_read_into_env_is_one_incident() -> Resu
             r.spec.workload.name
         );
     }
-    let lead = the_only_investigation(&done)?;
-    let status = lead.status.as_ref().unwrap();
-    let cause = &status.incident_detail.as_ref().unwrap().cause;
+    let lead = the_only_investigation(&config)?;
+    let cause = &lead
+        .status
+        .as_ref()
+        .unwrap()
+        .incident_detail
+        .as_ref()
+        .unwrap()
+        .cause;
     ensure!(cause.contains("ConfigMap shop/app-config"), "{cause}");
+    for r in &sandboxed {
+        let failure = &r.spec.failure;
+        ensure!(
+            failure.class == FailureClass::Pending && failure.reason == "NetworkSetupFailed",
+            "{failure:?}"
+        );
+        ensure!(r.status.as_ref().unwrap().suggested_patch.is_none());
+    }
+    let lead = the_only_investigation(&sandboxed)?;
+    let cause = &lead
+        .status
+        .as_ref()
+        .unwrap()
+        .incident_detail
+        .as_ref()
+        .unwrap()
+        .cause;
+    ensure!(cause.contains("calico CNI plugin"), "{cause}");
 
     // When each Pod's events were first read, against when it was created.
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
@@ -488,7 +520,7 @@ async fn a_missing_config_map_mounted_or_read_into_env_is_one_incident() -> Resu
             })
             .min()
     };
-    let mut mounted_read = 0;
+    let mut starting_read = 0;
     for (pod, at) in &created {
         let Some(read) = first_read(pod) else {
             continue;
@@ -499,6 +531,7 @@ async fn a_missing_config_map_mounted_or_read_into_env_is_one_incident() -> Resu
         );
         if MOUNTED
             .iter()
+            .chain(&SANDBOXED)
             .any(|app| pod.starts_with(&format!("{app}-")))
         {
             let waited = read.duration_since(*at).as_secs();
@@ -506,10 +539,13 @@ async fn a_missing_config_map_mounted_or_read_into_env_is_one_incident() -> Resu
                 waited >= sre_operator::failure::STUCK_AFTER.as_secs() as i64,
                 "{pod}'s events were read {waited} s after it was created"
             );
-            mounted_read += 1;
+            starting_read += 1;
         }
     }
-    ensure!(mounted_read > 0, "no mounted Pod's events were read");
+    ensure!(
+        starting_read >= 2,
+        "{starting_read} starting Pods had their events read"
+    );
     Ok(())
 }
 
@@ -847,20 +883,33 @@ async fn await_one_incident(
     members: usize,
     op: &Operator,
 ) -> Result<Vec<DiagnosticReport>> {
+    await_incidents(reports, &[members], op).await
+}
+
+/// Waits up to 120 s until reports have concluded in one incident per entry of `sizes`, each
+/// listing that many members, and in no other; the reports then.
+async fn await_incidents(
+    reports: &Api<DiagnosticReport>,
+    sizes: &[usize],
+    op: &Operator,
+) -> Result<Vec<DiagnosticReport>> {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut wanted = sizes.to_vec();
+    wanted.sort();
     loop {
         let list = reports.list(&Default::default()).await?.items;
         let finished = list.iter().filter(|r| concluded_in_incident(r)).count();
-        let listed = list
+        let mut listed: Vec<usize> = list
             .iter()
-            .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
-            .any(|d| d.members.len() == members);
-        if finished == members && listed {
+            .filter_map(|r| Some(r.status.as_ref()?.incident_detail.as_ref()?.members.len()))
+            .collect();
+        listed.sort();
+        if finished == sizes.iter().sum::<usize>() && listed == wanted {
             return Ok(list);
         }
         if Instant::now() > deadline {
             bail!(
-                "not one incident of {members} NoFix reports within 120 s: {:#?}\noperator log:\n{}",
+                "not incidents of {sizes:?} NoFix reports within 120 s: {:#?}\noperator log:\n{}",
                 list.iter()
                     .map(|r| (&r.metadata.name, &r.spec.failure, &r.status))
                     .collect::<Vec<_>>(),

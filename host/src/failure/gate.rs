@@ -27,7 +27,7 @@ pub fn may_be_failing(pod: &Pod) -> bool {
     }
     // Every Pod starts like this for a moment; one whose volume never mounts stays so. The
     // controller reads its events only once it has been starting for `STUCK_AFTER`.
-    if super::mount::starting(pod) {
+    if super::starting::starting(pod) {
         return true;
     }
     let statuses = status

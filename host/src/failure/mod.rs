@@ -5,8 +5,8 @@ mod eviction;
 mod failed_create;
 mod gate;
 mod image_pull;
-mod mount;
 mod scheduling;
+mod starting;
 
 pub use eviction::{
     ContainerUse, EndedByNode, EvictionCause, EvictionMessage, LOST_NODE_TAINTS, Shortfall,
@@ -17,10 +17,10 @@ pub use failed_create::{
 };
 pub use gate::{awaits_scheduler, may_be_failing};
 pub use image_pull::{ImagePullCause, quoted_marker, registry_of};
-pub use mount::{STUCK_AFTER, starting, starting_since};
 pub use scheduling::{
     Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,
 };
+pub use starting::{STUCK_AFTER, SandboxFailure, starting, starting_since};
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Event, Pod, Probe};
 
@@ -81,8 +81,8 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
     if let Some(pending) = detect_unschedulable(pod, &events) {
         return vec![pending];
     }
-    if let Some(mount) = mount::detect_failed_mount(pod, &events) {
-        return vec![mount];
+    if let Some(not_starting) = starting::detect_not_starting(pod, &events) {
+        return vec![not_starting];
     }
     let mut found: Vec<Detection> = Vec::new();
     let mut add = |d: Detection| match found.iter_mut().find(|f| f.class == d.class) {

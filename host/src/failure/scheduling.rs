@@ -212,10 +212,14 @@ pub enum PendingReason {
     NoNodes,
     /// No obstacle the operator knows.
     Unschedulable,
+    /// Scheduled, but the kubelet cannot set up the Pod's network (its CNI plugin fails).
+    NetworkSetupFailed,
+    /// Scheduled, but the container runtime cannot create the Pod's sandbox.
+    PodSandboxFailed,
 }
 
 impl PendingReason {
-    pub const ALL: [PendingReason; 16] = [
+    pub const ALL: [PendingReason; 18] = [
         PendingReason::InsufficientMemory,
         PendingReason::InsufficientCpu,
         PendingReason::InsufficientEphemeralStorage,
@@ -232,6 +236,8 @@ impl PendingReason {
         PendingReason::HostPortsInUse,
         PendingReason::NoNodes,
         PendingReason::Unschedulable,
+        PendingReason::NetworkSetupFailed,
+        PendingReason::PodSandboxFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -252,6 +258,8 @@ impl PendingReason {
             PendingReason::HostPortsInUse => "HostPortsInUse",
             PendingReason::NoNodes => "NoNodes",
             PendingReason::Unschedulable => "Unschedulable",
+            PendingReason::NetworkSetupFailed => "NetworkSetupFailed",
+            PendingReason::PodSandboxFailed => "PodSandboxFailed",
         }
     }
 

@@ -753,6 +753,77 @@ fn volumes_that_do_not_mount_for_missing_configuration() {
     );
 }
 
+/// A Pod whose sandbox the kubelet cannot create (`FailedCreatePodSandBox`, the Pod
+/// `ContainerCreating`): the CNI plugin failing, the Node's Pod addresses used up, the pause
+/// image not pulled, the runtime timing out. A Pending report of the Node, with the cause read.
+#[test]
+fn sandboxes_the_kubelet_cannot_create() {
+    let spec = json!({"nodeName": "node-a", "containers": [{"name": "app", "image": "registry.example.com/app:1.8.2"}]});
+    let starting = json!({"phase": "Pending", "conditions": [
+            {"type": "PodReadyToStartContainers", "status": "False"},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-25T09:00:00Z"}],
+        "containerStatuses": [{"name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]});
+    let p = pod(spec, starting);
+    let cases = [
+        (
+            r#"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox "6f1c2a": plugin type="calico" failed (add): error getting ClusterInformation: connection is unauthorized: Unauthorized"#,
+            "NetworkSetupFailed",
+            "the calico CNI plugin fails to set up its network",
+        ),
+        (
+            r#"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox "0b9e44": plugin type="bridge" name="kindnet" failed (add): failed to allocate for range 0: no IP addresses available in range set: 10.244.1.1-10.244.1.254"#,
+            "NetworkSetupFailed",
+            "the node has no Pod IP address left to give it",
+        ),
+        (
+            r#"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to get sandbox image "registry.k8s.io/pause:3.10": failed to pull image "registry.k8s.io/pause:3.10": failed to resolve reference: dial tcp 34.96.108.209:443: i/o timeout"#,
+            "PodSandboxFailed",
+            "the container runtime cannot pull the sandbox image registry.k8s.io/pause:3.10",
+        ),
+        (
+            "Failed to create pod sandbox: rpc error: code = DeadlineExceeded desc = context deadline exceeded",
+            "PodSandboxFailed",
+            "the container runtime fails to create it",
+        ),
+    ];
+    for (message, reason, what) in cases {
+        let found = detect(
+            &p,
+            &[event(
+                "FailedCreatePodSandBox",
+                "Warning",
+                message,
+                None,
+                12,
+            )],
+        );
+        assert_eq!(found.len(), 1, "{message}: {found:?}");
+        let d = &found[0];
+        assert_eq!(
+            (d.class, d.reason.as_str()),
+            (FailureClass::Pending, reason),
+            "{message}"
+        );
+        assert!(
+            d.evidence[0].contains("node node-a") && d.evidence[0].ends_with(what),
+            "{:?}",
+            d.evidence
+        );
+        assert!(
+            d.evidence
+                .iter()
+                .any(|e| e.starts_with("event Warning FailedCreatePodSandBox (x12")),
+            "{:?}",
+            d.evidence
+        );
+        let parsed = d.evidence.iter().find_map(|e| SandboxFailure::parse(e));
+        assert_eq!(parsed.map(|f| f.describe()).as_deref(), Some(what));
+    }
+    // Another reason's event with these words is not the kubelet's sandbox failure.
+    assert!(detect(&p, &[event("Failed", "Warning", cases[0].0, None, 1)]).is_empty());
+}
+
 /// A Pod on a Node that stopped reporting, as the control plane leaves it: first the node
 /// controller's `Ready=False` (no reason; the containers' statuses, the kubelet's, still say
 /// ready), then the taint eviction's `DisruptionTarget` and a deletion that never completes.

@@ -90,6 +90,8 @@ pub mod fault {
     /// ContainerCreating for good: volume "config" names ConfigMap "app-config", which is
     /// missing (FailedMount).
     pub const MOUNT_MISSING_CONFIG: &str = "mount-missing-config";
+    /// ContainerCreating for good: the calico CNI plugin fails (FailedCreatePodSandBox).
+    pub const SANDBOX_NETWORK: &str = "sandbox-network";
 
     /// Annotation: the one container that fails.
     pub const CONTAINER_ANNOTATION: &str = "sre-operator.dev/fault-container";

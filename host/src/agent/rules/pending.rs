@@ -1,7 +1,8 @@
 //! The Pending playbook: why no node takes the Pod. An unbound claim is read with its events;
 //! a selector or taint is checked against every node's labels and taints; insufficient cpu or
 //! memory is stated in numbers, and a memory request is lowered only to one an earlier revision
-//! ran with.
+//! ran with. A Pod scheduled to a Node that cannot create its sandbox (CNI, runtime) is that
+//! Node's story, never patched.
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -15,7 +16,7 @@ use super::{first_container, memory_limit, memory_request};
 use crate::cluster::{
     NodeUsage, ResourceAmounts, Taint, format_bytes, format_millis, memory_bytes, pod_requests,
 };
-use crate::failure::PendingReason;
+use crate::failure::{PendingReason, SandboxFailure};
 
 /// Whether the taint lets the Pod onto its node: `PreferNoSchedule` only steers the scheduler,
 /// any other effect needs a matching toleration.
@@ -58,6 +59,12 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
     // Reasons the scheduler's message does not explain (or a report from elsewhere) are None.
     let cause: Option<PendingReason> = reason.parse().ok();
     let pod = &case.report.spec.pod.name;
+    if matches!(
+        cause,
+        Some(PendingReason::NetworkSetupFailed | PendingReason::PodSandboxFailed)
+    ) {
+        return sandbox(case, s).await;
+    }
     if cause.is_some_and(PendingReason::is_about_a_claim) {
         // Each claim with the field it came from: a name the API server stored unvalidated (a
         // `claimName` of `?watch=true&x=`) is refused here, naming that field, and never asked for.
@@ -368,3 +375,91 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
     };
     Ok(no_fix(summary, root_cause, evidence, recommendation))
 }
+
+/// A Pod scheduled to a Node whose kubelet cannot create its sandbox: the Node's network (CNI)
+/// or container runtime, shared by every Pod sent there; never patched.
+async fn sandbox(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
+    let failure = &case.report.spec.failure;
+    let pod = &case.report.spec.pod.name;
+    let mut evidence: Vec<String> = failure.evidence.iter().take(3).cloned().collect();
+    let found = failure
+        .evidence
+        .iter()
+        .find_map(|e| SandboxFailure::parse(e));
+    let node = case
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| crate::names::NameRule::Dns1123Subdomain.allows(n));
+    let on = node
+        .map(|n| format!("node {n}"))
+        .unwrap_or("its node".into());
+    if let Some(node) = node {
+        let usage = s
+            .act(
+                format!("The kubelet on {node} cannot create Pod {pod}'s sandbox."),
+                format!("Read node {node}: whether it is Ready, and how many Pods it holds."),
+                "get_resource_usage",
+                json!({"nodeName": node}),
+            )
+            .await?;
+        if let Some(u) = answer::<NodeUsage>(&usage) {
+            evidence.push(format!(
+                "node {node}: {}, {} Pods bound of {} allowed",
+                if u.ready { "Ready" } else { "NotReady" },
+                u.pods,
+                u.allocatable_pods
+            ));
+        }
+    }
+    let what = found
+        .as_ref()
+        .map(SandboxFailure::describe)
+        .unwrap_or_else(|| "the container runtime fails to create it".into());
+    let (why, advice) = match &found {
+        Some(f) if f.addresses_exhausted => (
+            format!(
+                "{on} has handed out every address of its Pod range: a CNI plugin that does not release the addresses of deleted Pods leaks them until none are left, or the range is smaller than the Pods the node may hold"
+            ),
+            format!(
+                "Look for leaked addresses on {on} (the CNI's IPAM store, for host-local /var/lib/cni/networks) and the CNI plugin's own Pods and logs on it; cordon and drain the node to relieve it, and make its Pod range hold its maxPods."
+            ),
+        ),
+        Some(f) if f.network => (
+            format!(
+                "{what} on {on}: every Pod sent there fails the same way until the plugin is fixed"
+            ),
+            format!(
+                "Check the CNI plugin's Pods on {on} (kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={}) and their logs, and its configuration under /etc/cni/net.d; cordon the node until they are healthy.",
+                node.unwrap_or("NODE")
+            ),
+        ),
+        Some(f) if f.sandbox_image.is_some() => (
+            format!("{what}: the runtime needs it for every Pod on {on}"),
+            format!(
+                "Make the sandbox image pullable from {on} (its registry, the runtime's credentials or mirror), or pre-load it on the node."
+            ),
+        ),
+        _ => (
+            format!("the container runtime on {on} fails to create Pod sandboxes"),
+            format!(
+                "Read the container runtime's log on {on} (journalctl -u containerd) and its state; cordon the node until it creates sandboxes again."
+            ),
+        ),
+    };
+    evidence.truncate(MAX_SANDBOX_EVIDENCE);
+    Ok(no_fix(
+        format!("Pod {pod} cannot start on {on}: {what}."),
+        format!(
+            "The kubelet on {on} cannot create the Pod's sandbox because {why}. The Pod was scheduled and stays ContainerCreating; nothing in the workload is wrong, and no change to it helps."
+        ),
+        evidence,
+        format!(
+            "{advice} The Pod starts once the node creates its sandbox (or once it is deleted and rescheduled elsewhere)."
+        ),
+    ))
+}
+
+/// Evidence kept for a sandbox failure: the detection's lines and the Node.
+const MAX_SANDBOX_EVIDENCE: usize = 6;

@@ -1,9 +1,12 @@
-//! A Pod its kubelet cannot start because a volume does not mount: the ConfigMap or Secret the
-//! volume names does not exist, or lacks a key its `items` name. The kubelet retries with
-//! back-off and says so only in `FailedMount` events (`MountVolume.SetUp failed for volume "V" :
-//! configmap "N" not found`, `... : configmap references non-existent config key: K`); the Pod's
-//! status shows only `ContainerCreating`, as every starting Pod's does for a moment. So such a
-//! Pod is looked at once it has been starting for [`STUCK_AFTER`], and its events decide.
+//! A Pod its kubelet cannot start. A volume does not mount: the ConfigMap or Secret the volume
+//! names does not exist, or lacks a key its `items` name (`FailedMount`: `MountVolume.SetUp
+//! failed for volume "V" : configmap "N" not found`, `... : configmap references non-existent
+//! config key: K`). Or its sandbox cannot be created (`FailedCreatePodSandBox`): the CNI plugin
+//! fails to set up its network (the Node's Pod addresses used up, the plugin broken), or the
+//! runtime cannot pull the pause image. The kubelet retries with back-off and says so only in
+//! those events; the Pod's status shows only `ContainerCreating`, as every starting Pod's does
+//! for a moment. So such a Pod is looked at once it has been starting for [`STUCK_AFTER`], and
+//! its events decide.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -12,7 +15,7 @@ use k8s_openapi::api::core::v1::{Event, Pod, Volume};
 use k8s_openapi::jiff::Timestamp;
 use regex::Regex;
 
-use super::{Detection, MAX_EVENTS, MissingConfig, cite_events};
+use super::{Detection, MAX_EVENTS, MissingConfig, PendingReason, cite_events};
 use crate::crd::FailureClass;
 
 /// How long a scheduled Pod may start its containers before its events are read: a volume
@@ -149,10 +152,7 @@ fn missing_for_volume(pod: &Pod, message: &str) -> Option<(String, MissingConfig
 /// A starting Pod whose volume does not mount for a missing ConfigMap, Secret or key: the
 /// `CreateContainerConfigError` class, as the same reference from an env var would be, so that
 /// both are one incident when the object goes missing.
-pub(super) fn detect_failed_mount(pod: &Pod, events: &[&Event]) -> Option<Detection> {
-    if !starting(pod) {
-        return None;
-    }
+fn detect_failed_mount(pod: &Pod, events: &[&Event]) -> Option<Detection> {
     let failed: Vec<&&Event> = events
         .iter()
         .filter(|e| e.reason.as_deref() == Some("FailedMount"))
@@ -185,4 +185,101 @@ pub(super) fn detect_failed_mount(pod: &Pod, events: &[&Event]) -> Option<Detect
         container: None,
         evidence,
     })
+}
+
+/// Why the kubelet could not create a Pod's sandbox, from a `FailedCreatePodSandBox` message
+/// (`Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for
+/// sandbox "ID": plugin type="calico" failed (add): ...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxFailure {
+    /// The network setup failed (CNI), rather than the runtime itself.
+    pub network: bool,
+    /// The CNI plugin that failed (`calico`, `aws-cni`, `bridge`), when the message names it.
+    pub plugin: Option<String>,
+    /// The Node's range of Pod addresses is used up.
+    pub addresses_exhausted: bool,
+    /// The sandbox (pause) image the runtime could not pull.
+    pub sandbox_image: Option<String>,
+}
+
+static PLUGIN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"plugin type="([a-z0-9][a-z0-9._-]{0,62})""#).unwrap());
+static SANDBOX_IMAGE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"failed to get sandbox image "([A-Za-z0-9./:@_-]{1,255})""#).unwrap()
+});
+
+impl SandboxFailure {
+    /// None for a message that is not the kubelet's sandbox failure.
+    pub fn parse(message: &str) -> Option<SandboxFailure> {
+        if !message.contains("Failed to create pod sandbox") {
+            return None;
+        }
+        let network = message.contains("failed to setup network for sandbox")
+            || message.contains("failed to set up sandbox container")
+            || PLUGIN.is_match(message);
+        Some(SandboxFailure {
+            network,
+            plugin: PLUGIN.captures(message).map(|c| c[1].to_string()),
+            addresses_exhausted: message.contains("no IP addresses available")
+                || message.contains("failed to assign an IP address"),
+            sandbox_image: SANDBOX_IMAGE.captures(message).map(|c| c[1].to_string()),
+        })
+    }
+
+    pub fn reason(&self) -> PendingReason {
+        if self.network {
+            PendingReason::NetworkSetupFailed
+        } else {
+            PendingReason::PodSandboxFailed
+        }
+    }
+
+    /// What failed, for a person.
+    pub fn describe(&self) -> String {
+        match (&self.plugin, self.addresses_exhausted, &self.sandbox_image) {
+            (_, true, _) => "the node has no Pod IP address left to give it".into(),
+            (Some(p), false, _) => format!("the {p} CNI plugin fails to set up its network"),
+            (None, false, _) if self.network => "its network cannot be set up (CNI)".into(),
+            (None, false, Some(image)) => {
+                format!("the container runtime cannot pull the sandbox image {image}")
+            }
+            (None, false, None) => "the container runtime fails to create it".into(),
+        }
+    }
+}
+
+/// A starting Pod whose sandbox the kubelet cannot create: a `Pending` failure of the Node, not
+/// of the workload.
+fn detect_failed_sandbox(pod: &Pod, events: &[&Event]) -> Option<Detection> {
+    let is_sandbox = |e: &Event| e.reason.as_deref() == Some("FailedCreatePodSandBox");
+    let failure = events
+        .iter()
+        .rev()
+        .filter(|e| is_sandbox(e))
+        .find_map(|e| SandboxFailure::parse(e.message.as_deref()?))?;
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("its node");
+    let mut evidence = vec![format!(
+        "the kubelet on node {node} cannot create the Pod's sandbox, so no container starts: {}",
+        failure.describe()
+    )];
+    evidence.extend(cite_events(events, is_sandbox).into_iter().take(MAX_EVENTS));
+    Some(Detection {
+        class: FailureClass::Pending,
+        reason: failure.reason().as_str().into(),
+        container: None,
+        evidence,
+    })
+}
+
+/// A Pod that does not start on its Node: a volume that does not mount, or a sandbox that
+/// cannot be created.
+pub(super) fn detect_not_starting(pod: &Pod, events: &[&Event]) -> Option<Detection> {
+    if !starting(pod) {
+        return None;
+    }
+    detect_failed_mount(pod, events).or_else(|| detect_failed_sandbox(pod, events))
 }
