@@ -82,7 +82,7 @@ static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
 
 /// The ConfigMap or Secret of `kind` that volume `volume` of `pod` names (a projected volume's
 /// first source of that kind that lists `key`, else its first of that kind).
-fn source_of(pod: &Pod, volume: &str, kind: &str, key: Option<&str>) -> Option<String> {
+fn source_of(pod: &Pod, volume: &str, kind: &str, key: &str) -> Option<String> {
     let v: &Volume = pod
         .spec
         .as_ref()?
@@ -91,7 +91,7 @@ fn source_of(pod: &Pod, volume: &str, kind: &str, key: Option<&str>) -> Option<S
         .flatten()
         .find(|v| v.name == volume)?;
     let lists = |items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
-        key.is_some_and(|k| items.into_iter().flatten().any(|i| i.key == k))
+        items.into_iter().flatten().any(|i| i.key == key)
     };
     match kind {
         "ConfigMap" => v.config_map.as_ref().map(|c| c.name.clone()).or_else(|| {
@@ -136,7 +136,7 @@ fn missing_for_volume(pod: &Pod, message: &str) -> Option<(String, MissingConfig
         (None, Some(k)) => ("Secret", k[1].to_string()),
         (None, None) => return None,
     };
-    let name = source_of(pod, &volume, kind, Some(&key))?;
+    let name = source_of(pod, &volume, kind, &key)?;
     Some((
         volume.clone(),
         MissingConfig {
