@@ -399,7 +399,8 @@ async fn pods_a_kubelet_refuses_are_one_incident_and_forged_refusals_join_none()
 /// events say why) and one reads a key of it into its env (`CreateContainerConfigError`): one
 /// incident about the ConfigMap. Two more workloads' Pods get no sandbox, the CNI plugin
 /// failing (`FailedCreatePodSandBox`): one incident about the plugin, never patched. Each is
-/// investigated once. A starting Pod's events are read only once it has been starting for
+/// investigated once. One more waits for a ReadWriteOnce volume held on another node
+/// (`FailedAttachVolume`): reported alone, naming the Pod that holds it. A starting Pod's events are read only once it has been starting for
 /// `STUCK_AFTER` (the audit log's times), and a Deployment that starts normally has none read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_that_never_start_are_one_incident_per_missing_config_map_or_failing_plugin()
@@ -435,6 +436,7 @@ async fn pods_that_never_start_are_one_incident_per_missing_config_map_or_failin
         ("checkout", Some(fault::CONFIG_MISSING_KEY), env),
         (SANDBOXED[0], Some(fault::SANDBOX_NETWORK), json!([])),
         (SANDBOXED[1], Some(fault::SANDBOX_NETWORK), json!([])),
+        ("reports", Some(fault::ATTACH_MULTI), json!([])),
         ("web", None, json!([])),
     ] {
         let d = demo::deployment(app, json!({ "app": app }), fault, env, json!({}));
@@ -445,9 +447,43 @@ async fn pods_that_never_start_are_one_incident_per_missing_config_map_or_failin
     let setup = operator_setup(&cluster).await?;
     let op = Operator::start(&cluster, &setup, "sre-operator-mount-0", NS, false)?;
     op.await_ready(Duration::from_secs(60))?;
+    let started = Instant::now();
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let done = await_incidents(&reports, &[3, 2], &op).await?;
+    // The volume held elsewhere is a cause of its own: reported alone, once concluded.
+    let attach = loop {
+        let list = reports.list(&Default::default()).await?.items;
+        if let Some(r) = list.into_iter().find(|r| {
+            r.spec.workload.name == "reports"
+                && r.status.as_ref().is_some_and(|s| s.findings.is_some())
+        }) {
+            break r;
+        }
+        ensure!(
+            Instant::now() < started + Duration::from_secs(180),
+            "no report for the volume held elsewhere:\n{}",
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(
+        attach.spec.failure.class == FailureClass::Pending
+            && attach.spec.failure.reason == "VolumeAttachFailed",
+        "{:?}",
+        attach.spec.failure
+    );
+    let status = attach.status.as_ref().unwrap();
+    ensure!(status.incident.is_none() && status.suggested_patch.is_none());
+    let root_cause = &status.findings.as_ref().unwrap().root_cause;
+    ensure!(
+        root_cause.contains("data-old-0") && root_cause.contains("ReadWriteOnce"),
+        "{root_cause}"
+    );
+    let done: Vec<DiagnosticReport> = done
+        .into_iter()
+        .filter(|r| r.spec.workload.name != "reports")
+        .collect();
     ensure!(done.len() == 5, "no report for the healthy Deployment");
     let (sandboxed, config): (Vec<DiagnosticReport>, Vec<DiagnosticReport>) = done
         .into_iter()
@@ -532,6 +568,7 @@ async fn pods_that_never_start_are_one_incident_per_missing_config_map_or_failin
         if MOUNTED
             .iter()
             .chain(&SANDBOXED)
+            .chain(&["reports"])
             .any(|app| pod.starts_with(&format!("{app}-")))
         {
             let waited = read.duration_since(*at).as_secs();

@@ -216,10 +216,13 @@ pub enum PendingReason {
     NetworkSetupFailed,
     /// Scheduled, but the container runtime cannot create the Pod's sandbox.
     PodSandboxFailed,
+    /// Scheduled, but a volume cannot be attached to its Node (another Node holds a
+    /// ReadWriteOnce volume, or the storage driver fails).
+    VolumeAttachFailed,
 }
 
 impl PendingReason {
-    pub const ALL: [PendingReason; 18] = [
+    pub const ALL: [PendingReason; 19] = [
         PendingReason::InsufficientMemory,
         PendingReason::InsufficientCpu,
         PendingReason::InsufficientEphemeralStorage,
@@ -238,6 +241,7 @@ impl PendingReason {
         PendingReason::Unschedulable,
         PendingReason::NetworkSetupFailed,
         PendingReason::PodSandboxFailed,
+        PendingReason::VolumeAttachFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -260,6 +264,7 @@ impl PendingReason {
             PendingReason::Unschedulable => "Unschedulable",
             PendingReason::NetworkSetupFailed => "NetworkSetupFailed",
             PendingReason::PodSandboxFailed => "PodSandboxFailed",
+            PendingReason::VolumeAttachFailed => "VolumeAttachFailed",
         }
     }
 

@@ -3,8 +3,10 @@
 //! failed for volume "V" : configmap "N" not found`, `... : configmap references non-existent
 //! config key: K`). Or its sandbox cannot be created (`FailedCreatePodSandBox`): the CNI plugin
 //! fails to set up its network (the Node's Pod addresses used up, the plugin broken), or the
-//! runtime cannot pull the pause image. The kubelet retries with back-off and says so only in
-//! those events; the Pod's status shows only `ContainerCreating`, as every starting Pod's does
+//! runtime cannot pull the pause image. Or a volume cannot be attached to its Node
+//! (`FailedAttachVolume`, the attach/detach controller's: a ReadWriteOnce volume still attached
+//! to another Node, "Multi-Attach error", or the storage driver failing). The kubelet and the
+//! controller retry with back-off and say so only in those events; the Pod's status shows only `ContainerCreating`, as every starting Pod's does
 //! for a moment. So such a Pod is looked at once it has been starting for [`STUCK_AFTER`], and
 //! its events decide.
 
@@ -17,6 +19,7 @@ use regex::Regex;
 
 use super::{Detection, MAX_EVENTS, MissingConfig, PendingReason, cite_events};
 use crate::crd::FailureClass;
+use crate::names::NameRule;
 
 /// How long a scheduled Pod may start its containers before its events are read: a volume
 /// that does not mount fails in seconds, while an image pull or a slow CSI attach takes longer
@@ -275,11 +278,110 @@ fn detect_failed_sandbox(pod: &Pod, events: &[&Event]) -> Option<Detection> {
     })
 }
 
-/// A Pod that does not start on its Node: a volume that does not mount, or a sandbox that
-/// cannot be created.
+/// Why a volume could not be attached to the Pod's Node, from a `FailedAttachVolume` message
+/// (`Multi-Attach error for volume "pvc-..." Volume is already used by pod(s) a, b`,
+/// `... Volume is already exclusively attached to one node and can't be attached to another`,
+/// `AttachVolume.Attach failed for volume "pvc-..." : rpc error: ...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachFailure {
+    /// The PersistentVolume.
+    pub volume: String,
+    /// A ReadWriteOnce volume attached to another Node.
+    pub multi_attach: bool,
+    /// The Pods that hold it, when the controller names them.
+    pub holders: Vec<String>,
+}
+
+static MULTI_ATTACH: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"Multi-Attach error for volume "([a-z0-9.-]{1,253})""#).unwrap());
+static HOLDERS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Volume is already used by pod(?:\(s\)|s)? ([a-z0-9][a-z0-9., -]{0,1023})").unwrap()
+});
+static ATTACH_FAILED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"AttachVolume\.Attach failed for volume "([a-z0-9.-]{1,253})""#).unwrap()
+});
+/// Pods named as holders: enough to say who, not a list a forged message could grow.
+const MAX_HOLDERS: usize = 5;
+
+impl AttachFailure {
+    pub fn parse(message: &str) -> Option<AttachFailure> {
+        if let Some(c) = MULTI_ATTACH.captures(message) {
+            let holders = HOLDERS
+                .captures(message)
+                .map(|h| {
+                    // Names, up to where the message goes on (" on node ...").
+                    let names = h[1].split(" on ").next().unwrap_or_default();
+                    names
+                        .split([',', ' '])
+                        .map(|p| p.trim_end_matches('.'))
+                        .filter(|p| !p.is_empty() && NameRule::Dns1123Subdomain.allows(p))
+                        .take(MAX_HOLDERS)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Some(AttachFailure {
+                volume: c[1].to_string(),
+                multi_attach: true,
+                holders,
+            });
+        }
+        ATTACH_FAILED.captures(message).map(|c| AttachFailure {
+            volume: c[1].to_string(),
+            multi_attach: false,
+            holders: Vec::new(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.multi_attach, self.holders.is_empty()) {
+            (true, false) => format!(
+                "volume {} is a ReadWriteOnce volume still attached to another node, used by Pod(s) {}",
+                self.volume,
+                self.holders.join(", ")
+            ),
+            (true, true) => format!(
+                "volume {} is a ReadWriteOnce volume still attached to another node",
+                self.volume
+            ),
+            (false, _) => format!("the storage driver fails to attach volume {}", self.volume),
+        }
+    }
+}
+
+/// A starting Pod whose volume cannot be attached to its Node.
+fn detect_failed_attach(pod: &Pod, events: &[&Event]) -> Option<Detection> {
+    let is_attach = |e: &Event| e.reason.as_deref() == Some("FailedAttachVolume");
+    let failure = events
+        .iter()
+        .rev()
+        .filter(|e| is_attach(e))
+        .find_map(|e| AttachFailure::parse(e.message.as_deref()?))?;
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("its node");
+    let mut evidence = vec![format!(
+        "a volume cannot be attached to node {node}, so no container starts: {}",
+        failure.describe()
+    )];
+    evidence.extend(cite_events(events, is_attach).into_iter().take(MAX_EVENTS));
+    Some(Detection {
+        class: FailureClass::Pending,
+        reason: PendingReason::VolumeAttachFailed.as_str().into(),
+        container: None,
+        evidence,
+    })
+}
+
+/// A Pod that does not start on its Node: a volume that does not attach or mount, or a
+/// sandbox that cannot be created.
 pub(super) fn detect_not_starting(pod: &Pod, events: &[&Event]) -> Option<Detection> {
     if !starting(pod) {
         return None;
     }
-    detect_failed_mount(pod, events).or_else(|| detect_failed_sandbox(pod, events))
+    detect_failed_attach(pod, events)
+        .or_else(|| detect_failed_mount(pod, events))
+        .or_else(|| detect_failed_sandbox(pod, events))
 }

@@ -824,6 +824,72 @@ fn sandboxes_the_kubelet_cannot_create() {
     assert!(detect(&p, &[event("Failed", "Warning", cases[0].0, None, 1)]).is_empty());
 }
 
+/// A Pod whose volume the attach/detach controller cannot attach to its Node
+/// (`FailedAttachVolume`): a ReadWriteOnce volume still attached elsewhere (the Pods that hold
+/// it named, bounded), or the driver failing. A Pending report, the holders read back.
+#[test]
+fn volumes_that_cannot_be_attached_to_the_pods_node() {
+    let spec = json!({"nodeName": "node-b", "containers": [{"name": "app", "image": "registry.example.com/app:1.8.2"}]});
+    let starting = json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-25T09:00:00Z"}],
+        "containerStatuses": [{"name": "app", "image": "registry.example.com/app:1.8.2", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]});
+    let p = pod(spec, starting);
+    let attach = |message: &str| {
+        let mut e = event("FailedAttachVolume", "Warning", message, None, 1);
+        e.source = Some(k8s_openapi::api::core::v1::EventSource {
+            component: Some("attachdetach-controller".into()),
+            host: None,
+        });
+        e
+    };
+    let cases: [(&str, bool, &[&str]); 5] = [
+        (
+            r#"Multi-Attach error for volume "pvc-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" Volume is already used by pod(s) app-5d8f7c9b6-q7w2e"#,
+            true,
+            &["app-5d8f7c9b6-q7w2e"],
+        ),
+        (
+            r#"Multi-Attach error for volume "pvc-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" Volume is already exclusively attached to one node and can't be attached to another"#,
+            true,
+            &[],
+        ),
+        (
+            r#"AttachVolume.Attach failed for volume "pvc-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" : rpc error: code = Internal desc = Could not attach volume "vol-0f1e2d3c" to node "i-0a1b2c3d": attachment of disk "vol-0f1e2d3c" failed, expected device to be attached but was attaching"#,
+            false,
+            &[],
+        ),
+        // Only names are kept, and a few: a forged list cannot fill the report.
+        (
+            r#"Multi-Attach error for volume "pvc-9" Volume is already used by pods a-1, b-2, c-3, d-4, e-5, f-6 on node node-a"#,
+            true,
+            &["a-1", "b-2", "c-3", "d-4", "e-5"],
+        ),
+        (
+            r#"Multi-Attach error for volume "pvc-9" Volume is already used by pods a-1, $(x) b-2"#,
+            true,
+            &["a-1"],
+        ),
+    ];
+    for (message, multi, holders) in cases {
+        let found = detect(&p, &[attach(message)]);
+        assert_eq!(found.len(), 1, "{message}: {found:?}");
+        let d = &found[0];
+        assert_eq!(
+            (d.class, d.reason.as_str()),
+            (FailureClass::Pending, "VolumeAttachFailed")
+        );
+        assert!(d.evidence[0].contains("node node-b"), "{:?}", d.evidence);
+        let back = d
+            .evidence
+            .iter()
+            .find_map(|e| AttachFailure::parse(e))
+            .unwrap();
+        assert_eq!(back.multi_attach, multi, "{message}");
+        assert_eq!(back.holders, holders, "{message}");
+    }
+}
+
 /// A Pod on a Node that stopped reporting, as the control plane leaves it: first the node
 /// controller's `Ready=False` (no reason; the containers' statuses, the kubelet's, still say
 /// ready), then the taint eviction's `DisruptionTarget` and a deletion that never completes.

@@ -92,6 +92,9 @@ pub mod fault {
     pub const MOUNT_MISSING_CONFIG: &str = "mount-missing-config";
     /// ContainerCreating for good: the calico CNI plugin fails (FailedCreatePodSandBox).
     pub const SANDBOX_NETWORK: &str = "sandbox-network";
+    /// ContainerCreating for good: a ReadWriteOnce volume held on another node
+    /// (FailedAttachVolume, Multi-Attach error).
+    pub const ATTACH_MULTI: &str = "attach-multi";
 
     /// Annotation: the one container that fails.
     pub const CONTAINER_ANNOTATION: &str = "sre-operator.dev/fault-container";

@@ -2,7 +2,8 @@
 //! a selector or taint is checked against every node's labels and taints; insufficient cpu or
 //! memory is stated in numbers, and a memory request is lowered only to one an earlier revision
 //! ran with. A Pod scheduled to a Node that cannot create its sandbox (CNI, runtime) is that
-//! Node's story, never patched.
+//! Node's story, never patched; one whose volume cannot be attached there is told who holds it
+//! (a rolling update of a Deployment with a ReadWriteOnce volume) or that the driver fails.
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -16,7 +17,7 @@ use super::{first_container, memory_limit, memory_request};
 use crate::cluster::{
     NodeUsage, ResourceAmounts, Taint, format_bytes, format_millis, memory_bytes, pod_requests,
 };
-use crate::failure::{PendingReason, SandboxFailure};
+use crate::failure::{AttachFailure, PendingReason, SandboxFailure};
 
 /// Whether the taint lets the Pod onto its node: `PreferNoSchedule` only steers the scheduler,
 /// any other effect needs a matching toleration.
@@ -59,11 +60,12 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
     // Reasons the scheduler's message does not explain (or a report from elsewhere) are None.
     let cause: Option<PendingReason> = reason.parse().ok();
     let pod = &case.report.spec.pod.name;
-    if matches!(
-        cause,
-        Some(PendingReason::NetworkSetupFailed | PendingReason::PodSandboxFailed)
-    ) {
-        return sandbox(case, s).await;
+    match cause {
+        Some(PendingReason::NetworkSetupFailed | PendingReason::PodSandboxFailed) => {
+            return sandbox(case, s).await;
+        }
+        Some(PendingReason::VolumeAttachFailed) => return attach(case, s).await,
+        _ => {}
     }
     if cause.is_some_and(PendingReason::is_about_a_claim) {
         // Each claim with the field it came from: a name the API server stored unvalidated (a
@@ -463,3 +465,93 @@ async fn sandbox(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError>
 
 /// Evidence kept for a sandbox failure: the detection's lines and the Node.
 const MAX_SANDBOX_EVIDENCE: usize = 6;
+
+/// A Pod whose volume cannot be attached to its Node: a ReadWriteOnce volume still attached to
+/// another (most often the Deployment's own older Pod, in a rolling update), or a storage
+/// driver that fails. Never patched: a Deployment's strategy is outside what patch-safety allows.
+async fn attach(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
+    let failure = &case.report.spec.failure;
+    let pod = &case.report.spec.pod.name;
+    let evidence: Vec<String> = failure.evidence.iter().take(3).cloned().collect();
+    let found = failure
+        .evidence
+        .iter()
+        .find_map(|e| AttachFailure::parse(e));
+    let w = &case.report.spec.workload;
+    let Some(found) = found.clone().filter(|f| f.multi_attach) else {
+        let volume = found
+            .map(|f| format!("volume {}", f.volume))
+            .unwrap_or("its volume".into());
+        return Ok(no_fix(
+            format!("Pod {pod} cannot start: {volume} cannot be attached to its node."),
+            format!(
+                "The storage driver fails to attach {volume} to the Pod's node, so the kubelet cannot mount it and no container starts; nothing in the workload is wrong."
+            ),
+            evidence,
+            format!(
+                "Read the VolumeAttachment of {volume} (kubectl get volumeattachment) and the CSI driver's controller logs; the attach is retried until it succeeds."
+            ),
+        ));
+    };
+    let mut evidence = evidence;
+    // Whether the Deployment replaces Pods by starting the new one first.
+    let container = failure_container(case);
+    let strategy = match workload_template(case, s, &container).await? {
+        Some(t) if w.kind == "Deployment" => Some(
+            t.object
+                .pointer("/spec/strategy/type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("RollingUpdate")
+                .to_string(),
+        ),
+        _ => None,
+    };
+    let own = !found.holders.is_empty()
+        && found
+            .holders
+            .iter()
+            .all(|h| h.starts_with(&format!("{}-", w.name)));
+    let volume = &found.volume;
+    if strategy.as_deref() == Some("RollingUpdate") && (own || found.holders.is_empty()) {
+        evidence.push(format!(
+            "Deployment {} replaces its Pods with strategy RollingUpdate",
+            w.name
+        ));
+        let holder = found
+            .holders
+            .first()
+            .cloned()
+            .unwrap_or("the old Pod".into());
+        return Ok(no_fix(
+            format!(
+                "Pod {pod} cannot start: its ReadWriteOnce volume {volume} is still attached to the node of the Deployment's older Pod."
+            ),
+            format!(
+                "Deployment {} updates with RollingUpdate, which starts the new Pod before the old one stops; the old Pod ({holder}) still has ReadWriteOnce volume {volume} attached on another node, and a ReadWriteOnce volume attaches to one node at a time, so the new Pod waits (Multi-Attach error) until the old one is gone.",
+                w.name
+            ),
+            evidence,
+            format!(
+                "Set Deployment {}'s strategy to Recreate (a Deployment that mounts a ReadWriteOnce volume cannot run Pods on two nodes at once), or run it as a StatefulSet; to unblock the rollout now, delete {holder}.",
+                w.name
+            ),
+        ));
+    }
+    let holders = if found.holders.is_empty() {
+        "a Pod on another node".to_string()
+    } else {
+        format!("Pod(s) {}", found.holders.join(", "))
+    };
+    Ok(no_fix(
+        format!(
+            "Pod {pod} cannot start: its ReadWriteOnce volume {volume} is attached to another node."
+        ),
+        format!(
+            "ReadWriteOnce volume {volume} is attached to another node, where {holders} use it; it attaches to one node at a time, so Pod {pod} waits (Multi-Attach error) until it is released."
+        ),
+        evidence,
+        format!(
+            "Find who holds {volume} (kubectl describe pv {volume}; kubectl get volumeattachment) and stop it, or give this workload its own claim. A volume held by a Pod on a node that went down is released about six minutes after that Pod is deleted, or at once when the Node is deleted."
+        ),
+    ))
+}
