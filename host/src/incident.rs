@@ -1,7 +1,8 @@
 //! Incidents: reports whose failures share one cause (a missing ConfigMap, a registry that
-//! fails, Nodes that are NotReady, a StorageClass that does not provision, a Service the
-//! workloads call that is missing or refuses them, a ResourceQuota, ServiceAccount or Pod
-//! Security level that refuses their Pods) are one incident, investigated once. The
+//! fails, Nodes that are NotReady, a Node that refuses Pods or shut down, a CNI plugin or Node
+//! that gives Pods no sandbox, a StorageClass that does not provision, a Service the workloads
+//! call that is missing or refuses them, a ResourceQuota, ServiceAccount or Pod Security level
+//! that refuses their Pods) are one incident, investigated once. The
 //! cause is read from what detection recorded (and, for a claim, its StorageClass; for a crash
 //! loop, the last lines of its log and the Service they name) before any investigation, so
 //! grouping costs no model call.
