@@ -6,14 +6,12 @@
 //! is told why, and whether its workload sends it past the scheduler (`spec.nodeName`).
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde_json::json;
 
 use super::workload::workload_template;
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failure_container, no_fix};
-use crate::cluster::{NodeUsage, format_bytes, format_millis, memory_bytes};
+use super::{failure_container, no_fix, on_node, pod_node, read_node};
+use crate::cluster::{format_bytes, format_millis, memory_bytes};
 use crate::failure::{EvictionCause, EvictionMessage, LOST_NODE_TAINTS, Shortfall, StorageLimit};
-use crate::names::NameRule;
 
 pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
     let failure = &case.report.spec.failure;
@@ -28,12 +26,7 @@ pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, 
         known => known,
     };
     let mut evidence: Vec<String> = failure.evidence.iter().take(3).cloned().collect();
-    let node = case
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .filter(|n| NameRule::Dns1123Subdomain.allows(n));
+    let node = pod_node(case);
 
     if cause == EvictionCause::EphemeralStorageLimit {
         let (what, change) = match &parsed.storage_limit {
@@ -91,9 +84,7 @@ pub(super) async fn evicted(case: &Case, s: &mut Session) -> Result<Conclusion, 
             ));
         }
     };
-    let on = node
-        .map(|n| format!("node {n}"))
-        .unwrap_or("its node".into());
+    let on = on_node(node);
     // The kubelet writes quantities in Ki or bytes; a person reads Mi and Gi.
     let readable = |q: &str| match q {
         "0" => "0".to_string(),
@@ -195,9 +186,7 @@ async fn node_not_ready(
     mut evidence: Vec<String>,
 ) -> Result<Conclusion, AgentError> {
     let pod = &case.report.spec.pod.name;
-    let on = node
-        .map(|n| format!("node {n}"))
-        .unwrap_or("its node".into());
+    let on = on_node(node);
     let mut state = "stopped reporting".to_string();
     if let Some(node) = node {
         let read = read_node(
@@ -262,24 +251,6 @@ async fn node_not_ready(
     ))
 }
 
-/// Reads `node` through `get_resource_usage`, saying why; None when the tool could not.
-async fn read_node(
-    s: &mut Session,
-    node: &str,
-    observation: String,
-    thought: String,
-) -> Result<Option<NodeUsage>, AgentError> {
-    let usage = s
-        .act(
-            observation,
-            thought,
-            "get_resource_usage",
-            json!({"nodeName": node}),
-        )
-        .await?;
-    Ok(answer::<NodeUsage>(&usage))
-}
-
 /// A Node that shut down: the kubelet ended its Pods first (graceful node shutdown).
 async fn node_shutdown(
     case: &Case,
@@ -288,9 +259,7 @@ async fn node_shutdown(
     mut evidence: Vec<String>,
 ) -> Result<Conclusion, AgentError> {
     let pod = &case.report.spec.pod.name;
-    let on = node
-        .map(|n| format!("node {n}"))
-        .unwrap_or("its node".into());
+    let on = on_node(node);
     if let Some(node) = node {
         let read = read_node(
             s,
@@ -330,9 +299,7 @@ async fn rejected(
 ) -> Result<Conclusion, AgentError> {
     let pod = &case.report.spec.pod.name;
     let reason = case.report.spec.failure.reason.as_str();
-    let on = node
-        .map(|n| format!("node {n}"))
-        .unwrap_or("its node".into());
+    let on = on_node(node);
     let short = Shortfall::parse(message);
     if let Some(node) = node {
         let read = read_node(

@@ -130,6 +130,39 @@ fn first_container(case: &Case) -> Option<String> {
         .map(|c| c.name.clone())
 }
 
+/// The failing Pod's Node, when it names one whose name may reach a tool's request.
+fn pod_node(case: &Case) -> Option<&str> {
+    case.pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| crate::names::NameRule::Dns1123Subdomain.allows(n))
+}
+
+/// `node N`, or `its node` when the Pod names none.
+fn on_node(node: Option<&str>) -> String {
+    node.map(|n| format!("node {n}"))
+        .unwrap_or("its node".into())
+}
+
+/// Reads `node` through `get_resource_usage`, saying why; None when the tool could not.
+async fn read_node(
+    s: &mut Session,
+    node: &str,
+    observation: String,
+    thought: String,
+) -> Result<Option<crate::cluster::NodeUsage>, AgentError> {
+    let usage = s
+        .act(
+            observation,
+            thought,
+            "get_resource_usage",
+            serde_json::json!({"nodeName": node}),
+        )
+        .await?;
+    Ok(answer(&usage))
+}
+
 /// The container the failure is about, or the Pod's first when the failure names none.
 fn failure_container(case: &Case) -> String {
     case.report

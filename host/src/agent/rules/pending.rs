@@ -13,7 +13,7 @@ use tool_shapes::{EventSummary, RolloutRevision};
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
-use super::{first_container, memory_limit, memory_request};
+use super::{first_container, memory_limit, memory_request, on_node, pod_node, read_node};
 use crate::cluster::{
     NodeUsage, ResourceAmounts, Taint, format_bytes, format_millis, memory_bytes, pod_requests,
 };
@@ -388,25 +388,17 @@ async fn sandbox(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError>
         .evidence
         .iter()
         .find_map(|e| SandboxFailure::parse(e));
-    let node = case
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .filter(|n| crate::names::NameRule::Dns1123Subdomain.allows(n));
-    let on = node
-        .map(|n| format!("node {n}"))
-        .unwrap_or("its node".into());
+    let node = pod_node(case);
+    let on = on_node(node);
     if let Some(node) = node {
-        let usage = s
-            .act(
-                format!("The kubelet on {node} cannot create Pod {pod}'s sandbox."),
-                format!("Read node {node}: whether it is Ready, and how many Pods it holds."),
-                "get_resource_usage",
-                json!({"nodeName": node}),
-            )
-            .await?;
-        if let Some(u) = answer::<NodeUsage>(&usage) {
+        let read = read_node(
+            s,
+            node,
+            format!("The kubelet on {node} cannot create Pod {pod}'s sandbox."),
+            format!("Read node {node}: whether it is Ready, and how many Pods it holds."),
+        )
+        .await?;
+        if let Some(u) = read {
             evidence.push(format!(
                 "node {node}: {}, {} Pods bound of {} allowed",
                 if u.ready { "Ready" } else { "NotReady" },
