@@ -254,28 +254,54 @@ impl SandboxFailure {
 /// A starting Pod whose sandbox the kubelet cannot create: a `Pending` failure of the Node, not
 /// of the workload.
 fn detect_failed_sandbox(pod: &Pod, events: &[&Event]) -> Option<Detection> {
-    let is_sandbox = |e: &Event| e.reason.as_deref() == Some("FailedCreatePodSandBox");
-    let failure = events
+    let (failure, node, cited) =
+        latest_on_node(pod, events, "FailedCreatePodSandBox", SandboxFailure::parse)?;
+    Some(pending_on_node(
+        failure.reason(),
+        format!(
+            "the kubelet on node {node} cannot create the Pod's sandbox, so no container starts: {}",
+            failure.describe()
+        ),
+        cited,
+    ))
+}
+
+/// What the latest `reason` event about `pod` says, read by `parse`; the Pod's Node and those
+/// events cited.
+fn latest_on_node<'p, T>(
+    pod: &'p Pod,
+    events: &[&Event],
+    reason: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Option<(T, &'p str, Vec<String>)> {
+    let of_reason = |e: &Event| e.reason.as_deref() == Some(reason);
+    let found = events
         .iter()
         .rev()
-        .filter(|e| is_sandbox(e))
-        .find_map(|e| SandboxFailure::parse(e.message.as_deref()?))?;
+        .filter(|e| of_reason(e))
+        .find_map(|e| parse(e.message.as_deref()?))?;
     let node = pod
         .spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .unwrap_or("its node");
-    let mut evidence = vec![format!(
-        "the kubelet on node {node} cannot create the Pod's sandbox, so no container starts: {}",
-        failure.describe()
-    )];
-    evidence.extend(cite_events(events, is_sandbox).into_iter().take(MAX_EVENTS));
-    Some(Detection {
+    let cited = cite_events(events, of_reason)
+        .into_iter()
+        .take(MAX_EVENTS)
+        .collect();
+    Some((found, node, cited))
+}
+
+/// A `Pending` failure of the Pod's Node: what it cannot do, then the events that say so.
+fn pending_on_node(reason: PendingReason, first: String, cited: Vec<String>) -> Detection {
+    let mut evidence = vec![first];
+    evidence.extend(cited);
+    Detection {
         class: FailureClass::Pending,
-        reason: failure.reason().as_str().into(),
+        reason: reason.as_str().into(),
         container: None,
         evidence,
-    })
+    }
 }
 
 /// Why a volume could not be attached to the Pod's Node, from a `FailedAttachVolume` message
@@ -351,28 +377,16 @@ impl AttachFailure {
 
 /// A starting Pod whose volume cannot be attached to its Node.
 fn detect_failed_attach(pod: &Pod, events: &[&Event]) -> Option<Detection> {
-    let is_attach = |e: &Event| e.reason.as_deref() == Some("FailedAttachVolume");
-    let failure = events
-        .iter()
-        .rev()
-        .filter(|e| is_attach(e))
-        .find_map(|e| AttachFailure::parse(e.message.as_deref()?))?;
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .unwrap_or("its node");
-    let mut evidence = vec![format!(
-        "a volume cannot be attached to node {node}, so no container starts: {}",
-        failure.describe()
-    )];
-    evidence.extend(cite_events(events, is_attach).into_iter().take(MAX_EVENTS));
-    Some(Detection {
-        class: FailureClass::Pending,
-        reason: PendingReason::VolumeAttachFailed.as_str().into(),
-        container: None,
-        evidence,
-    })
+    let (failure, node, cited) =
+        latest_on_node(pod, events, "FailedAttachVolume", AttachFailure::parse)?;
+    Some(pending_on_node(
+        PendingReason::VolumeAttachFailed,
+        format!(
+            "a volume cannot be attached to node {node}, so no container starts: {}",
+            failure.describe()
+        ),
+        cited,
+    ))
 }
 
 /// A Pod that does not start on its Node: a volume that does not attach or mount, or a
