@@ -1100,6 +1100,26 @@ mod tests {
         assert_eq!(key("shop", "panic: nil map\n", &[]).await, None);
     }
 
+    /// The incident key of a report of `class` and `reason` with `evidence`, whose Pod is on
+    /// Node `on`.
+    async fn node_key(
+        cluster: &crate::cluster::testing::Objects,
+        class: FailureClass,
+        reason: String,
+        evidence: Vec<String>,
+        on: String,
+    ) -> Option<String> {
+        let mut r = report("shop", "checkout");
+        r.spec.failure.class = class;
+        r.spec.failure.reason = reason;
+        r.spec.failure.evidence = evidence;
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "checkout-1", "namespace": "shop"},
+            "spec": {"nodeName": on, "containers": []}}))
+        .unwrap();
+        cause_of(&r, &pod, cluster).await.map(|c| c.key)
+    }
+
     /// Pods a Node ended are one incident per Node only as far as the Node confirms it: a
     /// shutdown needs the Node not Ready, a refusal the Node to exist and the kubelet's own
     /// reason; what only a Pod's (writable) status claims groups nothing.
@@ -1114,15 +1134,13 @@ mod tests {
             held: vec![ResourceKind::Node],
         };
         let key = |reason: &str, on: &str| {
-            let mut r = report("shop", "checkout");
-            r.spec.failure.class = FailureClass::Evicted;
-            r.spec.failure.reason = reason.into();
-            let pod: Pod = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "checkout-1", "namespace": "shop"},
-                "spec": {"nodeName": on, "containers": []}}))
-            .unwrap();
-            let cluster = &cluster;
-            async move { cause_of(&r, &pod, cluster).await.map(|c| c.key) }
+            node_key(
+                &cluster,
+                FailureClass::Evicted,
+                reason.into(),
+                Vec::new(),
+                on.into(),
+            )
         };
         assert_eq!(
             key("NodeShutdown", "down-1").await.as_deref(),
@@ -1149,18 +1167,16 @@ mod tests {
             held: vec![],
         };
         let key = |message: &str, on: &str| {
-            let mut r = report("shop", "checkout");
-            r.spec.failure.class = FailureClass::Pending;
-            r.spec.failure.reason = "NetworkSetupFailed".into();
-            r.spec.failure.evidence = vec![format!(
+            let evidence = vec![format!(
                 "event Warning FailedCreatePodSandBox (x3): {message}"
             )];
-            let pod: Pod = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "checkout-1", "namespace": "shop"},
-                "spec": {"nodeName": on, "containers": []}}))
-            .unwrap();
-            let cluster = &cluster;
-            async move { cause_of(&r, &pod, cluster).await.map(|c| c.key) }
+            node_key(
+                &cluster,
+                FailureClass::Pending,
+                "NetworkSetupFailed".into(),
+                evidence,
+                on.into(),
+            )
         };
         let calico = r#"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox "6f": plugin type="calico" failed (add): connection is unauthorized"#;
         assert_eq!(key(calico, "node-a").await.as_deref(), Some("cni/calico"));
