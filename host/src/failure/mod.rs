@@ -2,6 +2,7 @@
 //! (container states, current and last) and its events. Pure functions over k8s-openapi types.
 
 mod eviction;
+mod exec;
 mod failed_create;
 mod gate;
 mod image_pull;
@@ -12,6 +13,7 @@ pub use eviction::{
     ContainerUse, EndedByNode, EvictionCause, EvictionMessage, LOST_NODE_TAINTS, Shortfall,
     StorageLimit, ended_by_its_node, evicted_at,
 };
+pub use exec::ExecFailure;
 pub use failed_create::{
     CREATORS, Refusal, creator_kind, detect_failed_create, short_of_pods, would_be_pod,
 };
@@ -417,7 +419,13 @@ fn detect_container(
         });
     }
 
-    if waiting_reason == "CrashLoopBackOff" {
+    // runc cannot start the command: the kubelet says `RunContainerError` between back-offs
+    // (`StartError`, exit 128, in the last state), and restarts it as in any crash loop. CRI-O
+    // and crun refuse at creation instead (`CreateContainerError`, below): never a restart.
+    let waiting_message = waiting.and_then(|w| w.message.as_deref()).unwrap_or("");
+    let cannot_start =
+        (waiting_reason == "RunContainerError").then(|| ExecFailure::parse(waiting_message));
+    if waiting_reason == "CrashLoopBackOff" || cannot_start.is_some() {
         if killed_by_liveness_probe(&cs.name, events) {
             return None; // the probe is the cause; detect_probe_failures reports it
         }
@@ -437,13 +445,22 @@ fn detect_container(
         evidence.extend(cite_events(events, |e| {
             about_container(e) && e.type_.as_deref() == Some("Warning")
         }));
-        let reason = last_terminated
-            .map(|t| match t.exit_code {
+        let exec = cannot_start.flatten().or_else(|| {
+            last_terminated
+                .filter(|t| t.exit_code == 128)
+                .and_then(|t| t.message.as_deref())
+                .and_then(ExecFailure::parse)
+        });
+        let reason = match (exec, last_terminated) {
+            (Some(exec), _) => exec.reason().to_string(),
+            (None, _) if waiting_reason != "CrashLoopBackOff" => waiting_reason.to_string(),
+            (None, Some(t)) => match t.exit_code {
                 127 => "CommandNotFound".to_string(),
                 126 => "CommandNotExecutable".to_string(),
                 _ => t.reason.clone().unwrap_or_else(|| "Error".into()),
-            })
-            .unwrap_or_else(|| "Error".into());
+            },
+            (None, None) => "Error".into(),
+        };
         return Some(Detection {
             class: FailureClass::CrashLoopBackOff,
             reason,
@@ -476,27 +493,40 @@ fn detect_container(
         });
     }
 
-    if waiting_reason == "CreateContainerConfigError" {
-        let message = waiting.and_then(|w| w.message.clone()).unwrap_or_default();
+    if matches!(
+        waiting_reason,
+        "CreateContainerConfigError" | "CreateContainerError"
+    ) {
         let mut evidence: Vec<String> = waiting_line.into_iter().collect();
-        let missing = missing_config(&message);
+        let missing = missing_config(waiting_message);
         if let Some(m) = &missing {
             evidence.push(format!("missing: {}", m.describe()));
         }
         evidence.extend(cite_events(events, |e| {
             about_container(e) && e.type_.as_deref() == Some("Warning")
         }));
+        let reason = match missing {
+            Some(m) => m.reason(),
+            None if breaks_run_as_non_root(waiting_message) => "RunAsNonRoot",
+            None => ExecFailure::parse(waiting_message)
+                .map(|f| f.reason())
+                .unwrap_or(waiting_reason),
+        };
         return Some(Detection {
             class: FailureClass::CreateContainerConfigError,
-            reason: missing
-                .map(|m| m.reason())
-                .unwrap_or("CreateContainerConfigError")
-                .to_string(),
+            reason: reason.to_string(),
             container: Some(cs.name.clone()),
             evidence,
         });
     }
     None
+}
+
+/// The kubelet refuses to create a container that would run as root, or as a user it cannot
+/// check, when the Pod or container sets `runAsNonRoot: true` (its three messages).
+pub fn breaks_run_as_non_root(message: &str) -> bool {
+    message.contains("container has runAsNonRoot and image")
+        || message.contains("container's runAsUser breaks non-root policy")
 }
 
 /// The ConfigMap, Secret or key a container's configuration refers to and the kubelet could not find.

@@ -100,6 +100,109 @@ fn exit_code_127_is_command_not_found() {
     );
 }
 
+/// What a container that cannot be started or created looks like, by runtime: the class and
+/// reason each becomes.
+#[test]
+fn a_command_the_runtime_cannot_start_is_read_from_its_message() {
+    let runc = r#"failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: error during container init: exec: "celery": executable file not found in $PATH: unknown"#;
+    let not_root = r#"container has runAsNonRoot and image has non-numeric user (nobody), cannot verify user is non-root (pod: "app-7d9f8c6b5-x2k4p_default(5b7c1f0e)", container: app)"#;
+    let cases = [
+        // runc, read between back-offs: the kubelet's retry, the last run's StartError.
+        (
+            json!({"waiting": {"reason": "RunContainerError", "message": runc}}),
+            json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": runc}}),
+            4,
+            FailureClass::CrashLoopBackOff,
+            "CommandNotFound",
+        ),
+        // runc, in its back-off: only the last state says why.
+        (
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=app"}}),
+            json!({"terminated": {"exitCode": 128, "reason": "StartError",
+                "message": "runc create failed: unable to start container process: error during container init: exec /usr/local/bin/api: exec format error: unknown"}}),
+            4,
+            FailureClass::CrashLoopBackOff,
+            "ExecFormatError",
+        ),
+        // A StartError that is not about the command keeps its reason.
+        (
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            json!({"terminated": {"exitCode": 128, "reason": "StartError",
+                "message": "runc create failed: unable to start container process: error during container init: error mounting \"/data\" to rootfs at \"/etc/app\": not a directory: unknown"}}),
+            4,
+            FailureClass::CrashLoopBackOff,
+            "StartError",
+        ),
+        (
+            json!({"waiting": {"reason": "RunContainerError", "message": "context deadline exceeded"}}),
+            json!({}),
+            2,
+            FailureClass::CrashLoopBackOff,
+            "RunContainerError",
+        ),
+        // CRI-O with crun refuses at creation: never a restart.
+        (
+            json!({"waiting": {"reason": "CreateContainerError",
+                "message": "container create failed: executable file `gunicorn` not found in $PATH: No such file or directory: OCI runtime attempted to invoke a command that was not found\n"}}),
+            json!({}),
+            0,
+            FailureClass::CreateContainerConfigError,
+            "CommandNotFound",
+        ),
+        (
+            json!({"waiting": {"reason": "CreateContainerError",
+                "message": "failed to generate container \"0f3c9a\" spec: failed to generate spec: no command specified"}}),
+            json!({}),
+            0,
+            FailureClass::CreateContainerConfigError,
+            "NoCommand",
+        ),
+        (
+            json!({"waiting": {"reason": "CreateContainerError",
+                "message": "failed to reserve container name \"app_app-7d9f8c6b5-x2k4p_default_5b7c1f0e_0\": name is reserved"}}),
+            json!({}),
+            0,
+            FailureClass::CreateContainerConfigError,
+            "CreateContainerError",
+        ),
+        (
+            json!({"waiting": {"reason": "CreateContainerConfigError", "message": not_root}}),
+            json!({}),
+            0,
+            FailureClass::CreateContainerConfigError,
+            "RunAsNonRoot",
+        ),
+        (
+            json!({"waiting": {"reason": "CreateContainerConfigError",
+                "message": "container's runAsUser breaks non-root policy (pod: \"app-7d9f8c6b5-x2k4p_default(5b7c1f0e)\", container: app)"}}),
+            json!({}),
+            0,
+            FailureClass::CreateContainerConfigError,
+            "RunAsNonRoot",
+        ),
+    ];
+    for (state, last_state, restarts, class, reason) in cases {
+        let status = json!({
+            "name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": restarts,
+            "state": state, "lastState": last_state
+        });
+        let p = pod(app_spec(), running_status(status.clone()));
+        assert!(gate::may_be_failing(&p), "the gate drops {status}");
+        let found = detect(&p, &[]);
+        assert_eq!(found.len(), 1, "{status}: {found:#?}");
+        assert_eq!(
+            (found[0].class, found[0].reason.as_str()),
+            (class, reason),
+            "{status}"
+        );
+        let waiting = status["state"]["waiting"]["message"].as_str();
+        if let Some(message) = waiting {
+            let evidence = found[0].evidence.join("\n");
+            assert!(evidence.contains(message.trim()), "{evidence}");
+        }
+    }
+}
+
 #[test]
 fn oom_killed_crash_loop_is_oom_not_crash_loop() {
     let p = pod(

@@ -1,5 +1,6 @@
 //! Reading a crash log for the cause it states: a refused connection or failed lookup (with the
-//! host and port), a missing setting, a permission error, a missing command, or a crash line.
+//! host and port), a missing setting, a permission error, a command that cannot run, or a crash
+//! line.
 //!
 //! Logs are untrusted data: they are searched for facts, never followed.
 
@@ -7,15 +8,31 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::failure::ExecFailure;
+
 /// What a crash log says about the cause.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Clue {
-    ConnectionRefused { host: String, port: Option<u16> },
-    DnsFailure { host: String, port: Option<u16> },
-    MissingSetting { name: String },
-    PermissionDenied { path: Option<String> },
-    CommandNotFound { command: Option<String> },
-    Crash { line: String },
+    ConnectionRefused {
+        host: String,
+        port: Option<u16>,
+    },
+    DnsFailure {
+        host: String,
+        port: Option<u16>,
+    },
+    MissingSetting {
+        name: String,
+    },
+    PermissionDenied {
+        path: Option<String>,
+    },
+    /// The runtime or a shell could not run a command (missing, not executable, another
+    /// architecture, none given).
+    CannotExec(ExecFailure),
+    Crash {
+        line: String,
+    },
 }
 
 /// `host:port` where host is a name (starting with a letter) or an IPv4 address; the character
@@ -39,9 +56,6 @@ static NOT_SET: LazyLock<Regex> = LazyLock::new(|| {
 });
 static PATH_IN_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"["'`]?(/[A-Za-z0-9_.\-/]+)["'`]?"#).expect("static regex"));
-static EXEC_NOT_FOUND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?:exec: "([^"]+)": executable file not found|exec (\S+): no such file or directory|(\S+): (?:command )?not found)"#).expect("static regex")
-});
 static CRASH_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(panic: .*|fatal error: .*|Exception in thread .*|Unhandled exception.*|FATAL.*|[A-Za-z_.]*(Error|Exception): .*|Segmentation fault.*)$").expect("static regex")
 });
@@ -115,21 +129,17 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             ));
             continue;
         }
+        // Before "permission denied": `exec: "X": permission denied` is about the command.
+        if let Some(failure) = ExecFailure::parse(line) {
+            clues.push((Clue::CannotExec(failure), line.to_string()));
+            continue;
+        }
         if lower.contains("permission denied")
             || lower.contains("eacces")
             || lower.contains("read-only file system")
         {
             let path = PATH_IN_LINE.captures(line).map(|c| c[1].to_string());
             clues.push((Clue::PermissionDenied { path }, line.to_string()));
-            continue;
-        }
-        if let Some(c) = EXEC_NOT_FOUND.captures(line) {
-            let command = c
-                .get(1)
-                .or(c.get(2))
-                .or(c.get(3))
-                .map(|m| m.as_str().to_string());
-            clues.push((Clue::CommandNotFound { command }, line.to_string()));
             continue;
         }
         if CRASH_LINE.is_match(line.trim()) {
@@ -145,7 +155,7 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
     clues.sort_by_key(|(c, _)| match c {
         Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } => 0,
         Clue::MissingSetting { .. } => 1,
-        Clue::CommandNotFound { .. } => 2,
+        Clue::CannotExec(_) => 2,
         Clue::PermissionDenied { .. } => 3,
         Clue::Crash { .. } => 4,
     });

@@ -3,14 +3,18 @@
 //! configuration, so this playbook only explains.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::json;
 
+use super::crash_loop::cannot_exec;
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failure_container, no_fix};
-use crate::failure::{MissingConfig, missing_config};
+use super::{answer, failure_container, no_fix, pod_container};
+use crate::failure::{ExecFailure, MissingConfig, breaks_run_as_non_root, missing_config};
 
 /// The keys of a ConfigMap's or Secret's `data`; a Secret's values never leave the cluster layer.
 #[derive(Deserialize)]
@@ -31,14 +35,7 @@ pub(super) async fn config_error(case: &Case, s: &mut Session) -> Result<Conclus
         .collect();
     let missing = evidence.iter().find_map(|e| missing_config(e));
     let Some(missing) = missing else {
-        return Ok(no_fix(
-            format!(
-                "Container {container} cannot be created: its configuration refers to something missing."
-            ),
-            evidence.first().cloned().unwrap_or_default(),
-            evidence,
-            "Check the ConfigMaps and Secrets the container refers to.".into(),
-        ));
+        return Ok(refused(case, &container, evidence));
     };
     let mut evidence = evidence;
     let object = s
@@ -120,4 +117,55 @@ pub(super) async fn config_error(case: &Case, s: &mut Session) -> Result<Conclus
             ),
         },
     ))
+}
+
+/// The kubelet or the runtime refused to create the container for something other than a
+/// missing ConfigMap or Secret: `runAsNonRoot` against an image that runs as root, a command
+/// that cannot run (CRI-O and crun check it at creation), or a message quoted as it is.
+fn refused(case: &Case, container: &str, evidence: Vec<String>) -> Conclusion {
+    let message = waiting_message(case, container);
+    if breaks_run_as_non_root(&message) {
+        let image = pod_container(case, container)
+            .and_then(|c| c.image.clone())
+            .unwrap_or_else(|| "its image".into());
+        let user = NON_NUMERIC_USER
+            .captures(&message)
+            .map(|c| format!("as user {:?}, which is not numeric, so the kubelet cannot check it is not root", &c[1]))
+            .unwrap_or("as root (user 0, or no USER at all)".into());
+        return no_fix(
+            format!("Container {container} cannot start: it must not run as root, and its image would."),
+            format!("The Pod or container sets securityContext.runAsNonRoot: true, and image {image} runs {user}; the kubelet refuses to create the container."),
+            evidence,
+            "Set the container's securityContext.runAsUser to a non-root UID the image works with (the UID of its USER), or rebuild the image with a numeric non-root USER. Do not drop runAsNonRoot: the operator does not change security contexts.".into(),
+        );
+    }
+    if let Some(failure) = ExecFailure::parse(&message) {
+        return cannot_exec(case, container, &failure, evidence);
+    }
+    let said: String = message.trim().chars().take(300).collect();
+    no_fix(
+        format!("Container {container} cannot be created: {said}"),
+        format!("The kubelet or the container runtime refused to create container {container}: {said}"),
+        evidence,
+        "Fix what the message names in the container's spec (its volume mounts and subPaths, security context, devices) or on the node; `kubectl describe pod` shows the same message in its events.".into(),
+    )
+}
+
+/// `image has non-numeric user (nobody)`.
+static NON_NUMERIC_USER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"non-numeric user \(([^()\s]{1,64})\)").expect("static regex"));
+
+/// The waiting message of the Pod's container (or init container) `container`.
+fn waiting_message(case: &Case, container: &str) -> String {
+    let Some(status) = case.pod.status.as_ref() else {
+        return String::new();
+    };
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .find(|cs| cs.name == container)
+        .and_then(|cs| cs.state.as_ref()?.waiting.as_ref()?.message.clone())
+        .unwrap_or_default()
 }

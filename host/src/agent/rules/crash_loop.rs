@@ -11,6 +11,7 @@ use super::clues::{Clue, is_ip, last_lines, read_clues};
 use super::workload::{Template, fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
+use crate::failure::ExecFailure;
 
 /// The env var of the container whose value names `host`, with the value it should have.
 fn env_naming_host(
@@ -101,7 +102,9 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
             }
         }
     }
-    let clues = read_clues(&log_text);
+    // A command the runtime could not start leaves no log: its message is in the status.
+    let said = runtime_messages(case, &container);
+    let clues = read_clues(&format!("{log_text}\n{}", said.join("\n")));
     let Some((clue, line)) = clues.first().cloned() else {
         let tail = last_lines(&log_text, 3);
         evidence.extend(tail.iter().map(|l| format!("log: {l}")));
@@ -119,7 +122,13 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
             ),
         ));
     };
-    evidence.push(format!("log: {}", line.trim()));
+    if said.contains(&line) {
+        if !evidence.iter().any(|e| e.contains(line.trim())) {
+            evidence.push(format!("the runtime said: {}", line.trim()));
+        }
+    } else {
+        evidence.push(format!("log: {}", line.trim()));
+    }
     match clue {
         Clue::ConnectionRefused { host, port } | Clue::DnsFailure { host, port } => {
             let refused = matches!(clues.first(), Some((Clue::ConnectionRefused { .. }, _)));
@@ -140,15 +149,7 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                 "Give the Pod an fsGroup or runAsUser that owns the path, or mount a writable volume there; security contexts are not changed by the operator.".into(),
             ))
         }
-        Clue::CommandNotFound { command } => {
-            let what = command.map(|c| format!(" {c:?}")).unwrap_or_default();
-            Ok(no_fix(
-                format!("Container {container} cannot start: command{what} not found (exit 127)."),
-                format!("The command{what} does not exist in the image {}.", pod_container(case, &container).and_then(|c| c.image.clone()).unwrap_or_default()),
-                evidence,
-                "Fix the container's command or args, or use an image that contains the binary.".into(),
-            ))
-        }
+        Clue::CannotExec(failure) => Ok(cannot_exec(case, &container, &failure, evidence)),
         Clue::Crash { line } => Ok(no_fix(
             format!("Container {container} crashes: {line}"),
             format!("The application fails at start-up with: {line}"),
@@ -156,6 +157,82 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
             "This is an application error; look at the stack trace and the release that introduced it (`kubectl rollout history`).".into(),
         )),
     }
+}
+
+/// What the kubelet and the runtime said about the container: its waiting message and its
+/// terminated states' messages (a `StartError`'s reason to be is there, not in the log).
+fn runtime_messages(case: &Case, container: &str) -> Vec<String> {
+    let Some(status) = case.pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let cs = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .find(|cs| cs.name == container);
+    let states = cs
+        .into_iter()
+        .flat_map(|cs| [cs.state.as_ref(), cs.last_state.as_ref()])
+        .flatten();
+    states
+        .flat_map(|s| {
+            [
+                s.waiting.as_ref().and_then(|w| w.message.clone()),
+                s.terminated.as_ref().and_then(|t| t.message.clone()),
+            ]
+        })
+        .flatten()
+        .collect()
+}
+
+/// The command cannot run: say which, what it means for the image, and what to change.
+pub(super) fn cannot_exec(
+    case: &Case,
+    container: &str,
+    failure: &ExecFailure,
+    evidence: Vec<String>,
+) -> Conclusion {
+    let image = pod_container(case, container)
+        .and_then(|c| c.image.clone())
+        .unwrap_or_else(|| "its image".into());
+    let what = failure
+        .command()
+        .map(|c| format!("command {c:?}"))
+        .unwrap_or("its command".into());
+    let (summary, root_cause, recommendation) = match failure {
+        ExecFailure::NotFound { .. } => (
+            format!("Container {container} cannot start: {what} not found."),
+            format!(
+                "The {what} does not exist in image {image} (not at that path, or not in $PATH; a script whose interpreter is missing reads the same)."
+            ),
+            "Fix the container's command or args, or use an image that contains the binary (compare with the image the last working revision ran).",
+        ),
+        ExecFailure::NotExecutable { .. } => (
+            format!("Container {container} cannot start: {what} is not executable."),
+            format!(
+                "The {what} exists in image {image} but may not be executed: it lacks the execute bit, or it sits on a noexec mount."
+            ),
+            "Make the file executable in the image (`chmod +x` in its build), or run it through its interpreter in the container's command.",
+        ),
+        ExecFailure::WrongArchitecture { .. } => (
+            format!(
+                "Container {container} cannot start: {what} is built for another CPU architecture."
+            ),
+            format!(
+                "The runtime cannot execute {what} in image {image} (exec format error): the image holds no variant for the node's architecture."
+            ),
+            "Build and push the image for the nodes' architecture (a multi-arch manifest), or schedule the workload on nodes of the image's architecture (kubernetes.io/arch).",
+        ),
+        ExecFailure::NoCommand => (
+            format!("Container {container} cannot start: nothing says what to run."),
+            format!(
+                "Neither the container's command nor image {image} (ENTRYPOINT/CMD) names a process to run."
+            ),
+            "Set the container's command, or use an image with an ENTRYPOINT or CMD.",
+        ),
+    };
+    no_fix(summary, root_cause, evidence, recommendation.into())
 }
 
 /// The log names a host the container cannot reach: check the Service of that name, and fix a

@@ -3,6 +3,7 @@
 
 use super::clues::{Clue, read_clues};
 use super::oom::{as_quantity, mebibytes_rounded_up};
+use crate::failure::ExecFailure;
 
 #[test]
 fn clues_from_real_shaped_logs() {
@@ -76,9 +77,9 @@ fn clues_from_real_shaped_logs() {
         ),
         (
             "exec: \"gunicorn\": executable file not found in $PATH",
-            Clue::CommandNotFound {
+            Clue::CannotExec(ExecFailure::NotFound {
                 command: Some("gunicorn".into()),
-            },
+            }),
         ),
         (
             "panic: runtime error: invalid memory address or nil pointer dereference",
