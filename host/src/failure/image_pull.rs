@@ -187,9 +187,53 @@ pub fn registry_of(image: &str) -> String {
         .to_string()
 }
 
+/// The repository of an image reference, its registry made explicit and tag or digest
+/// dropped: `nginx:1.27` → `docker.io/library/nginx`.
+pub fn repository_of(image: &str) -> String {
+    let name = image.split('@').next().unwrap_or(image);
+    // A tag follows the last ':' only after the last '/' (a registry may have a port).
+    let name = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    };
+    let registry = registry_of(name);
+    let path = if name.starts_with(&format!("{registry}/")) {
+        &name[registry.len() + 1..]
+    } else {
+        name
+    };
+    if registry == "docker.io" && !path.contains('/') {
+        format!("docker.io/library/{path}")
+    } else {
+        format!("{registry}/{path}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_of_an_image() {
+        let cases = [
+            ("nginx:1.27.3", "docker.io/library/nginx"),
+            ("ngnix:1.27.3", "docker.io/library/ngnix"),
+            ("docker.io/library/nginx:1.27.2", "docker.io/library/nginx"),
+            ("bitnami/redis:7.2", "docker.io/bitnami/redis"),
+            (
+                "registry.example.com:5000/shop/api:2@sha256:0d1c",
+                "registry.example.com:5000/shop/api",
+            ),
+            (
+                "registry.example.com:5000/shop/api",
+                "registry.example.com:5000/shop/api",
+            ),
+            ("localhost/app", "localhost/app"),
+        ];
+        for (image, repository) in cases {
+            assert_eq!(repository_of(image), repository, "{image}");
+        }
+    }
 
     #[test]
     fn registry_of_an_image() {

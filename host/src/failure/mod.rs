@@ -18,7 +18,7 @@ pub use failed_create::{
     CREATORS, Refusal, creator_kind, detect_failed_create, short_of_pods, would_be_pod,
 };
 pub use gate::{awaits_scheduler, may_be_failing};
-pub use image_pull::{ImagePullCause, quoted_marker, registry_of};
+pub use image_pull::{ImagePullCause, quoted_marker, registry_of, repository_of};
 pub use scheduling::{
     Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,
 };

@@ -2,13 +2,17 @@
 //! that is down, failing or rate-limiting is an outage, explained and never patched; a tag the
 //! registry lacks after a rollout is rolled back to the image of the last revision that ran.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
 use serde_json::json;
-use tool_shapes::RolloutRevision;
+use tool_shapes::{EventSummary, RolloutRevision};
 
 use super::workload::{guarded_replace, patch, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
-use crate::failure::{ImagePullCause, quoted_marker, registry_of};
+use crate::failure::{ImagePullCause, quoted_marker, registry_of, repository_of};
+use crate::names::NameRule;
 
 pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
     let failure = &case.report.spec.failure;
@@ -29,23 +33,62 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
         ));
     }
     if cause == ImagePullCause::Unauthorized {
-        let secrets = case
+        let secrets: Vec<String> = case
             .pod
             .spec
             .as_ref()
             .and_then(|s| s.image_pull_secrets.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let missing = missing_pull_secrets(case, s, &secrets).await?;
+        if !missing.is_empty() {
+            let names = missing.join(", ");
+            evidence.push(format!(
+                "imagePullSecrets {names}: not found in namespace {}",
+                case.namespace()
+            ));
+            return Ok(no_fix(
+                format!("Image {image} cannot be pulled: its pull Secret {names} does not exist."),
+                format!(
+                    "The Pod's imagePullSecrets {names} does not exist in namespace {}, so the kubelet pulls anonymously and registry {registry} refuses it.",
+                    case.namespace()
+                ),
+                evidence,
+                format!(
+                    "Create Secret {names} (type kubernetes.io/dockerconfigjson) in namespace {} with pull access to {registry}, or point imagePullSecrets at an existing pull Secret; the operator does not handle credentials.",
+                    case.namespace()
+                ),
+            ));
+        }
+        // Docker Hub (and registries copying it) answer a repository that does not exist as
+        // they answer a private one. When the last working revision pulled another repository,
+        // a misspelt name is likelier than credentials that never were: roll back to it.
+        let errors = failure.evidence.join("\n");
+        if AMBIGUOUS_DENIAL.iter().any(|m| errors.contains(m)) {
+            let repository = repository_of(&image);
+            let other_repository = |i: &str| repository_of(i) != repository;
+            if let Some(rollback) =
+                last_working_image(case, s, &container, &image, other_repository).await?
+            {
+                let summary = format!(
+                    "Image {image} cannot be pulled: repository {repository} does not exist or is private."
+                );
+                let root_cause = format!(
+                    "Registry {registry} answers \"repository does not exist or may require authorization\" for {image}; the last working revision pulled {} from repository {} without that, so {repository} is most likely a misspelt or wrong repository name.",
+                    rollback.image,
+                    repository_of(&rollback.image)
+                );
+                return rollback
+                    .conclude(case, s, &container, &image, summary, root_cause, evidence)
+                    .await;
+            }
+        }
         let secrets = if secrets.is_empty() {
             "the Pod has no imagePullSecrets".to_string()
         } else {
-            format!(
-                "the Pod uses imagePullSecrets {}",
-                secrets
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("the Pod uses imagePullSecrets {}", secrets.join(", "))
         };
         evidence.push(secrets.clone());
         return Ok(no_fix(
@@ -68,13 +111,40 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
             "the pull fails"
         }
     );
-    if case.report.spec.workload.kind != "Deployment" {
+    let root_cause = format!(
+        "The rollout changed container {container}'s image to {image}, a tag the registry does not have."
+    );
+    let Some(rollback) = last_working_image(case, s, &container, &image, |_| true).await? else {
         return Ok(no_fix(
-            summary.clone(),
             summary,
+            root_cause,
             evidence,
-            "Push the image or fix the tag.".into(),
+            format!("Push {image} to {registry} or set an existing tag."),
         ));
+    };
+    Ok(rollback
+        .conclude(case, s, &container, &image, summary, root_cause, evidence)
+        .await?)
+}
+
+/// The image of the newest revision that ran with ready Pods and differs from the failing one.
+struct Rollback {
+    image: String,
+    revision: i64,
+    ready: i64,
+}
+
+/// Reads the Deployment's rollout history for the newest revision whose image (for
+/// `container`) differs from `image`, passes `keep`, and ran; None for other workloads.
+async fn last_working_image(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    image: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Option<Rollback>, AgentError> {
+    if case.report.spec.workload.kind != "Deployment" {
+        return Ok(None);
     }
     let history = s
         .act(
@@ -86,58 +156,144 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
         .await?;
     let revisions: Vec<RolloutRevision> = answer(&history).unwrap_or_default();
     let image_of =
-        |r: &RolloutRevision| -> Option<String> { r.container(&container)?.image.clone() };
-    let healthy = revisions
+        |r: &RolloutRevision| -> Option<String> { r.container(container)?.image.clone() };
+    Ok(revisions
         .iter()
-        .filter(|r| image_of(r).is_some_and(|i| i != image))
-        .find(|r| r.ran());
-    let root_cause = format!(
-        "The rollout changed container {container}'s image to {image}, a tag the registry does not have."
-    );
-    let Some(previous) = healthy else {
-        return Ok(no_fix(
-            summary,
-            root_cause,
-            evidence,
-            format!("Push {image} to {registry} or set an existing tag."),
-        ));
-    };
-    let old_image = image_of(previous).unwrap_or_default();
-    let revision = previous.revision;
-    evidence.push(format!(
-        "revision {revision} runs {old_image} with {} ready Pod(s)",
-        previous.ready_replicas
-    ));
-    let Some(template) = workload_template(case, s, &container).await? else {
-        return Ok(no_fix(
-            summary,
-            root_cause,
-            evidence,
-            format!("Roll back to {old_image}."),
-        ));
-    };
-    if template.get("/image") != Some(&json!(image)) {
-        return Ok(no_fix(
-            summary,
-            root_cause,
-            evidence,
-            format!("The workload no longer uses {image}; check the rollout."),
-        ));
-    }
-    let path = format!("{}/image", template.container_path);
-    let explanation = format!(
-        "Roll container {container} back to {old_image}, the image of revision {revision}, which has ready Pods."
-    );
-    Ok(Conclusion {
-        findings: findings(summary, root_cause, evidence),
-        patch: Some(patch(
-            case,
-            guarded_replace(path, json!(image), json!(old_image)),
-            explanation,
-        )),
-        recommendation: Some(format!("Then push {image} before rolling forward again.")),
-    })
+        .filter(|r| image_of(r).is_some_and(|i| i != image && keep(&i)))
+        .find(|r| r.ran())
+        .map(|r| Rollback {
+            image: image_of(r).unwrap_or_default(),
+            revision: r.revision,
+            ready: r.ready_replicas,
+        }))
 }
+
+impl Rollback {
+    /// A guarded patch of the container's image back to the working one, when the workload's
+    /// template still runs the failing image.
+    #[allow(clippy::too_many_arguments)]
+    async fn conclude(
+        self,
+        case: &Case,
+        s: &mut Session,
+        container: &str,
+        image: &str,
+        summary: String,
+        root_cause: String,
+        mut evidence: Vec<String>,
+    ) -> Result<Conclusion, AgentError> {
+        let Rollback {
+            image: old_image,
+            revision,
+            ready,
+        } = self;
+        evidence.push(format!(
+            "revision {revision} runs {old_image} with {ready} ready Pod(s)"
+        ));
+        let Some(template) = workload_template(case, s, container).await? else {
+            return Ok(no_fix(
+                summary,
+                root_cause,
+                evidence,
+                format!("Roll back to {old_image}."),
+            ));
+        };
+        if template.get("/image") != Some(&json!(image)) {
+            return Ok(no_fix(
+                summary,
+                root_cause,
+                evidence,
+                format!("The workload no longer uses {image}; check the rollout."),
+            ));
+        }
+        let path = format!("{}/image", template.container_path);
+        let explanation = format!(
+            "Roll container {container} back to {old_image}, the image of revision {revision}, which has ready Pods."
+        );
+        Ok(Conclusion {
+            findings: findings(summary, root_cause, evidence),
+            patch: Some(patch(
+                case,
+                guarded_replace(path, json!(image), json!(old_image)),
+                explanation,
+            )),
+            recommendation: Some(format!(
+                "Then make sure {image} exists before rolling forward again."
+            )),
+        })
+    }
+}
+
+/// The Pod's pull Secrets that do not exist: each read (at most three); when the cluster
+/// cannot say (a dump without Secrets), the kubelet's `FailedToRetrieveImagePullSecret` event.
+async fn missing_pull_secrets(
+    case: &Case,
+    s: &mut Session,
+    secrets: &[String],
+) -> Result<Vec<String>, AgentError> {
+    let mut missing = Vec::new();
+    let mut unknown = false;
+    for name in secrets
+        .iter()
+        .filter(|n| NameRule::Dns1123Subdomain.allows(n))
+        .take(3)
+    {
+        let read = s
+            .act(
+                format!("The registry refuses the pull; the Pod names imagePullSecrets {name}."),
+                format!("Does Secret {name} exist? Without it the kubelet pulls anonymously."),
+                "inspect_object",
+                json!({"kind": "Secret", "name": name}),
+            )
+            .await?;
+        if read.ok {
+            continue;
+        }
+        if read.text.contains("not found:") {
+            missing.push(name.clone());
+        } else {
+            unknown = true;
+        }
+    }
+    if !missing.is_empty() || !unknown {
+        return Ok(missing);
+    }
+    let events = s
+        .act(
+            "The Secrets could not be read.",
+            "The kubelet says which pull Secrets it could not retrieve in the Pod's events.",
+            "list_events",
+            json!({"kind": "Pod", "name": case.report.spec.pod.name}),
+        )
+        .await?;
+    let said = answer::<Vec<EventSummary>>(&events).unwrap_or_default();
+    let named = said
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedToRetrieveImagePullSecret"))
+        .filter_map(|e| UNRETRIEVED.captures(e.message.as_deref()?))
+        .flat_map(|c| c[1].split(", ").map(str::to_string).collect::<Vec<_>>())
+        .filter(|n| secrets.contains(n));
+    for name in named {
+        if !missing.contains(&name) {
+            missing.push(name);
+        }
+    }
+    Ok(missing)
+}
+
+/// How Docker Hub (and registries that copy it) answer for a repository that does not exist
+/// or that the puller may not see: the same words for both.
+const AMBIGUOUS_DENIAL: [&str; 2] = [
+    "repository does not exist or may require",
+    "pull access denied for",
+];
+
+/// The kubelet's `Unable to retrieve some image pull secrets (a, b); attempting to pull the
+/// image may not succeed.`
+static UNRETRIEVED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Unable to retrieve some image pull secrets \(([a-z0-9.,\s-]{1,512})\)")
+        .expect("static regex")
+});
 
 /// A registry that cannot serve the image whatever its tag: unreachable, failing or
 /// rate-limiting. The workload is not at fault, so nothing is patched.
