@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tool_shapes::{ServiceCheck, ServicePort};
 
 use super::clues::{Clue, is_ip, last_lines, read_clues};
-use super::workload::{Template, fixed, guarded_replace, workload_template};
+use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failure_container, findings, no_fix, pod_container};
 use crate::failure::ExecFailure;
@@ -136,9 +136,13 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
         }
         Clue::MissingSetting { name } => Ok(no_fix(
             format!("Container {container} exits because the setting {name} is missing."),
-            format!("The application requires {name}, which its environment or configuration does not provide."),
+            format!(
+                "The application requires {name}, which its environment or configuration does not provide."
+            ),
             evidence,
-            format!("Set {name} in the container's env (from a ConfigMap or Secret) and roll out again."),
+            format!(
+                "Set {name} in the container's env (from a ConfigMap or Secret) and roll out again."
+            ),
         )),
         Clue::PermissionDenied { path } => {
             let at = path.map(|p| format!(" on {p}")).unwrap_or_default();
@@ -150,13 +154,51 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
             ))
         }
         Clue::CannotExec(failure) => Ok(cannot_exec(case, &container, &failure, evidence)),
-        Clue::Crash { line } => Ok(no_fix(
+        Clue::Crash { line } => crashed(case, s, &container, &line, evidence).await,
+    }
+}
+
+/// The application crashes. When the rollout that changed the container's image broke it (an
+/// older revision ran another image with ready Pods), rolling the image back is the mitigation
+/// while the release is fixed; otherwise the crash is explained.
+async fn crashed(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    line: &str,
+    evidence: Vec<String>,
+) -> Result<Conclusion, AgentError> {
+    let image = pod_container(case, container).and_then(|c| c.image.clone());
+    let rollback = match &image {
+        Some(image) => {
+            last_working_image(
+                case,
+                s,
+                container,
+                image,
+                format!("Container {container} crashes at start-up on image {image}."),
+                |_| true,
+            )
+            .await?
+        }
+        None => None,
+    };
+    let (Some(image), Some(rollback)) = (image, rollback) else {
+        return Ok(no_fix(
             format!("Container {container} crashes: {line}"),
             format!("The application fails at start-up with: {line}"),
             evidence,
             "This is an application error; look at the stack trace and the release that introduced it (`kubectl rollout history`).".into(),
-        )),
-    }
+        ));
+    };
+    let summary = format!("Container {container} crashes since the rollout to {image}: {line}");
+    let root_cause = format!(
+        "The rollout to {image} brought a crash at start-up ({line}); revision {} ran {} with ready Pods.",
+        rollback.revision, rollback.image
+    );
+    rollback
+        .conclude(case, s, container, &image, summary, root_cause, evidence)
+        .await
 }
 
 /// What the kubelet and the runtime said about the container: its waiting message and its

@@ -6,11 +6,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::json;
-use tool_shapes::{EventSummary, RolloutRevision};
+use tool_shapes::EventSummary;
 
-use super::workload::{guarded_replace, patch, workload_template};
+use super::workload::last_working_image;
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failure_container, findings, no_fix, pod_container};
+use super::{answer, failure_container, no_fix, pod_container};
 use crate::failure::{ImagePullCause, quoted_marker, registry_of, repository_of};
 use crate::names::NameRule;
 
@@ -69,8 +69,15 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
         if AMBIGUOUS_DENIAL.iter().any(|m| errors.contains(m)) {
             let repository = repository_of(&image);
             let other_repository = |i: &str| repository_of(i) != repository;
-            if let Some(rollback) =
-                last_working_image(case, s, &container, &image, other_repository).await?
+            if let Some(rollback) = last_working_image(
+                case,
+                s,
+                &container,
+                &image,
+                format!("Registry {registry} refuses {image} as if it did not exist."),
+                other_repository,
+            )
+            .await?
             {
                 let summary = format!(
                     "Image {image} cannot be pulled: repository {repository} does not exist or is private."
@@ -114,7 +121,16 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
     let root_cause = format!(
         "The rollout changed container {container}'s image to {image}, a tag the registry does not have."
     );
-    let Some(rollback) = last_working_image(case, s, &container, &image, |_| true).await? else {
+    let Some(rollback) = last_working_image(
+        case,
+        s,
+        &container,
+        &image,
+        format!("Container {container} waits on image {image}, which the registry does not serve."),
+        |_| true,
+    )
+    .await?
+    else {
         return Ok(no_fix(
             summary,
             root_cause,
@@ -125,103 +141,6 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
     Ok(rollback
         .conclude(case, s, &container, &image, summary, root_cause, evidence)
         .await?)
-}
-
-/// The image of the newest revision that ran with ready Pods and differs from the failing one.
-struct Rollback {
-    image: String,
-    revision: i64,
-    ready: i64,
-}
-
-/// Reads the Deployment's rollout history for the newest revision whose image (for
-/// `container`) differs from `image`, passes `keep`, and ran; None for other workloads.
-async fn last_working_image(
-    case: &Case,
-    s: &mut Session,
-    container: &str,
-    image: &str,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Option<Rollback>, AgentError> {
-    if case.report.spec.workload.kind != "Deployment" {
-        return Ok(None);
-    }
-    let history = s
-        .act(
-            format!("Container {container} waits on image {image}, which the registry does not serve."),
-            "After a rollout, the previous revision's image is the one known to work: read the rollout history.",
-            "rollout_history",
-            json!({"name": case.report.spec.workload.name}),
-        )
-        .await?;
-    let revisions: Vec<RolloutRevision> = answer(&history).unwrap_or_default();
-    let image_of =
-        |r: &RolloutRevision| -> Option<String> { r.container(container)?.image.clone() };
-    Ok(revisions
-        .iter()
-        .filter(|r| image_of(r).is_some_and(|i| i != image && keep(&i)))
-        .find(|r| r.ran())
-        .map(|r| Rollback {
-            image: image_of(r).unwrap_or_default(),
-            revision: r.revision,
-            ready: r.ready_replicas,
-        }))
-}
-
-impl Rollback {
-    /// A guarded patch of the container's image back to the working one, when the workload's
-    /// template still runs the failing image.
-    #[allow(clippy::too_many_arguments)]
-    async fn conclude(
-        self,
-        case: &Case,
-        s: &mut Session,
-        container: &str,
-        image: &str,
-        summary: String,
-        root_cause: String,
-        mut evidence: Vec<String>,
-    ) -> Result<Conclusion, AgentError> {
-        let Rollback {
-            image: old_image,
-            revision,
-            ready,
-        } = self;
-        evidence.push(format!(
-            "revision {revision} runs {old_image} with {ready} ready Pod(s)"
-        ));
-        let Some(template) = workload_template(case, s, container).await? else {
-            return Ok(no_fix(
-                summary,
-                root_cause,
-                evidence,
-                format!("Roll back to {old_image}."),
-            ));
-        };
-        if template.get("/image") != Some(&json!(image)) {
-            return Ok(no_fix(
-                summary,
-                root_cause,
-                evidence,
-                format!("The workload no longer uses {image}; check the rollout."),
-            ));
-        }
-        let path = format!("{}/image", template.container_path);
-        let explanation = format!(
-            "Roll container {container} back to {old_image}, the image of revision {revision}, which has ready Pods."
-        );
-        Ok(Conclusion {
-            findings: findings(summary, root_cause, evidence),
-            patch: Some(patch(
-                case,
-                guarded_replace(path, json!(image), json!(old_image)),
-                explanation,
-            )),
-            recommendation: Some(format!(
-                "Then make sure {image} exists before rolling forward again."
-            )),
-        })
-    }
 }
 
 /// The Pod's pull Secrets that do not exist: each read (at most three); when the cluster

@@ -5,8 +5,9 @@
 //! a value is the path that replaces it.
 
 use serde_json::{Value, json};
+use tool_shapes::RolloutRevision;
 
-use super::{AgentError, Case, Conclusion, Session, answer};
+use super::{AgentError, Case, Conclusion, Session, answer, findings, no_fix};
 use crate::crd::{Findings, PatchOp, PatchOperation, SuggestedPatch, TargetRef, WorkloadRef};
 
 /// Kinds a patch may target, with where their Pod template's spec lives.
@@ -126,5 +127,104 @@ pub(super) fn patch(
         target: target(case),
         patch: operations,
         explanation,
+    }
+}
+
+/// The image of the newest revision that ran with ready Pods and differs from the failing one.
+pub(super) struct Rollback {
+    pub image: String,
+    pub revision: i64,
+    ready: i64,
+}
+
+/// Reads the Deployment's rollout history for the newest revision whose image (for
+/// `container`) differs from `image`, passes `keep`, and ran with ready Pods: the image to roll
+/// back to after a rollout that broke. None for other workloads.
+pub(super) async fn last_working_image(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    image: &str,
+    observation: String,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Option<Rollback>, AgentError> {
+    if case.report.spec.workload.kind != "Deployment" {
+        return Ok(None);
+    }
+    let history = s
+        .act(
+            observation,
+            "After a rollout, the previous revision's image is the one known to work: read the rollout history.",
+            "rollout_history",
+            json!({"name": case.report.spec.workload.name}),
+        )
+        .await?;
+    let revisions: Vec<RolloutRevision> = answer(&history).unwrap_or_default();
+    let image_of =
+        |r: &RolloutRevision| -> Option<String> { r.container(container)?.image.clone() };
+    Ok(revisions
+        .iter()
+        .filter(|r| image_of(r).is_some_and(|i| i != image && keep(&i)))
+        .find(|r| r.ran())
+        .map(|r| Rollback {
+            image: image_of(r).unwrap_or_default(),
+            revision: r.revision,
+            ready: r.ready_replicas,
+        }))
+}
+
+impl Rollback {
+    /// A guarded patch of the container's image back to the working one, when the workload's
+    /// template still runs the failing image.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn conclude(
+        self,
+        case: &Case,
+        s: &mut Session,
+        container: &str,
+        image: &str,
+        summary: String,
+        root_cause: String,
+        mut evidence: Vec<String>,
+    ) -> Result<Conclusion, AgentError> {
+        let Rollback {
+            image: old_image,
+            revision,
+            ready,
+        } = self;
+        evidence.push(format!(
+            "revision {revision} runs {old_image} with {ready} ready Pod(s)"
+        ));
+        let Some(template) = workload_template(case, s, container).await? else {
+            return Ok(no_fix(
+                summary,
+                root_cause,
+                evidence,
+                format!("Roll back to {old_image}."),
+            ));
+        };
+        if template.get("/image") != Some(&json!(image)) {
+            return Ok(no_fix(
+                summary,
+                root_cause,
+                evidence,
+                format!("The workload no longer uses {image}; check the rollout."),
+            ));
+        }
+        let path = format!("{}/image", template.container_path);
+        let explanation = format!(
+            "Roll container {container} back to {old_image}, the image of revision {revision}, which has ready Pods."
+        );
+        Ok(Conclusion {
+            findings: findings(summary, root_cause, evidence),
+            patch: Some(patch(
+                case,
+                guarded_replace(path, json!(image), json!(old_image)),
+                explanation,
+            )),
+            recommendation: Some(format!(
+                "Then make sure {image} exists before rolling forward again."
+            )),
+        })
     }
 }
