@@ -4,6 +4,7 @@
 //! `container_cpu_throttling` tool), a container throttled by its CPU limit is named as the
 //! reason its probe fails, and the limit raised.
 
+use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 use serde_json::json;
@@ -137,11 +138,7 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
         _ => "readinessProbe",
     };
     let spec = pod_container(case, &container);
-    let probe = spec.and_then(|c| match probe_field {
-        "livenessProbe" => c.liveness_probe.clone(),
-        "startupProbe" => c.startup_probe.clone(),
-        _ => c.readiness_probe.clone(),
-    });
+    let probe = spec.and_then(|c| probe_of(c, probe_field)).cloned();
     let ports: Vec<(i32, Option<String>)> = spec
         .map(|c| {
             c.ports
@@ -151,12 +148,9 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
                 .collect()
         })
         .unwrap_or_default();
-    let (probe_port, port_field) = match probe.as_ref() {
-        Some(p) if p.http_get.is_some() => (p.http_get.as_ref().map(|h| h.port.clone()), "httpGet"),
-        Some(p) if p.tcp_socket.is_some() => {
-            (p.tcp_socket.as_ref().map(|t| t.port.clone()), "tcpSocket")
-        }
-        _ => (None, ""),
+    let (probe_port, port_field) = match probe.as_ref().and_then(probe_target) {
+        Some((port, field)) => (Some(port), field),
+        None => (None, ""),
     };
     let matches_a_port = |port: &IntOrString| match port {
         IntOrString::Int(n) => ports.iter().any(|(p, _)| p == n),
@@ -193,19 +187,35 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
             "container {container} declares ports: {}",
             listed.join(", ")
         ));
-        if ports.len() == 1
+        // The port another probe of the container checks (and that the container declares)
+        // is one the application answers on; else a container's only port.
+        let sibling = siblings(spec, probe_field)
+            .into_iter()
+            .filter_map(|(field, p)| Some((field, probe_target(p)?.0)))
+            .find(|(_, p)| matches_a_port(p));
+        let right = match sibling {
+            Some((field, port)) => {
+                Some((int_or_string(&port), format!("the port its {field} checks")))
+            }
+            None if ports.len() == 1 => Some((
+                json!(ports[0].0),
+                "the port it declares and listens on".to_string(),
+            )),
+            None => None,
+        };
+        if let Some((right, why)) = right
             && let Some(template) = workload_template(case, s, &container).await?
         {
             let relative = format!("/{probe_field}/{port_field}/port");
             let current = template.get(&relative).cloned();
-            let expected = match &port {
-                IntOrString::Int(n) => json!(n),
-                IntOrString::String(s) => json!(s),
-            };
+            let expected = int_or_string(&port);
             if current == Some(expected.clone()) {
-                let right = ports[0].0;
+                let shown_right = right
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or(right.to_string());
                 let explanation = format!(
-                    "Point container {container}'s {probe_field} at port {right}, the port it declares and listens on."
+                    "Point container {container}'s {probe_field} at port {shown_right}, {why}."
                 );
                 return Ok(fixed(
                     case,
@@ -213,7 +223,7 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
                     guarded_replace(
                         format!("{}{relative}", template.container_path),
                         expected,
-                        json!(right),
+                        right,
                     ),
                     explanation,
                 ));
@@ -225,6 +235,18 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
             evidence,
             format!("Point the {probe_field} at the port the application listens on."),
         ));
+    }
+    if let Some(conclusion) = wrong_path(
+        case,
+        s,
+        &container,
+        probe_field,
+        &events_text,
+        evidence.clone(),
+    )
+    .await?
+    {
+        return Ok(conclusion);
     }
     if let Some(conclusion) = throttled(case, s, &container, probe_field, &mut evidence).await? {
         return Ok(conclusion);
@@ -265,4 +287,167 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
         evidence,
         recommendation,
     ))
+}
+
+/// The port an httpGet or tcpSocket probe checks, and which of the two it is.
+fn probe_target(probe: &Probe) -> Option<(IntOrString, &'static str)> {
+    if let Some(http) = &probe.http_get {
+        return Some((http.port.clone(), "httpGet"));
+    }
+    probe
+        .tcp_socket
+        .as_ref()
+        .map(|t| (t.port.clone(), "tcpSocket"))
+}
+
+fn int_or_string(port: &IntOrString) -> serde_json::Value {
+    match port {
+        IntOrString::Int(n) => json!(n),
+        IntOrString::String(s) => json!(s),
+    }
+}
+
+/// The container's probe in `field` (`readinessProbe` when the field is none of the three).
+fn probe_of<'a>(c: &'a Container, field: &str) -> Option<&'a Probe> {
+    match field {
+        "livenessProbe" => c.liveness_probe.as_ref(),
+        "startupProbe" => c.startup_probe.as_ref(),
+        _ => c.readiness_probe.as_ref(),
+    }
+}
+
+/// The container's other probes, with their field names.
+fn siblings<'a>(spec: Option<&'a Container>, probe_field: &str) -> Vec<(&'static str, &'a Probe)> {
+    let Some(c) = spec else {
+        return Vec::new();
+    };
+    [
+        ("readinessProbe", c.readiness_probe.as_ref()),
+        ("livenessProbe", c.liveness_probe.as_ref()),
+        ("startupProbe", c.startup_probe.as_ref()),
+    ]
+    .into_iter()
+    .filter(|(field, _)| *field != probe_field)
+    .filter_map(|(field, p)| Some((field, p?)))
+    .collect()
+}
+
+/// The port a probe names, as a number, through the container's declared port names.
+fn port_number(spec: &Container, port: &IntOrString) -> Option<i32> {
+    match port {
+        IntOrString::Int(n) => Some(*n),
+        IntOrString::String(name) => spec
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .map(|p| p.container_port),
+    }
+}
+
+/// The path a liveness endpoint has where the readiness one is `path` (and back): Spring Boot's
+/// `/actuator/health/readiness` and `liveness`, Kubernetes' own `/readyz` and `/livez`. A path
+/// that names neither serves both.
+pub(super) fn sibling_path(path: &str, from: &str, to: &str) -> String {
+    let pairs = [
+        ("readiness", "liveness"),
+        ("readyz", "livez"),
+        ("ready", "live"),
+    ];
+    let last = path.rsplit('/').next().unwrap_or(path);
+    for (ready, live) in pairs {
+        let (have, want) = match (from, to) {
+            ("readinessProbe", "livenessProbe") => (ready, live),
+            ("livenessProbe", "readinessProbe") => (live, ready),
+            _ => continue,
+        };
+        if last == have {
+            return format!("{}{want}", &path[..path.len() - last.len()]);
+        }
+    }
+    path.to_string()
+}
+
+/// An HTTP probe answered 404 asks for a path the application does not serve: not an unhealthy
+/// application but a wrong path. Another httpGet probe of the container on the same port shows
+/// the path family the application serves; the probe is pointed at its sibling there.
+async fn wrong_path(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    probe_field: &str,
+    events_text: &str,
+    mut evidence: Vec<String>,
+) -> Result<Option<Conclusion>, AgentError> {
+    if !events_text.contains("statuscode: 404") {
+        return Ok(None);
+    }
+    let Some(spec) = pod_container(case, container) else {
+        return Ok(None);
+    };
+    let probe = probe_of(spec, probe_field).and_then(|p| p.http_get.as_ref());
+    let Some(probe) = probe else {
+        return Ok(None);
+    };
+    let path = probe.path.clone().unwrap_or("/".into());
+    let port = port_number(spec, &probe.port);
+    let sibling = siblings(Some(spec), probe_field)
+        .into_iter()
+        .filter_map(|(field, p)| Some((field, p.http_get.as_ref()?)))
+        .find(|(_, h)| {
+            port.is_some()
+                && port_number(spec, &h.port) == port
+                && h.path.as_deref().is_some_and(|p| p != path)
+        });
+    let summary = format!(
+        "Container {container}'s {probe_field} asks for {path}, which the application does not serve (HTTP 404)."
+    );
+    let Some((field, other)) = sibling else {
+        return Ok(Some(no_fix(
+            summary,
+            format!(
+                "The application answers the {probe_field}'s {path} with HTTP 404: the path does not exist, the application is not unhealthy."
+            ),
+            evidence,
+            format!("Point the {probe_field} at the application's health endpoint."),
+        )));
+    };
+    let other_path = other.path.clone().unwrap_or_default();
+    let right = sibling_path(&other_path, field, probe_field);
+    evidence.push(format!(
+        "container {container}'s {field} asks for {other_path} on the same port"
+    ));
+    let root_cause = format!(
+        "The application answers the {probe_field}'s {path} with HTTP 404: a path it does not serve, not an unhealthy application. Its {field} asks for {other_path}, so its {probe_field} belongs at {right}."
+    );
+    let Some(template) = workload_template(case, s, container).await? else {
+        return Ok(Some(no_fix(
+            summary,
+            root_cause,
+            evidence,
+            format!("Point the {probe_field} at {right}."),
+        )));
+    };
+    let relative = format!("/{probe_field}/httpGet/path");
+    if template.get(&relative) != Some(&json!(path)) {
+        return Ok(Some(no_fix(
+            summary,
+            root_cause,
+            evidence,
+            format!("Point the {probe_field} at {right}."),
+        )));
+    }
+    let explanation = format!(
+        "Point container {container}'s {probe_field} at {right}, beside the {other_path} its {field} asks for."
+    );
+    Ok(Some(fixed(
+        case,
+        findings(summary, root_cause, evidence),
+        guarded_replace(
+            format!("{}{relative}", template.container_path),
+            json!(path),
+            json!(right),
+        ),
+        explanation,
+    )))
 }

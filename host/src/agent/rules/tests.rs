@@ -102,3 +102,36 @@ fn quantities_round_up_to_64mi() {
     assert_eq!(as_quantity(mebibytes_rounded_up((960 << 20) + 1)), "1Gi");
     assert_eq!(as_quantity(mebibytes_rounded_up(8 << 30)), "8Gi");
 }
+
+#[test]
+fn a_probes_sibling_path_follows_the_applications_convention() {
+    use super::probe::sibling_path;
+    let (ready, live) = ("readinessProbe", "livenessProbe");
+    let cases = [
+        (
+            "/actuator/health/readiness",
+            ready,
+            live,
+            "/actuator/health/liveness",
+        ),
+        (
+            "/actuator/health/liveness",
+            live,
+            ready,
+            "/actuator/health/readiness",
+        ),
+        ("/readyz", ready, live, "/livez"),
+        ("/health/ready", ready, live, "/health/live"),
+        // A path that names neither serves both; a word that merely ends alike is not one.
+        ("/healthz", ready, live, "/healthz"),
+        ("/already", ready, live, "/already"),
+        ("/readyz", "startupProbe", live, "/readyz"),
+    ];
+    for (path, from, to, expected) in cases {
+        assert_eq!(
+            sibling_path(path, from, to),
+            expected,
+            "{path} {from} -> {to}"
+        );
+    }
+}
