@@ -768,7 +768,13 @@ fn rollout_state(
 ) -> Result<(), String> {
     let status = &object["status"];
     let observed = status["observedGeneration"].as_i64().unwrap_or(0);
-    if generation.is_some_and(|g| observed < g) {
+    // Only the workload controllers that roll Pods out report the generation they saw; a
+    // CronJob's status never does (its next Job reads the template when it starts).
+    let rolls_out = matches!(
+        kind,
+        ResourceKind::Deployment | ResourceKind::StatefulSet | ResourceKind::DaemonSet
+    );
+    if rolls_out && generation.is_some_and(|g| observed < g) {
         return Err(format!(
             "the controller has not observed generation {} yet",
             generation.unwrap_or(0)
@@ -830,14 +836,27 @@ async fn verify(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         Some(w) => rollout_state(kind, w, record.target_generation),
         None => Err("the workload no longer exists".into()),
     };
-    // The failure is gone when no Pod of the workload shows the same class any more.
+    let applied = record
+        .applied_at
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or_else(Timestamp::now);
+    // The failure is gone when no Pod of the workload shows the same class any more. A Pod
+    // that failed for good before the patch (a Job's) stays Failed whatever the patch did: it
+    // is history, not a Pod still failing.
     let pods = ctx.cluster.pods(Some(&report.spec.pod.namespace)).await?;
     let mut still_failing = Vec::new();
     for pod in &pods {
         let owned = resolve_workload(ctx.cluster.as_ref(), pod)
             .await
             .is_ok_and(|w| w == report.spec.workload);
-        if !owned || pod.metadata.deletion_timestamp.is_some() {
+        let failed_before = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+            && pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0 < applied);
+        if !owned || pod.metadata.deletion_timestamp.is_some() || failed_before {
             continue;
         }
         let events = ctx.cluster.events_for(Involved::pod(pod)).await?;
@@ -849,17 +868,19 @@ async fn verify(report: &DiagnosticReport, ctx: &Context) -> Result<Action> {
         }
     }
     if rollout.is_ok() && still_failing.is_empty() {
-        let message = format!(
-            "{} {} rolled out and no Pod shows {} any more",
-            kind, patch.target.name, report.spec.failure.class
-        );
+        let message = if kind == ResourceKind::CronJob {
+            format!(
+                "CronJob {} patched: its next Job runs the new template (no Pod since shows {})",
+                patch.target.name, report.spec.failure.class
+            )
+        } else {
+            format!(
+                "{} {} rolled out and no Pod shows {} any more",
+                kind, patch.target.name, report.spec.failure.class
+            )
+        };
         return verified(ctx, report, Phase::Resolved, message).await;
     }
-    let applied = record
-        .applied_at
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or_else(Timestamp::now);
     let waited = Timestamp::now().duration_since(applied).as_secs().max(0) as u64;
     if waited >= ctx.settings.verify_timeout.as_secs() {
         let seen = match (&rollout, still_failing.is_empty()) {

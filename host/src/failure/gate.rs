@@ -35,7 +35,17 @@ pub fn may_be_failing(pod: &Pod) -> bool {
         .iter()
         .flatten()
         .chain(status.init_container_statuses.iter().flatten());
+    // A failed Pod is not restarted: a container that exited with an error is its failure.
+    let failed = status.phase.as_deref() == Some("Failed");
     statuses.into_iter().any(|cs| {
+        let exited_with_error = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code != 0);
+        if failed && exited_with_error {
+            return true;
+        }
         let waiting = cs
             .state
             .as_ref()

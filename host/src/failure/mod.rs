@@ -98,6 +98,9 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
         None => found.push(d),
     };
     let spec = pod.spec.as_ref();
+    // A failed Pod is never restarted (restartPolicy Never, or a Job that gave up): its
+    // containers' last word is their current terminated state.
+    let failed = status.phase.as_deref() == Some("Failed");
     let statuses = status
         .init_container_statuses
         .iter()
@@ -119,7 +122,7 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
             };
             list.and_then(|l| l.iter().find(|c| c.name == cs.name))
         });
-        if let Some(d) = detect_container(cs, init, container, &events) {
+        if let Some(d) = detect_container(cs, init, container, &events, failed) {
             add(d);
         }
     }
@@ -360,6 +363,7 @@ fn detect_container(
     init: bool,
     container: Option<&Container>,
     events: &[&Event],
+    pod_failed: bool,
 ) -> Option<Detection> {
     let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
     let waiting_reason = waiting.and_then(|w| w.reason.as_deref()).unwrap_or("");
@@ -425,16 +429,29 @@ fn detect_container(
     let waiting_message = waiting.and_then(|w| w.message.as_deref()).unwrap_or("");
     let cannot_start =
         (waiting_reason == "RunContainerError").then(|| ExecFailure::parse(waiting_message));
-    if waiting_reason == "CrashLoopBackOff" || cannot_start.is_some() {
+    // A Pod that failed for good (a Job's, a restartPolicy Never Pod's): the container exited
+    // with an error once and is not restarted; the Job, if any, starts another Pod instead.
+    let failed_for_good = pod_failed && current_terminated.is_some_and(|t| t.exit_code != 0);
+    if waiting_reason == "CrashLoopBackOff" || cannot_start.is_some() || failed_for_good {
         if killed_by_liveness_probe(&cs.name, events) {
             return None; // the probe is the cause; detect_probe_failures reports it
         }
         let mut evidence: Vec<String> = waiting_line.into_iter().collect();
-        evidence.push(format!(
-            "{kind} {}: restarted {} times",
-            cs.name, cs.restart_count
-        ));
-        evidence.extend(describe_termination(cs, false));
+        let failed_run = if failed_for_good {
+            evidence.push(format!(
+                "{kind} {}: the Pod failed and is not restarted (a Job's Pod, or restartPolicy Never)",
+                cs.name
+            ));
+            evidence.extend(describe_termination(cs, true));
+            current_terminated
+        } else {
+            evidence.push(format!(
+                "{kind} {}: restarted {} times",
+                cs.name, cs.restart_count
+            ));
+            evidence.extend(describe_termination(cs, false));
+            last_terminated
+        };
         if let Some(c) = container {
             let mut command: Vec<&str> = c.command.iter().flatten().map(String::as_str).collect();
             command.extend(c.args.iter().flatten().map(String::as_str));
@@ -445,15 +462,16 @@ fn detect_container(
         evidence.extend(cite_events(events, |e| {
             about_container(e) && e.type_.as_deref() == Some("Warning")
         }));
+        let run_error = cannot_start.is_some();
         let exec = cannot_start.flatten().or_else(|| {
-            last_terminated
+            failed_run
                 .filter(|t| t.exit_code == 128)
                 .and_then(|t| t.message.as_deref())
                 .and_then(ExecFailure::parse)
         });
-        let reason = match (exec, last_terminated) {
+        let reason = match (exec, failed_run) {
             (Some(exec), _) => exec.reason().to_string(),
-            (None, _) if waiting_reason != "CrashLoopBackOff" => waiting_reason.to_string(),
+            (None, _) if run_error => waiting_reason.to_string(),
             (None, Some(t)) => match t.exit_code {
                 127 => "CommandNotFound".to_string(),
                 126 => "CommandNotExecutable".to_string(),

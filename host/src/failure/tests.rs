@@ -203,6 +203,87 @@ fn a_command_the_runtime_cannot_start_is_read_from_its_message() {
     }
 }
 
+/// A Job's Pod (restartPolicy Never) fails once and is not restarted: phase Failed, the
+/// container's current state its failed run. Each is reported, an OOM kill as one; a Pod that
+/// succeeded, or whose failure came from its Node, is not a failed run.
+#[test]
+fn a_pod_that_failed_for_good_is_its_failed_run() {
+    let failed = |terminated: Value, init: bool| {
+        let status = json!({
+            "name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": terminated}, "lastState": {}
+        });
+        let mut spec = app_spec();
+        spec["restartPolicy"] = json!("Never");
+        let mut pod_status = json!({"phase": "Failed", "conditions": [
+            {"type": "Ready", "status": "False", "reason": "PodFailed"},
+            {"type": "PodScheduled", "status": "True"}]});
+        if init {
+            spec["initContainers"] = json!([{"name": "app", "image": "x"}]);
+            pod_status["initContainerStatuses"] = json!([status]);
+        } else {
+            pod_status["containerStatuses"] = json!([status]);
+        }
+        pod(spec, pod_status)
+    };
+    let cases = [
+        (
+            json!({"exitCode": 1, "reason": "Error", "startedAt": "2026-12-05T00:00:02Z", "finishedAt": "2026-12-05T00:00:04Z"}),
+            false,
+            FailureClass::CrashLoopBackOff,
+            "Error",
+        ),
+        (
+            json!({"exitCode": 127, "reason": "Error"}),
+            true,
+            FailureClass::CrashLoopBackOff,
+            "CommandNotFound",
+        ),
+        (
+            json!({"exitCode": 128, "reason": "StartError",
+                "message": "runc create failed: unable to start container process: exec: \"migrate\": executable file not found in $PATH: unknown"}),
+            false,
+            FailureClass::CrashLoopBackOff,
+            "CommandNotFound",
+        ),
+        (
+            json!({"exitCode": 137, "reason": "OOMKilled"}),
+            false,
+            FailureClass::OomKilled,
+            "OOMKilled",
+        ),
+    ];
+    for (terminated, init, class, reason) in cases {
+        let p = failed(terminated.clone(), init);
+        assert!(gate::may_be_failing(&p), "the gate drops {terminated}");
+        let found = detect(&p, &[]);
+        assert_eq!(found.len(), 1, "{terminated}: {found:#?}");
+        assert_eq!(
+            (found[0].class, found[0].reason.as_str()),
+            (class, reason),
+            "{terminated}"
+        );
+        if class == FailureClass::CrashLoopBackOff {
+            let evidence = found[0].evidence.join("\n");
+            assert!(
+                evidence.contains("failed and is not restarted"),
+                "{evidence}"
+            );
+            assert!(
+                evidence.contains(&format!(
+                    "its run exited with code {}",
+                    terminated["exitCode"]
+                )),
+                "{evidence}"
+            );
+        }
+    }
+    // A container that exited 0 in a Failed Pod (its sibling failed) is not the failure.
+    let done = failed(json!({"exitCode": 0, "reason": "Completed"}), false);
+    assert!(detect(&done, &[]).is_empty());
+    assert!(!gate::may_be_failing(&done));
+}
+
 #[test]
 fn oom_killed_crash_loop_is_oom_not_crash_loop() {
     let p = pod(

@@ -87,7 +87,10 @@ pub fn decide(
             settings.opt_out_annotation
         ));
     }
-    if failure.get("class").and_then(Value::as_str) == Some("CrashLoopBackOff") {
+    // A failed Pod is never restarted (a Job's, restartPolicy Never): its one failure is final,
+    // and a Job's retries are new Pods, so there is no restart count to wait for.
+    let failed = pod.pointer("/status/phase").and_then(Value::as_str) == Some("Failed");
+    if failure.get("class").and_then(Value::as_str) == Some("CrashLoopBackOff") && !failed {
         let container = failure.get("container").and_then(Value::as_str);
         let restarts = ["/status/containerStatuses", "/status/initContainerStatuses"]
             .iter()
@@ -155,6 +158,13 @@ mod tests {
             decide(&pod(1, json!({})), &crash, None, &s)
                 .unwrap()
                 .contains("restarted 1 time(s), below the threshold of 3")
+        );
+        let mut failed = pod(0, json!({}));
+        failed["status"]["phase"] = json!("Failed");
+        assert_eq!(
+            decide(&failed, &crash, None, &s),
+            None,
+            "a failed Pod is never restarted: its one failure is final"
         );
         let pending = json!({"class": "Pending"});
         assert_eq!(

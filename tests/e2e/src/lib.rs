@@ -87,6 +87,8 @@ pub mod fault {
     pub const EVICTED: &str = "evicted";
     /// Failed at admission: the kubelet refuses the Pod (reason OutOfcpu unless annotated).
     pub const REJECTED: &str = "rejected";
+    /// Failed for good: the containers run once and exit 1 (a Job's Pod, restartPolicy Never).
+    pub const EXIT: &str = "exit";
     /// ContainerCreating for good: volume "config" names ConfigMap "app-config", which is
     /// missing (FailedMount).
     pub const MOUNT_MISSING_CONFIG: &str = "mount-missing-config";

@@ -10,7 +10,7 @@ use tool_shapes::{ServiceCheck, ServicePort};
 use super::clues::{Clue, is_ip, last_lines, read_clues};
 use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failure_container, findings, no_fix, pod_container};
+use super::{answer, failed_run_is_previous, failure_container, findings, no_fix, pod_container};
 use crate::failure::ExecFailure;
 
 /// The env var of the container whose value names `host`, with the value it should have.
@@ -69,12 +69,16 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
     let container = failure_container(case);
     let pod = case.report.spec.pod.name.clone();
     let failure = &case.report.spec.failure;
+    let previous = failed_run_is_previous(case, &container);
     let logs = s
         .act(
-            format!("Container {container} keeps exiting ({}).", failure.reason),
-            "A crash loop is explained by what the last run printed: read the previous container's log.",
+            format!(
+                "Container {container} exits with an error ({}).",
+                failure.reason
+            ),
+            "A failing container is explained by what its failed run printed: read that run's log.",
             "fetch_logs",
-            json!({"pod": pod, "container": container, "previous": true, "lines": 100}),
+            json!({"pod": pod, "container": container, "previous": previous, "lines": 100}),
         )
         .await?;
     let log_text = if logs.ok {
@@ -89,7 +93,7 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                 "The log is read.",
                 "Match it against the catalogue of known failure signatures.",
                 "match_log_signatures",
-                json!({"pod": pod, "container": container, "previous": true}),
+                json!({"pod": pod, "container": container, "previous": previous}),
             )
             .await?;
         for m in answer::<Vec<SignatureMatch>>(&signatures)
@@ -110,7 +114,10 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
         evidence.extend(tail.iter().map(|l| format!("log: {l}")));
         let exit = failure.reason.clone();
         return Ok(no_fix(
-            format!("Container {container} crash-loops ({exit}); its log names no known cause."),
+            format!(
+                "Container {container} {} ({exit}); its log names no known cause.",
+                fails(case, &container)
+            ),
             format!(
                 "The container exits ({exit}) without a recognisable error in its last {} log lines.",
                 tail.len()
@@ -199,6 +206,15 @@ async fn crashed(
     rollback
         .conclude(case, s, container, &image, summary, root_cause, evidence)
         .await
+}
+
+/// "crash-loops", or "failed" for a container that is not restarted (a failed Job's Pod).
+fn fails(case: &Case, container: &str) -> &'static str {
+    if failed_run_is_previous(case, container) {
+        "crash-loops"
+    } else {
+        "failed"
+    }
 }
 
 /// What the kubelet and the runtime said about the container: its waiting message and its
@@ -365,7 +381,8 @@ async fn dependency(
             "The application connects to {endpoint}, but namespace {ns} has no Service named {service_name}; Service {right} serves that port: the configured host names the wrong Service."
         );
         let summary = format!(
-            "Container {container} crash-loops: {what} to {endpoint} because Service {service_name} does not exist (did you mean {right}?)."
+            "Container {container} {}: {what} to {endpoint} because Service {service_name} does not exist (did you mean {right}?).",
+            fails(case, container)
         );
         let Some(template) = workload_template(case, s, container).await? else {
             return Ok(no_fix(
@@ -422,7 +439,8 @@ async fn dependency(
         ));
         return Ok(no_fix(
             format!(
-                "Container {container} crash-loops: Service {service_name} has no ready endpoints."
+                "Container {container} {}: Service {service_name} has no ready endpoints.",
+                fails(case, container)
             ),
             format!(
                 "The dependency {service_name} is down: Service {service_name} exists but {backing}, so {endpoint} refuses connections."

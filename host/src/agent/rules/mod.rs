@@ -163,6 +163,24 @@ async fn read_node(
     Ok(answer(&usage))
 }
 
+/// Whether the container's failed run is a previous one (`--previous`): it is, unless the
+/// container is terminated now and not restarted (a failed Job's Pod), when its current log is
+/// the failed run's.
+fn failed_run_is_previous(case: &Case, container: &str) -> bool {
+    let statuses = case.pod.status.as_ref().map(|s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .chain(s.init_container_statuses.iter().flatten())
+            .find(|cs| cs.name == container)
+    });
+    let terminated_now = statuses
+        .flatten()
+        .and_then(|cs| cs.state.as_ref())
+        .is_some_and(|s| s.terminated.is_some());
+    !terminated_now
+}
+
 /// The container the failure is about, or the Pod's first when the failure names none.
 fn failure_container(case: &Case) -> String {
     case.report

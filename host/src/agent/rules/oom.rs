@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failure_container, findings, no_fix, pod_container};
+use super::{answer, failed_run_is_previous, failure_container, findings, no_fix, pod_container};
 use super::{memory_limit, memory_request};
 use crate::cluster::{NodeUsage, format_bytes, memory_bytes};
 use tool_shapes::{ContainerMemory, MemoryHistory};
@@ -136,7 +136,7 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
             ),
             "The last run's log may show what used the memory (a heap setting, a large batch).",
             "fetch_logs",
-            json!({"pod": pod, "container": container, "previous": true, "lines": 50}),
+            json!({"pod": pod, "container": container, "previous": failed_run_is_previous(case, &container), "lines": 50}),
         )
         .await?;
     let settings_text = spec
