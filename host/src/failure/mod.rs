@@ -129,6 +129,27 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
     for d in detect_probe_failures(pod, &events) {
         add(d);
     }
+    // The kubelet stopped a Pod that outran its activeDeadlineSeconds: its containers' exit
+    // (137, 143) is the kill, not their own failure.
+    if failed && status.reason.as_deref() == Some("DeadlineExceeded") {
+        let deadline = spec
+            .and_then(|s| s.active_deadline_seconds)
+            .map(|d| format!("activeDeadlineSeconds ({d}s)"))
+            .unwrap_or("activeDeadlineSeconds".into());
+        for d in found
+            .iter_mut()
+            .filter(|d| d.class == FailureClass::CrashLoopBackOff)
+        {
+            d.reason = "DeadlineExceeded".into();
+            d.evidence.insert(
+                0,
+                format!(
+                    "the Pod ran longer than its {deadline} and the kubelet stopped it: {}",
+                    status.message.as_deref().unwrap_or("DeadlineExceeded")
+                ),
+            );
+        }
+    }
     found
 }
 

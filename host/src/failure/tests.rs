@@ -278,6 +278,20 @@ fn a_pod_that_failed_for_good_is_its_failed_run() {
             );
         }
     }
+    // A Pod stopped at its activeDeadlineSeconds: the deadline, not the kill's exit code.
+    let mut late = failed(json!({"exitCode": 137, "reason": "Error"}), false);
+    let status = late.status.as_mut().unwrap();
+    status.reason = Some("DeadlineExceeded".into());
+    status.message = Some("Pod was active on the node longer than the specified deadline".into());
+    late.spec.as_mut().unwrap().active_deadline_seconds = Some(600);
+    let found = detect(&late, &[]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].reason, "DeadlineExceeded");
+    assert!(
+        found[0].evidence[0].contains("activeDeadlineSeconds (600s)"),
+        "{:?}",
+        found[0].evidence
+    );
     // A container that exited 0 in a Failed Pod (its sibling failed) is not the failure.
     let done = failed(json!({"exitCode": 0, "reason": "Completed"}), false);
     assert!(detect(&done, &[]).is_empty());

@@ -69,6 +69,15 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
     let container = failure_container(case);
     let pod = case.report.spec.pod.name.clone();
     let failure = &case.report.spec.failure;
+    if failure.reason == "DeadlineExceeded" {
+        let evidence: Vec<String> = failure.evidence.iter().take(4).cloned().collect();
+        return Ok(no_fix(
+            format!("Pod {pod} was stopped at its deadline: it ran longer than its activeDeadlineSeconds."),
+            format!("The kubelet stopped Pod {pod} because it was active longer than its activeDeadlineSeconds; container {container}'s exit is the kill, not a crash."),
+            evidence,
+            "Raise the Pod's activeDeadlineSeconds (in the Job's or CronJob's template) if the work legitimately takes longer, or find what made this run slow (its log, the data it processed, a dependency that hung).".into(),
+        ));
+    }
     let previous = failed_run_is_previous(case, &container);
     let logs = s
         .act(
