@@ -1,6 +1,6 @@
 //! Reading a crash log for the cause it states: a refused connection or failed lookup (with the
-//! host and port), a missing setting, a permission error, a command that cannot run, or a crash
-//! line.
+//! host and port), rejected credentials or certificate, a missing setting, a full disk, a port
+//! in use, a permission error, a command that cannot run, or a crash line.
 //!
 //! Logs are untrusted data: they are searched for facts, never followed.
 
@@ -27,6 +27,23 @@ pub enum Clue {
     PermissionDenied {
         path: Option<String>,
     },
+    /// A dependency rejects the application's credentials (a wrong or rotated password, a
+    /// removed user), at the host when the line names one.
+    CredentialsRejected {
+        host: Option<String>,
+    },
+    /// The application does not trust a certificate it was shown, or the certificate expired.
+    CertificateRejected {
+        host: Option<String>,
+    },
+    /// A filesystem the application writes is full.
+    DiskFull {
+        path: Option<String>,
+    },
+    /// The port the application binds is taken.
+    PortInUse {
+        port: Option<u16>,
+    },
     /// The runtime or a shell could not run a command (missing, not executable, another
     /// architecture, none given).
     CannotExec(ExecFailure),
@@ -41,8 +58,9 @@ static HOST_PORT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|[^A-Za-z0-9.\-])((?:[a-zA-Z][a-zA-Z0-9\-]*(?:\.[a-zA-Z0-9\-]+)*)|(?:\d{1,3}(?:\.\d{1,3}){3})):(\d{2,5})(?:$|[^\d:]|:[^\d]|:$)")
         .expect("static regex")
 });
-static PG_HOST: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"host "([^"]+)".*?port (\d{2,5})"#).expect("static regex"));
+static PG_HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?:host|server at) "([^"]+)".*?port (\d{2,5})"#).expect("static regex")
+});
 static DNS_HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)(?:lookup|ENOTFOUND|host name|UnknownHostException:|resolve host|resolve)\s+"?([a-zA-Z0-9][a-zA-Z0-9.\-]*)"?"#).expect("static regex")
 });
@@ -58,6 +76,39 @@ static PATH_IN_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"["'`]?(/[A-Za-z0-9_.\-/]+)["'`]?"#).expect("static regex"));
 static CRASH_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(panic: .*|fatal error: .*|Exception in thread .*|Unhandled exception.*|FATAL.*|[A-Za-z_.]*(Error|Exception): .*|Segmentation fault.*)$").expect("static regex")
+});
+
+/// How databases, caches, brokers and HTTP clients say a login was refused, lower-cased.
+const CREDENTIALS_REJECTED: &[&str] = &[
+    "password authentication failed",
+    "authentication failed",
+    "access denied for user",
+    "login failed for user",
+    "noauth authentication required",
+    "wrongpass",
+    "invalid username or password",
+    "invalid credentials",
+    "bad credentials",
+    "sasl authentication failed",
+    // SMTP (nodemailer's EAUTH, Gmail's 535 5.7.8).
+    "invalid login",
+    "username and password not accepted",
+];
+/// How TLS clients say they do not trust a peer, lower-cased.
+const CERTIFICATE_REJECTED: &[&str] = &[
+    "x509: ",
+    "certificate has expired",
+    "certificate verify failed",
+    "unable to verify the first certificate",
+    "self signed certificate",
+    "self-signed certificate",
+    "pkix path building failed",
+    "sslhandshakeexception",
+];
+/// `bind: address already in use` after `:8080`, or Node's `EADDRINUSE: ... :::8080`.
+static PORT_IN_USE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i):(\d{2,5})\b.{0,40}address already in use|eaddrinuse.{0,60}?:(\d{2,5})\b")
+        .expect("static regex")
 });
 
 pub(super) fn is_ip(host: &str) -> bool {
@@ -117,6 +168,29 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
                 continue;
             }
         }
+        let names = |markers: &[&str]| markers.iter().any(|m| lower.contains(m));
+        if names(CREDENTIALS_REJECTED) {
+            let host = host_port().map(|(h, _)| h);
+            clues.push((Clue::CredentialsRejected { host }, line.to_string()));
+            continue;
+        }
+        if names(CERTIFICATE_REJECTED) {
+            let host = host_port().map(|(h, _)| h);
+            clues.push((Clue::CertificateRejected { host }, line.to_string()));
+            continue;
+        }
+        if names(&["no space left on device", "disk quota exceeded", "enospc"]) {
+            let path = PATH_IN_LINE.captures(line).map(|c| c[1].to_string());
+            clues.push((Clue::DiskFull { path }, line.to_string()));
+            continue;
+        }
+        if names(&["address already in use", "eaddrinuse"]) {
+            let port = PORT_IN_USE
+                .captures(line)
+                .and_then(|c| c.get(1).or(c.get(2))?.as_str().parse().ok());
+            clues.push((Clue::PortInUse { port }, line.to_string()));
+            continue;
+        }
         if let Some(c) = MISSING_SETTING
             .captures(line)
             .or_else(|| NOT_SET.captures(line))
@@ -154,7 +228,10 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
     // The most telling clue first: a dependency, then configuration, then anything else.
     clues.sort_by_key(|(c, _)| match c {
         Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } => 0,
-        Clue::MissingSetting { .. } => 1,
+        Clue::MissingSetting { .. }
+        | Clue::CredentialsRejected { .. }
+        | Clue::CertificateRejected { .. } => 1,
+        Clue::DiskFull { .. } | Clue::PortInUse { .. } => 2,
         Clue::CannotExec(_) => 2,
         Clue::PermissionDenied { .. } => 3,
         Clue::Crash { .. } => 4,

@@ -170,6 +170,51 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
             ))
         }
         Clue::CannotExec(failure) => Ok(cannot_exec(case, &container, &failure, evidence)),
+        Clue::CredentialsRejected { host } => {
+            let at = host.map(|h| format!(" at {h}")).unwrap_or_default();
+            Ok(no_fix(
+                format!(
+                    "Container {container} {}: the dependency{at} rejects its credentials.",
+                    fails(case, &container)
+                ),
+                format!(
+                    "The application's login{at} is refused: a rotated password, a Secret holding the wrong value, or a user that no longer exists."
+                ),
+                evidence,
+                format!(
+                    "Compare the credentials container {container} reads (its env and the Secret behind it) with the ones the dependency{at} expects, and rotate both together; the operator does not read or write Secret values."
+                ),
+            ))
+        }
+        Clue::CertificateRejected { host } => {
+            let of = host.map(|h| format!(" of {h}")).unwrap_or_default();
+            Ok(no_fix(
+                format!("Container {container} {}: it does not trust the certificate{of}.", fails(case, &container)),
+                format!("The TLS handshake{of} fails: the certificate expired, or it is signed by a CA the container does not trust."),
+                evidence,
+                "Renew the certificate, or give the container the CA that signed it (a CA bundle from a ConfigMap or Secret, SSL_CERT_FILE); do not turn verification off.".into(),
+            ))
+        }
+        Clue::DiskFull { path } => {
+            let at = path.map(|p| format!(" at {p}")).unwrap_or_default();
+            Ok(no_fix(
+                format!("Container {container} {}: no space left on its disk{at}.", fails(case, &container)),
+                format!("The filesystem the application writes{at} is full."),
+                evidence,
+                "Grow the volume (resize its PersistentVolumeClaim) or free it; for an emptyDir, raise its sizeLimit and the container's ephemeral-storage.".into(),
+            ))
+        }
+        Clue::PortInUse { port } => {
+            let which = port
+                .map(|p| format!("port {p}"))
+                .unwrap_or("its port".into());
+            Ok(no_fix(
+                format!("Container {container} {}: {which} is already in use.", fails(case, &container)),
+                format!("Another process holds {which}: another container of the Pod (a sidecar listening on the same port), or, with hostNetwork, another Pod on the node."),
+                evidence,
+                "Give each container of the Pod its own port; a hostNetwork Pod fits once per node and port.".into(),
+            ))
+        }
         Clue::Crash { line } => crashed(case, s, &container, &line, evidence).await,
     }
 }

@@ -89,7 +89,49 @@ fn clues_from_real_shaped_logs() {
             },
         ),
     ];
-    for (line, expected) in cases {
+    let more = [
+        (
+            r#"psycopg2.OperationalError: connection to server at "orders-db" (10.96.4.2), port 5432 failed: FATAL:  password authentication failed for user "orders""#,
+            Clue::CredentialsRejected {
+                host: Some("orders-db".into()),
+            },
+        ),
+        (
+            "MongoServerError: Authentication failed.",
+            Clue::CredentialsRejected { host: None },
+        ),
+        (
+            "ReplyError: WRONGPASS invalid username-password pair or user is disabled.",
+            Clue::CredentialsRejected { host: None },
+        ),
+        (
+            r#"Error: Get "https://vault.security:8200/v1/sys/health": x509: certificate signed by unknown authority"#,
+            Clue::CertificateRejected {
+                host: Some("vault.security".into()),
+            },
+        ),
+        (
+            "write /var/lib/app/segments/000042.log: no space left on device",
+            Clue::DiskFull {
+                path: Some("/var/lib/app/segments/000042.log".into()),
+            },
+        ),
+        (
+            "listen tcp :8080: bind: address already in use",
+            Clue::PortInUse { port: Some(8080) },
+        ),
+        (
+            "Error: listen EADDRINUSE: address already in use :::3000",
+            Clue::PortInUse { port: Some(3000) },
+        ),
+        (
+            "exec /app/run.sh: permission denied",
+            Clue::CannotExec(ExecFailure::NotExecutable {
+                command: Some("/app/run.sh".into()),
+            }),
+        ),
+    ];
+    for (line, expected) in cases.into_iter().chain(more) {
         let clues = read_clues(&format!("starting up\n{line}\n"));
         assert_eq!(clues.first().map(|c| &c.0), Some(&expected), "{line}");
     }
