@@ -138,9 +138,9 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
             format!("Push {image} to {registry} or set an existing tag."),
         ));
     };
-    Ok(rollback
+    rollback
         .conclude(case, s, &container, &image, summary, root_cause, evidence)
-        .await?)
+        .await
 }
 
 /// The Pod's pull Secrets that do not exist: each read (at most three); when the cluster
