@@ -16,7 +16,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use sre_e2e::{demo, fault};
 use sre_operator::crd::{DiagnosticReport, FailureClass};
-use support::operator::{Operator, operator_setup};
+use support::operator::{Operator, await_concluded, operator_setup, shown_without_escapes};
 
 const NS: &str = "shop";
 const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
@@ -202,7 +202,7 @@ async fn pods_evicted_for_a_node_under_memory_pressure_are_one_incident() -> Res
         quoted
     );
     // Through kubectl sre, no escape sequence the tenant wrote reaches the terminal.
-    let shown = shown_without_escapes(&cluster, mailer)?;
+    let shown = shown_without_escapes(&cluster, NS, mailer)?;
     ensure!(
         shown.contains("The node was low on resource: memory."),
         "kubectl sre show: {shown}"
@@ -327,7 +327,7 @@ async fn pods_a_kubelet_refuses_are_one_incident_and_forged_refusals_join_none()
             "Rejected"
         };
         ensure!(r.spec.failure.reason == expected, "{:?}", r.spec.failure);
-        let text = shown_without_escapes(&cluster, r)?;
+        let text = shown_without_escapes(&cluster, NS, r)?;
         ensure!(
             !text.contains("$(curl"),
             "the forged reason reached the terminal:\n{text}"
@@ -849,58 +849,6 @@ async fn start_operator(cluster: &sre_e2e::TestCluster, name: &str) -> Result<Op
     let op = Operator::start(cluster, &setup, name, NS, false)?;
     op.await_ready(Duration::from_secs(60))?;
     Ok(op)
-}
-
-/// What `kubectl sre show` prints of `report`, checked to hold no escape sequence or bell: a
-/// tenant's text never reaches the terminal as control characters.
-fn shown_without_escapes(
-    cluster: &sre_e2e::TestCluster,
-    report: &DiagnosticReport,
-) -> Result<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-sre"))
-        .args(["show", report.metadata.name.as_deref().unwrap(), "-n", NS])
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .stdin(std::process::Stdio::null())
-        .output()?;
-    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
-    ensure!(
-        out.status.success(),
-        "kubectl sre show: {shown}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(
-        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
-        "a control character reached the terminal:\n{shown}"
-    );
-    Ok(shown)
-}
-
-/// Waits up to 120 s until the workloads `apps` each have a report with findings; those.
-async fn await_concluded(
-    reports: &Api<DiagnosticReport>,
-    apps: &[&str],
-    op: &Operator,
-) -> Result<Vec<DiagnosticReport>> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let concluded: Vec<DiagnosticReport> = reports
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|r| apps.contains(&r.spec.workload.name.as_str()))
-            .filter(|r| r.status.as_ref().is_some_and(|s| s.findings.is_some()))
-            .collect();
-        if concluded.len() == apps.len() {
-            return Ok(concluded);
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "not every one of {apps:?} reported within 120 s: {concluded:#?}\noperator log:\n{}",
-            op.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Whether the report ended NoFix, in an incident, with findings.

@@ -12,6 +12,7 @@ use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use sre_e2e::{TestCluster, wait};
+use sre_operator::crd::DiagnosticReport;
 
 use super::kubectl;
 
@@ -300,4 +301,62 @@ pub async fn wait_phase(
     })?
     .with_context(|| format!("report {name} is gone"))?;
     Ok(serde_json::to_value(report)?)
+}
+
+/// What `kubectl sre show` prints of `report`, checked to hold no escape sequence or bell: a
+/// tenant's text never reaches the terminal as control characters.
+pub fn shown_without_escapes(
+    cluster: &TestCluster,
+    namespace: &str,
+    report: &DiagnosticReport,
+) -> Result<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-sre"))
+        .args([
+            "show",
+            report.metadata.name.as_deref().unwrap(),
+            "-n",
+            namespace,
+        ])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl sre show: {shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "a control character reached the terminal:\n{shown}"
+    );
+    Ok(shown)
+}
+
+/// Waits up to 120 s until the workloads `apps` each have a report with findings; those.
+pub async fn await_concluded(
+    reports: &Api<DiagnosticReport>,
+    apps: &[&str],
+    op: &Operator,
+) -> Result<Vec<DiagnosticReport>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let concluded: Vec<DiagnosticReport> = reports
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|r| apps.contains(&r.spec.workload.name.as_str()))
+            .filter(|r| r.status.as_ref().is_some_and(|s| s.findings.is_some()))
+            .collect();
+        if concluded.len() == apps.len() {
+            return Ok(concluded);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not every one of {apps:?} reported within 120 s: {concluded:#?}\noperator log:\n{}",
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -75,7 +75,8 @@ pub mod fault {
     pub const IMAGEPULL_NOTFOUND: &str = "imagepull-notfound";
     /// ErrImagePull, then ImagePullBackOff: the registry refuses access.
     pub const IMAGEPULL_AUTH: &str = "imagepull-auth";
-    /// CreateContainerConfigError naming the first ConfigMap or Secret key the container uses.
+    /// CreateContainerConfigError naming the first ConfigMap or Secret key the container uses
+    /// (or the message and waiting reason its annotations give).
     pub const CONFIG_MISSING_KEY: &str = "config-missing-key";
     /// The first init container crash-loops; the Pod stays Pending (Init:CrashLoopBackOff).
     pub const INIT_FAIL: &str = "init-fail";
@@ -110,7 +111,8 @@ pub mod fault {
     pub const EXIT_REASON_ANNOTATION: &str = "sre-operator.dev/exit-reason";
     /// Annotation: override the error message of an image pull or config fault, or an eviction's.
     pub const MESSAGE_ANNOTATION: &str = "sre-operator.dev/fault-message";
-    /// Annotation: override the status reason of a Pod the kubelet refuses.
+    /// Annotation: override the status reason of a Pod the kubelet refuses, or the waiting
+    /// reason of a config fault (`CreateContainerError`: what CRI-O and crun refuse at creation).
     pub const REASON_ANNOTATION: &str = "sre-operator.dev/fault-reason";
 }
 
