@@ -35,8 +35,8 @@ pub fn may_be_failing(pod: &Pod) -> bool {
         .iter()
         .flatten()
         .chain(status.init_container_statuses.iter().flatten());
-    // A failed Pod is not restarted: a container that exited with an error is its failure.
-    let failed = status.phase.as_deref() == Some("Failed");
+    // A Pod that failed for good: a container that exited with an error is its failure.
+    let failed = super::failed_for_good(pod);
     statuses.into_iter().any(|cs| {
         let exited_with_error = cs
             .state

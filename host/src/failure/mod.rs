@@ -98,9 +98,7 @@ pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
         None => found.push(d),
     };
     let spec = pod.spec.as_ref();
-    // A failed Pod is never restarted (restartPolicy Never, or a Job that gave up): its
-    // containers' last word is their current terminated state.
-    let failed = status.phase.as_deref() == Some("Failed");
+    let failed = failed_for_good(pod);
     let statuses = status
         .init_container_statuses
         .iter()
@@ -327,6 +325,20 @@ fn detect_unschedulable(pod: &Pod, events: &[&Event]) -> Option<Detection> {
         container: None,
         evidence,
     })
+}
+
+/// Whether `pod` failed for good because its containers did: phase `Failed` under a restart
+/// policy that lets a container's exit end the Pod (a Job's Pod, `restartPolicy: Never`). Its
+/// containers' last word is their current terminated state. A Pod that restarts its containers
+/// (`Always`) fails only for its Node (an eviction, a shutdown, a container the runtime lost),
+/// which is no failed run of its own.
+pub(crate) fn failed_for_good(pod: &Pod) -> bool {
+    let restarts = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    restarts != "Always" && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
 }
 
 /// What an exit code usually means, for the evidence line.

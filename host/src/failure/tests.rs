@@ -292,6 +292,15 @@ fn a_pod_that_failed_for_good_is_its_failed_run() {
         "{:?}",
         found[0].evidence
     );
+    // A Deployment's Pod (restartPolicy Always) fails only for its Node: a container the
+    // runtime lost after a node restart is no failed run.
+    let mut lost = failed(
+        json!({"exitCode": 137, "reason": "ContainerStatusUnknown",
+            "message": "The container could not be located when the pod was terminated"}),
+        false,
+    );
+    lost.spec.as_mut().unwrap().restart_policy = Some("Always".into());
+    assert!(detect(&lost, &[]).is_empty(), "{:#?}", detect(&lost, &[]));
     // A container that exited 0 in a Failed Pod (its sibling failed) is not the failure.
     let done = failed(json!({"exitCode": 0, "reason": "Completed"}), false);
     assert!(detect(&done, &[]).is_empty());
