@@ -388,6 +388,7 @@ fn facts_of_parts(raw: &str, found: &compact::Compact<'_>) -> PodFacts {
             .is_some()
             .then(|| k8s_openapi::api::core::v1::PodSpec {
                 node_name: node.map(str::to_string),
+                restart_policy: found.restart_policy.as_deref().map(str::to_string),
                 ..Default::default()
             }),
         status,
@@ -594,24 +595,27 @@ fn malformed_pod(name: String, message: impl std::fmt::Display) -> ClusterError 
     }
 }
 
-/// A Pod with only its node and status parsed: what [`crate::failure::may_be_failing`] reads.
-/// The metadata and the spec's other fields (most of a Pod) are skipped.
+/// A Pod with only its node, restart policy and status parsed: what
+/// [`crate::failure::may_be_failing`] reads. The metadata and the spec's other fields (most of
+/// a Pod) are skipped.
 fn status_pod(text: &str) -> serde_json::Result<Pod> {
     #[derive(Deserialize)]
     struct View {
-        spec: Option<NodeOnly>,
+        spec: Option<GateSpec>,
         status: Option<k8s_openapi::api::core::v1::PodStatus>,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct NodeOnly {
+    struct GateSpec {
         node_name: Option<String>,
+        restart_policy: Option<String>,
     }
     let view: View = serde_json::from_str(text)?;
     Ok(Pod {
         metadata: Default::default(),
         spec: view.spec.map(|s| k8s_openapi::api::core::v1::PodSpec {
             node_name: s.node_name,
+            restart_policy: s.restart_policy,
             ..Default::default()
         }),
         status: view.status,

@@ -26,6 +26,8 @@ pub(super) struct Compact<'a> {
     pub name: Option<Cow<'a, str>>,
     pub namespace: Option<Cow<'a, str>>,
     pub node_name: Option<Cow<'a, str>>,
+    /// A Pod's `spec.restartPolicy`: the gate tells a Job's failed Pod by it.
+    pub restart_policy: Option<Cow<'a, str>>,
     /// Where the top-level `spec` and `status` values are, from the object's first byte.
     pub spec: Option<Range<usize>>,
     pub status: Option<Range<usize>>,
@@ -380,7 +382,7 @@ impl<'a> Walk<'a> {
                 (at, bare),
                 (At::Root, b"kind")
                     | (At::Metadata, b"name" | b"namespace")
-                    | (At::Spec, b"nodeName")
+                    | (At::Spec, b"nodeName" | b"restartPolicy")
             );
             if wanted && self.peek() == Some(b'"') {
                 let s = self.string()?;
@@ -392,6 +394,7 @@ impl<'a> Walk<'a> {
                     b"kind" => self.found.kind = value,
                     b"name" => self.found.name = value,
                     b"namespace" => self.found.namespace = value,
+                    b"restartPolicy" => self.found.restart_policy = value,
                     _ => self.found.node_name = value,
                 }
                 continue;
@@ -477,7 +480,7 @@ mod tests {
                 },
                 "labels": { "app": "web" }
             },
-            "spec": { "nodeName": "node-a", "containers": [ { "name": "app", "args": ["a b", "-1"] } ] },
+            "spec": { "nodeName": "node-a", "restartPolicy": "Never", "containers": [ { "name": "app", "args": ["a b", "-1"] } ] },
             "status": { "phase": "Running", "restartCount": 3, "ready": false, "x": null, "n": -1.5e3 }
         }"#;
         let found = compact(raw).unwrap();
@@ -497,6 +500,7 @@ mod tests {
         assert_eq!(found.name.as_deref(), Some("web-1"));
         assert_eq!(found.namespace.as_deref(), Some("shop"));
         assert_eq!(found.node_name.as_deref(), Some("node-a"));
+        assert_eq!(found.restart_policy.as_deref(), Some("Never"));
         assert!(!found.has_api_version && found.has_metadata);
     }
 
