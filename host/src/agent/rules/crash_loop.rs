@@ -138,7 +138,8 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
             ),
         ));
     };
-    if said.contains(&line) {
+    // A termination message can repeat the log's tail (FallbackToLogsOnError): the log says it.
+    if said.contains(&line) && !log_text.contains(line.as_str()) {
         if !evidence.iter().any(|e| e.contains(line.trim())) {
             evidence.push(format!("the runtime said: {}", line.trim()));
         }
