@@ -30,11 +30,12 @@ use sre_e2e::fixtures::DeploymentBuilder;
 use sre_e2e::{TestCluster, demo, fault, wait};
 use sre_operator::crd::{PatchOperation, SuggestedPatch, TargetRef};
 use support::kubectl;
-use support::operator::{Operator, operator_setup, phase_of, report_api, wait_phase};
+use support::operator::{
+    OPERATOR_USER, Operator, operator_setup, phase_of, report_api, wait_phase,
+};
 
 const APP: &str = "app";
 const VICTIM: &str = "victim";
-const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 const PERSON: &str = "system:serviceaccount:app:person";
 const C: &str = "/spec/template/spec/containers/0";
 

@@ -20,10 +20,9 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use sre_e2e::prometheus::{Exporter, Prometheus, container_labels};
 use support::kubectl;
-use support::operator::{Operator, operator_setup, report_api, wait_phase};
+use support::operator::{OPERATOR_USER, Operator, operator_setup, report_api, wait_phase};
 
 const NS: &str = "shop";
-const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 const TOKEN: &str = "prom-bearer-7f3a9c1e5b2d4c6a8e0f1b3d5a7c9e1f";
 const MI: f64 = 1048576.0;
 

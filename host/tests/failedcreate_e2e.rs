@@ -15,11 +15,10 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use sre_e2e::demo;
 use sre_operator::crd::DiagnosticReport;
-use support::operator::{Operator, operator_setup};
+use support::operator::{OPERATOR_USER, Operator, operator_setup};
 
 const NS: &str = "shop";
 const APPS: [&str; 2] = ["cart", "catalog"];
-const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 const FORGED_NAME: &str = "cart/../../../api/v1/secrets";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

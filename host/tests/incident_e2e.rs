@@ -16,10 +16,12 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use sre_e2e::{demo, fault};
 use sre_operator::crd::{DiagnosticReport, FailureClass};
-use support::operator::{Operator, await_concluded, operator_setup, shown_without_escapes};
+use support::operator::{
+    OPERATOR_USER, Operator, await_concluded, operator_setup, operator_writes,
+    shown_without_escapes,
+};
 
 const NS: &str = "shop";
-const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 const APPS: [&str; 3] = ["cart", "catalog", "checkout"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,20 +336,7 @@ async fn pods_a_kubelet_refuses_are_one_incident_and_forged_refusals_join_none()
         );
     }
     // The operator observes: it wrote nothing to the refused Pods or their Deployments.
-    let audit = cluster.audited_requests_of(OPERATOR_USER)?;
-    let writes: Vec<String> = audit
-        .iter()
-        .filter(|e| {
-            matches!(
-                e["verb"].as_str(),
-                Some("create" | "update" | "patch" | "delete")
-            ) && matches!(
-                e["objectRef"]["resource"].as_str(),
-                Some("pods" | "deployments" | "nodes")
-            )
-        })
-        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
-        .collect();
+    let writes = operator_writes(&cluster, &["pods", "deployments", "nodes"])?;
     ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }

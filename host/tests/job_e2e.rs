@@ -15,10 +15,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use sre_e2e::fault;
 use sre_operator::crd::{DiagnosticReport, FailureClass};
-use support::operator::{Operator, operator_setup};
+use support::operator::{Operator, operator_setup, operator_writes};
 
 const NS: &str = "batch";
-const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 const LOG: &str = r#"{"level":"INFO","logger":"ledger_export","msg":"export starting","since":"24h"}
 {"level":"INFO","logger":"ledger_export.db","msg":"connecting","host":"ledger-postgress","port":5432}
 Traceback (most recent call last):
@@ -187,20 +186,7 @@ async fn a_cron_jobs_failed_job_is_one_report_and_its_fix_goes_on_the_cron_job()
     );
 
     // It wrote to the CronJob alone, once (after the dry run): never to the Job or its Pods.
-    let audit = cluster.audited_requests_of(OPERATOR_USER)?;
-    let writes: Vec<String> = audit
-        .iter()
-        .filter(|e| {
-            matches!(
-                e["verb"].as_str(),
-                Some("create" | "update" | "patch" | "delete")
-            ) && matches!(
-                e["objectRef"]["resource"].as_str(),
-                Some("pods" | "jobs" | "cronjobs")
-            )
-        })
-        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
-        .collect();
+    let writes = operator_writes(&cluster, &["pods", "jobs", "cronjobs"])?;
     let applied: Vec<&String> = writes.iter().filter(|w| !w.contains("dryRun")).collect();
     ensure!(
         writes.iter().all(|w| w.contains("/cronjobs/ledger-export")) && applied.len() == 1,

@@ -15,10 +15,11 @@ use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use sre_e2e::fault;
 use sre_operator::crd::{DiagnosticReport, FailureClass};
-use support::operator::{Operator, await_concluded, operator_setup, shown_without_escapes};
+use support::operator::{
+    Operator, await_concluded, operator_setup, operator_writes, shown_without_escapes,
+};
 
 const NS: &str = "web";
-const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 const NOT_ROOT: &str =
     r#"container has runAsNonRoot and image will run as root (pod: "storefront", container: app)"#;
 const CRUN: &str = "container create failed: executable file `celery` not found in $PATH: No such file or directory: OCI runtime attempted to invoke a command that was not found\n";
@@ -119,20 +120,7 @@ async fn containers_the_runtime_refuses_are_reported_from_its_message_and_forged
     );
     shown_without_escapes(&cluster, NS, forged)?;
 
-    let audit = cluster.audited_requests_of(OPERATOR_USER)?;
-    let writes: Vec<String> = audit
-        .iter()
-        .filter(|e| {
-            matches!(
-                e["verb"].as_str(),
-                Some("create" | "update" | "patch" | "delete")
-            ) && matches!(
-                e["objectRef"]["resource"].as_str(),
-                Some("pods" | "deployments")
-            )
-        })
-        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
-        .collect();
+    let writes = operator_writes(&cluster, &["pods", "deployments"])?;
     ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }

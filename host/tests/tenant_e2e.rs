@@ -42,10 +42,11 @@ use serde_json::{Value, json};
 use sre_e2e::fixtures::{DeploymentBuilder, PodBuilder};
 use sre_e2e::{ClusterOptions, TestCluster, demo, fault, wait};
 use support::kubectl;
-use support::operator::{Operator, operator_setup, phase_of, report_api, wait_phase};
+use support::operator::{
+    OPERATOR_USER, Operator, operator_setup, phase_of, report_api, wait_phase,
+};
 
 const NS: &str = "tenant";
-const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
 /// Where an investigation ends without a decision by a person.
 /// Scenario 6's namespace, which no policy names until the edit.
 const ATTIC: &str = "attic";

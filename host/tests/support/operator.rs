@@ -360,3 +360,24 @@ pub async fn await_concluded(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The operator's writes (create, update, patch, delete) to `resources`, from the cluster's
+/// API audit log, as `verb requestURI`: what an observing operator must not have done.
+pub fn operator_writes(cluster: &TestCluster, resources: &[&str]) -> Result<Vec<String>> {
+    let audit = cluster.audited_requests_of(OPERATOR_USER)?;
+    Ok(audit
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete")
+            ) && e["objectRef"]["resource"]
+                .as_str()
+                .is_some_and(|r| resources.contains(&r))
+        })
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect())
+}
+
+/// The user the operator runs as (the ServiceAccount `deploy/` installs), in the audit log.
+pub const OPERATOR_USER: &str = "system:serviceaccount:sre-operator:sre-operator";
