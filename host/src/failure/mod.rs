@@ -63,6 +63,9 @@ const IMAGE_PULL_REASONS: [&str; 6] = [
     "SignatureValidationFailed",
 ];
 
+/// Image failures the kubelet decides without a registry: read as they are.
+pub const KUBELET_IMAGE_VERDICTS: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
+
 /// The failure classes of a Pod, at most one per class (the first failing container names it;
 /// the others add evidence). `events` are the Pod's own events.
 pub fn detect(pod: &Pod, events: &[Event]) -> Vec<Detection> {
@@ -178,6 +181,7 @@ pub fn status_suffices(pod: &Pod, shown: &[Detection]) -> bool {
         && shown.iter().all(|d| match d.class {
             FailureClass::ImagePullBackOff => {
                 image_pull::ImagePullCause::parse(&d.reason) != image_pull::ImagePullCause::Unknown
+                    || KUBELET_IMAGE_VERDICTS.contains(&d.reason.as_str())
             }
             FailureClass::CreateContainerConfigError => d.reason != "CreateContainerConfigError",
             FailureClass::Pending => scheduler_said(),
@@ -533,9 +537,15 @@ fn detect_container(
                     .as_deref()
                     .is_some_and(|m| m.contains("ull") || m.contains("image"))
         }));
-        let reason = ImagePullCause::classify(&evidence.join("\n"))
-            .reason()
-            .unwrap_or(waiting_reason);
+        // The kubelet's own verdicts, no registry asked: a reference that does not parse, an
+        // image a `Never` pull policy requires on the node.
+        let reason = if KUBELET_IMAGE_VERDICTS.contains(&waiting_reason) {
+            waiting_reason
+        } else {
+            ImagePullCause::classify(&evidence.join("\n"))
+                .reason()
+                .unwrap_or(waiting_reason)
+        };
         return Some(Detection {
             class: FailureClass::ImagePullBackOff,
             reason: reason.to_string(),

@@ -203,6 +203,37 @@ fn a_command_the_runtime_cannot_start_is_read_from_its_message() {
     }
 }
 
+/// The kubelet's own image verdicts keep their names: no registry was asked, so no pull cause
+/// applies, and the status says all (no event read).
+#[test]
+fn image_failures_the_kubelet_decides_keep_its_reason() {
+    for (reason, message) in [
+        (
+            "InvalidImageName",
+            r#"Failed to apply default image tag "registry.example.com/Shop/App:2": couldn't parse image reference "registry.example.com/Shop/App:2": invalid reference format: repository name (Shop/App) must be lowercase"#,
+        ),
+        (
+            "ErrImageNeverPull",
+            r#"Container image "registry.example.com/app:2" is not present with pull policy of Never"#,
+        ),
+    ] {
+        let p = pod(
+            app_spec(),
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}}]}),
+        );
+        assert!(gate::may_be_failing(&p));
+        let found = detect(&p, &[]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(
+            (found[0].class, found[0].reason.as_str()),
+            (FailureClass::ImagePullBackOff, reason)
+        );
+        assert!(status_suffices(&p, &found), "{reason}");
+    }
+}
+
 /// A Job's Pod (restartPolicy Never) fails once and is not restarted: phase Failed, the
 /// container's current state its failed run. Each is reported, an OOM kill as one; a Pod that
 /// succeeded, or whose failure came from its Node, is not a failed run.

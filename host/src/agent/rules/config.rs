@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::crash_loop::cannot_exec;
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failure_container, no_fix, pod_container};
+use super::{answer, failure_container, no_fix, pod_container, waiting_message};
 use crate::failure::{ExecFailure, MissingConfig, breaks_run_as_non_root, missing_config};
 
 /// The keys of a ConfigMap's or Secret's `data`; a Secret's values never leave the cluster layer.
@@ -154,18 +154,3 @@ fn refused(case: &Case, container: &str, evidence: Vec<String>) -> Conclusion {
 /// `image has non-numeric user (nobody)`.
 static NON_NUMERIC_USER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"non-numeric user \(([^()\s]{1,64})\)").expect("static regex"));
-
-/// The waiting message of the Pod's container (or init container) `container`.
-fn waiting_message(case: &Case, container: &str) -> String {
-    let Some(status) = case.pod.status.as_ref() else {
-        return String::new();
-    };
-    status
-        .container_statuses
-        .iter()
-        .flatten()
-        .chain(status.init_container_statuses.iter().flatten())
-        .find(|cs| cs.name == container)
-        .and_then(|cs| cs.state.as_ref()?.waiting.as_ref()?.message.clone())
-        .unwrap_or_default()
-}

@@ -10,7 +10,10 @@ use tool_shapes::{ServiceCheck, ServicePort};
 use super::clues::{Clue, is_ip, last_lines, read_clues};
 use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failed_run_is_previous, failure_container, findings, no_fix, pod_container};
+use super::{
+    answer, container_status, failed_run_is_previous, failure_container, findings, no_fix,
+    pod_container,
+};
 use crate::failure::ExecFailure;
 
 /// The env var of the container whose value names `host`, with the value it should have.
@@ -259,7 +262,14 @@ async fn crashed(
         rollback.revision, rollback.image
     );
     rollback
-        .conclude(case, s, container, &image, summary, root_cause, evidence)
+        .conclude(
+            case,
+            s,
+            container,
+            &image,
+            findings(summary, root_cause, evidence),
+            format!("fix the crash in {image}"),
+        )
         .await
 }
 
@@ -275,16 +285,7 @@ fn fails(case: &Case, container: &str) -> &'static str {
 /// What the kubelet and the runtime said about the container: its waiting message and its
 /// terminated states' messages (a `StartError`'s reason to be is there, not in the log).
 fn runtime_messages(case: &Case, container: &str) -> Vec<String> {
-    let Some(status) = case.pod.status.as_ref() else {
-        return Vec::new();
-    };
-    let cs = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .chain(status.init_container_statuses.iter().flatten())
-        .find(|cs| cs.name == container);
-    let states = cs
+    let states = container_status(case, container)
         .into_iter()
         .flat_map(|cs| [cs.state.as_ref(), cs.last_state.as_ref()])
         .flatten();

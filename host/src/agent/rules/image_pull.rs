@@ -10,7 +10,9 @@ use tool_shapes::EventSummary;
 
 use super::workload::last_working_image;
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failure_container, no_fix, pod_container};
+use super::{
+    answer, failure_container, findings, no_fix, on_node, pod_container, pod_node, waiting_message,
+};
 use crate::failure::{ImagePullCause, quoted_marker, registry_of, repository_of};
 use crate::names::NameRule;
 
@@ -88,7 +90,14 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
                     repository_of(&rollback.image)
                 );
                 return rollback
-                    .conclude(case, s, &container, &image, summary, root_cause, evidence)
+                    .conclude(
+                        case,
+                        s,
+                        &container,
+                        &image,
+                        findings(summary, root_cause, evidence),
+                        "correct the repository name".into(),
+                    )
                     .await;
             }
         }
@@ -108,6 +117,57 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
                 "Create a docker-registry Secret with pull access to {image} and reference it in imagePullSecrets (or in the ServiceAccount); the operator does not handle credentials."
             ),
         ));
+    }
+    if failure.reason == "ErrImageNeverPull" {
+        let node = on_node(pod_node(case));
+        return Ok(no_fix(
+            format!("Image {image} is not on {node}, and its pull policy forbids pulling it."),
+            format!(
+                "Container {container} has imagePullPolicy: Never, so the kubelet only uses an image already on the node, and {node} does not have {image}."
+            ),
+            evidence,
+            format!(
+                "Load {image} onto every node the workload may run on, or set imagePullPolicy to IfNotPresent so the kubelet pulls it from {registry}."
+            ),
+        ));
+    }
+    if failure.reason == "InvalidImageName" {
+        let summary = format!("Image reference {image} is not valid.");
+        let root_cause = format!(
+            "The kubelet cannot parse container {container}'s image reference {image}: {}",
+            waiting_message(case, &container)
+                .trim()
+                .chars()
+                .take(300)
+                .collect::<String>()
+        );
+        let Some(rollback) = last_working_image(
+            case,
+            s,
+            &container,
+            &image,
+            format!("Container {container}'s image reference {image} does not parse."),
+            |_| true,
+        )
+        .await?
+        else {
+            return Ok(no_fix(
+                summary,
+                root_cause,
+                evidence,
+                "Fix the image reference: lower-case repository, one tag after ':' or a digest after '@'.".into(),
+            ));
+        };
+        return rollback
+            .conclude(
+                case,
+                s,
+                &container,
+                &image,
+                findings(summary, root_cause, evidence),
+                "correct the image reference".into(),
+            )
+            .await;
     }
     let not_found = cause == ImagePullCause::NotFound;
     let summary = format!(
@@ -139,7 +199,14 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
         ));
     };
     rollback
-        .conclude(case, s, &container, &image, summary, root_cause, evidence)
+        .conclude(
+            case,
+            s,
+            &container,
+            &image,
+            findings(summary, root_cause, evidence),
+            format!("push {image} (or set a tag that exists)"),
+        )
         .await
 }
 

@@ -21,7 +21,7 @@ mod workload;
 mod tests;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, ContainerStatus};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::de::DeserializeOwned;
 
@@ -167,18 +167,28 @@ async fn read_node(
 /// container is terminated now and not restarted (a failed Job's Pod), when its current log is
 /// the failed run's.
 fn failed_run_is_previous(case: &Case, container: &str) -> bool {
-    let statuses = case.pod.status.as_ref().map(|s| {
-        s.container_statuses
-            .iter()
-            .flatten()
-            .chain(s.init_container_statuses.iter().flatten())
-            .find(|cs| cs.name == container)
-    });
-    let terminated_now = statuses
-        .flatten()
+    let terminated_now = container_status(case, container)
         .and_then(|cs| cs.state.as_ref())
         .is_some_and(|s| s.terminated.is_some());
     !terminated_now
+}
+
+/// The status of the failing Pod's container (or init container) `name`.
+fn container_status<'a>(case: &'a Case, name: &str) -> Option<&'a ContainerStatus> {
+    let status = case.pod.status.as_ref()?;
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .find(|cs| cs.name == name)
+}
+
+/// The kubelet's waiting message for the failing Pod's container `name` (empty when none).
+fn waiting_message(case: &Case, name: &str) -> String {
+    container_status(case, name)
+        .and_then(|cs| cs.state.as_ref()?.waiting.as_ref()?.message.clone())
+        .unwrap_or_default()
 }
 
 /// The container the failure is about, or the Pod's first when the failure names none.

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use tool_shapes::RolloutRevision;
 
-use super::{AgentError, Case, Conclusion, Session, answer, findings, no_fix};
+use super::{AgentError, Case, Conclusion, Session, answer};
 use crate::crd::{Findings, PatchOp, PatchOperation, SuggestedPatch, TargetRef, WorkloadRef};
 
 /// Kinds a patch may target, with where their Pod template's spec lives.
@@ -175,39 +175,35 @@ pub(super) async fn last_working_image(
 
 impl Rollback {
     /// A guarded patch of the container's image back to the working one, when the workload's
-    /// template still runs the failing image.
-    #[allow(clippy::too_many_arguments)]
+    /// template still runs the failing image; `then` is what to do before rolling forward again.
     pub(super) async fn conclude(
         self,
         case: &Case,
         s: &mut Session,
         container: &str,
         image: &str,
-        summary: String,
-        root_cause: String,
-        mut evidence: Vec<String>,
+        mut found: Findings,
+        then: String,
     ) -> Result<Conclusion, AgentError> {
         let Rollback {
             image: old_image,
             revision,
             ready,
         } = self;
-        evidence.push(format!(
+        found.evidence.push(format!(
             "revision {revision} runs {old_image} with {ready} ready Pod(s)"
         ));
+        let without_patch = |found: Findings, recommendation: String| Conclusion {
+            findings: found,
+            patch: None,
+            recommendation: Some(recommendation),
+        };
         let Some(template) = workload_template(case, s, container).await? else {
-            return Ok(no_fix(
-                summary,
-                root_cause,
-                evidence,
-                format!("Roll back to {old_image}."),
-            ));
+            return Ok(without_patch(found, format!("Roll back to {old_image}.")));
         };
         if template.get("/image") != Some(&json!(image)) {
-            return Ok(no_fix(
-                summary,
-                root_cause,
-                evidence,
+            return Ok(without_patch(
+                found,
                 format!("The workload no longer uses {image}; check the rollout."),
             ));
         }
@@ -216,15 +212,13 @@ impl Rollback {
             "Roll container {container} back to {old_image}, the image of revision {revision}, which has ready Pods."
         );
         Ok(Conclusion {
-            findings: findings(summary, root_cause, evidence),
+            findings: found,
             patch: Some(patch(
                 case,
                 guarded_replace(path, json!(image), json!(old_image)),
                 explanation,
             )),
-            recommendation: Some(format!(
-                "Then make sure {image} exists before rolling forward again."
-            )),
+            recommendation: Some(format!("Then {then} before rolling forward again.")),
         })
     }
 }
