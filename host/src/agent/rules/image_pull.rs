@@ -13,6 +13,7 @@ use super::{AgentError, Case, Conclusion, Session};
 use super::{
     answer, failure_container, findings, no_fix, on_node, pod_container, pod_node, waiting_message,
 };
+use crate::crd::Findings;
 use crate::failure::{ImagePullCause, quoted_marker, registry_of, repository_of};
 use crate::names::NameRule;
 
@@ -141,33 +142,19 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
                 .take(300)
                 .collect::<String>()
         );
-        let Some(rollback) = last_working_image(
+        return roll_back_or(
             case,
             s,
             &container,
             &image,
             format!("Container {container}'s image reference {image} does not parse."),
-            |_| true,
-        )
-        .await?
-        else {
-            return Ok(no_fix(
-                summary,
-                root_cause,
-                evidence,
-                "Fix the image reference: lower-case repository, one tag after ':' or a digest after '@'.".into(),
-            ));
-        };
-        return rollback
-            .conclude(
-                case,
-                s,
-                &container,
-                &image,
-                findings(summary, root_cause, evidence),
+            findings(summary, root_cause, evidence),
+            (
                 "correct the image reference".into(),
-            )
-            .await;
+                "Fix the image reference: lower-case repository, one tag after ':' or a digest after '@'.".into(),
+            ),
+        )
+        .await;
     }
     let not_found = cause == ImagePullCause::NotFound;
     let summary = format!(
@@ -181,33 +168,44 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
     let root_cause = format!(
         "The rollout changed container {container}'s image to {image}, a tag the registry does not have."
     );
-    let Some(rollback) = last_working_image(
+    roll_back_or(
         case,
         s,
         &container,
         &image,
         format!("Container {container} waits on image {image}, which the registry does not serve."),
-        |_| true,
-    )
-    .await?
-    else {
-        return Ok(no_fix(
-            summary,
-            root_cause,
-            evidence,
-            format!("Push {image} to {registry} or set an existing tag."),
-        ));
-    };
-    rollback
-        .conclude(
-            case,
-            s,
-            &container,
-            &image,
-            findings(summary, root_cause, evidence),
+        findings(summary, root_cause, evidence),
+        (
             format!("push {image} (or set a tag that exists)"),
-        )
-        .await
+            format!("Push {image} to {registry} or set an existing tag."),
+        ),
+    )
+    .await
+}
+
+/// The image rolled back to the last revision that ran with ready Pods; `advice` is what to do
+/// before rolling forward again, and what to do instead when no revision ran.
+async fn roll_back_or(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    image: &str,
+    observation: String,
+    found: Findings,
+    (then, otherwise): (String, String),
+) -> Result<Conclusion, AgentError> {
+    match last_working_image(case, s, container, image, observation, |_| true).await? {
+        Some(rollback) => {
+            rollback
+                .conclude(case, s, container, image, found, then)
+                .await
+        }
+        None => Ok(Conclusion {
+            findings: found,
+            patch: None,
+            recommendation: Some(otherwise),
+        }),
+    }
 }
 
 /// The Pod's pull Secrets that do not exist: each read (at most three); when the cluster
