@@ -31,7 +31,7 @@ static EXEC: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// A shell's own `sh: 1: X: not found` / `bash: X: command not found`, in a log.
 static SHELL_NOT_FOUND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|\s)(?:/\S*/)?(?:sh|bash|ash|dash|zsh)(?:: line \d+|: \d+)?: ([^\s:]{1,256}): (?:command )?not found")
+    Regex::new(r#"(?:^|[\s"'])(?:/\S*/)?(?:sh|bash|ash|dash|zsh)(?:: line \d+|: \d+)?: ([^\s:]{1,256}): (?:command )?not found"#)
         .expect("static regex")
 });
 
@@ -132,6 +132,10 @@ mod tests {
                 Some(WrongArchitecture { command: None }),
             ),
             ("/bin/sh: 1: celery: not found", found("celery")),
+            (
+                r#"command '/bin/sh -c /app/warm.sh' exited with 127: , message: "/bin/sh: 1: /app/warm.sh: not found\n""#,
+                found("/app/warm.sh"),
+            ),
             ("bash: line 1: migrate: command not found", found("migrate")),
             (
                 r#"failed to generate container "0f3c" spec: failed to generate spec: no command specified"#,

@@ -466,10 +466,21 @@ fn detect_container(
     let waiting_message = waiting.and_then(|w| w.message.as_deref()).unwrap_or("");
     let cannot_start =
         (waiting_reason == "RunContainerError").then(|| ExecFailure::parse(waiting_message));
+    // A postStart hook that fails gets its container killed and restarted: the kubelet says
+    // `PostStartHookError` at once, then `CrashLoopBackOff` with `FailedPostStartHook` events.
+    let hook_failed = waiting_reason == "PostStartHookError"
+        || events.iter().any(|e| {
+            e.reason.as_deref() == Some("FailedPostStartHook")
+                && event_container(e).is_none_or(|c| c == cs.name)
+        });
     // A Pod that failed for good (a Job's, a restartPolicy Never Pod's): the container exited
     // with an error once and is not restarted; the Job, if any, starts another Pod instead.
     let failed_for_good = pod_failed && current_terminated.is_some_and(|t| t.exit_code != 0);
-    if waiting_reason == "CrashLoopBackOff" || cannot_start.is_some() || failed_for_good {
+    if waiting_reason == "CrashLoopBackOff"
+        || cannot_start.is_some()
+        || failed_for_good
+        || hook_failed
+    {
         if killed_by_liveness_probe(&cs.name, events) {
             return None; // the probe is the cause; detect_probe_failures reports it
         }
@@ -507,6 +518,8 @@ fn detect_container(
                 .and_then(ExecFailure::parse)
         });
         let reason = match (exec, failed_run) {
+            // The hook, not the application, failed: its own command may be the one missing.
+            _ if hook_failed => "PostStartHookError".to_string(),
             (Some(exec), _) => exec.reason().to_string(),
             (None, _) if run_error => waiting_reason.to_string(),
             (None, Some(t)) => match t.exit_code {

@@ -203,6 +203,59 @@ fn a_command_the_runtime_cannot_start_is_read_from_its_message() {
     }
 }
 
+/// A postStart hook that fails gets its container killed: the hook, not the application, is the
+/// cause, whether the kubelet is read at once (`PostStartHookError`) or in the back-off that
+/// follows (its `FailedPostStartHook` event). Another container's hook changes nothing here.
+#[test]
+fn a_failing_post_start_hook_is_named_as_the_cause() {
+    let hook = r#"Exec lifecycle hook ([/bin/sh -c /app/warm.sh]) for Container "app" in Pod "app-7d9f8c6b5-x2k4p_default(5b7c1f0e)" failed - error: command '/bin/sh -c /app/warm.sh' exited with 127: , message: "/bin/sh: 1: /app/warm.sh: not found\n""#;
+    let status = |state: Value| {
+        running_status(json!({
+            "name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 4,
+            "state": state,
+            "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}
+        }))
+    };
+    let at_once = pod(
+        app_spec(),
+        status(json!({"waiting": {"reason": "PostStartHookError", "message": hook}})),
+    );
+    let d = &detect(&at_once, &[])[0];
+    assert_eq!(
+        (d.class, d.reason.as_str()),
+        (FailureClass::CrashLoopBackOff, "PostStartHookError")
+    );
+    assert!(gate::may_be_failing(&at_once));
+
+    let backing_off = pod(
+        app_spec(),
+        status(json!({"waiting": {"reason": "CrashLoopBackOff"}})),
+    );
+    let events = [event(
+        "FailedPostStartHook",
+        "Warning",
+        hook,
+        Some("spec.containers{app}"),
+        4,
+    )];
+    let d = &detect(&backing_off, &events)[0];
+    assert_eq!(d.reason, "PostStartHookError");
+    assert!(
+        d.evidence.iter().any(|e| e.contains("FailedPostStartHook")),
+        "{:?}",
+        d.evidence
+    );
+
+    let elsewhere = [event(
+        "FailedPostStartHook",
+        "Warning",
+        hook,
+        Some("spec.containers{sidecar}"),
+        4,
+    )];
+    assert_eq!(detect(&backing_off, &elsewhere)[0].reason, "Error");
+}
+
 /// The kubelet's own image verdicts keep their names: no registry was asked, so no pull cause
 /// applies, and the status says all (no event read).
 #[test]

@@ -12,7 +12,7 @@ use super::workload::{Template, fixed, guarded_replace, last_working_image, work
 use super::{AgentError, Case, Conclusion, Session};
 use super::{
     answer, container_status, failed_run_is_previous, failure_container, findings, no_fix,
-    pod_container,
+    pod_container, waiting_message,
 };
 use crate::failure::ExecFailure;
 
@@ -80,6 +80,9 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
             evidence,
             "Raise the Pod's activeDeadlineSeconds (in the Job's or CronJob's template) if the work legitimately takes longer, or find what made this run slow (its log, the data it processed, a dependency that hung).".into(),
         ));
+    }
+    if failure.reason == "PostStartHookError" {
+        return Ok(post_start_hook(case, &container));
     }
     let previous = failed_run_is_previous(case, &container);
     let logs = s
@@ -271,6 +274,51 @@ async fn crashed(
             format!("fix the crash in {image}"),
         )
         .await
+}
+
+/// The container's postStart hook fails, and the kubelet kills the container for it: the
+/// hook's handler from the spec, its failure from the kubelet (the waiting message or the
+/// `FailedPostStartHook` event), and the command it could not run when that is the cause.
+fn post_start_hook(case: &Case, container: &str) -> Conclusion {
+    let failure = &case.report.spec.failure;
+    let evidence: Vec<String> = failure.evidence.iter().take(4).cloned().collect();
+    let handler = pod_container(case, container)
+        .and_then(|c| c.lifecycle.as_ref()?.post_start.as_ref())
+        .map(|h| {
+            if let Some(exec) = &h.exec {
+                format!(
+                    "exec {:?}",
+                    exec.command.clone().unwrap_or_default().join(" ")
+                )
+            } else if let Some(http) = &h.http_get {
+                format!("httpGet {}", http.path.as_deref().unwrap_or("/"))
+            } else {
+                "its handler".to_string()
+            }
+        })
+        .unwrap_or("its handler".into());
+    let said = failure
+        .evidence
+        .iter()
+        .find(|e| e.contains("FailedPostStartHook") || e.contains("lifecycle hook"))
+        .cloned()
+        .unwrap_or_else(|| waiting_message(case, container));
+    let why = match ExecFailure::parse(&said) {
+        Some(f) => format!(
+            ": the hook's command {} cannot run ({})",
+            f.command().map(|c| format!("{c:?}")).unwrap_or_default(),
+            f.reason()
+        ),
+        None => String::new(),
+    };
+    no_fix(
+        format!("Container {container} is killed because its postStart hook fails{why}."),
+        format!(
+            "The kubelet runs container {container}'s postStart hook ({handler}) as the container starts; the hook fails{why}, so the kubelet kills the container and restarts it. The application itself may be fine."
+        ),
+        evidence,
+        "Fix the hook (its command must exist in the image and exit 0; an httpGet must answer 2xx), or remove it: start-up work that may fail belongs in the application or an init container.".into(),
+    )
 }
 
 /// "crash-loops", or "failed" for a container that is not restarted (a failed Job's Pod).
