@@ -64,7 +64,7 @@ const IMAGE_PULL_REASONS: [&str; 6] = [
 ];
 
 /// Image failures the kubelet decides without a registry: read as they are.
-pub const KUBELET_IMAGE_VERDICTS: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
+const KUBELET_IMAGE_VERDICTS: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
 
 /// The failure classes of a Pod, at most one per class (the first failing container names it;
 /// the others add evidence). `events` are the Pod's own events.

@@ -194,9 +194,7 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
             .filter_map(|(field, p)| Some((field, probe_target(p)?.0)))
             .find(|(_, p)| matches_a_port(p));
         let right = match sibling {
-            Some((field, port)) => {
-                Some((int_or_string(&port), format!("the port its {field} checks")))
-            }
+            Some((field, port)) => Some((json!(port), format!("the port its {field} checks"))),
             None if ports.len() == 1 => Some((
                 json!(ports[0].0),
                 "the port it declares and listens on".to_string(),
@@ -208,7 +206,7 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
         {
             let relative = format!("/{probe_field}/{port_field}/port");
             let current = template.get(&relative).cloned();
-            let expected = int_or_string(&port);
+            let expected = json!(port);
             if current == Some(expected.clone()) {
                 let shown_right = right
                     .as_str()
@@ -298,13 +296,6 @@ fn probe_target(probe: &Probe) -> Option<(IntOrString, &'static str)> {
         .tcp_socket
         .as_ref()
         .map(|t| (t.port.clone(), "tcpSocket"))
-}
-
-fn int_or_string(port: &IntOrString) -> serde_json::Value {
-    match port {
-        IntOrString::Int(n) => json!(n),
-        IntOrString::String(s) => json!(s),
-    }
 }
 
 /// The container's probe in `field` (`readinessProbe` when the field is none of the three).
