@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use sre_operator::plugin::cluster::{self, ClusterError, LogRequest};
 use tool_shapes::{
-    EventSummary, FoundService, IntOrString, ResourceRequirements, RevisionContainer,
+    BackingPort, EventSummary, FoundService, IntOrString, ResourceRequirements, RevisionContainer,
     RolloutRevision, ServiceCheck, ServicePort, SimilarService,
 };
 
@@ -341,6 +341,7 @@ fn service_check(
     };
     let selector = string_map(service.pointer("/spec/selector"));
     let (mut ready_pods, mut not_ready_pods) = (Vec::new(), Vec::new());
+    let mut backing_ports = std::collections::BTreeSet::new();
     // A Service without a selector has hand-made endpoints.
     if !selector.is_empty() {
         for pod in list_pods()?
@@ -352,6 +353,7 @@ fn service_check(
             };
             if pod_ready(pod) {
                 ready_pods.push(name.to_string());
+                backing_ports.extend(declared_ports(pod));
             } else {
                 not_ready_pods.push(name.to_string());
             }
@@ -366,8 +368,26 @@ fn service_check(
         ready_endpoints: ready_pods.len(),
         ready_pods,
         not_ready_pods,
+        backing_ports: backing_ports.into_iter().collect(),
     });
     Ok(check)
+}
+
+/// The ports `pod`'s containers declare.
+fn declared_ports(pod: &Value) -> impl Iterator<Item = BackingPort> + '_ {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("ports")?.as_array())
+        .flatten()
+        .filter_map(|p| {
+            Some(BackingPort {
+                name: string_at(p, "/name"),
+                container_port: i32::try_from(p.get("containerPort")?.as_i64()?).ok()?,
+                protocol: string_at(p, "/protocol"),
+            })
+        })
 }
 
 /// A container's `resources` as written; None when it is not an object.
@@ -579,9 +599,24 @@ mod tests {
             json!({"app": "billing"}),
             json!([{"port": 8080, "targetPort": 8081}]),
         )];
+        let with_ports = |mut pod: Value, ports: Value| {
+            pod["spec"] =
+                json!({"containers": [{"name": "app", "ports": ports}, {"name": "sidecar"}]});
+            pod
+        };
         let pods = vec![
-            pod("billing-1", "billing", true),
-            pod("billing-2", "billing", false),
+            with_ports(
+                pod("billing-1", "billing", true),
+                json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]),
+            ),
+            with_ports(
+                pod("billing-3", "billing", true),
+                json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}, {"containerPort": 9090}]),
+            ),
+            with_ports(
+                pod("billing-2", "billing", false),
+                json!([{"name": "debug", "containerPort": 5005}]),
+            ),
             pod("web-1", "web", true),
         ];
         let check = service_check("billing", "shop".into(), &services, || Ok(pods)).unwrap();
@@ -590,6 +625,7 @@ mod tests {
         assert_eq!(
             keys(&text),
             BTreeSet::from([
+                "backingPorts",
                 "clusterIP",
                 "exists",
                 "namespace",
@@ -607,12 +643,70 @@ mod tests {
         assert_eq!(text["ports"][0]["name"], Value::Null);
         let found = read.found.unwrap();
         assert!(read.exists);
-        assert_eq!(found.ready_endpoints, 1);
-        assert_eq!(found.ready_pods, ["billing-1"]);
+        assert_eq!(found.ready_endpoints, 2);
+        assert_eq!(found.ready_pods, ["billing-1", "billing-3"]);
         assert_eq!(found.not_ready_pods, ["billing-2"]);
         assert_eq!(found.ports[0].port, Some(8080));
         assert_eq!(found.ports[0].target_port, Some(IntOrString::Int(8081)));
         assert_eq!(found.cluster_ip.as_deref(), Some("10.96.0.7"));
+        // What the ready Pods declare, each port once; an unready Pod's ports are not among them.
+        let http = BackingPort {
+            name: Some("http".into()),
+            container_port: 8080,
+            protocol: Some("TCP".into()),
+        };
+        let metrics = BackingPort {
+            name: None,
+            container_port: 9090,
+            protocol: None,
+        };
+        assert_eq!(found.backing_ports, [metrics, http]);
+        // The Service sends 8080 to 8081, which no ready Pod declares.
+        assert_eq!(
+            found.reaches_backing_port(found.port(Some(8080)).unwrap()),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn a_target_port_reaches_the_pods_by_number_by_name_or_as_the_port_itself() {
+        let found = |ports: Value, backing: Vec<BackingPort>| {
+            let services = [service("api", json!({"app": "api"}), ports)];
+            let mut check = service_check("api", "shop".into(), &services, || Ok(vec![]))
+                .unwrap()
+                .found
+                .unwrap();
+            check.backing_ports = backing;
+            check
+        };
+        let http = |port| BackingPort {
+            name: Some("http".into()),
+            container_port: port,
+            protocol: None,
+        };
+        let by_name = found(
+            json!([{"port": 80, "targetPort": "http"}]),
+            vec![http(8080)],
+        );
+        assert_eq!(
+            by_name.reaches_backing_port(by_name.port(None).unwrap()),
+            Some(true)
+        );
+        let wrong_name = found(json!([{"port": 80, "targetPort": "web"}]), vec![http(8080)]);
+        assert_eq!(
+            wrong_name.reaches_backing_port(&wrong_name.ports[0]),
+            Some(false)
+        );
+        // No targetPort: the port itself.
+        let same = found(json!([{"port": 8080}]), vec![http(8080)]);
+        assert_eq!(same.reaches_backing_port(&same.ports[0]), Some(true));
+        // Pods that declare nothing tell nothing.
+        let undeclared = found(json!([{"port": 80, "targetPort": 9999}]), vec![]);
+        assert_eq!(undeclared.reaches_backing_port(&undeclared.ports[0]), None);
+        // Two ports and none asked for: which one is meant is not known.
+        let two = found(json!([{"port": 80}, {"port": 443}]), vec![http(8080)]);
+        assert!(two.port(None).is_none());
+        assert_eq!(two.port(Some(443)).unwrap().port, Some(443));
     }
 
     #[test]

@@ -46,6 +46,47 @@ pub struct FoundService {
     pub ready_endpoints: usize,
     pub ready_pods: Vec<String>,
     pub not_ready_pods: Vec<String>,
+    /// The container ports the ready Pods declare (each once): what a `targetPort` must name
+    /// or number for the Service to reach them.
+    pub backing_ports: Vec<BackingPort>,
+}
+
+/// A container port a Pod behind a Service declares.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BackingPort {
+    pub name: Option<String>,
+    pub container_port: i32,
+    pub protocol: Option<String>,
+}
+
+impl FoundService {
+    /// The entry of `spec.ports` that serves `port`, or the only one when `port` is not given.
+    pub fn port(&self, port: Option<u16>) -> Option<&ServicePort> {
+        match port {
+            Some(n) => self.ports.iter().find(|p| p.port == Some(i32::from(n))),
+            None if self.ports.len() == 1 => self.ports.first(),
+            None => None,
+        }
+    }
+
+    /// Whether `port`'s target is one the ready Pods declare; None when they declare no
+    /// port at all (a container may listen on a port it does not declare, so nothing can be
+    /// told then).
+    pub fn reaches_backing_port(&self, port: &ServicePort) -> Option<bool> {
+        if self.backing_ports.is_empty() {
+            return None;
+        }
+        // An absent targetPort is the port itself.
+        let target = port
+            .target_port
+            .clone()
+            .or(port.port.map(IntOrString::Int))?;
+        Some(self.backing_ports.iter().any(|b| match &target {
+            IntOrString::Int(n) => b.container_port == *n,
+            IntOrString::String(name) => b.name.as_deref() == Some(name.as_str()),
+        }))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tool_shapes::{ServiceCheck, ServicePort};
+use tool_shapes::{BackingPort, FoundService, IntOrString, ServiceCheck, ServicePort};
 
 use super::clues::{Clue, is_ip, last_lines, read_clues};
 use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
@@ -15,6 +15,7 @@ use super::{
     pod_container, waiting_message,
 };
 use crate::failure::ExecFailure;
+use crate::names::NameRule;
 
 /// The env var of the container whose value names `host`, with the value it should have.
 fn env_naming_host(
@@ -603,6 +604,19 @@ async fn dependency(
             format!("Configure the application to use port {listed} of {service_name}."),
         ));
     }
+    if let Some(served) = found.port(port)
+        && found.reaches_backing_port(served) == Some(false)
+    {
+        return Ok(target_port_mismatch(
+            case,
+            container,
+            &endpoint,
+            &service_name,
+            &found,
+            served,
+            evidence,
+        ));
+    }
     evidence.push(format!(
         "Service {service_name} has {ready} ready endpoint(s) on port(s) {:?}",
         ports
@@ -619,6 +633,94 @@ async fn dependency(
             "Compare Service {service_name}'s targetPort with the backing containers' ports, and check NetworkPolicies in {ns}."
         ),
     ))
+}
+
+/// A Service whose port forwards to a `targetPort` its ready Pods do not declare: the
+/// connection reaches a port nothing listens on. The fix is the Service's, which the operator
+/// does not patch (only the failing Pod's own workload is ever patched), so it is advice with
+/// the command.
+fn target_port_mismatch(
+    case: &Case,
+    container: &str,
+    endpoint: &str,
+    service_name: &str,
+    found: &FoundService,
+    served: &ServicePort,
+    mut evidence: Vec<String>,
+) -> Conclusion {
+    let index = found
+        .ports
+        .iter()
+        .position(|p| p == served)
+        .unwrap_or_default();
+    let port = served.port.unwrap_or_default();
+    let target = match &served.target_port {
+        Some(IntOrString::Int(n)) => n.to_string(),
+        Some(IntOrString::String(name)) => format!("{name:?}"),
+        None => port.to_string(),
+    };
+    let declared = found
+        .backing_ports
+        .iter()
+        .map(|b| match &b.name {
+            Some(name) => format!("{} ({name})", b.container_port),
+            None => b.container_port.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pods = found.ready_pods.join(", ");
+    evidence.push(format!(
+        "Service {service_name} forwards port {port} to targetPort {target}; its ready Pods ({pods}) declare {declared}"
+    ));
+    // One declared port is the one to point at: by name when it has one, as the Service's
+    // other ports usually do. The command is given only for names the API would accept: a
+    // dump's are not validated, and a person may paste it into a shell.
+    let ns = case.namespace();
+    let pastable = |only: &BackingPort| {
+        NameRule::Dns1035Label.allows(service_name)
+            && NameRule::Dns1123Label.allows(ns)
+            && only
+                .name
+                .as_deref()
+                .is_none_or(|n| n.len() <= 15 && NameRule::Dns1123Label.allows(n))
+    };
+    let fix = match found.backing_ports.as_slice() {
+        [only] if pastable(only) => {
+            let value = only
+                .name
+                .as_ref()
+                .map(|n| json!(n))
+                .unwrap_or(json!(only.container_port));
+            format!(
+                "Point Service {service_name}'s port {port} at the port its Pods listen on: `kubectl patch service {service_name} -n {ns} --type json -p '[{{\"op\":\"replace\",\"path\":\"/spec/ports/{index}/targetPort\",\"value\":{value}}}]'`. "
+            )
+        }
+        _ => format!(
+            "Set Service {service_name}'s targetPort for port {port} to the container port its Pods serve it on ({declared}). "
+        ),
+    };
+    no_fix(
+        format!(
+            "Container {container} {}: Service {service_name} sends port {port} to targetPort {target}, which its Pods do not declare.",
+            fails(case, container)
+        ),
+        format!(
+            "Service {service_name}'s targetPort {target} does not match its Pods' container port(s) {declared}: {}, although the Pods are ready.",
+            if matches!(served.target_port, Some(IntOrString::String(_))) {
+                format!(
+                    "no Pod has a port of that name, so the Service has no endpoint for port {port} and connections to {endpoint} are refused"
+                )
+            } else {
+                format!(
+                    "connections to {endpoint} are forwarded to a port nothing listens on and refused"
+                )
+            }
+        ),
+        evidence,
+        format!(
+            "{fix}Every client of {service_name} recovers without a change of its own. The operator patches only the failing Pod's own workload, so it offers no patch for the Service."
+        ),
+    )
 }
 
 /// The port numbers a Service serves.
