@@ -32,6 +32,11 @@ pub enum Clue {
     CredentialsRejected {
         host: Option<String>,
     },
+    /// A dependency accepts the application's login but refuses it an operation: a revoked
+    /// role or a grant the user never had.
+    PrivilegesDenied {
+        host: Option<String>,
+    },
     /// The application does not trust a certificate it was shown, or the certificate expired.
     CertificateRejected {
         host: Option<String>,
@@ -90,10 +95,18 @@ const CREDENTIALS_REJECTED: &[&str] = &[
     "invalid credentials",
     "bad credentials",
     "sasl authentication failed",
+    // MongoDB with authorization on, asked by a client that sent no credentials.
+    "requires authentication",
     // SMTP (nodemailer's EAUTH, Gmail's 535 5.7.8).
     "invalid login",
     "username and password not accepted",
 ];
+/// How databases say a user that logged in lacks a privilege, lower-cased: MongoDB's
+/// Unauthorized (13), PostgreSQL's 42501, MySQL's 1044 and 1142.
+static PRIVILEGES_DENIED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"not authorized on \S+ to execute|permission denied for (?:table|relation|schema|database|sequence|view|function)\b|command denied to user|access denied for user \S+ to database")
+        .expect("static regex")
+});
 /// How TLS clients say they do not trust a peer, lower-cased.
 const CERTIFICATE_REJECTED: &[&str] = &[
     "x509: ",
@@ -169,6 +182,12 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             }
         }
         let names = |markers: &[&str]| markers.iter().any(|m| lower.contains(m));
+        // Before rejected credentials: MySQL says "access denied for user" for both.
+        if PRIVILEGES_DENIED.is_match(&lower) {
+            let host = host_port().map(|(h, _)| h);
+            clues.push((Clue::PrivilegesDenied { host }, line.to_string()));
+            continue;
+        }
         if names(CREDENTIALS_REJECTED) {
             let host = host_port().map(|(h, _)| h);
             clues.push((Clue::CredentialsRejected { host }, line.to_string()));
@@ -230,6 +249,7 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
         Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } => 0,
         Clue::MissingSetting { .. }
         | Clue::CredentialsRejected { .. }
+        | Clue::PrivilegesDenied { .. }
         | Clue::CertificateRejected { .. } => 1,
         Clue::DiskFull { .. } | Clue::PortInUse { .. } => 2,
         Clue::CannotExec(_) => 2,

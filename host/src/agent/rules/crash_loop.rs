@@ -194,6 +194,22 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                 ),
             ))
         }
+        Clue::PrivilegesDenied { host } => {
+            let at = host.map(|h| format!(" at {h}")).unwrap_or_default();
+            Ok(no_fix(
+                format!(
+                    "Container {container} {}: the dependency{at} refuses its user a privilege it needs.",
+                    fails(case, &container)
+                ),
+                format!(
+                    "The application logs in{at}, but its user lacks the privilege for what it does: a role or grant was revoked, or it uses a database, schema or table it was never granted."
+                ),
+                evidence,
+                format!(
+                    "Grant the user container {container} logs in as the privilege the log names (or restore the role that was revoked), in the database itself; the password is not at fault, and nothing in the workload's spec can fix it."
+                ),
+            ))
+        }
         Clue::CertificateRejected { host } => {
             let of = host.map(|h| format!(" of {h}")).unwrap_or_default();
             Ok(no_fix(

@@ -101,6 +101,30 @@ fn clues_from_real_shaped_logs() {
             Clue::CredentialsRejected { host: None },
         ),
         (
+            "MongoServerError: command find requires authentication",
+            Clue::CredentialsRejected { host: None },
+        ),
+        (
+            r#"panic: (Unauthorized) not authorized on geo-db to execute command { find: "geo", filter: {}, lsid: { id: {4 [168 27 9 1]} }, $db: "geo-db" }"#,
+            Clue::PrivilegesDenied { host: None },
+        ),
+        (
+            "sqlalchemy.exc.ProgrammingError: (psycopg2.errors.InsufficientPrivilege) permission denied for table orders",
+            Clue::PrivilegesDenied { host: None },
+        ),
+        (
+            "Error 1142 (42000): SELECT command denied to user 'app'@'10.244.1.9' for table 'orders'",
+            Clue::PrivilegesDenied { host: None },
+        ),
+        (
+            "Error 1044 (42000): Access denied for user 'app'@'%' to database 'shop'",
+            Clue::PrivilegesDenied { host: None },
+        ),
+        (
+            "Error 1045 (28000): Access denied for user 'app'@'10.244.1.9' (using password: YES)",
+            Clue::CredentialsRejected { host: None },
+        ),
+        (
             "ReplyError: WRONGPASS invalid username-password pair or user is disabled.",
             Clue::CredentialsRejected { host: None },
         ),
