@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sre_operator::plugin::cluster::{self, ClusterError, LogRequest};
 use tool_shapes::{
     BackingPort, EventSummary, FoundService, IntOrString, ResourceRequirements, RevisionContainer,
-    RolloutRevision, ServiceCheck, ServicePort, SimilarService,
+    RolloutRevision, SelectorMiss, ServiceCheck, ServicePort, SimilarService,
 };
 
 struct Reader;
@@ -85,7 +85,9 @@ impl Guest for Reader {
             spec(
                 "check_service",
                 "Whether a Service exists in the namespace under investigation, its selector and \
-                 ports, how many ready endpoints back it, and Services with similar names.",
+                 ports, how many ready endpoints back it and the container ports they declare \
+                 (what targetPort must name), the Pods its selector misses by one label when it \
+                 selects none, and Services with similar names.",
                 json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": string_param("Service name, as the application uses it as a host name")
                 }}),
@@ -342,9 +344,11 @@ fn service_check(
     let selector = string_map(service.pointer("/spec/selector"));
     let (mut ready_pods, mut not_ready_pods) = (Vec::new(), Vec::new());
     let mut backing_ports = std::collections::BTreeSet::new();
+    let mut selector_misses = Vec::new();
     // A Service without a selector has hand-made endpoints.
     if !selector.is_empty() {
-        for pod in list_pods()?
+        let pods = list_pods()?;
+        for pod in pods
             .iter()
             .filter(|p| selects(&selector, p.pointer("/metadata/labels")))
         {
@@ -358,6 +362,9 @@ fn service_check(
                 not_ready_pods.push(name.to_string());
             }
         }
+        if ready_pods.is_empty() && not_ready_pods.is_empty() {
+            selector_misses = misses(&selector, &pods);
+        }
     }
     check.exists = true;
     check.found = Some(FoundService {
@@ -369,8 +376,48 @@ fn service_check(
         ready_pods,
         not_ready_pods,
         backing_ports: backing_ports.into_iter().collect(),
+        selector_misses,
     });
     Ok(check)
+}
+
+/// Pods that `selector` misses by exactly one label: one whose value is like the selected one
+/// (a typo, a renamed app), or, for a selector of several labels, one they lack.
+fn misses(selector: &BTreeMap<String, String>, pods: &[Value]) -> Vec<SelectorMiss> {
+    /// Pod names kept per miss: enough to find the workload.
+    const NAMES: usize = 5;
+    let mut found: BTreeMap<(String, Option<String>), SelectorMiss> = BTreeMap::new();
+    for pod in pods {
+        let (Some(name), labels) = (object_name(pod), pod.pointer("/metadata/labels")) else {
+            continue;
+        };
+        let have = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        let mut differing = selector.iter().filter(|(k, v)| have(k) != Some(v.as_str()));
+        let (Some((key, selected)), None) = (differing.next(), differing.next()) else {
+            continue;
+        };
+        let pods_have = have(key).map(str::to_string);
+        let near = match &pods_have {
+            Some(value) => similar(selected, value),
+            None => selector.len() > 1,
+        };
+        if !near {
+            continue;
+        }
+        let miss = found
+            .entry((key.clone(), pods_have.clone()))
+            .or_insert_with(|| SelectorMiss {
+                key: key.clone(),
+                selected: selected.clone(),
+                pods_have,
+                ..SelectorMiss::default()
+            });
+        if miss.pods.len() < NAMES {
+            miss.pods.push(name.to_string());
+        }
+        miss.ready += usize::from(pod_ready(pod));
+    }
+    found.into_values().collect()
 }
 
 /// The ports `pod`'s containers declare.
@@ -634,6 +681,7 @@ mod tests {
                 "readyEndpoints",
                 "readyPods",
                 "selector",
+                "selectorMisses",
                 "service",
                 "similar",
                 "type",
@@ -707,6 +755,70 @@ mod tests {
         let two = found(json!([{"port": 80}, {"port": 443}]), vec![http(8080)]);
         assert!(two.port(None).is_none());
         assert_eq!(two.port(Some(443)).unwrap().port, Some(443));
+    }
+
+    #[test]
+    fn a_selector_that_matches_nothing_names_the_pods_it_misses_by_one_label() {
+        let labelled = |name: &str, labels: Value, ready: bool| {
+            let mut pod = pod(name, "x", ready);
+            pod["metadata"]["labels"] = labels;
+            pod
+        };
+        let pods = vec![
+            labelled(
+                "redis-1",
+                json!({"app": "sessions-redis", "tier": "cache"}),
+                true,
+            ),
+            labelled(
+                "redis-2",
+                json!({"app": "sessions-redis", "tier": "cache"}),
+                false,
+            ),
+            // Misses by a label it lacks.
+            labelled("redis-3", json!({"app": "sessions-redis-master"}), true),
+            // Misses by two labels, or by a value nothing like the selected one.
+            labelled("web-1", json!({"app": "storefront"}), true),
+            labelled("web-2", json!({"app": "web", "tier": "cache"}), true),
+        ];
+        let services = [service(
+            "sessions-redis",
+            json!({"app": "sessions-redis-master", "tier": "cache"}),
+            json!([{"port": 6379}]),
+        )];
+        let check = service_check("sessions-redis", "web".into(), &services, || {
+            Ok(pods.clone())
+        })
+        .unwrap();
+        let found = check.found.unwrap();
+        assert_eq!(found.ready_endpoints, 0);
+        assert_eq!(
+            found.selector_misses,
+            [
+                SelectorMiss {
+                    key: "app".into(),
+                    selected: "sessions-redis-master".into(),
+                    pods_have: Some("sessions-redis".into()),
+                    pods: vec!["redis-1".into(), "redis-2".into()],
+                    ready: 1,
+                },
+                SelectorMiss {
+                    key: "tier".into(),
+                    selected: "cache".into(),
+                    pods_have: None,
+                    pods: vec!["redis-3".into()],
+                    ready: 1,
+                },
+            ]
+        );
+        // A selector that matches some Pod reports no misses.
+        let services = [service(
+            "web",
+            json!({"app": "storefront"}),
+            json!([{"port": 80}]),
+        )];
+        let check = service_check("web", "web".into(), &services, || Ok(pods)).unwrap();
+        assert!(check.found.unwrap().selector_misses.is_empty());
     }
 
     #[test]

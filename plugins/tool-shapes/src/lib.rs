@@ -49,6 +49,24 @@ pub struct FoundService {
     /// The container ports the ready Pods declare (each once): what a `targetPort` must name
     /// or number for the Service to reach them.
     pub backing_ports: Vec<BackingPort>,
+    /// When the selector matches no Pod: the Pods it misses by one label (a value like the
+    /// one selected, or a label they lack), grouped by what they carry instead.
+    pub selector_misses: Vec<SelectorMiss>,
+}
+
+/// Pods a Service's selector misses by one label.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SelectorMiss {
+    /// The selector's key the Pods do not satisfy.
+    pub key: String,
+    /// The value the selector asks for.
+    pub selected: String,
+    /// The value the Pods carry; None when they lack the label.
+    pub pods_have: Option<String>,
+    pub pods: Vec<String>,
+    /// How many of `pods` are ready.
+    pub ready: usize,
 }
 
 /// A container port a Pod behind a Service declares.

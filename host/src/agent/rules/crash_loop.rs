@@ -5,7 +5,9 @@
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tool_shapes::{BackingPort, FoundService, IntOrString, ServiceCheck, ServicePort};
+use tool_shapes::{
+    BackingPort, FoundService, IntOrString, SelectorMiss, ServiceCheck, ServicePort,
+};
 
 use super::clues::{Clue, is_ip, last_lines, read_clues};
 use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
@@ -546,6 +548,18 @@ async fn dependency(
     let found = svc.found.unwrap_or_default();
     let ports = port_numbers(&found.ports);
     let ready = found.ready_endpoints;
+    if ready == 0
+        && let Some(miss) = found.selector_misses.iter().find(|m| m.ready > 0)
+    {
+        return Ok(selector_miss(
+            case,
+            container,
+            &endpoint,
+            &service_name,
+            miss,
+            evidence,
+        ));
+    }
     if ready == 0 {
         let backing = if found.not_ready_pods.is_empty() {
             format!(
@@ -649,6 +663,73 @@ async fn dependency(
             "Compare Service {service_name}'s targetPort with the backing containers' ports, and check NetworkPolicies in {ns}."
         ),
     ))
+}
+
+/// A Service whose selector misses ready Pods by one label: it has no endpoints, so its clients
+/// are refused although what should back it runs. Like a wrong targetPort, the fix is the
+/// Service's (or the Pods' labels), which the operator does not patch.
+fn selector_miss(
+    case: &Case,
+    container: &str,
+    endpoint: &str,
+    service_name: &str,
+    miss: &SelectorMiss,
+    mut evidence: Vec<String>,
+) -> Conclusion {
+    let ns = case.namespace();
+    let (key, selected) = (&miss.key, &miss.selected);
+    let pods = miss.pods.join(", ");
+    let carry = match &miss.pods_have {
+        Some(have) => format!("carry {key}={have}"),
+        None => format!("have no label {key}"),
+    };
+    evidence.push(format!(
+        "Service {service_name} selects {key}={selected} and matches no Pod; Pods {pods} ({} ready) {carry}",
+        miss.ready
+    ));
+    // The command only for what the API would accept: a person may paste it into a shell.
+    let label = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 253
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    };
+    let pastable = NameRule::Dns1035Label.allows(service_name)
+        && NameRule::Dns1123Label.allows(ns)
+        && label(key)
+        && miss.pods_have.as_deref().is_none_or(label);
+    let pointer = format!(
+        "/spec/selector/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    );
+    let command = match (&miss.pods_have, pastable) {
+        (Some(have), true) => format!(
+            " (`kubectl patch service {service_name} -n {ns} --type json -p '[{{\"op\":\"replace\",\"path\":\"{pointer}\",\"value\":\"{have}\"}}]'`)"
+        ),
+        (None, true) => format!(
+            " (`kubectl patch service {service_name} -n {ns} --type json -p '[{{\"op\":\"remove\",\"path\":\"{pointer}\"}}]'`)"
+        ),
+        (_, false) => String::new(),
+    };
+    let change = match &miss.pods_have {
+        Some(have) => format!("select {key}={have}{command}, or relabel the Pods' template"),
+        None => {
+            format!("drop {key} from the selector{command}, or add the label to the Pods' template")
+        }
+    };
+    no_fix(
+        format!(
+            "Container {container} {}: Service {service_name} selects no Pod, while Pods {pods} {carry}.",
+            fails(case, container)
+        ),
+        format!(
+            "Service {service_name}'s selector {key}={selected} matches no Pod: the Pods that should back it ({pods}) {carry}, so the Service has no endpoints and {endpoint} refuses connections although they run."
+        ),
+        evidence,
+        format!(
+            "Make the selector and the labels agree: {change}. Every client of {service_name} recovers without a change of its own. The operator patches only the failing Pod's own workload, so it offers no patch for the Service."
+        ),
+    )
 }
 
 /// A Service whose port forwards to a `targetPort` its ready Pods do not declare: the
