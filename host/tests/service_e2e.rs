@@ -1,0 +1,171 @@
+//! A Service that runs but routes nowhere, on a loopback control plane: its backing Pods are
+//! ready, yet its clients are refused, because the Service forwards to a targetPort the Pods do
+//! not declare, or its selector misses their labels by one. The reports name the Service's
+//! mistake (several clients of one Service are one incident), advise the command that fixes it,
+//! and the operator writes nothing but its reports: the Service is not the failing Pod's
+//! workload, so it is never patched.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use kube::api::Api;
+use serde_json::{Value, json};
+use sre_e2e::fault;
+use sre_operator::crd::DiagnosticReport;
+use support::operator::{
+    Operator, await_concluded, operator_setup, operator_writes, shown_without_escapes,
+};
+
+const NS: &str = "web";
+const SESSIONS_LOG: &str = "\
+[2026-12-07 09:12:01 +0000] [7] [INFO] Booting worker with pid: 7
+redis.exceptions.ConnectionError: Error 111 connecting to sessions-redis:6379. Connection refused.
+[2026-12-07 09:12:01 +0000] [7] [INFO] Worker exiting (pid: 7)";
+const ORDERS_LOG: &str = "\
+time=2026-12-07T09:12:02Z level=INFO msg=\"connecting to cache\" addr=orders-redis:6379
+time=2026-12-07T09:12:02Z level=ERROR msg=\"cache unavailable\" err=\"dial tcp 10.96.41.7:6379: connect: connection refused\" addr=orders-redis:6379";
+
+/// A Deployment of one container `container` with `labels`, optionally crash-looping.
+fn deployment(name: &str, labels: Value, container: Value, crash: bool) -> Value {
+    let mut template_meta = json!({"labels": labels});
+    if crash {
+        template_meta["labels"][fault::LABEL] = fault::CRASHLOOP.into();
+        template_meta["annotations"] = json!({
+            fault::BACKOFF_ANNOTATION: "1s",
+            fault::DELAY_ANNOTATION: "300ms",
+        });
+    }
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": name, "namespace": NS},
+           "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                    "template": {"metadata": template_meta,
+                                 "spec": {"terminationGracePeriodSeconds": 0,
+                                          "containers": [container]}}}})
+}
+
+fn redis(name: &str) -> Value {
+    deployment(
+        name,
+        json!({"app": name}),
+        json!({"name": "redis", "image": "docker.io/library/redis:7.2.5-alpine",
+               "ports": [{"name": "redis", "containerPort": 6379}]}),
+        false,
+    )
+}
+
+fn client(name: &str, container: &str) -> Value {
+    deployment(
+        name,
+        json!({"app": name}),
+        json!({"name": container, "image": format!("registry.example.com/web/{name}:2.3.1")}),
+        true,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_routes_nowhere_is_named_and_left_to_a_person() -> Result<()> {
+    let Some(cluster) = support::cluster_with_policy("service-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client_api = cluster.client();
+    cluster.set_logs(NS, None, "api", "", SESSIONS_LOG).await?;
+    cluster.set_logs(NS, None, "orders", "", ORDERS_LOG).await?;
+    support::apply_json(
+        &cluster,
+        "services",
+        json!({"apiVersion": "v1", "kind": "List", "items": [
+            redis("sessions-redis"),
+            redis("orders-redis"),
+            // 6379 forwarded to 6380, where nothing listens.
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "sessions-redis", "namespace": NS},
+             "spec": {"selector": {"app": "sessions-redis"},
+                      "ports": [{"name": "redis", "port": 6379, "targetPort": 6380}]}},
+            // A selector one character off the Pods' label.
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "orders-redis", "namespace": NS},
+             "spec": {"selector": {"app": "order-redis"},
+                      "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}]}},
+            client("session-api", "api"),
+            client("cart-api", "api"),
+            client("orders-api", "orders"),
+        ]}),
+    )?;
+    let op = start_operator(&cluster).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
+    let done = await_concluded(&reports, &["session-api", "cart-api", "orders-api"], &op).await?;
+    let status = |app: &str| {
+        done.iter()
+            .find(|r| r.spec.workload.name == app)
+            .and_then(|r| r.status.clone())
+            .unwrap_or_default()
+    };
+
+    // The two clients of sessions-redis are one incident; its lead names the targetPort.
+    let (sessions, cart) = (status("session-api"), status("cart-api"));
+    ensure!(
+        sessions.incident.is_some() && sessions.incident == cart.incident,
+        "one incident: {:?} / {:?}",
+        sessions.incident,
+        cart.incident
+    );
+    let lead = [&sessions, &cart]
+        .into_iter()
+        .find(|s| s.incident_detail.is_some())
+        .expect("a lead");
+    let root_cause = lead.findings.clone().unwrap_or_default().root_cause;
+    ensure!(
+        root_cause.contains("targetPort 6380") && root_cause.contains("6379 (redis)"),
+        "root cause: {root_cause}"
+    );
+    let advice = lead.message.clone().unwrap_or_default();
+    ensure!(
+        advice.contains(
+            r#"kubectl patch service sessions-redis -n web --type json -p '[{"op":"replace","path":"/spec/ports/0/targetPort","value":"redis"}]'"#
+        ),
+        "advice: {advice}"
+    );
+
+    // orders-redis selects app=order-redis; its ready Pod is app=orders-redis.
+    let orders = status("orders-api");
+    let root_cause = orders.findings.clone().unwrap_or_default().root_cause;
+    ensure!(
+        root_cause.contains("selector app=order-redis") && root_cause.contains("app=orders-redis"),
+        "root cause: {root_cause}"
+    );
+    for s in [&sessions, &cart, &orders] {
+        ensure!(
+            s.suggested_patch.is_none(),
+            "a Service is never patched: {:?}",
+            s.suggested_patch
+        );
+    }
+    // What a person reads through kubectl sre, with the command to paste.
+    let orders_report = done
+        .iter()
+        .find(|r| r.spec.workload.name == "orders-api")
+        .unwrap();
+    let shown = shown_without_escapes(&cluster, NS, orders_report)?;
+    ensure!(
+        shown.contains(r#"kubectl patch service orders-redis -n web"#),
+        "kubectl sre show: {shown}"
+    );
+
+    // The operator read the Services and Pods and wrote none of them, nor the workloads.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = operator_writes(
+        &cluster,
+        &["services", "pods", "deployments", "replicasets"],
+    )?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
+    Ok(())
+}
+
+async fn start_operator(cluster: &sre_e2e::TestCluster) -> Result<Operator> {
+    let setup = operator_setup(cluster).await?;
+    let op = Operator::start(cluster, &setup, "sre-operator-service-0", NS, false)?;
+    op.await_ready(Duration::from_secs(60))?;
+    Ok(op)
+}
