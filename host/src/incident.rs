@@ -1,11 +1,11 @@
 //! Incidents: reports whose failures share one cause (a missing ConfigMap, a registry that
 //! fails, Nodes that are NotReady, a Node that refuses Pods or shut down, a CNI plugin or Node
 //! that gives Pods no sandbox, a StorageClass that does not provision, a Service the workloads
-//! call that is missing or refuses them, a ResourceQuota, ServiceAccount or Pod Security level
-//! that refuses their Pods) are one incident, investigated once. The
-//! cause is read from what detection recorded (and, for a claim, its StorageClass; for a crash
-//! loop, the last lines of its log and the Service they name) before any investigation, so
-//! grouping costs no model call.
+//! call that is missing or refuses them, a ConfigMap or Secret whose content they cannot parse,
+//! a ResourceQuota, ServiceAccount or Pod Security level that refuses their Pods) are one
+//! incident, investigated once. The cause is read from what detection recorded (and, for a
+//! claim, its StorageClass; for a crash loop, the last lines of its log and the Service or
+//! mounted file they name) before any investigation, so grouping costs no model call.
 //!
 //! The first report of a cause leads: it runs the investigation and carries
 //! `status.incidentDetail` (the cause and every member). Every member, the lead too, carries
@@ -28,7 +28,7 @@ use crate::crd::{
 };
 use crate::failure::{
     EvictionCause, ImagePullCause, LOST_NODE_TAINTS, PendingReason, Refusal, SandboxFailure,
-    missing_config, registry_of,
+    config_source, missing_config, registry_of,
 };
 
 /// A cause several failures can share.
@@ -162,7 +162,7 @@ pub async fn cause_of(
                 },
             })
         }
-        FailureClass::CrashLoopBackOff => service_cause(report, cluster).await,
+        FailureClass::CrashLoopBackOff => crash_cause(report, pod, cluster).await,
         FailureClass::FailedCreate => {
             let (key, description) = match Refusal::parse(&failure.evidence.join("\n")) {
                 Refusal::QuotaExceeded { quota, .. }
@@ -290,12 +290,10 @@ async fn refused_by_node(pod: &Pod, reason: &str, cluster: &dyn Cluster) -> Opti
 /// last words before the exit are the telling ones.
 const CAUSE_LOG_LINES: usize = 50;
 
-/// A crash loop whose log ends on a lookup that failed for a Service's name (the Service does
-/// not exist) or a connection that Service refused: every workload that calls it fails alike.
-///
-/// The log is the tenant's to write, so the key carries the failing Pod's namespace: a log in
-/// one namespace naming another's Service cannot join (or lead) that namespace's incident.
-async fn service_cause(report: &DiagnosticReport, cluster: &dyn Cluster) -> Option<Cause> {
+/// A crash loop whose log ends on a cause other workloads share: a Service (see
+/// [`service_cause`]) or a ConfigMap or Secret whose content the application cannot parse
+/// (a bad edit of it breaks every workload that mounts it).
+async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster) -> Option<Cause> {
     let namespace = &report.spec.pod.namespace;
     let request = LogRequest {
         namespace: namespace.clone(),
@@ -316,12 +314,38 @@ async fn service_cause(report: &DiagnosticReport, cluster: &dyn Cluster) -> Opti
             .ok()?,
     };
     // The most telling clue decides, as the investigation reads it.
-    let (refused, host) = match read_clues(&logs.text).into_iter().next()?.0 {
-        Clue::DnsFailure { host, .. } => (false, host),
-        Clue::ConnectionRefused { host, .. } => (true, host),
-        _ => return None,
-    };
-    let (service_namespace, service) = service_of(&host, namespace, cluster).await?;
+    match read_clues(&logs.text).into_iter().next()?.0 {
+        Clue::DnsFailure { host, .. } => service_cause(namespace, &host, false, cluster).await,
+        Clue::ConnectionRefused { host, .. } => {
+            service_cause(namespace, &host, true, cluster).await
+        }
+        Clue::BadConfigFile { path } => {
+            let container = report.spec.failure.container.as_deref()?;
+            let source = config_source(pod.spec.as_ref()?, container, path.as_deref())?;
+            is_name(&source.name).then(|| Cause {
+                key: format!("configfile/{namespace}/{}/{}", source.kind, source.name),
+                description: format!(
+                    "{} {namespace}/{} holds configuration the workloads cannot parse",
+                    source.kind, source.name
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A lookup that failed for a Service's name (the Service does not exist) or a connection
+/// that Service refused: every workload that calls it fails alike.
+///
+/// The log is the tenant's to write, so the key carries the failing Pod's namespace: a log in
+/// one namespace naming another's Service cannot join (or lead) that namespace's incident.
+async fn service_cause(
+    namespace: &str,
+    host: &str,
+    refused: bool,
+    cluster: &dyn Cluster,
+) -> Option<Cause> {
+    let (service_namespace, service) = service_of(host, namespace, cluster).await?;
     let exists = cluster
         .get(ResourceKind::Service, Some(&service_namespace), &service)
         .await

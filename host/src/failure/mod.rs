@@ -1,6 +1,7 @@
 //! Classifying a Pod into failure classes, with the evidence a person would cite, from its status
 //! (container states, current and last) and its events. Pure functions over k8s-openapi types.
 
+mod config_file;
 mod eviction;
 mod exec;
 mod failed_create;
@@ -9,6 +10,7 @@ mod image_pull;
 mod scheduling;
 mod starting;
 
+pub use config_file::{ConfigSource, config_source};
 pub use eviction::{
     ContainerUse, EndedByNode, EvictionCause, EvictionMessage, LOST_NODE_TAINTS, Shortfall,
     StorageLimit, ended_by_its_node, evicted_at,

@@ -41,6 +41,10 @@ pub enum Clue {
     CertificateRejected {
         host: Option<String>,
     },
+    /// The application cannot parse a configuration file (at `path` when the log names one).
+    BadConfigFile {
+        path: Option<String>,
+    },
     /// A filesystem the application writes is full.
     DiskFull {
         path: Option<String>,
@@ -118,6 +122,45 @@ const CERTIFICATE_REJECTED: &[&str] = &[
     "pkix path building failed",
     "sslhandshakeexception",
 ];
+/// A configuration file's path: absolute, with a configuration format's extension.
+static CONFIG_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(/[A-Za-z0-9_.@+\-/]*\.(?:ya?ml|json|toml|ini|conf|cfg|properties|env|xml|hcl))\b")
+        .expect("static regex")
+});
+/// Parsers' words for a YAML or TOML document they cannot read, lower-cased: applications read
+/// those formats for their configuration.
+const CONFIG_FORMAT_ERRORS: &[&str] = &[
+    "yaml: ",
+    "yaml.scanner",
+    "yaml.parser",
+    "yaml.composer",
+    "mapping values are not allowed",
+    "did not find expected",
+    "cannot start any token",
+    "toml: ",
+    "tomldecodeerror",
+    "snakeyaml",
+];
+/// Parse errors that mean a configuration file only when the line also names one (JSON is
+/// just as often an API's answer), lower-cased.
+const PARSE_ERRORS: &[&str] = &[
+    "invalid character",
+    "unexpected end of json input",
+    "jsondecodeerror",
+    "json: cannot unmarshal",
+    "unmarshal",
+    "cannot parse",
+    "could not parse",
+    "failed to parse",
+    "unable to parse",
+    "error parsing",
+    "parse error",
+    "parsing error",
+    "syntax error",
+    "malformed",
+    // nginx's start-up check of its configuration names the file and line.
+    "[emerg]",
+];
 /// `bind: address already in use` after `:8080`, or Node's `EADDRINUSE: ... :::8080`.
 static PORT_IN_USE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i):(\d{2,5})\b.{0,40}address already in use|eaddrinuse.{0,60}?:(\d{2,5})\b")
@@ -131,8 +174,9 @@ pub(super) fn is_ip(host: &str) -> bool {
 /// Reads the facts a crash log states, most specific first.
 pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
     let mut clues = Vec::new();
+    let lines: Vec<&str> = log.lines().collect();
     // Newest line first: the last word before the crash is the most telling.
-    for line in log.lines().rev() {
+    for (at, line) in lines.iter().copied().enumerate().rev() {
         let lower = line.to_ascii_lowercase();
         let host_port = || {
             // Prefer a name the app was configured with over the IP it resolved to.
@@ -163,6 +207,7 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             "could not translate host name",
             "unknownhostexception",
             "nodename nor servname",
+            "host not found in upstream",
         ]
         .iter()
         .any(|p| lower.contains(p))
@@ -196,6 +241,10 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
         if names(CERTIFICATE_REJECTED) {
             let host = host_port().map(|(h, _)| h);
             clues.push((Clue::CertificateRejected { host }, line.to_string()));
+            continue;
+        }
+        if let Some(path) = bad_config_file(line, &lower, lines.get(at + 1).copied()) {
+            clues.push((Clue::BadConfigFile { path }, line.to_string()));
             continue;
         }
         if names(&["no space left on device", "disk quota exceeded", "enospc"]) {
@@ -250,6 +299,7 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
         Clue::MissingSetting { .. }
         | Clue::CredentialsRejected { .. }
         | Clue::PrivilegesDenied { .. }
+        | Clue::BadConfigFile { .. }
         | Clue::CertificateRejected { .. } => 1,
         Clue::DiskFull { .. } | Clue::PortInUse { .. } => 2,
         Clue::CannotExec(_) => 2,
@@ -270,4 +320,22 @@ pub(super) fn last_lines(text: &str, n: usize) -> Vec<String> {
         .iter()
         .map(|l| l.chars().take(300).collect())
         .collect()
+}
+
+/// Whether `line` says a configuration file could not be parsed: Some(the file's path, when
+/// the line or the one after it names one (Python's YAML errors put `in "/etc/app/x.yaml"` on
+/// the next line)). A YAML or TOML error is one by itself; another parse error only with a
+/// configuration file's path or the word config beside it.
+fn bad_config_file(line: &str, lower: &str, next: Option<&str>) -> Option<Option<String>> {
+    let path_in = |text: &str| CONFIG_PATH.captures(text).map(|c| c[1].to_string());
+    let format_error = CONFIG_FORMAT_ERRORS.iter().any(|m| lower.contains(m));
+    let parse_error = PARSE_ERRORS.iter().any(|m| lower.contains(m));
+    if !format_error && !parse_error {
+        return None;
+    }
+    let path = path_in(line).or_else(|| {
+        next.filter(|n| n.trim_start().starts_with("in \""))
+            .and_then(path_in)
+    });
+    (format_error || path.is_some() || lower.contains("config")).then_some(path)
 }

@@ -16,7 +16,7 @@ use super::{
     answer, container_status, failed_run_is_previous, failure_container, findings, no_fix,
     pod_container, waiting_message,
 };
-use crate::failure::ExecFailure;
+use crate::failure::{ExecFailure, config_source};
 use crate::names::NameRule;
 
 /// The env var of the container whose value names `host`, with the value it should have.
@@ -241,8 +241,91 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                 "Give each container of the Pod its own port; a hostNetwork Pod fits once per node and port.".into(),
             ))
         }
+        Clue::BadConfigFile { path } => {
+            bad_config_file(case, s, &container, path.as_deref(), &line, evidence).await
+        }
         Clue::Crash { line } => crashed(case, s, &container, &line, evidence).await,
     }
+}
+
+/// The application cannot parse a configuration file. From a ConfigMap or Secret, that object's
+/// content is the cause (an edit, not a release), which the operator does not write; from the
+/// image, it is the release's, handled like any crash at start-up (rolled back when a rollout
+/// broke it).
+async fn bad_config_file(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    path: Option<&str>,
+    line: &str,
+    mut evidence: Vec<String>,
+) -> Result<Conclusion, AgentError> {
+    let line = line.trim();
+    let source = case
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|spec| config_source(spec, container, path));
+    let Some(source) = source else {
+        let what = match path {
+            Some(path) => format!("{path}, which comes with its image"),
+            None => "its configuration".to_string(),
+        };
+        evidence.push(format!("container {container} cannot parse {what}"));
+        return crashed(case, s, container, line, evidence).await;
+    };
+    let ns = case.namespace();
+    let object = source.describe();
+    let file = path.map(|p| format!("{p}, ")).unwrap_or_default();
+    let (summary, root_cause) = if source.certain {
+        evidence.push(format!("{file}mounted from {object}"));
+        (
+            format!(
+                "Container {container} {}: it cannot parse {file}which {object} provides.",
+                fails(case, container)
+            ),
+            format!(
+                "The content of {object} is not valid for the application ({line}): it reads the file at start-up and exits. An edit of the {kind}, not a change to the workload, broke it; every workload that mounts it fails alike.",
+                kind = source.kind
+            ),
+        )
+    } else {
+        evidence.push(format!(
+            "container {container} mounts one {}: {}",
+            source.kind, source.name
+        ));
+        (
+            format!(
+                "Container {container} {}: it cannot parse its configuration, most likely from {object}, the only {} it mounts.",
+                fails(case, container),
+                source.kind
+            ),
+            format!(
+                "The application cannot parse its configuration ({line}) and exits; the log names no file, and {object} is the only {} it mounts, so its content is the likely cause.",
+                source.kind
+            ),
+        )
+    };
+    // The command only for names the API would accept: a dump's are not validated.
+    let edit = (NameRule::Dns1123Subdomain.allows(&source.name)
+        && NameRule::Dns1123Label.allows(ns))
+    .then(|| {
+        format!(
+            ", or `kubectl edit {} {} -n {ns}`",
+            source.kind.to_lowercase(),
+            source.name
+        )
+    })
+    .unwrap_or_default();
+    Ok(no_fix(
+        summary,
+        root_cause,
+        evidence,
+        format!(
+            "Correct {object} in namespace {ns} where it is managed (its Git source or Helm values{edit}), or restore its last working content; the Pods read it again when they restart. The operator does not write {}s.",
+            source.kind
+        ),
+    ))
 }
 
 /// The application crashes. When the rollout that changed the container's image broke it (an

@@ -125,6 +125,35 @@ fn clues_from_real_shaped_logs() {
             Clue::CredentialsRejected { host: None },
         ),
         (
+            r#"time=2026-12-07T09:12:02Z level=FATAL msg="failed to load configuration" file=/etc/checkout/config.yaml err="yaml: line 14: mapping values are not allowed in this context""#,
+            Clue::BadConfigFile {
+                path: Some("/etc/checkout/config.yaml".into()),
+            },
+        ),
+        (
+            "panic: failed to read config /etc/app/config.json: invalid character '}' looking for beginning of object key string",
+            Clue::BadConfigFile {
+                path: Some("/etc/app/config.json".into()),
+            },
+        ),
+        (
+            "Caused by: org.yaml.snakeyaml.scanner.ScannerException: mapping values are not allowed here",
+            Clue::BadConfigFile { path: None },
+        ),
+        (
+            r#"nginx: [emerg] unknown directive "proxy_passs" in /etc/nginx/conf.d/default.conf:14"#,
+            Clue::BadConfigFile {
+                path: Some("/etc/nginx/conf.d/default.conf".into()),
+            },
+        ),
+        (
+            r#"nginx: [emerg] host not found in upstream "catalog:8080" in /etc/nginx/conf.d/default.conf:12"#,
+            Clue::DnsFailure {
+                host: "catalog".into(),
+                port: Some(8080),
+            },
+        ),
+        (
             "ReplyError: WRONGPASS invalid username-password pair or user is disabled.",
             Clue::CredentialsRejected { host: None },
         ),
@@ -160,6 +189,20 @@ fn clues_from_real_shaped_logs() {
         assert_eq!(clues.first().map(|c| &c.0), Some(&expected), "{line}");
     }
     assert!(read_clues("all good\nserving on :8080\n").is_empty());
+    // Python's YAML errors name the file on the line after.
+    let python = "Traceback (most recent call last):\n  File \"/app/main.py\", line 9, in <module>\nyaml.scanner.ScannerError: mapping values are not allowed here\n  in \"/etc/app/settings.yaml\", line 3, column 9\n";
+    assert_eq!(
+        read_clues(python).first().map(|c| &c.0),
+        Some(&Clue::BadConfigFile {
+            path: Some("/etc/app/settings.yaml".into())
+        })
+    );
+    // A JSON error with no configuration beside it is an API's answer, not a file.
+    let api = "panic: invalid character '<' looking for beginning of value\n";
+    assert!(matches!(
+        read_clues(api).first().map(|c| &c.0),
+        Some(Clue::Crash { .. })
+    ));
 }
 
 #[test]
