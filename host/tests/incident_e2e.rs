@@ -5,7 +5,8 @@
 //! pressure are one incident too, never patched; so are the Pods of a node that stops
 //! reporting, as the real node lifecycle controller marks and evicts them, and the Pods a
 //! node's kubelet refuses at admission. A missing ConfigMap that workloads mount or read into
-//! their env is one incident; so is a CNI plugin that gives their Pods no sandbox.
+//! their env is one incident; so is a CNI plugin that gives their Pods no sandbox, and a
+//! ConfigMap whose content the workloads that mount it cannot parse.
 
 mod support;
 
@@ -833,6 +834,71 @@ async fn an_eviction_is_reported_once_however_long_its_pod_stays() -> Result<()>
 }
 
 /// The operator, started and ready, watching `NS`.
+/// An edit broke the YAML in ConfigMap shop-config; two Deployments that mount it crash-loop on
+/// it. One incident about the ConfigMap and its key, no patch, and the operator writes no
+/// ConfigMap: the fix is a person's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_that_cannot_parse_one_config_map_are_one_incident() -> Result<()> {
+    const APPS: [&str; 2] = ["cart", "checkout"];
+    let Some(cluster) = support::cluster_with_policy("configfile-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    let log = "time=2026-12-07T09:12:02Z level=INFO msg=\"loading configuration\" file=/etc/shop/config.yaml\n\
+               time=2026-12-07T09:12:02Z level=ERROR msg=\"failed to load configuration\" file=/etc/shop/config.yaml err=\"yaml: line 3: mapping values are not allowed in this context\"";
+    cluster.set_logs(NS, None, "app", "", log).await?;
+    let mut items = vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "shop-config", "namespace": NS},
+        "data": {"config.yaml": "currency: EUR\npayments:\n  url: http://payments:8080 timeout: 5s\n"}})];
+    for app in APPS {
+        let mut d = demo::deployment(
+            app,
+            json!({ "app": app }),
+            Some(fault::CRASHLOOP),
+            json!([]),
+            json!({}),
+        );
+        let spec = &mut d["spec"]["template"]["spec"];
+        spec["volumes"] = json!([{"name": "config", "configMap": {"name": "shop-config"}}]);
+        spec["containers"][0]["volumeMounts"] =
+            json!([{"name": "config", "mountPath": "/etc/shop"}]);
+        d["metadata"]["namespace"] = NS.into();
+        items.push(d);
+    }
+    support::apply_json(
+        &cluster,
+        "configfile",
+        json!({"apiVersion": "v1", "kind": "List", "items": items}),
+    )?;
+    let op = start_operator(&cluster, "sre-operator-configfile-0").await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let done = await_one_incident(&reports, APPS.len(), &op).await?;
+    let lead = the_only_investigation(&done)?
+        .status
+        .clone()
+        .unwrap_or_default();
+    let detail = lead.incident_detail.clone().unwrap();
+    ensure!(
+        detail.cause.contains("ConfigMap shop/shop-config"),
+        "{}",
+        detail.cause
+    );
+    let root_cause = lead.findings.unwrap_or_default().root_cause;
+    ensure!(
+        root_cause.contains("key config.yaml of ConfigMap shop-config"),
+        "{root_cause}"
+    );
+    for r in &done {
+        ensure!(
+            r.status.as_ref().unwrap().suggested_patch.is_none(),
+            "never patched"
+        );
+    }
+    let writes = operator_writes(&cluster, &["configmaps", "deployments", "pods"])?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
+    Ok(())
+}
+
 async fn start_operator(cluster: &sre_e2e::TestCluster, name: &str) -> Result<Operator> {
     let setup = operator_setup(cluster).await?;
     let op = Operator::start(cluster, &setup, name, NS, false)?;
