@@ -742,3 +742,30 @@ fn names_a_dump_forged_never_reach_a_command_to_paste() {
         assert!(!advice.contains("kubectl patch"), "{scenario}: {advice}");
     }
 }
+
+/// A livenessProbe that kills a container hours after it started is not a slow start: no
+/// startupProbe is proposed for an application that started fine and stopped answering later.
+#[test]
+fn a_liveness_kill_long_after_start_is_not_a_slow_start() {
+    let dump = scenario_dump("probe-liveness-kills-slow-start");
+    let path = dump.path().to_str().unwrap();
+    let first = &reports(&["diagnose", "--dump", path, "-o", "json"])[0];
+    assert!(first.status.clone().unwrap().suggested_patch.is_some());
+    edit_dump(dump.path(), "crm", "pods.json", |pods| {
+        let run = pod_named(pods, "contacts-")
+            .pointer_mut("/status/containerStatuses/0/lastState/terminated")
+            .unwrap();
+        run["startedAt"] = "2026-11-20T08:19:32Z".into();
+    });
+    let status = reports(&["diagnose", "--dump", path, "-o", "json"])[0]
+        .status
+        .clone()
+        .unwrap();
+    assert!(
+        status.suggested_patch.is_none(),
+        "{:?}",
+        status.suggested_patch
+    );
+    let root_cause = status.findings.unwrap().root_cause;
+    assert!(!root_cause.contains("before it"), "{root_cause}");
+}

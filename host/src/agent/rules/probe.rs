@@ -11,8 +11,9 @@ use serde_json::json;
 
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
-use super::{answer, failure_container, findings, no_fix, pod_container};
+use super::{answer, container_status, failure_container, findings, no_fix, pod_container};
 use crate::cluster::cpu_millis;
+use crate::crd::{PatchOp, PatchOperation};
 use tool_shapes::CpuThrottling;
 
 /// The share of CFS periods throttled above which a failing probe is blamed on the CPU limit.
@@ -249,6 +250,15 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
     if let Some(conclusion) = throttled(case, s, &container, probe_field, &mut evidence).await? {
         return Ok(conclusion);
     }
+    if probe_field == "livenessProbe"
+        && events_text.contains("connection refused")
+        && !events_text.contains("statuscode")
+        && let Some(probe) = &probe
+        && let Some(conclusion) =
+            killed_while_starting(case, s, &container, probe, evidence.clone()).await?
+    {
+        return Ok(conclusion);
+    }
     let (root_cause, recommendation) = if let Some(code) = Regex::new(r"statuscode: (\d{3})")
         .ok()
         .and_then(|r| r.captures(&events_text).map(|c| c[1].to_string()))
@@ -285,6 +295,122 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
         evidence,
         recommendation,
     ))
+}
+
+/// What Kubernetes' documentation gives a slow-starting application: 30 checks 10 s apart, five
+/// minutes to start before the livenessProbe takes over.
+const STARTUP_BUDGET_SECONDS: i32 = 300;
+
+/// A livenessProbe that kills the container before it has started: each run lasted about as
+/// long as the probe allows (initialDelaySeconds + failureThreshold × periodSeconds) and nothing
+/// listened yet (connection refused). The fix is a startupProbe with the same check and room to
+/// start, which holds the livenessProbe back until the application answers; the livenessProbe
+/// keeps its settings for the running application.
+async fn killed_while_starting(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    liveness: &Probe,
+    mut evidence: Vec<String>,
+) -> Result<Option<Conclusion>, AgentError> {
+    let spec = pod_container(case, container);
+    if spec.is_some_and(|c| c.startup_probe.is_some()) {
+        return Ok(None);
+    }
+    let Some(status) = container_status(case, container) else {
+        return Ok(None);
+    };
+    let Some(run) = status
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+    else {
+        return Ok(None);
+    };
+    let (Some(started), Some(finished)) = (&run.started_at, &run.finished_at) else {
+        return Ok(None);
+    };
+    let lasted = (finished.0 - started.0).get_seconds();
+    let delay = liveness.initial_delay_seconds.unwrap_or(0);
+    let period = liveness.period_seconds.unwrap_or(10).max(1);
+    let threshold = liveness.failure_threshold.unwrap_or(3).max(1);
+    let timeout = liveness.timeout_seconds.unwrap_or(1);
+    let grace = case
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    let budget = i64::from(delay + threshold * period);
+    // Killed at the threshold's failure, then given up to its grace period to stop.
+    let earliest = i64::from(delay + (threshold - 1) * period) - 2;
+    let latest = budget + i64::from(timeout) + grace + 5;
+    if status.restart_count < 2 || !(earliest..=latest).contains(&lasted) {
+        return Ok(None);
+    }
+    evidence.push(format!(
+        "the last run lasted {lasted} s; the livenessProbe gives up after about {budget} s (initialDelaySeconds {delay} + failureThreshold {threshold} × periodSeconds {period})"
+    ));
+    let summary = format!(
+        "Container {container} is killed by its livenessProbe before it finishes starting."
+    );
+    let root_cause = format!(
+        "Each run lasts about as long as the livenessProbe allows ({lasted} s against {budget} s: initialDelaySeconds {delay} + failureThreshold {threshold} × periodSeconds {period}), and the application does not listen yet when it is checked (connection refused): the kubelet restarts it before it has started, every time."
+    );
+    let Some(template) = workload_template(case, s, container).await? else {
+        return Ok(Some(no_fix(
+            summary,
+            root_cause,
+            evidence,
+            format!(
+                "Add a startupProbe with the livenessProbe's check that allows {STARTUP_BUDGET_SECONDS} s to start."
+            ),
+        )));
+    };
+    let (Some(current), None) = (
+        template.get("/livenessProbe").cloned(),
+        template.get("/startupProbe"),
+    ) else {
+        return Ok(None);
+    };
+    // The same check, from the template (what the patch changes), with room to start.
+    let mut startup = serde_json::Map::new();
+    for handler in ["httpGet", "tcpSocket", "grpc", "exec"] {
+        if let Some(h) = current.get(handler) {
+            startup.insert(handler.into(), h.clone());
+        }
+    }
+    if startup.is_empty() {
+        return Ok(None);
+    }
+    let failures = (STARTUP_BUDGET_SECONDS / period).max(threshold);
+    startup.insert("periodSeconds".into(), json!(period));
+    startup.insert("timeoutSeconds".into(), json!(timeout));
+    startup.insert("failureThreshold".into(), json!(failures));
+    let path = format!("{}/livenessProbe", template.container_path);
+    let operations = vec![
+        PatchOperation {
+            op: PatchOp::Test,
+            path: path.clone(),
+            from: None,
+            value: Some(current),
+        },
+        PatchOperation {
+            op: PatchOp::Add,
+            path: format!("{}/startupProbe", template.container_path),
+            from: None,
+            value: Some(serde_json::Value::Object(startup)),
+        },
+    ];
+    Ok(Some(fixed(
+        case,
+        findings(summary, root_cause, evidence),
+        operations,
+        format!(
+            "Add a startupProbe with the livenessProbe's check that allows {} s to start (failureThreshold {failures} × periodSeconds {period}): the livenessProbe waits until it passes, and keeps its settings for the running application.",
+            failures * period
+        ),
+    )))
 }
 
 /// The port an httpGet or tcpSocket probe checks, and which of the two it is.
