@@ -1,6 +1,7 @@
 //! The ProbeFailure playbook: a probe aimed at a port the container does not declare is pointed
 //! at the one it does; otherwise the kubelet's events say whether the application answers
-//! unhealthy, is not listening yet, or is too slow. With Prometheus (the
+//! unhealthy, is not listening yet, or is too slow. A livenessProbe that kills every run
+//! before the application listens gets a startupProbe. With Prometheus (the
 //! `container_cpu_throttling` tool), a container throttled by its CPU limit is named as the
 //! reason its probe fails, and the limit raised.
 
