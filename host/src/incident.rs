@@ -108,6 +108,10 @@ pub async fn cause_of(
                 description: format!("registry {registry} {what}"),
             })
         }
+        // An init container that waits for a Service that is missing: the crash loops' causes.
+        FailureClass::Pending if failure.reason == PendingReason::InitContainerRunning.as_str() => {
+            crash_cause(report, pod, cluster).await
+        }
         FailureClass::Pending => {
             let text = failure.evidence.join("\n");
             if let Some((taint, description)) =

@@ -1308,3 +1308,75 @@ async fn a_nodes_load_from_the_api_server_is_what_its_full_pods_give() {
     // limits-only: a limit without a request is the request.
     assert_eq!(load.requests.cpu_millis, 1000 + 10 + 500);
 }
+
+/// An init container that never completes (a wait for a Service that is not there) shows in no
+/// event and no waiting reason: its Pod is looked at again once it has run for five minutes,
+/// and then reported as Pending, `InitContainerRunning`, about that init container.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_init_container_that_never_completes_is_reported_after_five_minutes() {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use sre_operator::controller::reconcile_pod;
+    let initializing = |running_for: SignedDuration| async move {
+        let mut pod = critical_app_pod("critical-app-7d4b9c6f5-init1").await.pod();
+        let started = (Timestamp::now() - running_for).to_string();
+        pod.spec.as_mut().unwrap().init_containers = Some(
+            serde_json::from_value(json!([{"name": "wait-for-db", "image": "busybox:1.36",
+                "command": ["sh", "-c", "until nslookup db; do sleep 2; done"]}]))
+            .unwrap(),
+        );
+        let status = pod.status.as_mut().unwrap();
+        status.phase = Some("Pending".into());
+        status.init_container_statuses = Some(
+            serde_json::from_value(json!([{"name": "wait-for-db", "image": "busybox:1.36",
+                "imageID": "", "ready": false, "restartCount": 0, "started": true,
+                "state": {"running": {"startedAt": started}}}]))
+            .unwrap(),
+        );
+        status.container_statuses = Some(
+            serde_json::from_value(
+                json!([{"name": "app", "image": "registry.example.com/app:2",
+                "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}}}]),
+            )
+            .unwrap(),
+        );
+        Arc::new(sre_operator::controller::scope::StoredPod::new(pod))
+    };
+    assert!(sre_operator::failure::may_be_failing(
+        &initializing(SignedDuration::from_secs(10)).await.pod()
+    ));
+
+    // A minute in: nothing is opened, and the Pod is looked at again when it reaches five.
+    let (client, api) = mock(vec![]);
+    let action = reconcile_pod(
+        initializing(SignedDuration::from_secs(60)).await,
+        pod_context(client, counting(), vec![]),
+    )
+    .await
+    .unwrap();
+    api.done().await;
+    // Action keeps its delay private; its Debug form shows it.
+    let shown = format!("{action:?}");
+    let seconds: f64 = shown
+        .split("Some(")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a requeue: {shown}"));
+    assert!((230.0..=241.0).contains(&seconds), "{shown}");
+
+    // Ten minutes in: reported.
+    let (client, api) = mock(vec![Exchange::post(REPORTS).echo()]);
+    let seen = api.seen.clone();
+    reconcile_pod(
+        initializing(SignedDuration::from_secs(600)).await,
+        pod_context(client, counting(), vec![]),
+    )
+    .await
+    .unwrap();
+    api.done().await;
+    let created = &requests(&seen, "POST", "/diagnosticreports")[0].body;
+    assert_eq!(created["spec"]["failure"]["class"], "Pending");
+    assert_eq!(created["spec"]["failure"]["reason"], "InitContainerRunning");
+    assert_eq!(created["spec"]["failure"]["container"], "wait-for-db");
+}

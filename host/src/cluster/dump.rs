@@ -80,6 +80,8 @@ pub struct DumpCluster {
     namespaces: BTreeSet<String>,
     /// (kind, namespace) lists read from a file; "" for cluster-scoped kinds.
     loaded: std::collections::HashSet<(ResourceKind, String)>,
+    /// When the dump was taken, as its newest event or Node heartbeat says.
+    observed_at: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// What `kubectl cluster-info dump` writes; other kinds are in a dump only when a user added them.
@@ -738,6 +740,7 @@ impl DumpCluster {
             logs: HashMap::new(),
             namespaces: BTreeSet::new(),
             loaded: Default::default(),
+            observed_at: None,
         };
         for kind in ResourceKind::ALL.into_iter().filter(|k| !k.namespaced()) {
             if let Some(path) = find_file(&root, kind.dump_file_stem()) {
@@ -784,7 +787,30 @@ impl DumpCluster {
                 .collect();
             dump.insert(ResourceKind::Namespace, "", synthesized);
         }
+        dump.observed_at = dump.newest_time()?;
         Ok(dump)
+    }
+
+    /// The newest time the dump records: its events, and its Nodes' heartbeats (a kubelet
+    /// reports at least every five minutes, even when nothing happens).
+    fn newest_time(&self) -> Result<Option<k8s_openapi::jiff::Timestamp>> {
+        let mut newest = self.events.values().flatten().filter_map(event_time).max();
+        for stored in self
+            .objects
+            .get(&ResourceKind::Node)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flatten()
+        {
+            let node = parse(&stored_text(ResourceKind::Node, stored)?);
+            let beats = node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["lastHeartbeatTime"].as_str()?.parse().ok());
+            newest = newest.max(beats.max());
+        }
+        Ok(newest)
     }
 
     /// Takes in what [`read_namespace`] read of one namespace folder.
@@ -910,6 +936,10 @@ impl DumpCluster {
 impl Cluster for DumpCluster {
     fn source(&self) -> String {
         format!("dump {}", self.root.display())
+    }
+
+    fn observed_at(&self) -> Option<k8s_openapi::jiff::Timestamp> {
+        self.observed_at
     }
 
     async fn get(

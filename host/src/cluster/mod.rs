@@ -154,6 +154,13 @@ pub trait Cluster: Send + Sync {
         Ok(None)
     }
 
+    /// The time the data describes: now for a live cluster; for a dump, when it was taken, as
+    /// far as its own timestamps tell (None when they tell nothing). How long something has
+    /// lasted is measured to this.
+    fn observed_at(&self) -> Option<k8s_openapi::jiff::Timestamp> {
+        Some(k8s_openapi::jiff::Timestamp::now())
+    }
+
     /// What the Pods bound to a node (`spec.nodeName`) take of it: what its usage is computed
     /// from. The default reads every Pod; implementations with an index answer directly.
     async fn node_load(&self, node: &str) -> Result<NodeLoad> {

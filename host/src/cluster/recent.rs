@@ -82,6 +82,10 @@ impl Cluster for RecentReads {
         self.inner.source()
     }
 
+    fn observed_at(&self) -> Option<k8s_openapi::jiff::Timestamp> {
+        self.inner.observed_at()
+    }
+
     async fn get(
         &self,
         kind: ResourceKind,

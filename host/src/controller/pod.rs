@@ -215,12 +215,29 @@ pub async fn reconcile_pod(stored: Arc<StoredPod>, ctx: Arc<Context>) -> Result<
             ));
         }
     }
-    let detections = if crate::failure::status_suffices(&pod, &shown) {
+    let mut detections = if crate::failure::status_suffices(&pod, &shown) {
         shown
     } else {
         let events = ctx.cluster.events_for(Involved::pod(&pod)).await?;
         detect(&pod, &events)
     };
+    // An init container that never completes shows in no event: look again when it has run
+    // for `INIT_STUCK_AFTER`.
+    if detections.is_empty()
+        && let Some((_, since)) = crate::failure::init_running(&pod)
+    {
+        match crate::failure::detect_init_running(&pod, Timestamp::now()) {
+            Some(stuck) => detections.push(stuck),
+            None => {
+                let elapsed =
+                    Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();
+                return Ok(Action::requeue(
+                    crate::failure::INIT_STUCK_AFTER.saturating_sub(elapsed)
+                        + Duration::from_secs(1),
+                ));
+            }
+        }
+    }
     if detections.is_empty() {
         // A failure that has not shown yet (a first restart, a probe warming up): look again;
         // a slow start (a large image) less often.

@@ -24,7 +24,10 @@ pub use image_pull::{ImagePullCause, quoted_marker, registry_of, repository_of};
 pub use scheduling::{
     Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,
 };
-pub use starting::{AttachFailure, STUCK_AFTER, SandboxFailure, starting, starting_since};
+pub use starting::{
+    AttachFailure, INIT_STUCK_AFTER, STUCK_AFTER, SandboxFailure, detect_init_running,
+    init_running, starting, starting_since,
+};
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Event, Pod, Probe};
 

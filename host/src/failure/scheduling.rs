@@ -219,10 +219,14 @@ pub enum PendingReason {
     /// Scheduled, but a volume cannot be attached to its Node (another Node holds a
     /// ReadWriteOnce volume, or the storage driver fails).
     VolumeAttachFailed,
+    /// Started, but an init container has run for longer than
+    /// [`INIT_STUCK_AFTER`](super::INIT_STUCK_AFTER) without completing (a wait for a
+    /// dependency that never comes): the Pod's containers never start.
+    InitContainerRunning,
 }
 
 impl PendingReason {
-    pub const ALL: [PendingReason; 19] = [
+    pub const ALL: [PendingReason; 20] = [
         PendingReason::InsufficientMemory,
         PendingReason::InsufficientCpu,
         PendingReason::InsufficientEphemeralStorage,
@@ -242,6 +246,7 @@ impl PendingReason {
         PendingReason::NetworkSetupFailed,
         PendingReason::PodSandboxFailed,
         PendingReason::VolumeAttachFailed,
+        PendingReason::InitContainerRunning,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -265,6 +270,7 @@ impl PendingReason {
             PendingReason::NetworkSetupFailed => "NetworkSetupFailed",
             PendingReason::PodSandboxFailed => "PodSandboxFailed",
             PendingReason::VolumeAttachFailed => "VolumeAttachFailed",
+            PendingReason::InitContainerRunning => "InitContainerRunning",
         }
     }
 

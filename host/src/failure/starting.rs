@@ -391,6 +391,58 @@ fn detect_failed_attach(pod: &Pod, events: &[&Event]) -> Option<Detection> {
 
 /// A Pod that does not start on its Node: a volume that does not attach or mount, or a
 /// sandbox that cannot be created.
+/// How long an init container may run before its Pod counts as stuck initializing: waits for a
+/// database or a migration take seconds to a minute or two when things are well.
+pub const INIT_STUCK_AFTER: Duration = Duration::from_secs(300);
+
+/// The init container a scheduled, `Pending` Pod is running, and since when: the Pod's own
+/// containers wait for it to complete.
+pub fn init_running(pod: &Pod) -> Option<(&str, Timestamp)> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    // A restartable init container (a native sidecar) runs for the Pod's life; only the
+    // others must complete. The spec says which.
+    let sidecar = |name: &str| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
+    };
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .filter(|cs| !sidecar(&cs.name))
+        .find_map(|cs| {
+            let running = cs.state.as_ref()?.running.as_ref()?;
+            Some((cs.name.as_str(), running.started_at.as_ref()?.0))
+        })
+}
+
+/// A Pod whose init container has run for [`INIT_STUCK_AFTER`] or more at `now` without
+/// completing: Pending, reason `InitContainerRunning`. Its log (read by the investigation)
+/// says what it waits for.
+pub fn detect_init_running(pod: &Pod, now: Timestamp) -> Option<Detection> {
+    let (container, since) = init_running(pod)?;
+    let running = Duration::try_from(now.duration_since(since)).ok()?;
+    if running < INIT_STUCK_AFTER {
+        return None;
+    }
+    let minutes = running.as_secs() / 60;
+    Some(Detection {
+        class: FailureClass::Pending,
+        reason: PendingReason::InitContainerRunning.as_str().to_string(),
+        container: Some(container.to_string()),
+        evidence: vec![format!(
+            "init container {container} has been running for {minutes}m (since {since}) without completing; the Pod's containers wait for it"
+        )],
+    })
+}
+
 pub(super) fn detect_not_starting(pod: &Pod, events: &[&Event]) -> Option<Detection> {
     if !starting(pod) {
         return None;

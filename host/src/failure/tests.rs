@@ -1344,3 +1344,71 @@ fn the_status_alone_suffices_only_when_events_could_add_nothing() {
         &[]
     ));
 }
+
+#[test]
+fn an_init_container_that_runs_for_five_minutes_is_stuck_but_a_sidecar_is_not() {
+    let now: k8s_openapi::jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+    let initializing = |init: Value, started: &str| {
+        let mut spec = app_spec();
+        spec["initContainers"] = init;
+        pod(
+            spec,
+            json!({"phase": "Pending", "conditions": [
+                {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"},
+                {"type": "PodScheduled", "status": "True"}],
+                "initContainerStatuses": [
+                    {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "istio/proxyv2", "imageID": "",
+                     "state": {"running": {"startedAt": "2026-11-25T09:00:00Z"}}},
+                    {"name": "wait-for-db", "ready": false, "restartCount": 0, "image": "busybox", "imageID": "",
+                     "state": {"running": {"startedAt": started}}}],
+                "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "app", "imageID": "",
+                    "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+        )
+    };
+    let both = json!([
+        {"name": "istio-proxy", "image": "istio/proxyv2", "restartPolicy": "Always"},
+        {"name": "wait-for-db", "image": "busybox"}]);
+    // Running for an hour, after a native sidecar that runs for the Pod's life.
+    let stuck = initializing(both.clone(), "2026-11-25T09:00:00Z");
+    assert!(may_be_failing(&stuck));
+    assert!(detect(&stuck, &[]).is_empty(), "no event or reason says so");
+    let d = detect_init_running(&stuck, now).expect("stuck");
+    assert_eq!(
+        (d.class, d.reason.as_str(), d.container.as_deref()),
+        (
+            FailureClass::Pending,
+            "InitContainerRunning",
+            Some("wait-for-db")
+        )
+    );
+    assert!(
+        d.evidence[0].contains("running for 60m"),
+        "{:?}",
+        d.evidence
+    );
+    // Four minutes: still starting.
+    assert!(
+        detect_init_running(&initializing(both.clone(), "2026-11-25T09:56:00Z"), now).is_none()
+    );
+    // The sidecar alone running for an hour is no stuck init container.
+    let sidecar_only = json!([
+        {"name": "istio-proxy", "image": "istio/proxyv2", "restartPolicy": "Always"},
+        {"name": "wait-for-db", "image": "busybox"}]);
+    let mut done = initializing(sidecar_only, "2026-11-25T09:00:00Z");
+    let statuses = done
+        .status
+        .as_mut()
+        .unwrap()
+        .init_container_statuses
+        .as_mut()
+        .unwrap();
+    statuses[1].state = Some(
+        serde_json::from_value(json!({"terminated": {"exitCode": 0, "reason": "Completed"}}))
+            .unwrap(),
+    );
+    assert!(detect_init_running(&done, now).is_none());
+    // A Pod past its init containers is not Pending.
+    let mut running = stuck.clone();
+    running.status.as_mut().unwrap().phase = Some("Running".into());
+    assert!(detect_init_running(&running, now).is_none());
+}

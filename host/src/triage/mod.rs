@@ -115,7 +115,15 @@ async fn triage_pods(
             continue;
         }
         let events = cluster.events_for(Involved::pod(pod)).await?;
-        let detections = detect(pod, &events);
+        let mut detections = detect(pod, &events);
+        // An init container that never completes shows in no event: only in how long it runs.
+        if detections.is_empty()
+            && let Some(stuck) = cluster
+                .observed_at()
+                .and_then(|now| crate::failure::detect_init_running(pod, now))
+        {
+            detections.push(stuck);
+        }
         if detections.is_empty() {
             continue;
         }

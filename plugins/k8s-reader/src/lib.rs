@@ -294,11 +294,16 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 fn similar(name: &str, candidate: &str) -> bool {
+    // Two edits are a typo in a word, not a different short word: `loyalty-db` is not
+    // `loyalty-web`, though two edits apart. The last `-` part must be mostly the same.
+    let last = |n: &'_ str| n.rsplit('-').next().unwrap_or(n).to_string();
+    let (a, b) = (last(name), last(candidate));
+    let typo = distance(name, candidate) <= 2 && 2 * distance(&a, &b) <= a.len().min(b.len());
     candidate != name
         && (candidate.starts_with(&format!("{name}-"))
             || candidate.ends_with(&format!("-{name}"))
             || name.starts_with(&format!("{candidate}-"))
-            || distance(name, candidate) <= 2)
+            || typo)
 }
 
 fn check_service(args: &Value) -> Result<String, ToolError> {
@@ -570,6 +575,11 @@ mod tests {
         assert!(similar("postgres", "postgress"));
         assert!(similar("billing-db", "billing"));
         assert!(!similar("redis", "web"));
+        assert!(similar("payments-api", "payment-api"));
+        assert!(similar("ledger-postgress", "ledger-postgres"));
+        assert!(similar("catalog", "catalgo"));
+        assert!(!similar("loyalty-db", "loyalty-web"));
+        assert!(!similar("orders-db", "orders-ui"));
         assert!(!similar("redis", "redis"));
     }
 

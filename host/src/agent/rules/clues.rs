@@ -71,7 +71,7 @@ static PG_HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?:host|server at) "([^"]+)".*?port (\d{2,5})"#).expect("static regex")
 });
 static DNS_HOST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)(?:lookup|ENOTFOUND|host name|UnknownHostException:|resolve host|resolve)\s+"?([a-zA-Z0-9][a-zA-Z0-9.\-]*)"?"#).expect("static regex")
+    Regex::new(r#"(?i)(?:lookup|ENOTFOUND|host name|UnknownHostException:|resolve host|resolve|can't find|bad address)\s+["']?([a-zA-Z0-9][a-zA-Z0-9.\-]*)["']?"#).expect("static regex")
 });
 static MISSING_SETTING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)(?:environment variable|env var(?:iable)?|missing required (?:env(?:ironment)?(?: variable)?|config(?:uration)?(?: key)?|setting)|KeyError:)\s*[:=]?\s*["'`]?([A-Za-z_][A-Za-z0-9_.]{2,})"#)
@@ -208,6 +208,9 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             "unknownhostexception",
             "nodename nor servname",
             "host not found in upstream",
+            // busybox's nslookup and nc, as init containers that wait for a Service use them.
+            "can't find",
+            "bad address",
         ]
         .iter()
         .any(|p| lower.contains(p))

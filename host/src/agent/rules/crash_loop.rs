@@ -16,7 +16,7 @@ use super::{
     answer, container_status, failed_run_is_previous, failure_container, findings, no_fix,
     pod_container, waiting_message,
 };
-use crate::failure::{ExecFailure, config_source};
+use crate::failure::{ExecFailure, PendingReason, config_source};
 use crate::names::NameRule;
 
 /// The env var of the container whose value names `host`, with the value it should have.
@@ -142,7 +142,8 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
             ),
             evidence,
             format!(
-                "Read the full log with `kubectl logs {pod} -c {container} --previous -n {}` and the application's own diagnostics.",
+                "Read the full log with `kubectl logs {pod} -c {container}{} -n {}` and the application's own diagnostics.",
+                if previous { " --previous" } else { "" },
                 case.namespace()
             ),
         ));
@@ -425,7 +426,9 @@ fn post_start_hook(case: &Case, container: &str) -> Conclusion {
 
 /// "crash-loops", or "failed" for a container that is not restarted (a failed Job's Pod).
 fn fails(case: &Case, container: &str) -> &'static str {
-    if failed_run_is_previous(case, container) {
+    if case.report.spec.failure.reason == PendingReason::InitContainerRunning.as_str() {
+        "never completes"
+    } else if failed_run_is_previous(case, container) {
         "crash-loops"
     } else {
         "failed"

@@ -167,6 +167,12 @@ async fn read_node(
 /// container is terminated now and not restarted (a failed Job's Pod), when its current log is
 /// the failed run's.
 fn failed_run_is_previous(case: &Case, container: &str) -> bool {
+    // An init container that never completes is failing in its current run.
+    if case.report.spec.failure.reason
+        == crate::failure::PendingReason::InitContainerRunning.as_str()
+    {
+        return false;
+    }
     let terminated_now = container_status(case, container)
         .and_then(|cs| cs.state.as_ref())
         .is_some_and(|s| s.terminated.is_some());

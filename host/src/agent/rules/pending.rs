@@ -65,6 +65,10 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
             return sandbox(case, s).await;
         }
         Some(PendingReason::VolumeAttachFailed) => return attach(case, s).await,
+        // What an init container waits for is in its log, read as a crash loop's is.
+        Some(PendingReason::InitContainerRunning) => {
+            return super::crash_loop::crash_loop(case, s).await;
+        }
         _ => {}
     }
     if cause.is_some_and(PendingReason::is_about_a_claim) {
