@@ -308,16 +308,16 @@ async fn bad_config_file(
         )
     };
     // The command only for names the API would accept: a dump's are not validated.
-    let edit = (NameRule::Dns1123Subdomain.allows(&source.name)
-        && NameRule::Dns1123Label.allows(ns))
-    .then(|| {
-        format!(
-            ", or `kubectl edit {} {} -n {ns}`",
-            source.kind.to_lowercase(),
-            source.name
-        )
-    })
-    .unwrap_or_default();
+    let edit =
+        if NameRule::Dns1123Subdomain.allows(&source.name) && NameRule::Dns1123Label.allows(ns) {
+            format!(
+                ", or `kubectl edit {} {} -n {ns}`",
+                source.kind.to_lowercase(),
+                source.name
+            )
+        } else {
+            String::new()
+        };
     Ok(no_fix(
         summary,
         root_cause,
