@@ -15,7 +15,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use sre_e2e::demo;
 use sre_operator::crd::DiagnosticReport;
-use support::operator::{OPERATOR_USER, Operator, operator_setup};
+use support::operator::{OPERATOR_USER, Operator};
 
 const NS: &str = "shop";
 const APPS: [&str; 2] = ["cart", "catalog"];
@@ -76,9 +76,7 @@ async fn workloads_whose_pods_a_quota_refuses_are_reported_and_one_incident() ->
         )
         .await?;
 
-    let setup = operator_setup(&cluster).await?;
-    let op = Operator::start(&cluster, &setup, "sre-operator-failedcreate-0", NS, false)?;
-    op.await_ready(Duration::from_secs(60))?;
+    let op = Operator::started(&cluster, "sre-operator-failedcreate-0", NS).await?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -18,8 +18,7 @@ use serde_json::json;
 use sre_e2e::{demo, fault};
 use sre_operator::crd::{DiagnosticReport, FailureClass};
 use support::operator::{
-    OPERATOR_USER, Operator, await_concluded, operator_setup, operator_writes,
-    shown_without_escapes,
+    OPERATOR_USER, Operator, await_concluded, operator_writes, shown_without_escapes,
 };
 
 const NS: &str = "shop";
@@ -45,7 +44,7 @@ async fn workloads_failing_on_one_registry_are_one_incident_investigated_once() 
             .create(&PostParams::default(), &serde_json::from_value(d)?)
             .await?;
     }
-    let op = start_operator(&cluster, "sre-operator-incident-0").await?;
+    let op = Operator::started(&cluster, "sre-operator-incident-0", NS).await?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let done = await_one_incident(&reports, APPS.len(), &op).await?;
@@ -158,7 +157,7 @@ async fn pods_evicted_for_a_node_under_memory_pressure_are_one_incident() -> Res
             .create(&PostParams::default(), &serde_json::from_value(d)?)
             .await?;
     }
-    let op = start_operator(&cluster, "sre-operator-evicted-0").await?;
+    let op = Operator::started(&cluster, "sre-operator-evicted-0", NS).await?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let done = await_one_incident(&reports, APPS.len(), &op).await?;
@@ -265,7 +264,7 @@ async fn pods_a_kubelet_refuses_are_one_incident_and_forged_refusals_join_none()
             .create(&PostParams::default(), &serde_json::from_value(d)?)
             .await?;
     }
-    let op = start_operator(&cluster, "sre-operator-rejected-0").await?;
+    let op = Operator::started(&cluster, "sre-operator-rejected-0", NS).await?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let done = await_one_incident(&reports, PINNED.len(), &op).await?;
@@ -392,7 +391,7 @@ async fn pods_that_never_start_are_one_incident_per_missing_config_map_or_failin
             .create(&PostParams::default(), &serde_json::from_value(d)?)
             .await?;
     }
-    let op = start_operator(&cluster, "sre-operator-mount-0").await?;
+    let op = Operator::started(&cluster, "sre-operator-mount-0", NS).await?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let done = await_incidents(&reports, &[3, 2], &op).await?;
@@ -656,7 +655,7 @@ async fn pods_of_a_node_that_stops_reporting_are_one_incident() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let op = start_operator(&cluster, "sre-operator-node-lost-0").await?;
+    let op = Operator::started(&cluster, "sre-operator-node-lost-0", NS).await?;
     // Healthy: nothing to report while the node answers.
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -787,7 +786,7 @@ async fn an_eviction_is_reported_once_however_long_its_pod_stays() -> Result<()>
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NS);
     pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
         .await?;
-    let op = start_operator(&cluster, "sre-operator-evicted-once-0").await?;
+    let op = Operator::started(&cluster, "sre-operator-evicted-once-0", NS).await?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -870,7 +869,7 @@ async fn workloads_that_cannot_parse_one_config_map_are_one_incident() -> Result
         "configfile",
         json!({"apiVersion": "v1", "kind": "List", "items": items}),
     )?;
-    let op = start_operator(&cluster, "sre-operator-configfile-0").await?;
+    let op = Operator::started(&cluster, "sre-operator-configfile-0", NS).await?;
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let done = await_one_incident(&reports, APPS.len(), &op).await?;
     let lead = the_only_investigation(&done)?
@@ -897,13 +896,6 @@ async fn workloads_that_cannot_parse_one_config_map_are_one_incident() -> Result
     let writes = operator_writes(&cluster, &["configmaps", "deployments", "pods"])?;
     ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
-}
-
-async fn start_operator(cluster: &sre_e2e::TestCluster, name: &str) -> Result<Operator> {
-    let setup = operator_setup(cluster).await?;
-    let op = Operator::start(cluster, &setup, name, NS, false)?;
-    op.await_ready(Duration::from_secs(60))?;
-    Ok(op)
 }
 
 /// Whether the report ended NoFix, in an incident, with findings.

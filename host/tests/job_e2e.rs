@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use sre_e2e::fault;
 use sre_operator::crd::{DiagnosticReport, FailureClass};
-use support::operator::{Operator, operator_setup, operator_writes};
+use support::operator::{Operator, operator_writes};
 
 const NS: &str = "batch";
 const LOG: &str = r#"{"level":"INFO","logger":"ledger_export","msg":"export starting","since":"24h"}
@@ -57,7 +57,7 @@ async fn a_cron_jobs_failed_job_is_one_report_and_its_fix_goes_on_the_cron_job()
                              {"name": "LEDGER_DB_PORT", "value": "5432"}]}]}}}}}}
         ]}),
     )?;
-    let op = start_operator(&cluster).await?;
+    let op = Operator::started(&cluster, "sre-operator-job-0", NS).await?;
     // What `kubectl create job --from=cronjob/...` does: a Job the CronJob owns.
     support::kubectl(
         &cluster,
@@ -193,13 +193,6 @@ async fn a_cron_jobs_failed_job_is_one_report_and_its_fix_goes_on_the_cron_job()
         "the operator wrote (a dry run, then the patch, are expected): {writes:?}"
     );
     Ok(())
-}
-
-async fn start_operator(cluster: &sre_e2e::TestCluster) -> Result<Operator> {
-    let setup = operator_setup(cluster).await?;
-    let op = Operator::start(cluster, &setup, "sre-operator-job-0", NS, false)?;
-    op.await_ready(Duration::from_secs(60))?;
-    Ok(op)
 }
 
 /// The CronJob's report once it has findings (120 s).

@@ -8,16 +8,12 @@
 
 mod support;
 
-use std::time::Duration;
-
 use anyhow::{Result, ensure};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use sre_e2e::fault;
 use sre_operator::crd::{DiagnosticReport, FailureClass};
-use support::operator::{
-    Operator, await_concluded, operator_setup, operator_writes, shown_without_escapes,
-};
+use support::operator::{Operator, await_concluded, operator_writes, shown_without_escapes};
 
 const NS: &str = "web";
 const NOT_ROOT: &str =
@@ -61,9 +57,7 @@ async fn containers_the_runtime_refuses_are_reported_from_its_message_and_forged
             .create(&PostParams::default(), &serde_json::from_value(d)?)
             .await?;
     }
-    let setup = operator_setup(&cluster).await?;
-    let op = Operator::start(&cluster, &setup, "sre-operator-runtime-0", NS, false)?;
-    op.await_ready(Duration::from_secs(60))?;
+    let op = Operator::started(&cluster, "sre-operator-runtime-0", NS).await?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
     let done = await_concluded(&reports, &["storefront", "mailer", "forged"], &op).await?;

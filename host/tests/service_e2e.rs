@@ -14,9 +14,7 @@ use kube::api::Api;
 use serde_json::{Value, json};
 use sre_e2e::fault;
 use sre_operator::crd::DiagnosticReport;
-use support::operator::{
-    Operator, await_concluded, operator_setup, operator_writes, shown_without_escapes,
-};
+use support::operator::{Operator, await_concluded, operator_writes, shown_without_escapes};
 
 const NS: &str = "web";
 const SESSIONS_LOG: &str = "\
@@ -93,7 +91,7 @@ async fn a_service_that_routes_nowhere_is_named_and_left_to_a_person() -> Result
             client("orders-api", "orders"),
         ]}),
     )?;
-    let op = start_operator(&cluster).await?;
+    let op = Operator::started(&cluster, "sre-operator-service-0", NS).await?;
     let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
     let done = await_concluded(&reports, &["session-api", "cart-api", "orders-api"], &op).await?;
     let status = |app: &str| {
@@ -161,11 +159,4 @@ async fn a_service_that_routes_nowhere_is_named_and_left_to_a_person() -> Result
     )?;
     ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
-}
-
-async fn start_operator(cluster: &sre_e2e::TestCluster) -> Result<Operator> {
-    let setup = operator_setup(cluster).await?;
-    let op = Operator::start(cluster, &setup, "sre-operator-service-0", NS, false)?;
-    op.await_ready(Duration::from_secs(60))?;
-    Ok(op)
 }

@@ -35,6 +35,19 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// With the deployed RBAC and nothing else set up: [`Operator::start`] without leader
+    /// election, once ready (60 s).
+    pub async fn started(
+        cluster: &TestCluster,
+        instance: &str,
+        namespaces: &str,
+    ) -> Result<Operator> {
+        let setup = operator_setup(cluster).await?;
+        let op = Operator::start(cluster, &setup, instance, namespaces, false)?;
+        op.await_ready(Duration::from_secs(60))?;
+        Ok(op)
+    }
+
     /// Starts `sre-operator run` as Pod `instance` (POD_NAME, the Lease identity and the
     /// events' reporting instance), watching `namespaces` (comma-separated, `--namespace`);
     /// its output goes to `<cluster dir>/<instance>.log`.
