@@ -424,10 +424,13 @@ fn post_start_hook(case: &Case, container: &str) -> Conclusion {
     )
 }
 
-/// "crash-loops", or "failed" for a container that is not restarted (a failed Job's Pod).
+/// "crash-loops", or "failed" for a container that is not restarted (a failed Job's Pod); what
+/// an init container that never completes and a container whose health check fails do instead.
 fn fails(case: &Case, container: &str) -> &'static str {
     if case.report.spec.failure.reason == PendingReason::InitContainerRunning.as_str() {
         "never completes"
+    } else if case.report.spec.failure.class == crate::crd::FailureClass::ProbeFailure {
+        "fails its health check"
     } else if failed_run_is_previous(case, container) {
         "crash-loops"
     } else {
@@ -504,7 +507,7 @@ pub(super) fn cannot_exec(
 
 /// The log names a host the container cannot reach: check the Service of that name, and fix a
 /// wrong host or port in the container's env when the cluster shows the right one.
-async fn dependency(
+pub(super) async fn dependency(
     case: &Case,
     s: &mut Session,
     container: &str,

@@ -1,7 +1,8 @@
 //! The ProbeFailure playbook: a probe aimed at a port the container does not declare is pointed
 //! at the one it does; otherwise the kubelet's events say whether the application answers
 //! unhealthy, is not listening yet, or is too slow. A livenessProbe that kills every run
-//! before the application listens gets a startupProbe. With Prometheus (the
+//! before the application listens gets a startupProbe; a health endpoint that answers 5xx is
+//! explained by the dependency its log says it cannot reach. With Prometheus (the
 //! `container_cpu_throttling` tool), a container throttled by its CPU limit is named as the
 //! reason its probe fails, and the limit raised.
 
@@ -10,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 use serde_json::json;
 
+use super::clues::{Clue, read_clues};
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, container_status, failure_container, findings, no_fix, pod_container};
@@ -260,10 +262,18 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
     {
         return Ok(conclusion);
     }
-    let (root_cause, recommendation) = if let Some(code) = Regex::new(r"statuscode: (\d{3})")
+    let code = Regex::new(r"statuscode: (\d{3})")
         .ok()
-        .and_then(|r| r.captures(&events_text).map(|c| c[1].to_string()))
+        .and_then(|r| r.captures(&events_text).map(|c| c[1].to_string()));
+    // A health endpoint that answers 5xx reports a dependency it cannot reach, as often as not:
+    // the log says which, and that dependency is followed as a crash loop's would be.
+    if code.as_deref().is_some_and(|c| c.starts_with('5'))
+        && let Some(conclusion) =
+            unhealthy_dependency(case, s, &container, probe_field, evidence.clone()).await?
     {
+        return Ok(conclusion);
+    }
+    let (root_cause, recommendation) = if let Some(code) = code {
         (
             format!(
                 "The application answers its {probe_field} with HTTP {code}: it reports itself unhealthy, so the probe fails."
@@ -296,6 +306,41 @@ pub(super) async fn probe_failure(case: &Case, s: &mut Session) -> Result<Conclu
         evidence,
         recommendation,
     ))
+}
+
+/// The dependency a container's log says it cannot reach (a lookup that fails, a connection
+/// refused), when its health endpoint answers 5xx: followed to the Service it names.
+async fn unhealthy_dependency(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    probe_field: &str,
+    mut evidence: Vec<String>,
+) -> Result<Option<Conclusion>, AgentError> {
+    let logs = s
+        .act(
+            format!("Container {container}'s {probe_field} answers with a server error."),
+            "A health endpoint fails for what the application cannot reach: read its log.",
+            "fetch_logs",
+            json!({"pod": case.report.spec.pod.name, "container": container, "previous": false, "lines": 100}),
+        )
+        .await?;
+    if !logs.ok {
+        return Ok(None);
+    }
+    let clues = read_clues(&logs.text);
+    let Some((clue, line)) = clues.first() else {
+        return Ok(None);
+    };
+    let (host, port, refused) = match clue {
+        Clue::DnsFailure { host, port } => (host, *port, false),
+        Clue::ConnectionRefused { host, port } => (host, *port, true),
+        _ => return Ok(None),
+    };
+    evidence.push(format!("log: {}", line.trim()));
+    super::crash_loop::dependency(case, s, container, host, port, refused, evidence)
+        .await
+        .map(Some)
 }
 
 /// What Kubernetes' documentation gives a slow-starting application: 30 checks 10 s apart, five
