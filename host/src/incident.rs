@@ -94,7 +94,8 @@ pub async fn cause_of(
                 ImagePullCause::Unreachable => "is unreachable",
                 ImagePullCause::ServerError => "answers with server errors",
                 ImagePullCause::RateLimited => "rate-limits pulls",
-                ImagePullCause::Unknown => return None,
+                // Each image's own builds, not the registry.
+                ImagePullCause::PlatformMismatch | ImagePullCause::Unknown => return None,
             };
             let image = failing_image(report, pod)?;
             let registry = registry_of(&image);

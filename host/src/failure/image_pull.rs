@@ -20,6 +20,9 @@ pub enum ImagePullCause {
     ServerError,
     /// The registry rate-limits pulls (`toomanyrequests`, 429).
     RateLimited,
+    /// The image exists, but not for the node's OS and CPU architecture (a manifest list
+    /// without `linux/arm64`, a single-architecture image).
+    PlatformMismatch,
     /// None of the above can be told from the message.
     Unknown,
 }
@@ -74,10 +77,19 @@ const UNAUTHORIZED: &[&str] = &[
     "insufficient_scope",
 ];
 const NOT_FOUND: &[&str] = &["not found", "manifest unknown", "name unknown"];
+/// containerd's, Docker's and CRI-O's words for an image without the node's platform; tried
+/// before [`NOT_FOUND`], which containerd's also contains.
+const PLATFORM_MISMATCH: &[&str] = &[
+    "no match for platform in manifest",
+    "no matching manifest for",
+    "no image found in manifest list for architecture",
+    "does not match the specified platform",
+];
 
 impl ImagePullCause {
-    const ALL: [ImagePullCause; 6] = [
+    const ALL: [ImagePullCause; 7] = [
         ImagePullCause::NotFound,
+        ImagePullCause::PlatformMismatch,
         ImagePullCause::Unauthorized,
         ImagePullCause::Unreachable,
         ImagePullCause::ServerError,
@@ -98,6 +110,8 @@ impl ImagePullCause {
             ImagePullCause::ServerError
         } else if any(UNAUTHORIZED) {
             ImagePullCause::Unauthorized
+        } else if any(PLATFORM_MISMATCH) {
+            ImagePullCause::PlatformMismatch
         } else if any(NOT_FOUND) {
             ImagePullCause::NotFound
         } else {
@@ -113,6 +127,7 @@ impl ImagePullCause {
             ImagePullCause::Unreachable => Some("RegistryUnreachable"),
             ImagePullCause::ServerError => Some("RegistryServerError"),
             ImagePullCause::RateLimited => Some("RegistryRateLimited"),
+            ImagePullCause::PlatformMismatch => Some("ImagePlatformMismatch"),
             ImagePullCause::Unknown => None,
         }
     }
@@ -160,6 +175,7 @@ pub fn quoted_marker(cause: ImagePullCause, text: &str) -> Option<String> {
         ImagePullCause::ServerError => SERVER_ERROR,
         ImagePullCause::Unauthorized => UNAUTHORIZED,
         ImagePullCause::NotFound => NOT_FOUND,
+        ImagePullCause::PlatformMismatch => PLATFORM_MISMATCH,
         ImagePullCause::Unknown => &[],
     };
     let marker = markers
@@ -250,6 +266,18 @@ mod tests {
     #[test]
     fn kubelet_pull_errors_are_told_apart() {
         for (message, cause) in [
+            (
+                "rpc error: code = NotFound desc = failed to pull and unpack image \"registry.example.com/app:v2\": no match for platform in manifest: not found",
+                ImagePullCause::PlatformMismatch,
+            ),
+            (
+                "Error response from daemon: no matching manifest for linux/arm64/v8 in the manifest list entries",
+                ImagePullCause::PlatformMismatch,
+            ),
+            (
+                "choosing image instance: no image found in manifest list for architecture \"arm64\", variant \"v8\", OS \"linux\"",
+                ImagePullCause::PlatformMismatch,
+            ),
             (
                 "failed to pull and unpack image \"registry.example.com/app:v2\": failed to resolve reference \"registry.example.com/app:v2\": registry.example.com/app:v2: not found",
                 ImagePullCause::NotFound,

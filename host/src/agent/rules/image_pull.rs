@@ -156,6 +156,28 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
         )
         .await;
     }
+    if cause == ImagePullCause::PlatformMismatch {
+        let platform = node_platform(case, s).await?;
+        let summary = format!(
+            "Image {image} cannot be pulled: it has no build for the node's platform{platform}."
+        );
+        let root_cause = format!(
+            "Image {image} exists, but not for the OS and CPU architecture of the node the Pod runs on{platform}: a single-architecture image, or a manifest list that lacks this platform."
+        );
+        return roll_back_or(
+            case,
+            s,
+            &container,
+            &image,
+            format!("Container {container} waits on image {image}, which has no build for its node."),
+            findings(summary, root_cause, evidence),
+            (
+                format!("publish {image} for every platform the nodes run (a multi-arch build)"),
+                format!("Build and push {image} for the nodes' platform (a multi-arch manifest list), or keep the Pod on nodes of the platform it was built for (a nodeSelector on kubernetes.io/arch)."),
+            ),
+        )
+        .await;
+    }
     let not_found = cause == ImagePullCause::NotFound;
     let summary = format!(
         "Image {image} cannot be pulled: {}.",
@@ -181,6 +203,43 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
         ),
     )
     .await
+}
+
+/// ` (linux/arm64)`: the platform the kubelet's message names, else the one the Pod's Node
+/// reports (one read); empty when neither says.
+async fn node_platform(case: &Case, s: &mut Session) -> Result<String, AgentError> {
+    static PLATFORM: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\b(linux|windows)/(amd64|arm64|arm|386|ppc64le|s390x|riscv64)(/v[5-8])?\b")
+            .expect("static regex")
+    });
+    let evidence = case.report.spec.failure.evidence.join("\n");
+    if let Some(m) = PLATFORM.find(&evidence) {
+        return Ok(format!(" ({})", m.as_str()));
+    }
+    let Some(node) = pod_node(case) else {
+        return Ok(String::new());
+    };
+    let read = s
+        .act(
+            "The image has no build for the node's platform.",
+            format!("Which OS and CPU architecture does node {node} run?"),
+            "inspect_object",
+            json!({"kind": "Node", "name": node}),
+        )
+        .await?;
+    let info = answer::<serde_json::Value>(&read).unwrap_or_default();
+    let info = &info["status"]["nodeInfo"];
+    Ok(
+        match (
+            info["operatingSystem"].as_str(),
+            info["architecture"].as_str(),
+        ) {
+            (Some(os), Some(arch)) if PLATFORM.is_match(&format!("{os}/{arch}")) => {
+                format!(" ({os}/{arch}, node {node})")
+            }
+            _ => String::new(),
+        },
+    )
 }
 
 /// The image rolled back to the last revision that ran with ready Pods; `advice` is what to do
