@@ -324,6 +324,20 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
         Clue::ConnectionRefused { host, .. } => {
             service_cause(namespace, &host, true, cluster).await
         }
+        // A file a ConfigMap's or Secret's volume would hold as a key: the object lacks it, as
+        // when the kubelet cannot find a key the env reads (the same incident).
+        Clue::MissingFile { path } => {
+            let container = report.spec.failure.container.as_deref()?;
+            let source = config_source(pod.spec.as_ref()?, container, Some(&path))
+                .filter(|s| s.certain && s.key.is_some())?;
+            is_name(&source.name).then(|| Cause {
+                key: format!("config/{namespace}/{}/{}", source.kind, source.name),
+                description: format!(
+                    "{} {namespace}/{} is missing or lacks a key the workloads read",
+                    source.kind, source.name
+                ),
+            })
+        }
         Clue::BadConfigFile { path } => {
             let container = report.spec.failure.container.as_deref()?;
             let source = config_source(pod.spec.as_ref()?, container, path.as_deref())?;

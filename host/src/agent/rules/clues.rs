@@ -45,6 +45,10 @@ pub enum Clue {
     BadConfigFile {
         path: Option<String>,
     },
+    /// A file the application opens is not there (ENOENT) at an absolute `path`.
+    MissingFile {
+        path: String,
+    },
     /// A filesystem the application writes is full.
     DiskFull {
         path: Option<String>,
@@ -83,6 +87,11 @@ static NOT_SET: LazyLock<Regex> = LazyLock::new(|| {
 });
 static PATH_IN_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"["'`]?(/[A-Za-z0-9_.\-/]+)["'`]?"#).expect("static regex"));
+/// An absolute path as its own word: not the `/11/20` of a `2026/11/20` timestamp.
+static FILE_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?:^|[\s"'`(=,:\[])(/[A-Za-z0-9_.@+\-/]*[A-Za-z0-9_.@+\-])"#)
+        .expect("static regex")
+});
 static CRASH_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(panic: .*|fatal error: .*|Exception in thread .*|Unhandled exception.*|FATAL.*|[A-Za-z_.]*(Error|Exception): .*|Segmentation fault.*)$").expect("static regex")
 });
@@ -130,14 +139,17 @@ static CONFIG_PATH: LazyLock<Regex> = LazyLock::new(|| {
 /// Parsers' words for a YAML or TOML document they cannot read, lower-cased: applications read
 /// those formats for their configuration.
 const CONFIG_FORMAT_ERRORS: &[&str] = &[
-    "yaml: ",
+    " yaml: ",
+    "\"yaml: ",
+    "=yaml: ",
     "yaml.scanner",
     "yaml.parser",
     "yaml.composer",
     "mapping values are not allowed",
     "did not find expected",
     "cannot start any token",
-    "toml: ",
+    " toml: ",
+    "\"toml: ",
     "tomldecodeerror",
     "snakeyaml",
 ];
@@ -246,6 +258,23 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             clues.push((Clue::CertificateRejected { host }, line.to_string()));
             continue;
         }
+        // Before a configuration file's errors: `open /etc/app/config.yaml: no such file`
+        // names a file that is not there, not one that does not parse.
+        if names(&[
+            "no such file or directory",
+            "enoent",
+            "filenotfounderror",
+            "filenotfoundexception",
+        ]) && let Some(c) = FILE_PATH.captures(line)
+        {
+            clues.push((
+                Clue::MissingFile {
+                    path: c[1].to_string(),
+                },
+                line.to_string(),
+            ));
+            continue;
+        }
         if let Some(path) = bad_config_file(line, &lower, lines.get(at + 1).copied()) {
             clues.push((Clue::BadConfigFile { path }, line.to_string()));
             continue;
@@ -305,7 +334,7 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
         | Clue::BadConfigFile { .. }
         | Clue::CertificateRejected { .. } => 1,
         Clue::DiskFull { .. } | Clue::PortInUse { .. } => 2,
-        Clue::CannotExec(_) => 2,
+        Clue::CannotExec(_) | Clue::MissingFile { .. } => 2,
         Clue::PermissionDenied { .. } => 3,
         Clue::Crash { .. } => 4,
     });
@@ -331,7 +360,10 @@ pub(super) fn last_lines(text: &str, n: usize) -> Vec<String> {
 /// configuration file's path or the word config beside it.
 fn bad_config_file(line: &str, lower: &str, next: Option<&str>) -> Option<Option<String>> {
     let path_in = |text: &str| CONFIG_PATH.captures(text).map(|c| c[1].to_string());
-    let format_error = CONFIG_FORMAT_ERRORS.iter().any(|m| lower.contains(m));
+    // Go's errors start `yaml: line 3: ...`; a file name's `config.yaml: ` is not one.
+    let format_error = CONFIG_FORMAT_ERRORS.iter().any(|m| lower.contains(m))
+        || lower.trim_start().starts_with("yaml: ")
+        || lower.trim_start().starts_with("toml: ");
     let parse_error = PARSE_ERRORS.iter().any(|m| lower.contains(m));
     if !format_error && !parse_error {
         return None;

@@ -242,10 +242,138 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                 "Give each container of the Pod its own port; a hostNetwork Pod fits once per node and port.".into(),
             ))
         }
+        Clue::MissingFile { path } => {
+            missing_file(case, s, &container, &path, &line, evidence).await
+        }
         Clue::BadConfigFile { path } => {
             bad_config_file(case, s, &container, path.as_deref(), &line, evidence).await
         }
         Clue::Crash { line } => crashed(case, s, &container, &line, evidence).await,
+    }
+}
+
+/// Where the kubelet mounts a Pod's service account token.
+const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount/";
+
+/// A file the application opens is not there. Under a ConfigMap's or Secret's volume, the key
+/// that would be that file is missing from the object: a volume without `items` shows each key
+/// as a file and says nothing of keys it lacks, so the object's keys (one read; a Secret's
+/// values are never read) tell. A service account token the Pod opted out of is that. Anywhere
+/// else the image lacks the file: a crash of the release (rolled back after a rollout).
+async fn missing_file(
+    case: &Case,
+    s: &mut Session,
+    container: &str,
+    path: &str,
+    line: &str,
+    mut evidence: Vec<String>,
+) -> Result<Conclusion, AgentError> {
+    let spec = case.pod.spec.as_ref();
+    let ns = case.namespace();
+    if path.starts_with(TOKEN_DIR)
+        && spec.and_then(|s| s.automount_service_account_token) == Some(false)
+    {
+        evidence.push("the Pod sets automountServiceAccountToken: false".into());
+        return Ok(no_fix(
+            format!(
+                "Container {container} {}: it reads a service account token the Pod does not mount.",
+                fails(case, container)
+            ),
+            format!(
+                "The application opens {path} (its Kubernetes API credentials), but the Pod sets automountServiceAccountToken: false, so the kubelet mounts no token."
+            ),
+            evidence,
+            "Set automountServiceAccountToken: true on the Pod template (or its ServiceAccount) if the application calls the Kubernetes API, or configure it not to.".into(),
+        ));
+    }
+    let source = spec
+        .and_then(|spec| config_source(spec, container, Some(path)))
+        .filter(|source| source.certain);
+    let Some(source) = source else {
+        evidence.push(format!(
+            "{path} is on no ConfigMap or Secret volume of container {container}: it would come with the image"
+        ));
+        return crashed(case, s, container, line.trim(), evidence).await;
+    };
+    let (kind, name) = (source.kind, source.name.clone());
+    let describe = if NameRule::Dns1123Subdomain.allows(&name) && NameRule::Dns1123Label.allows(ns)
+    {
+        format!(
+            " (`kubectl describe {} {name} -n {ns}` lists its keys)",
+            kind.to_lowercase()
+        )
+    } else {
+        String::new()
+    };
+    let Some(key) = source.key.clone() else {
+        evidence.push(format!("{path} is inside the volume of {kind} {name}"));
+        return Ok(no_fix(
+            format!(
+                "Container {container} {}: it cannot find {path}, inside the volume of {kind} {name}.",
+                fails(case, container)
+            ),
+            format!(
+                "The application opens {path}, in the volume of {kind} {name}, which puts no file there: the volume's items do not map a key to that path."
+            ),
+            evidence,
+            format!(
+                "Map the key the application needs to {path} in the volume's items, or add it to {kind} {name}{describe}."
+            ),
+        ));
+    };
+    let read = s
+        .act(
+            format!("{path} would be key {key} of {kind} {name}."),
+            format!("Does {kind} {name} have key {key}? Read its keys (never a Secret's values)."),
+            "inspect_object",
+            json!({"kind": kind, "name": name}),
+        )
+        .await?;
+    let keys: Option<Vec<String>> = answer::<Value>(&read).map(|object| {
+        ["data", "binaryData", "stringData"]
+            .iter()
+            .filter_map(|field| object[field].as_object())
+            .flat_map(|map| map.keys().cloned())
+            .collect()
+    });
+    match keys {
+        Some(keys) if !keys.contains(&key) => {
+            let listed = if keys.is_empty() {
+                "none".to_string()
+            } else {
+                keys.join(", ")
+            };
+            evidence.push(format!("{kind} {name} has keys: {listed}"));
+            Ok(no_fix(
+                format!(
+                    "Container {container} {}: {path} is missing because {kind} {name} has no key {key}.",
+                    fails(case, container)
+                ),
+                format!(
+                    "The application reads {path}, which the volume of {kind} {name} would hold as key {key}; {kind} {name} has no such key (its keys: {listed}), so the file is absent. A volume without items mounts the keys there are and reports nothing about others."
+                ),
+                evidence,
+                format!(
+                    "Add key {key} to {kind} {name} in namespace {ns} where it is managed (or point the application at the file a key that exists becomes); the Pods see it at their next start. The operator does not write {kind}s."
+                ),
+            ))
+        }
+        _ => {
+            evidence.push(format!("{path} is key {key} of {kind} {name}'s volume"));
+            Ok(no_fix(
+                format!(
+                    "Container {container} {}: it cannot find {path}, which key {key} of {kind} {name} should provide.",
+                    fails(case, container)
+                ),
+                format!(
+                    "The application opens {path}, the file key {key} of {kind} {name} becomes in its volume, and the file is not there: {kind} {name} lacks the key, or could not be read to tell."
+                ),
+                evidence,
+                format!(
+                    "Check that {kind} {name} has key {key}{describe}, and add it where the {kind} is managed."
+                ),
+            ))
+        }
     }
 }
 

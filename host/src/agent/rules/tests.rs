@@ -154,6 +154,36 @@ fn clues_from_real_shaped_logs() {
             },
         ),
         (
+            r#"level=ERROR msg="failed to load configuration" err="open /etc/shop/config.yaml: no such file or directory""#,
+            Clue::MissingFile {
+                path: "/etc/shop/config.yaml".into(),
+            },
+        ),
+        (
+            "2026/11/20 10:00:00 open /etc/billing/rates.yaml: no such file or directory",
+            Clue::MissingFile {
+                path: "/etc/billing/rates.yaml".into(),
+            },
+        ),
+        (
+            "FileNotFoundError: [Errno 2] No such file or directory: '/etc/app/settings.toml'",
+            Clue::MissingFile {
+                path: "/etc/app/settings.toml".into(),
+            },
+        ),
+        (
+            "Error: ENOENT: no such file or directory, open '/app/config/production.json'",
+            Clue::MissingFile {
+                path: "/app/config/production.json".into(),
+            },
+        ),
+        (
+            "Caused by: java.io.FileNotFoundException: /etc/app/application.yml (No such file or directory)",
+            Clue::MissingFile {
+                path: "/etc/app/application.yml".into(),
+            },
+        ),
+        (
             "ReplyError: WRONGPASS invalid username-password pair or user is disabled.",
             Clue::CredentialsRejected { host: None },
         ),
