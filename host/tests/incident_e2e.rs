@@ -6,7 +6,8 @@
 //! reporting, as the real node lifecycle controller marks and evicts them, and the Pods a
 //! node's kubelet refuses at admission. A missing ConfigMap that workloads mount or read into
 //! their env is one incident; so is a CNI plugin that gives their Pods no sandbox, and a
-//! ConfigMap whose content the workloads that mount it cannot parse.
+//! ConfigMap whose content the workloads that mount it cannot parse, or that lacks a file they
+//! read from it.
 
 mod support;
 
@@ -833,6 +834,58 @@ async fn an_eviction_is_reported_once_however_long_its_pod_stays() -> Result<()>
 }
 
 /// The operator, started and ready, watching `NS`.
+/// ConfigMap shop-config's key config.yaml was renamed; two Deployments mount the whole ConfigMap,
+/// so the kubelet mounts the keys there are and the applications exit on a file that is not
+/// there. One incident: the ConfigMap read live names the key it lacks and the keys it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_missing_a_file_their_config_map_would_hold_are_one_incident() -> Result<()> {
+    const APPS: [&str; 2] = ["cart", "checkout"];
+    let Some(cluster) = support::cluster_with_policy("configkey-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    let log = "time=2026-12-07T09:12:02Z level=ERROR msg=\"failed to load configuration\" err=\"open /etc/shop/config.yaml: no such file or directory\"";
+    cluster.set_logs(NS, None, "app", "", log).await?;
+    let mut items = vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "shop-config", "namespace": NS},
+        "data": {"shop.yaml": "currency: EUR\n"}})];
+    for app in APPS {
+        let mut d = demo::deployment(
+            app,
+            json!({ "app": app }),
+            Some(fault::CRASHLOOP),
+            json!([]),
+            json!({}),
+        );
+        let spec = &mut d["spec"]["template"]["spec"];
+        spec["volumes"] = json!([{"name": "config", "configMap": {"name": "shop-config"}}]);
+        spec["containers"][0]["volumeMounts"] =
+            json!([{"name": "config", "mountPath": "/etc/shop"}]);
+        d["metadata"]["namespace"] = NS.into();
+        items.push(d);
+    }
+    support::apply_json(
+        &cluster,
+        "configkey",
+        json!({"apiVersion": "v1", "kind": "List", "items": items}),
+    )?;
+    let op = Operator::started(&cluster, "sre-operator-configkey-0", NS).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let done = await_one_incident(&reports, APPS.len(), &op).await?;
+    let lead = the_only_investigation(&done)?
+        .status
+        .clone()
+        .unwrap_or_default();
+    let root_cause = lead.findings.unwrap_or_default().root_cause;
+    ensure!(
+        root_cause.contains("has no such key (its keys: shop.yaml)"),
+        "{root_cause}"
+    );
+    let writes = operator_writes(&cluster, &["configmaps", "deployments", "pods"])?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
+    Ok(())
+}
+
 /// An edit broke the YAML in ConfigMap shop-config; two Deployments that mount it crash-loop on
 /// it. One incident about the ConfigMap and its key, no patch, and the operator writes no
 /// ConfigMap: the fix is a person's.
