@@ -304,7 +304,8 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
         namespace: namespace.clone(),
         pod: report.spec.pod.name.clone(),
         container: report.spec.failure.container.clone(),
-        previous: true,
+        // An init container that never completes fails in the run it is in.
+        previous: report.spec.failure.reason != PendingReason::InitContainerRunning.as_str(),
         tail_lines: Some(CAUSE_LOG_LINES),
     };
     let logs = match cluster.logs(&request).await {

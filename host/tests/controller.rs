@@ -227,6 +227,7 @@ fn context_with_leadership(
             concurrency: 2,
             namespace_concurrency: 1,
             verify_timeout: std::time::Duration::from_secs(300),
+            init_timeout: sre_operator::failure::INIT_STUCK_AFTER,
             retention: std::time::Duration::from_secs(3600),
             hourly_tokens: Arc::new(HourlyTokens::new(0)),
         },

@@ -14,7 +14,9 @@ use kube::api::Api;
 use serde_json::{Value, json};
 use sre_e2e::fault;
 use sre_operator::crd::DiagnosticReport;
-use support::operator::{Operator, await_concluded, operator_writes, shown_without_escapes};
+use support::operator::{
+    Operator, await_concluded, operator_setup, operator_writes, shown_without_escapes,
+};
 
 const NS: &str = "web";
 const SESSIONS_LOG: &str = "\
@@ -153,6 +155,94 @@ async fn a_service_that_routes_nowhere_is_named_and_left_to_a_person() -> Result
 
     // The operator read the Services and Pods and wrote none of them, nor the workloads.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = operator_writes(
+        &cluster,
+        &["services", "pods", "deployments", "replicasets"],
+    )?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
+    Ok(())
+}
+
+/// Two Deployments whose init container loops on `nslookup loyalty-db` (kwok's `init-running`
+/// stage keeps it running, as a real kubelet would): no event, no waiting reason, only the
+/// time. With `--init-timeout 5s` both are reported, Pending `InitContainerRunning`, about the
+/// init container, as one incident: the Service they wait for does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_waiting_for_a_missing_service_are_reported_after_the_timeout() -> Result<()>
+{
+    const APPS: [&str; 2] = ["loyalty-api", "loyalty-worker"];
+    let Some(cluster) = support::cluster_with_policy("init-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client_api = cluster.client();
+    let waiting = "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\n** server can't find loyalty-db.web.svc.cluster.local: NXDOMAIN\n\nwaiting for loyalty-db";
+    cluster
+        .set_logs(NS, None, "wait-for-db", waiting, "")
+        .await?;
+    let items: Vec<Value> = APPS
+        .iter()
+        .map(|app| {
+            let labels = json!({"app": app});
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": app, "namespace": NS},
+                   "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                            "template": {"metadata": {"labels": {"app": app, fault::LABEL: fault::INIT_RUNNING}},
+                                         "spec": {"terminationGracePeriodSeconds": 0,
+                                                  "initContainers": [{"name": "wait-for-db", "image": "busybox:1.36",
+                                                      "command": ["sh", "-c", "until nslookup loyalty-db.web.svc.cluster.local; do echo waiting for loyalty-db; sleep 2; done"]}],
+                                                  "containers": [{"name": "api", "image": format!("registry.example.com/web/{app}:7.2.0")}]}}}})
+        })
+        .collect();
+    support::apply_json(
+        &cluster,
+        "init",
+        json!({"apiVersion": "v1", "kind": "List", "items": items}),
+    )?;
+    let mut setup = operator_setup(&cluster).await?;
+    setup
+        .args
+        .extend(["--init-timeout".to_string(), "5s".to_string()]);
+    let op = Operator::start(&cluster, &setup, "sre-operator-init-0", NS, false)?;
+    op.await_ready(Duration::from_secs(60))?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
+    let done = await_concluded(&reports, &APPS, &op).await?;
+    let incident = done[0].status.as_ref().and_then(|s| s.incident.clone());
+    ensure!(incident.is_some(), "in an incident: {:?}", done[0].status);
+    for r in &done {
+        let failure = &r.spec.failure;
+        ensure!(
+            failure.class.as_str() == "Pending"
+                && failure.reason == "InitContainerRunning"
+                && failure.container.as_deref() == Some("wait-for-db"),
+            "{failure:?}"
+        );
+        let status = r.status.clone().unwrap_or_default();
+        ensure!(
+            status.incident == incident,
+            "one incident: {:?}",
+            status.incident
+        );
+        ensure!(
+            status.suggested_patch.is_none(),
+            "{:?}",
+            status.suggested_patch
+        );
+    }
+    let lead = done
+        .iter()
+        .find_map(|r| r.status.as_ref()?.incident_detail.as_ref().map(|_| r))
+        .expect("a lead");
+    let root_cause = lead
+        .status
+        .clone()
+        .unwrap_or_default()
+        .findings
+        .unwrap_or_default()
+        .root_cause;
+    ensure!(
+        root_cause.contains("no Service named loyalty-db"),
+        "root cause: {root_cause}"
+    );
     let writes = operator_writes(
         &cluster,
         &["services", "pods", "deployments", "replicasets"],

@@ -318,6 +318,12 @@ pub struct RunArgs {
     #[arg(long, env = "SRE_OPERATOR_VERIFY_TIMEOUT", default_value = "5m")]
     pub verify_timeout: String,
 
+    /// How long an init container may run without completing before its Pod is reported
+    /// (Pending, InitContainerRunning). Raise it where init containers do long work (a large
+    /// migration).
+    #[arg(long, env = "SRE_OPERATOR_INIT_TIMEOUT", default_value = "5m")]
+    pub init_timeout: String,
+
     /// Model tokens per hour across all investigations (0: no limit). An investigation that
     /// would exceed it waits in Analyzing until enough of the hour's spending ages out.
     #[arg(
@@ -394,6 +400,7 @@ fn run_settings(args: &RunArgs) -> Result<crate::controller::Settings> {
             usize::from,
         ),
         verify_timeout: duration("--verify-timeout", &args.verify_timeout)?,
+        init_timeout: duration("--init-timeout", &args.init_timeout)?,
         retention: duration("--retention", &args.retention)?,
         hourly_tokens: Arc::new(
             crate::agent::hourly::HourlyTokens::new(args.max_tokens_per_hour)

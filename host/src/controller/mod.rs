@@ -84,6 +84,8 @@ pub struct Settings {
     pub namespace_concurrency: usize,
     /// How long a rollout may take before an applied report is Unresolved.
     pub verify_timeout: Duration,
+    /// How long an init container may run before its Pod is reported (`--init-timeout`).
+    pub init_timeout: Duration,
     /// How long finished reports are kept.
     pub retention: Duration,
     /// Model tokens per hour across all investigations (`--max-tokens-per-hour`).

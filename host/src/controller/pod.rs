@@ -222,18 +222,18 @@ pub async fn reconcile_pod(stored: Arc<StoredPod>, ctx: Arc<Context>) -> Result<
         detect(&pod, &events)
     };
     // An init container that never completes shows in no event: look again when it has run
-    // for `INIT_STUCK_AFTER`.
+    // for `--init-timeout`.
     if detections.is_empty()
         && let Some((_, since)) = crate::failure::init_running(&pod)
     {
-        match crate::failure::detect_init_running(&pod, Timestamp::now()) {
+        let timeout = ctx.settings.init_timeout;
+        match crate::failure::detect_init_running(&pod, Timestamp::now(), timeout) {
             Some(stuck) => detections.push(stuck),
             None => {
                 let elapsed =
                     Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();
                 return Ok(Action::requeue(
-                    crate::failure::INIT_STUCK_AFTER.saturating_sub(elapsed)
-                        + Duration::from_secs(1),
+                    timeout.saturating_sub(elapsed) + Duration::from_secs(1),
                 ));
             }
         }

@@ -391,8 +391,9 @@ fn detect_failed_attach(pod: &Pod, events: &[&Event]) -> Option<Detection> {
 
 /// A Pod that does not start on its Node: a volume that does not attach or mount, or a
 /// sandbox that cannot be created.
-/// How long an init container may run before its Pod counts as stuck initializing: waits for a
-/// database or a migration take seconds to a minute or two when things are well.
+/// How long an init container may run before its Pod counts as stuck initializing, unless
+/// `--init-timeout` says otherwise: waits for a database or a migration take seconds to a
+/// minute or two when things are well.
 pub const INIT_STUCK_AFTER: Duration = Duration::from_secs(300);
 
 /// The init container a scheduled, `Pending` Pod is running, and since when: the Pod's own
@@ -423,22 +424,25 @@ pub fn init_running(pod: &Pod) -> Option<(&str, Timestamp)> {
         })
 }
 
-/// A Pod whose init container has run for [`INIT_STUCK_AFTER`] or more at `now` without
-/// completing: Pending, reason `InitContainerRunning`. Its log (read by the investigation)
-/// says what it waits for.
-pub fn detect_init_running(pod: &Pod, now: Timestamp) -> Option<Detection> {
+/// A Pod whose init container has run for `after` or more at `now` without completing:
+/// Pending, reason `InitContainerRunning`. Its log (read by the investigation) says what it
+/// waits for.
+pub fn detect_init_running(pod: &Pod, now: Timestamp, after: Duration) -> Option<Detection> {
     let (container, since) = init_running(pod)?;
     let running = Duration::try_from(now.duration_since(since)).ok()?;
-    if running < INIT_STUCK_AFTER {
+    if running < after {
         return None;
     }
-    let minutes = running.as_secs() / 60;
+    let ran = match running.as_secs() {
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
     Some(Detection {
         class: FailureClass::Pending,
         reason: PendingReason::InitContainerRunning.as_str().to_string(),
         container: Some(container.to_string()),
         evidence: vec![format!(
-            "init container {container} has been running for {minutes}m (since {since}) without completing; the Pod's containers wait for it"
+            "init container {container} has been running for {ran} (since {since}) without completing; the Pod's containers wait for it"
         )],
     })
 }

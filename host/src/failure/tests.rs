@@ -1372,7 +1372,7 @@ fn an_init_container_that_runs_for_five_minutes_is_stuck_but_a_sidecar_is_not() 
     let stuck = initializing(both.clone(), "2026-11-25T09:00:00Z");
     assert!(may_be_failing(&stuck));
     assert!(detect(&stuck, &[]).is_empty(), "no event or reason says so");
-    let d = detect_init_running(&stuck, now).expect("stuck");
+    let d = detect_init_running(&stuck, now, INIT_STUCK_AFTER).expect("stuck");
     assert_eq!(
         (d.class, d.reason.as_str(), d.container.as_deref()),
         (
@@ -1388,7 +1388,21 @@ fn an_init_container_that_runs_for_five_minutes_is_stuck_but_a_sidecar_is_not() 
     );
     // Four minutes: still starting.
     assert!(
-        detect_init_running(&initializing(both.clone(), "2026-11-25T09:56:00Z"), now).is_none()
+        detect_init_running(
+            &initializing(both.clone(), "2026-11-25T09:56:00Z"),
+            now,
+            INIT_STUCK_AFTER
+        )
+        .is_none()
+    );
+    // `--init-timeout 2m`: four minutes is stuck then.
+    assert!(
+        detect_init_running(
+            &initializing(both.clone(), "2026-11-25T09:56:00Z"),
+            now,
+            std::time::Duration::from_secs(120)
+        )
+        .is_some_and(|d| d.evidence[0].contains("running for 4m"))
     );
     // The sidecar alone running for an hour is no stuck init container.
     let sidecar_only = json!([
@@ -1406,9 +1420,9 @@ fn an_init_container_that_runs_for_five_minutes_is_stuck_but_a_sidecar_is_not() 
         serde_json::from_value(json!({"terminated": {"exitCode": 0, "reason": "Completed"}}))
             .unwrap(),
     );
-    assert!(detect_init_running(&done, now).is_none());
+    assert!(detect_init_running(&done, now, INIT_STUCK_AFTER).is_none());
     // A Pod past its init containers is not Pending.
     let mut running = stuck.clone();
     running.status.as_mut().unwrap().phase = Some("Running".into());
-    assert!(detect_init_running(&running, now).is_none());
+    assert!(detect_init_running(&running, now, INIT_STUCK_AFTER).is_none());
 }

@@ -118,9 +118,9 @@ async fn triage_pods(
         let mut detections = detect(pod, &events);
         // An init container that never completes shows in no event: only in how long it runs.
         if detections.is_empty()
-            && let Some(stuck) = cluster
-                .observed_at()
-                .and_then(|now| crate::failure::detect_init_running(pod, now))
+            && let Some(stuck) = cluster.observed_at().and_then(|now| {
+                crate::failure::detect_init_running(pod, now, crate::failure::INIT_STUCK_AFTER)
+            })
         {
             detections.push(stuck);
         }

@@ -90,6 +90,9 @@ pub mod fault {
     pub const REJECTED: &str = "rejected";
     /// Failed for good: the containers run once and exit 1 (a Job's Pod, restartPolicy Never).
     pub const EXIT: &str = "exit";
+    /// Pending for good: the first init container that is not a sidecar runs and never
+    /// completes.
+    pub const INIT_RUNNING: &str = "init-running";
     /// ContainerCreating for good: volume "config" names ConfigMap "app-config", which is
     /// missing (FailedMount).
     pub const MOUNT_MISSING_CONFIG: &str = "mount-missing-config";
