@@ -16,6 +16,7 @@ use super::{
     answer, container_status, failed_run_is_previous, failure_container, findings, no_fix,
     pod_container, waiting_message,
 };
+use crate::cluster::ResourceKind;
 use crate::failure::{ExecFailure, PendingReason, config_source};
 use crate::names::NameRule;
 
@@ -252,6 +253,13 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
     }
 }
 
+/// Whether a command a report gives a person to paste may name `name` (a `kind`) in namespace
+/// `ns`: only names the API server would accept, since a dump's are not validated and a shell
+/// would run what a forged one carries.
+fn pastable(kind: ResourceKind, name: &str, ns: &str) -> bool {
+    NameRule::of(kind).allows(name) && NameRule::Dns1123Label.allows(ns)
+}
+
 /// Where the kubelet mounts a Pod's service account token.
 const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount/";
 
@@ -296,8 +304,7 @@ async fn missing_file(
         return crashed(case, s, container, line.trim(), evidence).await;
     };
     let (kind, name) = (source.kind, source.name.clone());
-    let describe = if NameRule::Dns1123Subdomain.allows(&name) && NameRule::Dns1123Label.allows(ns)
-    {
+    let describe = if kind.parse().is_ok_and(|k| pastable(k, &name, ns)) {
         format!(
             " (`kubectl describe {} {name} -n {ns}` lists its keys)",
             kind.to_lowercase()
@@ -436,16 +443,19 @@ async fn bad_config_file(
         )
     };
     // The command only for names the API would accept: a dump's are not validated.
-    let edit =
-        if NameRule::Dns1123Subdomain.allows(&source.name) && NameRule::Dns1123Label.allows(ns) {
-            format!(
-                ", or `kubectl edit {} {} -n {ns}`",
-                source.kind.to_lowercase(),
-                source.name
-            )
-        } else {
-            String::new()
-        };
+    let edit = if source
+        .kind
+        .parse()
+        .is_ok_and(|k| pastable(k, &source.name, ns))
+    {
+        format!(
+            ", or `kubectl edit {} {} -n {ns}`",
+            source.kind.to_lowercase(),
+            source.name
+        )
+    } else {
+        String::new()
+    };
     Ok(no_fix(
         summary,
         root_cause,
@@ -911,15 +921,14 @@ fn selector_miss(
             && t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
     };
-    let pastable = NameRule::Dns1035Label.allows(service_name)
-        && NameRule::Dns1123Label.allows(ns)
+    let command_ok = pastable(ResourceKind::Service, service_name, ns)
         && label(key)
         && miss.pods_have.as_deref().is_none_or(label);
     let pointer = format!(
         "/spec/selector/{}",
         key.replace('~', "~0").replace('/', "~1")
     );
-    let command = match (&miss.pods_have, pastable) {
+    let command = match (&miss.pods_have, command_ok) {
         (Some(have), true) => format!(
             " (`kubectl patch service {service_name} -n {ns} --type json -p '[{{\"op\":\"replace\",\"path\":\"{pointer}\",\"value\":\"{have}\"}}]'`)"
         ),
@@ -990,16 +999,15 @@ fn target_port_mismatch(
     // other ports usually do. The command is given only for names the API would accept: a
     // dump's are not validated, and a person may paste it into a shell.
     let ns = case.namespace();
-    let pastable = |only: &BackingPort| {
-        NameRule::Dns1035Label.allows(service_name)
-            && NameRule::Dns1123Label.allows(ns)
+    let port_pastable = |only: &BackingPort| {
+        pastable(ResourceKind::Service, service_name, ns)
             && only
                 .name
                 .as_deref()
                 .is_none_or(|n| n.len() <= 15 && NameRule::Dns1123Label.allows(n))
     };
     let fix = match found.backing_ports.as_slice() {
-        [only] if pastable(only) => {
+        [only] if port_pastable(only) => {
             let value = only
                 .name
                 .as_ref()
