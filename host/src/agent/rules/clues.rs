@@ -17,6 +17,11 @@ pub enum Clue {
         host: String,
         port: Option<u16>,
     },
+    /// Connecting to `host:port` timed out: nothing answered (traffic dropped on the way).
+    ConnectTimeout {
+        host: String,
+        port: Option<u16>,
+    },
     DnsFailure {
         host: String,
         port: Option<u16>,
@@ -210,6 +215,23 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             clues.push((Clue::ConnectionRefused { host, port }, line.to_string()));
             continue;
         }
+        // A lookup that timed out is the cluster's DNS, not the host it looked up.
+        if [
+            "i/o timeout",
+            "connection timed out",
+            "connect timed out",
+            "etimedout",
+            "connecttimeoutexception",
+            "timeout expired",
+        ]
+        .iter()
+        .any(|m| lower.contains(m))
+            && !lower.contains("lookup ")
+            && let Some((host, port)) = host_port()
+        {
+            clues.push((Clue::ConnectTimeout { host, port }, line.to_string()));
+            continue;
+        }
         if [
             "no such host",
             "nxdomain",
@@ -327,7 +349,7 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
     }
     // The most telling clue first: a dependency, then configuration, then anything else.
     clues.sort_by_key(|(c, _)| match c {
-        Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } => 0,
+        Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } | Clue::ConnectTimeout { .. } => 0,
         Clue::MissingSetting { .. }
         | Clue::CredentialsRejected { .. }
         | Clue::PrivilegesDenied { .. }

@@ -158,9 +158,41 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
         evidence.push(format!("log: {}", line.trim()));
     }
     match clue {
-        Clue::ConnectionRefused { host, port } | Clue::DnsFailure { host, port } => {
-            let refused = matches!(clues.first(), Some((Clue::ConnectionRefused { .. }, _)));
-            dependency(case, s, &container, &host, port, refused, evidence).await
+        Clue::ConnectionRefused { host, port } => {
+            dependency(
+                case,
+                s,
+                &container,
+                &host,
+                port,
+                Unreachable::Refused,
+                evidence,
+            )
+            .await
+        }
+        Clue::DnsFailure { host, port } => {
+            dependency(
+                case,
+                s,
+                &container,
+                &host,
+                port,
+                Unreachable::Lookup,
+                evidence,
+            )
+            .await
+        }
+        Clue::ConnectTimeout { host, port } => {
+            dependency(
+                case,
+                s,
+                &container,
+                &host,
+                port,
+                Unreachable::TimedOut,
+                evidence,
+            )
+            .await
         }
         Clue::MissingSetting { name } => Ok(no_fix(
             format!("Container {container} exits because the setting {name} is missing."),
@@ -643,6 +675,25 @@ pub(super) fn cannot_exec(
     no_fix(summary, root_cause, evidence, recommendation.into())
 }
 
+/// How a container's log says it could not reach a dependency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unreachable {
+    Lookup,
+    Refused,
+    /// Nothing answered: the traffic was dropped on the way.
+    TimedOut,
+}
+
+impl Unreachable {
+    fn what(self) -> &'static str {
+        match self {
+            Unreachable::Lookup => "DNS lookup failed",
+            Unreachable::Refused => "connection refused",
+            Unreachable::TimedOut => "connection timed out",
+        }
+    }
+}
+
 /// The log names a host the container cannot reach: check the Service of that name, and fix a
 /// wrong host or port in the container's env when the cluster shows the right one.
 pub(super) async fn dependency(
@@ -651,18 +702,14 @@ pub(super) async fn dependency(
     container: &str,
     host: &str,
     port: Option<u16>,
-    refused: bool,
+    how: Unreachable,
     mut evidence: Vec<String>,
 ) -> Result<Conclusion, AgentError> {
     let endpoint = match port {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
     };
-    let what = if refused {
-        "connection refused"
-    } else {
-        "DNS lookup failed"
-    };
+    let what = how.what();
     if is_ip(host) {
         return Ok(no_fix(
             format!("Container {container} cannot reach {endpoint} ({what})."),
@@ -691,6 +738,26 @@ pub(super) async fn dependency(
         ));
     };
     let ns = case.namespace();
+    // The name resolved (a lookup that fails says so), so it is no Service of this namespace
+    // but a host elsewhere, and the way to it drops the connection.
+    if how == Unreachable::TimedOut && !svc.exists {
+        evidence.push(format!(
+            "namespace {ns} has no Service named {service_name}"
+        ));
+        return Ok(no_fix(
+            format!(
+                "Container {container} {}: connections to {endpoint} time out.",
+                fails(case, container)
+            ),
+            format!(
+                "Nothing answers the application's connections to {endpoint}, a host outside namespace {ns}: an egress NetworkPolicy or a firewall drops them, or the host is down."
+            ),
+            evidence,
+            format!(
+                "Check that {endpoint} is up and reachable from the cluster, and that no egress NetworkPolicy in {ns} (`kubectl get networkpolicy -n {ns}`) or firewall drops the traffic."
+            ),
+        ));
+    }
     if !svc.exists {
         evidence.push(format!(
             "namespace {ns} has no Service named {service_name}"
@@ -878,6 +945,22 @@ pub(super) async fn dependency(
         "Service {service_name} has {ready} ready endpoint(s) on port(s) {:?}",
         ports
     ));
+    if how == Unreachable::TimedOut {
+        return Ok(no_fix(
+            format!(
+                "Container {container} {}: connections to {endpoint} time out although Service {service_name} has ready endpoints.",
+                fails(case, container)
+            ),
+            format!(
+                "Service {service_name} has {ready} ready endpoint(s) on the port the application uses, yet its connections to {endpoint} go unanswered: traffic is dropped on the way, most often by a NetworkPolicy that selects {service_name}'s Pods and admits nothing from this one (or an egress policy on this Pod)."
+            ),
+            evidence,
+            format!(
+                "Find the NetworkPolicies in {ns} that select Service {service_name}'s Pods (`kubectl get networkpolicy -n {ns}`) and add an ingress rule that admits container {container}'s Pod on port {}; check egress policies that select this Pod too.",
+                port.map_or_else(|| "its port".to_string(), |p| p.to_string())
+            ),
+        ));
+    }
     Ok(no_fix(
         format!(
             "Container {container} gets {what} from {endpoint} although Service {service_name} has ready endpoints."

@@ -12,6 +12,7 @@ use regex::Regex;
 use serde_json::json;
 
 use super::clues::{Clue, read_clues};
+use super::crash_loop::Unreachable;
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, container_status, failure_container, findings, no_fix, pod_container};
@@ -332,13 +333,14 @@ async fn unhealthy_dependency(
     let Some((clue, line)) = clues.first() else {
         return Ok(None);
     };
-    let (host, port, refused) = match clue {
-        Clue::DnsFailure { host, port } => (host, *port, false),
-        Clue::ConnectionRefused { host, port } => (host, *port, true),
+    let (host, port, how) = match clue {
+        Clue::DnsFailure { host, port } => (host, *port, Unreachable::Lookup),
+        Clue::ConnectionRefused { host, port } => (host, *port, Unreachable::Refused),
+        Clue::ConnectTimeout { host, port } => (host, *port, Unreachable::TimedOut),
         _ => return Ok(None),
     };
     evidence.push(format!("log: {}", line.trim()));
-    super::crash_loop::dependency(case, s, container, host, port, refused, evidence)
+    super::crash_loop::dependency(case, s, container, host, port, how, evidence)
         .await
         .map(Some)
 }

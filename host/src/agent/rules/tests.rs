@@ -184,6 +184,20 @@ fn clues_from_real_shaped_logs() {
             },
         ),
         (
+            r#"psycopg2.OperationalError: connection to server at "orders-db" (10.96.4.2), port 5432 failed: Connection timed out"#,
+            Clue::ConnectTimeout {
+                host: "orders-db".into(),
+                port: Some(5432),
+            },
+        ),
+        (
+            "failed to connect to redis at sessions-redis:6379: dial tcp 10.96.12.4:6379: i/o timeout",
+            Clue::ConnectTimeout {
+                host: "sessions-redis".into(),
+                port: Some(6379),
+            },
+        ),
+        (
             "ReplyError: WRONGPASS invalid username-password pair or user is disabled.",
             Clue::CredentialsRejected { host: None },
         ),
@@ -226,6 +240,15 @@ fn clues_from_real_shaped_logs() {
         Some(&Clue::BadConfigFile {
             path: Some("/etc/app/settings.yaml".into())
         })
+    );
+    // A lookup that timed out is the cluster's DNS server, not the host it was asked for.
+    let lookup = "dial tcp: lookup sessions-redis on 10.96.0.10:53: read udp 10.244.1.7:41237->10.96.0.10:53: i/o timeout\n";
+    assert!(
+        !read_clues(lookup)
+            .iter()
+            .any(|(c, _)| matches!(c, Clue::ConnectTimeout { .. })),
+        "{:?}",
+        read_clues(lookup)
     );
     // A JSON error with no configuration beside it is an API's answer, not a file.
     let api = "panic: invalid character '<' looking for beginning of value\n";
