@@ -250,3 +250,70 @@ async fn init_containers_waiting_for_a_missing_service_are_reported_after_the_ti
     ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }
+
+/// A Deployment whose readiness probe answers 503 (kwok's `readiness-never` stage writes what
+/// the kubelet writes) because, its log says, it cannot resolve search-es: the Service is now
+/// search-es-master. The report follows the log to the Service and proposes the env fix, and
+/// until someone approves, the operator writes nothing but its report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_endpoint_failing_on_a_renamed_service_gets_the_env_fix() -> Result<()> {
+    let Some(cluster) = support::cluster_with_policy("probe-dep-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client_api = cluster.client();
+    let log = "INFO:     Application startup complete.\n\
+               WARNING suggest.health: elasticsearch unreachable: ConnectionError(GET http://search-es:9200/_cluster/health: Failed to establish a new connection: [Errno -2] Name or service not known)\n\
+               INFO:     10.244.2.1:40001 - \"GET /ready HTTP/1.1\" 503";
+    cluster.set_logs(NS, None, "suggest", log, "").await?;
+    let mut suggest = deployment(
+        "suggest",
+        json!({"app": "suggest"}),
+        json!({"name": "suggest", "image": "registry.example.com/search/suggest:2.9.0",
+               "env": [{"name": "ES_URL", "value": "http://search-es:9200"}]}),
+        false,
+    );
+    suggest["spec"]["template"]["metadata"]["labels"][fault::LABEL] = fault::READINESS_NEVER.into();
+    support::apply_json(
+        &cluster,
+        "probe-dep",
+        json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "search-es-master", "namespace": NS},
+             "spec": {"selector": {"app": "search-es-master"}, "ports": [{"name": "http", "port": 9200}]}},
+            suggest,
+        ]}),
+    )?;
+    let op = Operator::started(&cluster, "sre-operator-probe-dep-0", NS).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
+    let done = await_concluded(&reports, &["suggest"], &op).await?;
+    let report = &done[0];
+    ensure!(
+        report.spec.failure.class.as_str() == "ProbeFailure",
+        "{:?}",
+        report.spec.failure
+    );
+    let status = report.status.clone().unwrap_or_default();
+    let root_cause = status.findings.clone().unwrap_or_default().root_cause;
+    ensure!(
+        root_cause.contains("search-es-master"),
+        "root cause: {root_cause}"
+    );
+    let patch = status.suggested_patch.expect("a patch");
+    ensure!(
+        patch
+            .patch
+            .iter()
+            .any(|o| o.value == Some(json!("http://search-es-master:9200"))),
+        "patch {:?}",
+        patch.patch
+    );
+    let writes = operator_writes(
+        &cluster,
+        &["services", "pods", "deployments", "replicasets"],
+    )?;
+    ensure!(
+        writes.is_empty(),
+        "nothing is written before approval: {writes:?}"
+    );
+    Ok(())
+}
