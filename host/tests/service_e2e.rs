@@ -3,7 +3,10 @@
 //! not declare, or its selector misses their labels by one. The reports name the Service's
 //! mistake (several clients of one Service are one incident), advise the command that fixes it,
 //! and the operator writes nothing but its reports: the Service is not the failing Pod's
-//! workload, so it is never patched.
+//! workload, so it is never patched. Init containers that wait for a Service that does not
+//! exist never complete: their Pods are reported once they have run past `--init-timeout`. A
+//! health endpoint that answers 503 because its log cannot resolve a renamed Service gets the
+//! env fix.
 
 mod support;
 
