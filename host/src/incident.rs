@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use crate::agent::rules::{Clue, read_clues};
+use crate::agent::rules::{Clue, Unreachable, read_clues};
 use crate::cluster::{Cluster, LogRequest, ResourceKind};
 use crate::crd::{
     DiagnosticReport, DiagnosticReportStatus, FailureClass, Findings, IncidentDetail,
@@ -320,11 +320,11 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
             .ok()?,
     };
     // The most telling clue decides, as the investigation reads it.
-    match read_clues(&logs.text).into_iter().next()?.0 {
-        Clue::DnsFailure { host, .. } => service_cause(namespace, &host, false, cluster).await,
-        Clue::ConnectionRefused { host, .. } => {
-            service_cause(namespace, &host, true, cluster).await
-        }
+    let clue = read_clues(&logs.text).into_iter().next()?.0;
+    if let Some((host, _, how)) = clue.unreachable() {
+        return service_cause(namespace, host, how, cluster).await;
+    }
+    match clue {
         // A file a ConfigMap's or Secret's volume would hold as a key: the object lacks it, as
         // when the kubelet cannot find a key the env reads (the same incident).
         Clue::MissingFile { path } => {
@@ -362,7 +362,7 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
 async fn service_cause(
     namespace: &str,
     host: &str,
-    refused: bool,
+    how: Unreachable,
     cluster: &dyn Cluster,
 ) -> Option<Cause> {
     let (service_namespace, service) = service_of(host, namespace, cluster).await?;
@@ -371,11 +371,15 @@ async fn service_cause(
         .await
         .ok()?
         .is_some();
-    let (what, description) = match (exists, refused) {
-        (false, false) => ("missing", "does not exist"),
-        (true, true) => (
+    let (what, description) = match (exists, how) {
+        (false, Unreachable::Lookup) => ("missing", "does not exist"),
+        (true, Unreachable::Refused) => (
             "refused",
             "refuses connections (no ready backend on the port)",
+        ),
+        (true, Unreachable::TimedOut) => (
+            "unanswered",
+            "does not answer: connections to it time out (traffic dropped, as by a NetworkPolicy)",
         ),
         // A name that resolves yet fails, or refused without a Service: not this cause.
         _ => return None,

@@ -769,3 +769,33 @@ fn a_liveness_kill_long_after_start_is_not_a_slow_start() {
     let root_cause = status.findings.unwrap().root_cause;
     assert!(!root_cause.contains("before it"), "{root_cause}");
 }
+
+/// Clients whose connections to one Service time out (a NetworkPolicy dropping them) are one
+/// incident about that Service, investigated once.
+#[test]
+fn workloads_whose_connections_to_one_service_time_out_are_one_incident() {
+    let dump = dump_with_copies(
+        "crashloop-dependency-connect-timeout",
+        "web",
+        "session-api-sdt9drhm7d-kgcwn",
+        2,
+    );
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let status = |r: &DiagnosticReport| r.status.clone().unwrap();
+    let members: Vec<&DiagnosticReport> = reports
+        .iter()
+        .filter(|r| status(r).incident.is_some())
+        .collect();
+    assert_eq!(members.len(), 3, "the original and its 2 copies");
+    let leads: Vec<_> = members
+        .iter()
+        .filter(|r| status(r).incident_detail.is_some())
+        .collect();
+    assert_eq!(leads.len(), 1, "investigated once");
+    let cause = status(leads[0]).incident_detail.unwrap().cause;
+    assert!(
+        cause.contains("Service web/sessions-redis") && cause.contains("time out"),
+        "{cause}"
+    );
+}

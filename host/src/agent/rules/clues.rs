@@ -70,6 +70,37 @@ pub enum Clue {
     },
 }
 
+/// How a container's log says it could not reach a dependency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreachable {
+    Lookup,
+    Refused,
+    /// Nothing answered: the traffic was dropped on the way.
+    TimedOut,
+}
+
+impl Unreachable {
+    pub fn what(self) -> &'static str {
+        match self {
+            Unreachable::Lookup => "DNS lookup failed",
+            Unreachable::Refused => "connection refused",
+            Unreachable::TimedOut => "connection timed out",
+        }
+    }
+}
+
+impl Clue {
+    /// The dependency the clue says the container cannot reach, and how.
+    pub fn unreachable(&self) -> Option<(&str, Option<u16>, Unreachable)> {
+        match self {
+            Clue::DnsFailure { host, port } => Some((host, *port, Unreachable::Lookup)),
+            Clue::ConnectionRefused { host, port } => Some((host, *port, Unreachable::Refused)),
+            Clue::ConnectTimeout { host, port } => Some((host, *port, Unreachable::TimedOut)),
+            _ => None,
+        }
+    }
+}
+
 /// `host:port` where host is a name (starting with a letter) or an IPv4 address; the character
 /// after the port must not continue a timestamp (`09:41:06`).
 static HOST_PORT: LazyLock<Regex> = LazyLock::new(|| {

@@ -9,7 +9,7 @@ use tool_shapes::{
     BackingPort, FoundService, IntOrString, SelectorMiss, ServiceCheck, ServicePort,
 };
 
-use super::clues::{Clue, is_ip, last_lines, read_clues};
+use super::clues::{Clue, Unreachable, is_ip, last_lines, read_clues};
 use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{
@@ -158,41 +158,9 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
         evidence.push(format!("log: {}", line.trim()));
     }
     match clue {
-        Clue::ConnectionRefused { host, port } => {
-            dependency(
-                case,
-                s,
-                &container,
-                &host,
-                port,
-                Unreachable::Refused,
-                evidence,
-            )
-            .await
-        }
-        Clue::DnsFailure { host, port } => {
-            dependency(
-                case,
-                s,
-                &container,
-                &host,
-                port,
-                Unreachable::Lookup,
-                evidence,
-            )
-            .await
-        }
-        Clue::ConnectTimeout { host, port } => {
-            dependency(
-                case,
-                s,
-                &container,
-                &host,
-                port,
-                Unreachable::TimedOut,
-                evidence,
-            )
-            .await
+        Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } | Clue::ConnectTimeout { .. } => {
+            let (host, port, how) = clue.unreachable().expect("a dependency's clue");
+            dependency(case, s, &container, host, port, how, evidence).await
         }
         Clue::MissingSetting { name } => Ok(no_fix(
             format!("Container {container} exits because the setting {name} is missing."),
@@ -673,25 +641,6 @@ pub(super) fn cannot_exec(
         ),
     };
     no_fix(summary, root_cause, evidence, recommendation.into())
-}
-
-/// How a container's log says it could not reach a dependency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Unreachable {
-    Lookup,
-    Refused,
-    /// Nothing answered: the traffic was dropped on the way.
-    TimedOut,
-}
-
-impl Unreachable {
-    fn what(self) -> &'static str {
-        match self {
-            Unreachable::Lookup => "DNS lookup failed",
-            Unreachable::Refused => "connection refused",
-            Unreachable::TimedOut => "connection timed out",
-        }
-    }
 }
 
 /// The log names a host the container cannot reach: check the Service of that name, and fix a

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use super::{AgentError, Brain, Case, Conclusion, Session, ToolOutcome};
 use crate::crd::{FailureClass, Findings};
 
-pub use clues::{Clue, read_clues};
+pub use clues::{Clue, Unreachable, read_clues};
 pub use oom::OOM_FACTOR;
 
 pub struct RulesBrain;

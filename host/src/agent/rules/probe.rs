@@ -11,8 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 use serde_json::json;
 
-use super::clues::{Clue, read_clues};
-use super::crash_loop::Unreachable;
+use super::clues::read_clues;
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, container_status, failure_container, findings, no_fix, pod_container};
@@ -333,11 +332,8 @@ async fn unhealthy_dependency(
     let Some((clue, line)) = clues.first() else {
         return Ok(None);
     };
-    let (host, port, how) = match clue {
-        Clue::DnsFailure { host, port } => (host, *port, Unreachable::Lookup),
-        Clue::ConnectionRefused { host, port } => (host, *port, Unreachable::Refused),
-        Clue::ConnectTimeout { host, port } => (host, *port, Unreachable::TimedOut),
-        _ => return Ok(None),
+    let Some((host, port, how)) = clue.unreachable() else {
+        return Ok(None);
     };
     evidence.push(format!("log: {}", line.trim()));
     super::crash_loop::dependency(case, s, container, host, port, how, evidence)
