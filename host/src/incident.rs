@@ -168,6 +168,15 @@ pub async fn cause_of(
             })
         }
         FailureClass::CrashLoopBackOff => crash_cause(report, pod, cluster).await,
+        // A health endpoint answering 5xx names what it cannot reach in its log, as a crash does.
+        FailureClass::ProbeFailure
+            if failure
+                .evidence
+                .iter()
+                .any(|e| e.to_ascii_lowercase().contains("statuscode: 5")) =>
+        {
+            crash_cause(report, pod, cluster).await
+        }
         FailureClass::FailedCreate => {
             let (key, description) = match Refusal::parse(&failure.evidence.join("\n")) {
                 Refusal::QuotaExceeded { quota, .. }
@@ -304,8 +313,10 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
         namespace: namespace.clone(),
         pod: report.spec.pod.name.clone(),
         container: report.spec.failure.container.clone(),
-        // An init container that never completes fails in the run it is in.
-        previous: report.spec.failure.reason != PendingReason::InitContainerRunning.as_str(),
+        // An init container that never completes, or a running container whose health check
+        // fails, fails in the run it is in.
+        previous: report.spec.failure.reason != PendingReason::InitContainerRunning.as_str()
+            && report.spec.failure.class != FailureClass::ProbeFailure,
         tail_lines: Some(CAUSE_LOG_LINES),
     };
     let logs = match cluster.logs(&request).await {

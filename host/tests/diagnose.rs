@@ -799,3 +799,32 @@ fn workloads_whose_connections_to_one_service_time_out_are_one_incident() {
         "{cause}"
     );
 }
+
+/// Health endpoints that answer 503 because they cannot reach one renamed Service are one
+/// incident, investigated once (the lead's fix is the env; the others wait for it).
+#[test]
+fn health_endpoints_failing_on_one_missing_service_are_one_incident() {
+    let dump = dump_with_copies(
+        "probe-readiness-503-dependency-renamed",
+        "search",
+        "suggest-lqkh47bbw-tl549",
+        1,
+    );
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let status = |r: &DiagnosticReport| r.status.clone().unwrap();
+    let members: Vec<&DiagnosticReport> = reports
+        .iter()
+        .filter(|r| status(r).incident.is_some())
+        .collect();
+    assert_eq!(members.len(), 2, "the original and its copy");
+    let cause = members
+        .iter()
+        .find_map(|r| status(r).incident_detail)
+        .expect("a lead")
+        .cause;
+    assert!(
+        cause.contains("Service search/search-es") && cause.contains("does not exist"),
+        "{cause}"
+    );
+}
