@@ -323,6 +323,23 @@ fn dump_with_copies(
     dir
 }
 
+/// The one incident of `reports`, checked to have `members` members and one lead (investigated
+/// once): its lead.
+fn the_incident(reports: &[DiagnosticReport], members: usize) -> &DiagnosticReport {
+    let status = |r: &DiagnosticReport| r.status.clone().unwrap();
+    let inside: Vec<&DiagnosticReport> = reports
+        .iter()
+        .filter(|r| status(r).incident.is_some())
+        .collect();
+    assert_eq!(inside.len(), members, "members");
+    let leads: Vec<&DiagnosticReport> = inside
+        .into_iter()
+        .filter(|r| status(r).incident_detail.is_some())
+        .collect();
+    assert_eq!(leads.len(), 1, "investigated once");
+    leads[0]
+}
+
 #[test]
 fn workloads_failing_for_one_cause_are_one_incident_investigated_once() {
     let dump = dump_with_copies(
@@ -782,18 +799,8 @@ fn workloads_whose_connections_to_one_service_time_out_are_one_incident() {
     );
     let path = dump.path().to_str().unwrap();
     let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
-    let status = |r: &DiagnosticReport| r.status.clone().unwrap();
-    let members: Vec<&DiagnosticReport> = reports
-        .iter()
-        .filter(|r| status(r).incident.is_some())
-        .collect();
-    assert_eq!(members.len(), 3, "the original and its 2 copies");
-    let leads: Vec<_> = members
-        .iter()
-        .filter(|r| status(r).incident_detail.is_some())
-        .collect();
-    assert_eq!(leads.len(), 1, "investigated once");
-    let cause = status(leads[0]).incident_detail.unwrap().cause;
+    let lead = the_incident(&reports, 3);
+    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
     assert!(
         cause.contains("Service web/sessions-redis") && cause.contains("time out"),
         "{cause}"
@@ -812,17 +819,8 @@ fn health_endpoints_failing_on_one_missing_service_are_one_incident() {
     );
     let path = dump.path().to_str().unwrap();
     let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
-    let status = |r: &DiagnosticReport| r.status.clone().unwrap();
-    let members: Vec<&DiagnosticReport> = reports
-        .iter()
-        .filter(|r| status(r).incident.is_some())
-        .collect();
-    assert_eq!(members.len(), 2, "the original and its copy");
-    let cause = members
-        .iter()
-        .find_map(|r| status(r).incident_detail)
-        .expect("a lead")
-        .cause;
+    let lead = the_incident(&reports, 2);
+    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
     assert!(
         cause.contains("Service search/search-es") && cause.contains("does not exist"),
         "{cause}"

@@ -834,21 +834,22 @@ async fn an_eviction_is_reported_once_however_long_its_pod_stays() -> Result<()>
 }
 
 /// The operator, started and ready, watching `NS`.
-/// ConfigMap shop-config's key config.yaml was renamed; two Deployments mount the whole ConfigMap,
-/// so the kubelet mounts the keys there are and the applications exit on a file that is not
-/// there. One incident: the ConfigMap read live names the key it lacks and the keys it has.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workloads_missing_a_file_their_config_map_would_hold_are_one_incident() -> Result<()> {
+/// Two crash-looping Deployments (`cart`, `checkout`) that mount ConfigMap shop-config (holding
+/// `data`) at /etc/shop and whose log is `log`, on a cluster of their own: the lead's status once
+/// they are one incident, checked to hold no patch and to have written no ConfigMap, workload
+/// or Pod.
+async fn config_map_incident(
+    cluster_name: &str,
+    data: serde_json::Value,
+    log: &str,
+) -> Result<Option<sre_operator::crd::DiagnosticReportStatus>> {
     const APPS: [&str; 2] = ["cart", "checkout"];
-    let Some(cluster) = support::cluster_with_policy("configkey-e2e", NS, json!({})).await? else {
-        return Ok(());
+    let Some(cluster) = support::cluster_with_policy(cluster_name, NS, json!({})).await? else {
+        return Ok(None);
     };
-    let client = cluster.client();
-    let log = "time=2026-12-07T09:12:02Z level=ERROR msg=\"failed to load configuration\" err=\"open /etc/shop/config.yaml: no such file or directory\"";
     cluster.set_logs(NS, None, "app", "", log).await?;
     let mut items = vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "shop-config", "namespace": NS},
-        "data": {"shop.yaml": "currency: EUR\n"}})];
+        "metadata": {"name": "shop-config", "namespace": NS}, "data": data})];
     for app in APPS {
         let mut d = demo::deployment(
             app,
@@ -866,23 +867,43 @@ async fn workloads_missing_a_file_their_config_map_would_hold_are_one_incident()
     }
     support::apply_json(
         &cluster,
-        "configkey",
+        cluster_name,
         json!({"apiVersion": "v1", "kind": "List", "items": items}),
     )?;
-    let op = Operator::started(&cluster, "sre-operator-configkey-0", NS).await?;
-    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let op = Operator::started(&cluster, &format!("sre-operator-{cluster_name}"), NS).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(cluster.client(), NS);
     let done = await_one_incident(&reports, APPS.len(), &op).await?;
-    let lead = the_only_investigation(&done)?
-        .status
-        .clone()
-        .unwrap_or_default();
+    for r in &done {
+        ensure!(
+            r.status.as_ref().unwrap().suggested_patch.is_none(),
+            "never patched"
+        );
+    }
+    let writes = operator_writes(&cluster, &["configmaps", "deployments", "pods"])?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
+    Ok(Some(
+        the_only_investigation(&done)?
+            .status
+            .clone()
+            .unwrap_or_default(),
+    ))
+}
+
+/// ConfigMap shop-config's key config.yaml was renamed; two Deployments mount the whole ConfigMap,
+/// so the kubelet mounts the keys there are and the applications exit on a file that is not
+/// there. One incident: the ConfigMap read live names the key it lacks and the keys it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_missing_a_file_their_config_map_would_hold_are_one_incident() -> Result<()> {
+    let log = "time=2026-12-07T09:12:02Z level=ERROR msg=\"failed to load configuration\" err=\"open /etc/shop/config.yaml: no such file or directory\"";
+    let data = json!({"shop.yaml": "currency: EUR\n"});
+    let Some(lead) = config_map_incident("configkey-e2e", data, log).await? else {
+        return Ok(());
+    };
     let root_cause = lead.findings.unwrap_or_default().root_cause;
     ensure!(
         root_cause.contains("has no such key (its keys: shop.yaml)"),
         "{root_cause}"
     );
-    let writes = operator_writes(&cluster, &["configmaps", "deployments", "pods"])?;
-    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }
 
@@ -891,44 +912,12 @@ async fn workloads_missing_a_file_their_config_map_would_hold_are_one_incident()
 /// ConfigMap: the fix is a person's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workloads_that_cannot_parse_one_config_map_are_one_incident() -> Result<()> {
-    const APPS: [&str; 2] = ["cart", "checkout"];
-    let Some(cluster) = support::cluster_with_policy("configfile-e2e", NS, json!({})).await? else {
-        return Ok(());
-    };
-    let client = cluster.client();
     let log = "time=2026-12-07T09:12:02Z level=INFO msg=\"loading configuration\" file=/etc/shop/config.yaml\n\
                time=2026-12-07T09:12:02Z level=ERROR msg=\"failed to load configuration\" file=/etc/shop/config.yaml err=\"yaml: line 3: mapping values are not allowed in this context\"";
-    cluster.set_logs(NS, None, "app", "", log).await?;
-    let mut items = vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "shop-config", "namespace": NS},
-        "data": {"config.yaml": "currency: EUR\npayments:\n  url: http://payments:8080 timeout: 5s\n"}})];
-    for app in APPS {
-        let mut d = demo::deployment(
-            app,
-            json!({ "app": app }),
-            Some(fault::CRASHLOOP),
-            json!([]),
-            json!({}),
-        );
-        let spec = &mut d["spec"]["template"]["spec"];
-        spec["volumes"] = json!([{"name": "config", "configMap": {"name": "shop-config"}}]);
-        spec["containers"][0]["volumeMounts"] =
-            json!([{"name": "config", "mountPath": "/etc/shop"}]);
-        d["metadata"]["namespace"] = NS.into();
-        items.push(d);
-    }
-    support::apply_json(
-        &cluster,
-        "configfile",
-        json!({"apiVersion": "v1", "kind": "List", "items": items}),
-    )?;
-    let op = Operator::started(&cluster, "sre-operator-configfile-0", NS).await?;
-    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
-    let done = await_one_incident(&reports, APPS.len(), &op).await?;
-    let lead = the_only_investigation(&done)?
-        .status
-        .clone()
-        .unwrap_or_default();
+    let data = json!({"config.yaml": "currency: EUR\npayments:\n  url: http://payments:8080 timeout: 5s\n"});
+    let Some(lead) = config_map_incident("configfile-e2e", data, log).await? else {
+        return Ok(());
+    };
     let detail = lead.incident_detail.clone().unwrap();
     ensure!(
         detail.cause.contains("ConfigMap shop/shop-config"),
@@ -940,14 +929,6 @@ async fn workloads_that_cannot_parse_one_config_map_are_one_incident() -> Result
         root_cause.contains("key config.yaml of ConfigMap shop-config"),
         "{root_cause}"
     );
-    for r in &done {
-        ensure!(
-            r.status.as_ref().unwrap().suggested_patch.is_none(),
-            "never patched"
-        );
-    }
-    let writes = operator_writes(&cluster, &["configmaps", "deployments", "pods"])?;
-    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }
 
