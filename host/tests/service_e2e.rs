@@ -181,15 +181,17 @@ async fn init_containers_waiting_for_a_missing_service_are_reported_after_the_ti
     let items: Vec<Value> = APPS
         .iter()
         .map(|app| {
-            let labels = json!({"app": app});
-            json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                   "metadata": {"name": app, "namespace": NS},
-                   "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                            "template": {"metadata": {"labels": {"app": app, fault::LABEL: fault::INIT_RUNNING}},
-                                         "spec": {"terminationGracePeriodSeconds": 0,
-                                                  "initContainers": [{"name": "wait-for-db", "image": "busybox:1.36",
-                                                      "command": ["sh", "-c", "until nslookup loyalty-db.web.svc.cluster.local; do echo waiting for loyalty-db; sleep 2; done"]}],
-                                                  "containers": [{"name": "api", "image": format!("registry.example.com/web/{app}:7.2.0")}]}}}})
+            let mut d = deployment(
+                app,
+                json!({"app": app}),
+                json!({"name": "api", "image": format!("registry.example.com/web/{app}:7.2.0")}),
+                false,
+            );
+            let template = &mut d["spec"]["template"];
+            template["metadata"]["labels"][fault::LABEL] = fault::INIT_RUNNING.into();
+            template["spec"]["initContainers"] = json!([{"name": "wait-for-db", "image": "busybox:1.36",
+                "command": ["sh", "-c", "until nslookup loyalty-db.web.svc.cluster.local; do echo waiting for loyalty-db; sleep 2; done"]}]);
+            d
         })
         .collect();
     support::apply_json(

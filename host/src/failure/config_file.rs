@@ -29,7 +29,8 @@ impl ConfigSource {
 }
 
 /// The ConfigMap or Secret that provides `path` in `container` of `spec`; with no path, the one
-/// ConfigMap or Secret the container mounts, if it mounts exactly one.
+/// ConfigMap the container mounts, if it mounts exactly one (a Secret mounted beside it is
+/// more often certificates than configuration).
 pub fn config_source(spec: &PodSpec, container: &str, path: Option<&str>) -> Option<ConfigSource> {
     let c = spec
         .containers
@@ -42,7 +43,7 @@ pub fn config_source(spec: &PodSpec, container: &str, path: Option<&str>) -> Opt
         let mut sources = mounts
             .iter()
             .filter_map(|m| object_of(volume(&m.name)?, None))
-            .filter(|s| s.kind == "ConfigMap" || s.kind == "Secret");
+            .filter(|s| s.kind == "ConfigMap");
         let only = sources.next()?;
         return sources.next().is_none().then_some(only);
     };
@@ -200,11 +201,14 @@ mod tests {
         let spec = spec(json!({
             "containers": [{"name": "app", "volumeMounts": [
                 {"name": "config", "mountPath": "/etc/app"},
+                {"name": "tls", "mountPath": "/etc/tls"},
                 {"name": "data", "mountPath": "/data"}]}],
             "volumes": [
                 {"name": "config", "configMap": {"name": "app-config"}},
+                {"name": "tls", "secret": {"secretName": "app-tls"}},
                 {"name": "data", "emptyDir": {}}]
         }));
+        // The TLS Secret beside it is not a configuration file's likely source.
         assert_eq!(
             config_source(&spec, "app", None),
             Some(ConfigSource {
