@@ -70,6 +70,9 @@ pub struct DumpCluster {
     /// kind -> namespace ("" for cluster-scoped) -> objects in file order.
     objects: HashMap<ResourceKind, BTreeMap<String, Vec<Stored>>>,
     by_name: HashMap<(ResourceKind, String, String), Stored>,
+    /// Controllers that may have fewer Pods than they ask for, by kind and namespace in file
+    /// order: the others have their Pods and need not be read back for triage.
+    maybe_short: HashMap<ResourceKind, BTreeMap<String, Vec<Stored>>>,
     /// namespace -> Pods in file order, with what triage reads of them.
     pods: BTreeMap<String, Vec<DumpPod>>,
     /// Each node's load, summed as the dump is read (a dump does not change), or the first
@@ -142,6 +145,8 @@ struct Item {
     pod: Option<PodFacts>,
     /// Boxed: an `Event` is ten times the rest of an item, and most items are not Events.
     event: Option<Box<Event>>,
+    /// A controller that may have fewer Pods than it asks for (every other item: true).
+    may_be_short: bool,
 }
 
 impl Item {
@@ -152,6 +157,7 @@ impl Item {
             node: None,
             pod: None,
             event: None,
+            may_be_short: true,
         }
     }
 }
@@ -332,6 +338,9 @@ fn item_from_compact(
             .map_err(|e| dump_error(path, format!("Event {name}: {e}")))?;
         item.event = Some(Box::new(event));
     }
+    if crate::failure::CREATORS.contains(&kind) {
+        item.may_be_short = may_be_short(kind, raw, &found);
+    }
     if kind == ResourceKind::Pod {
         item.node = found.node_name.as_ref().map(|n| n.to_string());
         item.pod = Some(if found.repeated {
@@ -405,6 +414,35 @@ fn facts_of_parts(raw: &str, found: &compact::Compact<'_>) -> PodFacts {
         may_be_failing: Ok(crate::failure::may_be_failing(&gate)),
         load,
     }
+}
+
+/// Whether a controller may have fewer Pods than it asks for, from its counts alone (its spec's
+/// Pod template, most of it, is skipped): [`crate::failure::short_of_pods`] of the object with
+/// only those. Counts that do not parse are left for triage to read whole.
+fn may_be_short(kind: ResourceKind, raw: &str, found: &compact::Compact<'_>) -> bool {
+    #[derive(Deserialize)]
+    struct Counts {
+        replicas: Option<Value>,
+        parallelism: Option<Value>,
+    }
+    let part = |at: &Option<std::ops::Range<usize>>| at.as_ref().map(|at| &raw[at.clone()]);
+    let spec = match part(&found.spec).map(serde_json::from_str::<Option<Counts>>) {
+        Some(Err(_)) => return true,
+        Some(Ok(spec)) => spec,
+        None => None,
+    };
+    let status = match part(&found.status).map(serde_json::from_str::<Value>) {
+        Some(Err(_)) => return true,
+        Some(Ok(status)) => status,
+        None => Value::Null,
+    };
+    let spec =
+        spec.map(|c| serde_json::json!({"replicas": c.replicas, "parallelism": c.parallelism}));
+    crate::failure::short_of_pods(&serde_json::json!({
+        "kind": kind.kind(),
+        "spec": spec,
+        "status": status,
+    }))
 }
 
 /// The same facts from a whole Pod's text: for a Pod the walk did not index.
@@ -734,6 +772,7 @@ impl DumpCluster {
             root: root.clone(),
             objects: HashMap::new(),
             by_name: HashMap::new(),
+            maybe_short: HashMap::new(),
             pods: BTreeMap::new(),
             node_loads: HashMap::new(),
             events: HashMap::new(),
@@ -866,6 +905,14 @@ impl DumpCluster {
                         may_be_failing: facts.may_be_failing,
                     });
             }
+            if item.may_be_short && crate::failure::CREATORS.contains(&kind) {
+                self.maybe_short
+                    .entry(kind)
+                    .or_default()
+                    .entry(namespace.to_string())
+                    .or_default()
+                    .push(item.stored.clone());
+            }
             self.by_name.insert(
                 (kind, namespace.to_string(), item.name),
                 item.stored.clone(),
@@ -968,6 +1015,28 @@ impl Cluster for DumpCluster {
             .iter()
             .map(|t| parse(t))
             .collect())
+    }
+
+    /// Only the controllers whose counts, read as the dump was read, may fall short.
+    async fn short_of_pods(
+        &self,
+        kind: ResourceKind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Object>> {
+        self.holds(kind, namespace.filter(|_| kind.namespaced()))?;
+        let Some(by_ns) = self.maybe_short.get(&kind) else {
+            return Ok(Vec::new());
+        };
+        let stored: Vec<&Stored> = match namespace.filter(|_| kind.namespaced()) {
+            Some(ns) => by_ns.get(ns).into_iter().flatten().collect(),
+            None => by_ns.values().flatten().collect(),
+        };
+        let mut creators: Vec<Object> = stored_texts(kind, &stored)?
+            .iter()
+            .map(|t| parse(t))
+            .collect();
+        creators.retain(|c| crate::failure::short_of_pods(c));
+        Ok(creators)
     }
 
     /// Straight from the stored text to the type: no `Value` in between.
@@ -1250,6 +1319,147 @@ mod tests {
             }
         }
         assert!(compared > 50, "{compared} Pods in {} files", files.len());
+    }
+
+    /// The controllers the dump reads back for triage, chosen by their counts alone, are those
+    /// the whole objects would give: every kind, counts missing, odd or malformed, a status
+    /// that is not an object. Items are indented as kubectl writes them.
+    #[test]
+    fn controllers_short_of_pods_from_their_counts_are_those_of_the_whole_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = dir.path().join("shop");
+        std::fs::create_dir(&ns).unwrap();
+        let template = r#""template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "app", "image": "x:1"}]}}"#;
+        let list = |kind: &str, items: &[(&str, &str)]| {
+            let items: Vec<String> = items
+                .iter()
+                .map(|(name, rest)| {
+                    let item = format!(
+                        r#"{{"metadata": {{"name": "{name}", "namespace": "shop"}}, {rest}}}"#
+                    );
+                    serde_json::to_string_pretty(&serde_json::from_str::<Value>(&item).unwrap())
+                        .unwrap()
+                })
+                .collect();
+            format!(
+                "{{\n  \"kind\": \"{kind}List\",\n  \"items\": [\n{}\n  ]\n}}\n",
+                items.join(",\n")
+            )
+        };
+        let replica_sets = [
+            (
+                "full",
+                format!(r#""spec": {{"replicas": 3, {template}}}, "status": {{"replicas": 3}}"#),
+            ),
+            (
+                "short",
+                format!(
+                    r#""spec": {{"replicas": 3, {template}}}, "status": {{"replicas": 1, "conditions": [{{"type": "ReplicaFailure", "status": "True"}}]}}"#
+                ),
+            ),
+            (
+                "no-status",
+                format!(r#""spec": {{"replicas": 2, {template}}}"#),
+            ),
+            (
+                "scaled-to-zero",
+                format!(r#""spec": {{"replicas": 0, {template}}}, "status": {{"replicas": 0}}"#),
+            ),
+            (
+                "replicas-a-string",
+                format!(r#""spec": {{"replicas": "3", {template}}}, "status": {{}}"#),
+            ),
+            (
+                "spec-a-string",
+                r#""spec": "3", "status": {"replicas": 0}"#.to_string(),
+            ),
+            (
+                "status-a-list",
+                format!(r#""spec": {{"replicas": 1, {template}}}, "status": [1]"#),
+            ),
+            (
+                "template-after",
+                format!(r#""status": {{"replicas": 1}}, "spec": {{{template}, "replicas": 4}}"#),
+            ),
+        ];
+        let replica_sets: Vec<(&str, &str)> =
+            replica_sets.iter().map(|(n, r)| (*n, r.as_str())).collect();
+        std::fs::write(
+            ns.join("replicasets.json"),
+            list("ReplicaSet", &replica_sets),
+        )
+        .unwrap();
+        std::fs::write(
+            ns.join("daemonsets.json"),
+            list(
+                "DaemonSet",
+                &[
+                    (
+                        "all-scheduled",
+                        r#""status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3}"#,
+                    ),
+                    (
+                        "one-missing",
+                        r#""status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 2}"#,
+                    ),
+                ],
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            ns.join("jobs.json"),
+            list("Job", &[
+                ("done", r#""spec": {"parallelism": 1}, "status": {"completionTime": "2026-01-01T00:00:00Z"}"#),
+                ("running", r#""spec": {"parallelism": 2}, "status": {"active": 2}"#),
+                ("none-active", r#""spec": {"parallelism": 2}, "status": {"active": 1}"#),
+                ("defaults", r#""spec": {}"#),
+                ("spec-a-string", r#""spec": "x""#),
+            ]),
+        )
+        .unwrap();
+        std::fs::write(ns.join("pods.json"), r#"{"kind": "PodList", "items": []}"#).unwrap();
+        let dump = DumpCluster::load(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let names = |objects: Vec<Object>| -> Vec<String> {
+            objects
+                .iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let mut short = Vec::new();
+        for kind in [
+            ResourceKind::ReplicaSet,
+            ResourceKind::DaemonSet,
+            ResourceKind::Job,
+        ] {
+            let indexed = rt.block_on(dump.short_of_pods(kind, Some("shop"))).unwrap();
+            let mut whole = rt.block_on(dump.list(kind, None)).unwrap();
+            whole.retain(|c| crate::failure::short_of_pods(c));
+            assert_eq!(names(indexed.clone()), names(whole), "{kind}");
+            let everywhere = rt.block_on(dump.short_of_pods(kind, None)).unwrap();
+            assert_eq!(names(everywhere), names(indexed.clone()), "{kind}");
+            short.extend(names(indexed));
+        }
+        assert_eq!(
+            short,
+            [
+                "short",
+                "no-status",
+                "status-a-list",
+                "template-after",
+                "one-missing",
+                "none-active",
+                "defaults",
+                "spec-a-string",
+            ]
+        );
+        // A kind the dump does not hold is said so, as a list of it would be.
+        let err = rt
+            .block_on(dump.short_of_pods(ResourceKind::StatefulSet, Some("shop")))
+            .unwrap_err();
+        assert!(matches!(err, ClusterError::Unsupported(_)), "{err}");
     }
 
     #[test]

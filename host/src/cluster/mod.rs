@@ -147,6 +147,20 @@ pub trait Cluster: Send + Sync {
         Ok((failing, all))
     }
 
+    /// The controllers of `kind` in a namespace (or all) that have fewer Pods than they ask for
+    /// ([`crate::failure::short_of_pods`]): where triage looks for Pods that could not be
+    /// created. The default filters [`Cluster::list`]; an implementation that read their counts
+    /// already parses only those (most controllers of a cluster have their Pods).
+    async fn short_of_pods(
+        &self,
+        kind: ResourceKind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Object>> {
+        let mut creators = self.list(kind, namespace).await?;
+        creators.retain(|c| crate::failure::short_of_pods(c));
+        Ok(creators)
+    }
+
     /// The namespaces that hold Pods, in order, when the implementation knows them cheaply: a
     /// caller that looks at every Pod once (triage) then holds one namespace's typed Pods at a
     /// time instead of all of them. `None` means "list every Pod at once".

@@ -141,6 +141,14 @@ impl Cluster for RecentReads {
         self.inner.failing_pods(namespace).await
     }
 
+    async fn short_of_pods(
+        &self,
+        kind: ResourceKind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Object>> {
+        self.inner.short_of_pods(kind, namespace).await
+    }
+
     async fn pod_namespaces(&self) -> Result<Option<Vec<String>>> {
         self.inner.pod_namespaces().await
     }

@@ -175,12 +175,12 @@ async fn triage_creators(
     reports: &mut BTreeMap<DedupKey, (DiagnosticReport, Vec<String>)>,
 ) -> Result<()> {
     for kind in CREATORS {
-        let creators = match cluster.list(kind, namespace).await {
+        let creators = match cluster.short_of_pods(kind, namespace).await {
             Ok(creators) => creators,
             Err(ClusterError::Unsupported(_)) => continue,
             Err(e) => return Err(e),
         };
-        for creator in creators.iter().filter(|c| short_of_pods(c)) {
+        for creator in &creators {
             let metadata = &creator["metadata"];
             let (Some(ns), Some(name)) =
                 (metadata["namespace"].as_str(), metadata["name"].as_str())
