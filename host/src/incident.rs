@@ -333,6 +333,9 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
     // The most telling clue decides, as the investigation reads it.
     let clue = read_clues(&logs.text).into_iter().next()?.0;
     if let Some((host, _, how)) = clue.unreachable() {
+        if how == Unreachable::LookupUnanswered {
+            return resolver_cause(namespace, pod);
+        }
         return service_cause(namespace, host, how, cluster).await;
     }
     match clue {
@@ -363,6 +366,35 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
         }
         _ => None,
     }
+}
+
+/// Lookups the Pods' DNS server does not answer, whatever names they look up: one incident per
+/// resolver, the cluster DNS for Pods of the default `dnsPolicy`. Read from a tenant's log, so
+/// per namespace, as a Service's.
+fn resolver_cause(namespace: &str, pod: &Pod) -> Option<Cause> {
+    let spec = pod.spec.as_ref()?;
+    let (resolver, description) = match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
+        "ClusterFirst" | "ClusterFirstWithHostNet" => (
+            "cluster".to_string(),
+            "the cluster DNS does not answer the workloads' lookups".to_string(),
+        ),
+        "Default" => (
+            "node".to_string(),
+            "the nodes' DNS servers do not answer the workloads' lookups".to_string(),
+        ),
+        _ => {
+            let server = spec.dns_config.as_ref()?.nameservers.as_ref()?.first()?;
+            let server: std::net::IpAddr = server.parse().ok()?;
+            (
+                server.to_string(),
+                format!("DNS server {server} does not answer the workloads' lookups"),
+            )
+        }
+    };
+    Some(Cause {
+        key: format!("dns/{namespace}/{resolver}"),
+        description: format!("{description} (namespace {namespace})"),
+    })
 }
 
 /// A lookup that failed for a Service's name (the Service does not exist) or a connection
@@ -1157,6 +1189,56 @@ mod tests {
         let unset = "loading config\nFATAL: DATABASE_URL is not set\n";
         assert_eq!(key("shop", unset, &[]).await, None);
         assert_eq!(key("shop", "panic: nil map\n", &[]).await, None);
+    }
+
+    /// Lookups the DNS server leaves unanswered are one incident per resolver whatever names
+    /// they look up, within the namespace whose logs say so; a Service that exists does not
+    /// make them its own.
+    #[tokio::test]
+    async fn crash_loops_whose_lookups_go_unanswered_share_their_resolver() {
+        let key = |namespace: &'static str, log: &'static str, dns: serde_json::Value| async move {
+            let (r, cluster) = crash_loop(namespace, log, &[service("shop", "orders-db")]);
+            let mut pod = serde_json::json!({"spec": {"containers": []}});
+            pod["spec"]
+                .as_object_mut()
+                .unwrap()
+                .extend(dns.as_object().unwrap().clone());
+            let pod: Pod = serde_json::from_value(pod).unwrap();
+            cause_of(&r, &pod, &cluster).await.map(|c| c.key)
+        };
+        let go = "dial tcp: lookup orders-db on 10.96.0.10:53: read udp 10.244.1.9:41234->10.96.0.10:53: i/o timeout\n";
+        let python = "redis.exceptions.ConnectionError: Error -3 connecting to cache:6379. Temporary failure in name resolution.\n";
+        let none = serde_json::json!({});
+        for log in [go, python] {
+            assert_eq!(
+                key("shop", log, none.clone()).await.as_deref(),
+                Some("dns/shop/cluster"),
+                "{log}"
+            );
+        }
+        assert_eq!(
+            key("checkout", go, none.clone()).await.as_deref(),
+            Some("dns/checkout/cluster"),
+            "another namespace's logs are another incident"
+        );
+        assert_eq!(
+            key("shop", go, serde_json::json!({"dnsPolicy": "Default"}))
+                .await
+                .as_deref(),
+            Some("dns/shop/node")
+        );
+        let own = |server: &str| serde_json::json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": [server]}});
+        assert_eq!(
+            key("shop", go, own("10.0.0.53")).await.as_deref(),
+            Some("dns/shop/10.0.0.53")
+        );
+        assert_eq!(key("shop", go, own("$(curl x)")).await, None, "no address");
+        // A name that does not exist stays the name's.
+        let missing = "dial tcp: lookup payments on 10.96.0.10:53: no such host\n";
+        assert_eq!(
+            key("shop", missing, none).await.as_deref(),
+            Some("service/shop/shop/payments/missing")
+        );
     }
 
     /// The incident key of a report of `class` and `reason` with `evidence`, whose Pod is on

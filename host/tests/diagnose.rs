@@ -826,3 +826,27 @@ fn health_endpoints_failing_on_one_missing_service_are_one_incident() {
         "{cause}"
     );
 }
+
+/// Workloads whose lookups the cluster DNS leaves unanswered are one incident on the DNS,
+/// whatever names they look up, and none is told to call another Service: the one a letter away
+/// from cart-redis is not the fix.
+#[test]
+fn workloads_whose_lookups_go_unanswered_are_one_incident_on_the_dns() {
+    let dump = scenario_dump("crashloop-dns-unanswered");
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let lead = the_incident(&reports, 2);
+    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
+    assert!(cause.contains("cluster DNS"), "{cause}");
+    for report in &reports {
+        let status = report.status.clone().unwrap();
+        assert!(
+            status.suggested_patch.is_none(),
+            "{:?}",
+            status.suggested_patch
+        );
+        let findings = status.findings.unwrap();
+        let text = format!("{} {}", findings.summary, findings.root_cause);
+        assert!(!text.contains("carts-redis"), "{text}");
+    }
+}

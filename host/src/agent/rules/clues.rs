@@ -22,7 +22,14 @@ pub enum Clue {
         host: String,
         port: Option<u16>,
     },
+    /// The name does not exist (NXDOMAIN: `no such host`, `Name or service not known`).
     DnsFailure {
+        host: String,
+        port: Option<u16>,
+    },
+    /// The resolver did not answer the lookup of `host`, or failed it (a timeout, SERVFAIL,
+    /// `EAI_AGAIN`): the DNS server, not the name.
+    DnsUnanswered {
         host: String,
         port: Option<u16>,
     },
@@ -73,7 +80,10 @@ pub enum Clue {
 /// How a container's log says it could not reach a dependency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unreachable {
+    /// The name does not exist.
     Lookup,
+    /// The DNS server did not answer, or failed, the lookup.
+    LookupUnanswered,
     Refused,
     /// Nothing answered: the traffic was dropped on the way.
     TimedOut,
@@ -83,6 +93,7 @@ impl Unreachable {
     pub fn what(self) -> &'static str {
         match self {
             Unreachable::Lookup => "DNS lookup failed",
+            Unreachable::LookupUnanswered => "DNS lookup unanswered",
             Unreachable::Refused => "connection refused",
             Unreachable::TimedOut => "connection timed out",
         }
@@ -94,6 +105,9 @@ impl Clue {
     pub fn unreachable(&self) -> Option<(&str, Option<u16>, Unreachable)> {
         match self {
             Clue::DnsFailure { host, port } => Some((host, *port, Unreachable::Lookup)),
+            Clue::DnsUnanswered { host, port } => {
+                Some((host, *port, Unreachable::LookupUnanswered))
+            }
             Clue::ConnectionRefused { host, port } => Some((host, *port, Unreachable::Refused)),
             Clue::ConnectTimeout { host, port } => Some((host, *port, Unreachable::TimedOut)),
             _ => None,
@@ -111,7 +125,7 @@ static PG_HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?:host|server at) "([^"]+)".*?port (\d{2,5})"#).expect("static regex")
 });
 static DNS_HOST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)(?:lookup|ENOTFOUND|host name|UnknownHostException:|resolve host|resolve|can't find|bad address)\s+["']?([a-zA-Z0-9][a-zA-Z0-9.\-]*)["']?"#).expect("static regex")
+    Regex::new(r#"(?i)(?:lookup|ENOTFOUND|EAI_AGAIN|host name|UnknownHostException:|resolve host|resolve|can't find|bad address)\s+["']?([a-zA-Z0-9][a-zA-Z0-9.\-]*)["']?"#).expect("static regex")
 });
 static MISSING_SETTING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)(?:environment variable|env var(?:iable)?|missing required (?:env(?:ironment)?(?: variable)?|config(?:uration)?(?: key)?|setting)|KeyError:)\s*[:=]?\s*["'`]?([A-Za-z_][A-Za-z0-9_.]{2,})"#)
@@ -215,6 +229,15 @@ static PORT_IN_USE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
+/// A resolver that failed the lookup rather than found no such name: glibc's and Python's
+/// `EAI_AGAIN` wording, Node's code, Go's SERVFAIL (`server misbehaving`), dig's status.
+const DNS_UNANSWERED: &[&str] = &[
+    "temporary failure in name resolution",
+    "eai_again",
+    "server misbehaving",
+    "servfail",
+];
+
 pub(super) fn is_ip(host: &str) -> bool {
     host.parse::<std::net::IpAddr>().is_ok()
 }
@@ -238,6 +261,33 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             found.sort_by_key(|(h, _)| is_ip(h));
             found.into_iter().next()
         };
+        // The resolver failed, not the name: before a refused or timed-out connection, which
+        // a lookup's line also says when it was the DNS server's (Go's `lookup db on
+        // 10.96.0.10:53: read udp ...: i/o timeout`).
+        if DNS_UNANSWERED.iter().any(|m| lower.contains(m))
+            || (lower.contains("lookup ")
+                && [
+                    "i/o timeout",
+                    "timed out",
+                    "connection refused",
+                    "no route to host",
+                ]
+                .iter()
+                .any(|m| lower.contains(m)))
+        {
+            let host = DNS_HOST
+                .captures(line)
+                .map(|c| c[1].trim_end_matches(['.', ':']).to_string())
+                .or_else(|| host_port().map(|(h, _)| h));
+            if let Some(host) = host.filter(|h| !is_ip(h)) {
+                let port = HOST_PORT
+                    .captures_iter(line)
+                    .find(|c| c[1] == *host)
+                    .and_then(|c| c[2].parse().ok());
+                clues.push((Clue::DnsUnanswered { host, port }, line.to_string()));
+                continue;
+            }
+        }
         if (lower.contains("connection refused")
             || lower.contains("econnrefused")
             || lower.contains("error 111"))
@@ -380,7 +430,10 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
     }
     // The most telling clue first: a dependency, then configuration, then anything else.
     clues.sort_by_key(|(c, _)| match c {
-        Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } | Clue::ConnectTimeout { .. } => 0,
+        Clue::ConnectionRefused { .. }
+        | Clue::DnsFailure { .. }
+        | Clue::DnsUnanswered { .. }
+        | Clue::ConnectTimeout { .. } => 0,
         Clue::MissingSetting { .. }
         | Clue::CredentialsRejected { .. }
         | Clue::PrivilegesDenied { .. }

@@ -158,7 +158,10 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
         evidence.push(format!("log: {}", line.trim()));
     }
     match clue {
-        Clue::ConnectionRefused { .. } | Clue::DnsFailure { .. } | Clue::ConnectTimeout { .. } => {
+        Clue::ConnectionRefused { .. }
+        | Clue::DnsFailure { .. }
+        | Clue::DnsUnanswered { .. }
+        | Clue::ConnectTimeout { .. } => {
             let (host, port, how) = clue.unreachable().expect("a dependency's clue");
             dependency(case, s, &container, host, port, how, evidence).await
         }
@@ -687,6 +690,11 @@ pub(super) async fn dependency(
         ));
     };
     let ns = case.namespace();
+    if how == Unreachable::LookupUnanswered {
+        return Ok(lookup_unanswered(
+            case, container, host, &endpoint, &svc, evidence,
+        ));
+    }
     // The name resolved (a lookup that fails says so), so it is no Service of this namespace
     // but a host elsewhere, and the way to it drops the connection.
     if how == Unreachable::TimedOut && !svc.exists {
@@ -910,6 +918,21 @@ pub(super) async fn dependency(
             ),
         ));
     }
+    if how == Unreachable::Lookup {
+        return Ok(no_fix(
+            format!(
+                "Container {container} {}: {host} does not resolve although Service {service_name} has ready endpoints.",
+                fails(case, container)
+            ),
+            format!(
+                "The DNS answers that {host} does not exist, yet Service {service_name} exists in {ns} with {ready} ready endpoint(s): the host names another namespace or cluster domain than the Service's, or the Pod's DNS settings (dnsPolicy, dnsConfig searches) do not resolve Service names."
+            ),
+            evidence,
+            format!(
+                "Compare the host the application uses ({host}) with the Service's name ({service_name}.{ns}.svc), and check the Pod's dnsPolicy and dnsConfig."
+            ),
+        ));
+    }
     Ok(no_fix(
         format!(
             "Container {container} gets {what} from {endpoint} although Service {service_name} has ready endpoints."
@@ -922,6 +945,71 @@ pub(super) async fn dependency(
             "Compare Service {service_name}'s targetPort with the backing containers' ports, and check NetworkPolicies in {ns}."
         ),
     ))
+}
+
+/// A lookup the Pod's DNS server did not answer (or failed): the resolver is the cause, not the
+/// name, so no similar Service is suggested and nothing of the workload is patched. Which
+/// server that is follows from the Pod's `dnsPolicy`.
+fn lookup_unanswered(
+    case: &Case,
+    container: &str,
+    host: &str,
+    endpoint: &str,
+    svc: &ServiceCheck,
+    mut evidence: Vec<String>,
+) -> Conclusion {
+    let ns = case.namespace();
+    let service_name = host.split('.').next().unwrap_or(host);
+    let spec = case.pod.spec.as_ref();
+    let policy = spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst");
+    let resolver = match policy {
+        "Default" => "the node's DNS server (dnsPolicy Default)".to_string(),
+        "None" => {
+            let servers: Vec<String> = spec
+                .and_then(|s| s.dns_config.as_ref())
+                .and_then(|c| c.nameservers.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| is_ip(n))
+                .collect();
+            format!(
+                "the DNS server(s) the Pod's dnsConfig names ({})",
+                if servers.is_empty() {
+                    "none".into()
+                } else {
+                    servers.join(", ")
+                }
+            )
+        }
+        _ => "the cluster DNS (Service kube-dns in kube-system, usually CoreDNS)".to_string(),
+    };
+    if let Some(found) = svc.found.as_ref().filter(|_| svc.exists) {
+        evidence.push(format!(
+            "Service {service_name} exists in {ns} with {} ready endpoint(s): the name is right",
+            found.ready_endpoints
+        ));
+    }
+    let check = if policy == "ClusterFirst" || policy == "ClusterFirstWithHostNet" {
+        format!(
+            "Check the cluster DNS: `kubectl -n kube-system get pods -l k8s-app=kube-dns`, their logs, and the endpoints of Service kube-dns; check that egress NetworkPolicies in {ns} admit UDP and TCP port 53 to kube-system."
+        )
+    } else {
+        format!("Check that {resolver} is up and reachable from the Pod on UDP and TCP port 53.")
+    };
+    no_fix(
+        format!(
+            "Container {container} {}: its DNS lookups of {host} go unanswered.",
+            fails(case, container)
+        ),
+        // Not the name's: workloads that look up other names share this cause (one incident).
+        format!(
+            "DNS lookups go unanswered: {resolver} does not answer the Pod's lookups (they time out or fail with a server error), so the application cannot reach its dependencies by name (here {endpoint}), whether or not the names are right. The DNS server is down or overloaded, or a NetworkPolicy drops the Pod's DNS traffic."
+        ),
+        evidence,
+        format!("{check} The workload needs no change: it recovers once its lookups are answered."),
+    )
 }
 
 /// A Service whose selector misses ready Pods by one label: it has no endpoints, so its clients

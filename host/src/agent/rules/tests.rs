@@ -57,6 +57,73 @@ fn clues_from_real_shaped_logs() {
                 port: None,
             },
         ),
+        // The resolver failed, not the name: a timeout, SERVFAIL, EAI_AGAIN, as Go, glibc
+        // (Python, libpq), Node and Java write them.
+        (
+            "fatal: redis ping: dial tcp: lookup sessions-redis on 10.96.0.10:53: read udp 10.244.1.9:41234->10.96.0.10:53: i/o timeout",
+            Clue::DnsUnanswered {
+                host: "sessions-redis".into(),
+                port: None,
+            },
+        ),
+        (
+            "dial tcp: lookup orders-db.shop.svc.cluster.local on 10.96.0.10:53: server misbehaving",
+            Clue::DnsUnanswered {
+                host: "orders-db.shop.svc.cluster.local".into(),
+                port: None,
+            },
+        ),
+        (
+            "dial tcp: lookup orders-db on 10.96.0.10:53: read udp 10.244.2.4:5353->10.96.0.10:53: read: connection refused",
+            Clue::DnsUnanswered {
+                host: "orders-db".into(),
+                port: None,
+            },
+        ),
+        (
+            "redis.exceptions.ConnectionError: Error -3 connecting to sessions-redis:6379. Temporary failure in name resolution.",
+            Clue::DnsUnanswered {
+                host: "sessions-redis".into(),
+                port: Some(6379),
+            },
+        ),
+        (
+            "psycopg2.OperationalError: could not translate host name \"orders-db\" to address: Temporary failure in name resolution",
+            Clue::DnsUnanswered {
+                host: "orders-db".into(),
+                port: None,
+            },
+        ),
+        (
+            "Error: getaddrinfo EAI_AGAIN payments-db",
+            Clue::DnsUnanswered {
+                host: "payments-db".into(),
+                port: None,
+            },
+        ),
+        (
+            "java.net.UnknownHostException: inventory: Temporary failure in name resolution",
+            Clue::DnsUnanswered {
+                host: "inventory".into(),
+                port: None,
+            },
+        ),
+        // A name that does not exist is still the name's, whatever server answered.
+        (
+            "psycopg2.OperationalError: could not translate host name \"orders-db\" to address: Name or service not known",
+            Clue::DnsFailure {
+                host: "orders-db".into(),
+                port: None,
+            },
+        ),
+        // A connection that timed out after its name resolved is not the resolver's.
+        (
+            "dial tcp 10.96.14.2:6379: i/o timeout",
+            Clue::ConnectTimeout {
+                host: "10.96.14.2".into(),
+                port: Some(6379),
+            },
+        ),
         (
             "FATAL: environment variable DATABASE_URL is not set",
             Clue::MissingSetting {
