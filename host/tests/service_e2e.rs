@@ -6,7 +6,8 @@
 //! workload, so it is never patched. Init containers that wait for a Service that does not
 //! exist never complete: their Pods are reported once they have run past `--init-timeout`. A
 //! health endpoint that answers 503 because its log cannot resolve a renamed Service gets the
-//! env fix.
+//! env fix. Lookups the cluster DNS leaves unanswered are one incident on the DNS, per
+//! namespace.
 
 mod support;
 
@@ -305,6 +306,112 @@ async fn a_health_endpoint_failing_on_a_renamed_service_gets_the_env_fix() -> Re
         patch.patch
     );
     // Nothing is written before approval.
+    wrote_nothing(&cluster)?;
+    Ok(())
+}
+
+/// The cluster DNS stops answering: two workloads of `web` cannot look up their dependencies
+/// (Go's lookup timeout, Node's EAI_AGAIN; different names, one an existing Service). One
+/// incident on the cluster DNS, investigated once, no patch, no Service a letter away suggested
+/// (carts-db is one from cart-db). A workload of another namespace whose log says the same
+/// (a tenant can write any log) is not in `web`'s incident, and leads none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_whose_lookups_go_unanswered_are_one_incident_on_the_dns() -> Result<()> {
+    const OTHER: &str = "tenant-b";
+    let Some(cluster) = support::cluster_with_policy("dns-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client_api = cluster.client();
+    cluster.create_namespace(OTHER).await?;
+    let go = "time=2026-12-07T09:12:02Z level=INFO msg=\"connecting to orders database\" host=orders-db\n\
+              time=2026-12-07T09:12:12Z level=ERROR msg=\"cannot open database\" err=\"dial tcp: lookup orders-db on 10.96.0.10:53: read udp 10.244.1.23:52114->10.96.0.10:53: i/o timeout\"";
+    let node = "cart-api listening on :8080\n\
+                Error: getaddrinfo EAI_AGAIN cart-db\n    at GetAddrInfoReqWrap.onlookup [as oncomplete] (node:dns:120:26)";
+    cluster.set_logs(NS, None, "orders", "", go).await?;
+    cluster.set_logs(NS, None, "cart", "", node).await?;
+    cluster.set_logs(OTHER, None, "billing", "", go).await?;
+    let mut billing = client("billing-api", "billing");
+    billing["metadata"]["namespace"] = OTHER.into();
+    support::apply_json(
+        &cluster,
+        "dns",
+        json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "sre-operator.dev/v1alpha1", "kind": "DebugPolicy",
+             "metadata": {"name": "tenant-b"}, "spec": {"rules": [{"namespaces": [OTHER]}]}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "orders-db", "namespace": NS},
+             "spec": {"selector": {"app": "orders-db"}, "ports": [{"name": "pg", "port": 5432}]}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "carts-db", "namespace": NS},
+             "spec": {"selector": {"app": "carts-db"}, "ports": [{"name": "pg", "port": 5432}]}},
+            client("orders-api", "orders"),
+            client("cart-api", "cart"),
+            billing,
+        ]}),
+    )?;
+    let op = Operator::started(&cluster, "sre-operator-dns-0", &format!("{NS},{OTHER}")).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
+    let done = await_concluded(&reports, &["orders-api", "cart-api"], &op).await?;
+    let others: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), OTHER);
+    let billing = await_concluded(&others, &["billing-api"], &op).await?;
+
+    let statuses: Vec<_> = done
+        .iter()
+        .map(|r| r.status.clone().unwrap_or_default())
+        .collect();
+    let incident = statuses[0].incident.clone();
+    ensure!(
+        incident.is_some() && statuses.iter().all(|s| s.incident == incident),
+        "one incident: {:?}",
+        statuses.iter().map(|s| &s.incident).collect::<Vec<_>>()
+    );
+    let leads: Vec<_> = statuses
+        .iter()
+        .filter(|s| s.incident_detail.is_some())
+        .collect();
+    ensure!(leads.len() == 1, "investigated once: {} leads", leads.len());
+    let detail = leads[0].incident_detail.clone().unwrap();
+    ensure!(
+        detail.cause.contains("cluster DNS"),
+        "cause: {}",
+        detail.cause
+    );
+    ensure!(
+        detail.members.len() == 2 && detail.elsewhere == 0,
+        "web's workloads only: {:?} and {} elsewhere",
+        detail.members,
+        detail.elsewhere
+    );
+    for s in &statuses {
+        ensure!(
+            s.suggested_patch.is_none(),
+            "no patch: {:?}",
+            s.suggested_patch
+        );
+        let findings = s.findings.clone().unwrap_or_default();
+        let text = format!(
+            "{} {} {}",
+            findings.summary,
+            findings.root_cause,
+            s.message.clone().unwrap_or_default()
+        );
+        ensure!(
+            !text.contains("carts-db"),
+            "a Service a letter away: {text}"
+        );
+        ensure!(
+            findings.root_cause.contains("does not answer"),
+            "{}",
+            findings.root_cause
+        );
+    }
+    let theirs = billing[0].status.clone().unwrap_or_default();
+    ensure!(
+        theirs.incident != incident,
+        "tenant-b's log joined web's incident {incident:?}"
+    );
+    let shown = shown_without_escapes(&cluster, NS, &done[0])?;
+    ensure!(shown.contains("kube-dns"), "kubectl sre show: {shown}");
     wrote_nothing(&cluster)?;
     Ok(())
 }
