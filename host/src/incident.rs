@@ -339,6 +339,36 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
         return service_cause(namespace, host, how, cluster).await;
     }
     match clue {
+        // A Service that turns the workloads away once reached: a rotated password, a revoked
+        // role, an expired certificate are the Service's, whoever calls it.
+        Clue::CredentialsRejected { host: Some(host) } => {
+            refusing_service(
+                namespace,
+                &host,
+                "credentials",
+                "rejects the workloads' credentials",
+                cluster,
+            )
+            .await
+        }
+        Clue::PrivilegesDenied { host: Some(host) } => {
+            refusing_service(
+                namespace,
+                &host,
+                "privileges",
+                "refuses the workloads' users a privilege they need",
+                cluster,
+            )
+            .await
+        }
+        Clue::CertificateRejected { host: Some(host) } => refusing_service(
+            namespace,
+            &host,
+            "certificate",
+            "presents a certificate the workloads do not trust (expired, or signed by another CA)",
+            cluster,
+        )
+        .await,
         // A file a ConfigMap's or Secret's volume would hold as a key: the object lacks it, as
         // when the kubelet cannot find a key the env reads (the same incident).
         Clue::MissingFile { path } => {
@@ -427,6 +457,28 @@ async fn service_cause(
         // A name that resolves yet fails, or refused without a Service: not this cause.
         _ => return None,
     };
+    Some(Cause {
+        key: format!("service/{namespace}/{service_namespace}/{service}/{what}"),
+        description: format!(
+            "Service {service_namespace}/{service}, which the workloads call, {description}"
+        ),
+    })
+}
+
+/// A Service that exists and turns the workloads away (`what`: credentials, privileges, a
+/// certificate): one incident per caller namespace, as a Service that refuses connections.
+async fn refusing_service(
+    namespace: &str,
+    host: &str,
+    what: &str,
+    description: &str,
+    cluster: &dyn Cluster,
+) -> Option<Cause> {
+    let (service_namespace, service) = service_of(host, namespace, cluster).await?;
+    cluster
+        .get(ResourceKind::Service, Some(&service_namespace), &service)
+        .await
+        .ok()??;
     Some(Cause {
         key: format!("service/{namespace}/{service_namespace}/{service}/{what}"),
         description: format!(
@@ -1189,6 +1241,37 @@ mod tests {
         let unset = "loading config\nFATAL: DATABASE_URL is not set\n";
         assert_eq!(key("shop", unset, &[]).await, None);
         assert_eq!(key("shop", "panic: nil map\n", &[]).await, None);
+    }
+
+    /// A Service that turns its callers away once reached (their credentials, their privileges,
+    /// its certificate) is their shared cause, per caller namespace; a host that is no Service
+    /// of the cluster groups nothing.
+    #[tokio::test]
+    async fn crash_loops_a_service_turns_away_share_it() {
+        let exists = [service("shop", "orders-db"), service("data", "payments")];
+        let password = "psycopg2.OperationalError: connection to server at \"orders-db\" (10.96.3.4), port 5432 failed: FATAL:  password authentication failed for user \"orders\"\n";
+        assert_eq!(
+            key("shop", password, &exists).await.as_deref(),
+            Some("service/shop/shop/orders-db/credentials")
+        );
+        assert_eq!(
+            key("checkout", password, &exists).await.as_deref(),
+            None,
+            "checkout has no Service orders-db"
+        );
+        assert_eq!(key("shop", password, &[]).await, None, "no such Service");
+        let revoked = "pq: permission denied for table orders (orders-db:5432)\n";
+        assert_eq!(
+            key("shop", revoked, &exists).await.as_deref(),
+            Some("service/shop/shop/orders-db/privileges")
+        );
+        let expired = "Post \"https://payments.data:8443/charge\": tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2026-12-07T09:12:02Z is after 2026-12-06T00:00:00Z\n";
+        assert_eq!(
+            key("shop", expired, &exists).await.as_deref(),
+            Some("service/shop/data/payments/certificate")
+        );
+        let outside = "Post \"https://api.stripe.com:443/v1/charges\": x509: certificate signed by unknown authority\n";
+        assert_eq!(key("shop", outside, &exists).await, None);
     }
 
     /// Lookups the DNS server leaves unanswered are one incident per resolver whatever names

@@ -850,3 +850,18 @@ fn workloads_whose_lookups_go_unanswered_are_one_incident_on_the_dns() {
         assert!(!text.contains("carts-redis"), "{text}");
     }
 }
+
+/// Workloads whose logins one Service rejects (its password rotated under them) are one
+/// incident on that Service, whichever client library says so.
+#[test]
+fn workloads_whose_logins_one_service_rejects_are_one_incident() {
+    let dump = scenario_dump("crashloop-db-password-rotated");
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let lead = the_incident(&reports, 2);
+    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
+    assert!(
+        cause.contains("Service shop/orders-db") && cause.contains("credentials"),
+        "{cause}"
+    );
+}

@@ -22,7 +22,7 @@ impl Cluster for Objects {
     async fn get(
         &self,
         kind: ResourceKind,
-        _namespace: Option<&str>,
+        namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Object>> {
         crate::names::check_name(kind, "name", name)?;
@@ -32,7 +32,14 @@ impl Cluster for Objects {
         Ok(self
             .objects
             .iter()
-            .find(|o| o["kind"] == kind.kind() && o["metadata"]["name"] == name)
+            .filter(|o| o["kind"] == kind.kind() && o["metadata"]["name"] == name)
+            // An object written without a namespace is found from any.
+            .find(
+                |o| match (kind.scope(namespace), o["metadata"]["namespace"].as_str()) {
+                    (Some(want), Some(ns)) => want == ns,
+                    _ => true,
+                },
+            )
             .map(|o| Arc::new(o.clone())))
     }
     async fn list(&self, kind: ResourceKind, namespace: Option<&str>) -> Result<Vec<Object>> {
