@@ -496,27 +496,18 @@ async fn service_of(
     namespace: &str,
     cluster: &dyn Cluster,
 ) -> Option<(String, String)> {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let labels: Vec<&str> = host.split('.').collect();
-    let (name, ns) = match labels.as_slice() {
-        [name] => (*name, namespace),
-        [name, ns] => {
-            let known = crate::names::NameRule::Dns1123Label.allows(ns)
-                && matches!(
-                    cluster.get(ResourceKind::Namespace, None, ns).await,
-                    Ok(Some(_))
-                );
-            if !known {
-                return None;
-            }
-            (*name, *ns)
-        }
-        [name, ns, "svc", ..] => (*name, *ns),
-        _ => return None,
-    };
-    let valid = crate::names::NameRule::Dns1035Label.allows(name)
-        && crate::names::NameRule::Dns1123Label.allows(ns);
-    valid.then(|| (ns.to_string(), name.to_string()))
+    let service = crate::names::service_host(host, namespace)?;
+    if !service.certain
+        && !matches!(
+            cluster
+                .get(ResourceKind::Namespace, None, &service.namespace)
+                .await,
+            Ok(Some(_))
+        )
+    {
+        return None;
+    }
+    Some((service.namespace, service.name))
 }
 
 /// The image of the failing container, as the Pod spec writes it.

@@ -122,6 +122,37 @@ pub fn check_report_name(field: &str, name: &str) -> Result<(), InvalidName> {
     }
 }
 
+/// The Service a host name (from a log or an env var) means to cluster DNS from a Pod in
+/// `namespace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceHost {
+    pub namespace: String,
+    pub name: String,
+    /// False for `name.x` with `x` another namespace's name: a Service there only if Namespace
+    /// `x` exists (`example.com` is no Service `example` of namespace `com`).
+    pub certain: bool,
+}
+
+/// [`ServiceHost`] of `host`: `name`, `name.ns`, `name.ns.svc` or `name.ns.svc.<cluster
+/// domain>`, checked against the name rules; None for anything else (a host outside the
+/// cluster, an address).
+pub fn service_host(host: &str, namespace: &str) -> Option<ServiceHost> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    let (name, ns, certain) = match labels.as_slice() {
+        [name] => (*name, namespace, true),
+        [name, ns] => (*name, *ns, *ns == namespace),
+        [name, ns, "svc", ..] => (*name, *ns, true),
+        _ => return None,
+    };
+    let valid = NameRule::Dns1035Label.allows(name) && NameRule::Dns1123Label.allows(ns);
+    valid.then(|| ServiceHost {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        certain,
+    })
+}
+
 /// Checks a namespace name, read from `field`.
 pub fn check_namespace(field: &str, namespace: &str) -> Result<(), InvalidName> {
     check_name(ResourceKind::Namespace, field, namespace)
@@ -144,6 +175,31 @@ pub fn check_container(field: &str, container: &str) -> Result<(), InvalidName> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_means_a_service_as_cluster_dns_resolves_it_from_the_pod() {
+        let svc = |namespace: &str, name: &str, certain: bool| {
+            Some(ServiceHost {
+                namespace: namespace.into(),
+                name: name.into(),
+                certain,
+            })
+        };
+        for (host, want) in [
+            ("payments", svc("shop", "payments", true)),
+            ("Payments.", svc("shop", "payments", true)),
+            ("payments.shop", svc("shop", "payments", true)),
+            ("payments.billing", svc("billing", "payments", false)),
+            ("payments.billing.svc", svc("billing", "payments", true)),
+            ("payments.billing.svc.cluster.local", svc("billing", "payments", true)),
+            ("api.example.com", None),
+            ("10.0.0.12", None),
+            ("1payments", None),
+            ("pay$ments.billing.svc", None),
+        ] {
+            assert_eq!(service_host(host, "shop"), want, "{host}");
+        }
+    }
 
     #[test]
     fn names_that_would_change_a_request_are_refused() {

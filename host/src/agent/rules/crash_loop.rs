@@ -672,7 +672,24 @@ pub(super) async fn dependency(
             format!("Find which workload should listen on {endpoint} and why it does not."),
         ));
     }
-    let service_name = host.split('.').next().unwrap_or(host).to_string();
+    // Only a Service of the Pod's own namespace is checked, or offered in its place: the
+    // operator reads no other namespace's Services for a tenant.
+    let service = crate::names::service_host(host, case.namespace());
+    let Some(service_name) = service
+        .as_ref()
+        .filter(|svc| svc.certain && svc.namespace == case.namespace())
+        .map(|svc| svc.name.clone())
+    else {
+        if how == Unreachable::LookupUnanswered {
+            let unknown = ServiceCheck::default();
+            return Ok(lookup_unanswered(
+                case, container, host, &endpoint, &unknown, evidence,
+            ));
+        }
+        return Ok(outside_namespace(
+            case, container, &endpoint, how, service, evidence,
+        ));
+    };
     let check = s
         .act(
             format!("The log says {what} to {endpoint}."),
@@ -945,6 +962,63 @@ pub(super) async fn dependency(
             "Compare Service {service_name}'s targetPort with the backing containers' ports, and check NetworkPolicies in {ns}."
         ),
     ))
+}
+
+/// A dependency outside the failing Pod's namespace: a Service of another namespace (or, for
+/// `name.x`, a host outside the cluster), or a host outside the cluster. It is named, not
+/// checked, and no Service of this namespace is offered in its place.
+fn outside_namespace(
+    case: &Case,
+    container: &str,
+    endpoint: &str,
+    how: Unreachable,
+    service: Option<crate::names::ServiceHost>,
+    evidence: Vec<String>,
+) -> Conclusion {
+    let ns = case.namespace();
+    let (what_it_is, check) = match &service {
+        Some(svc) => (
+            format!(
+                "Service {} of namespace {}{}",
+                svc.name,
+                svc.namespace,
+                if svc.certain {
+                    ""
+                } else {
+                    " (or a host outside the cluster)"
+                }
+            ),
+            format!(
+                "Check in namespace {} that Service {} exists, has ready endpoints and serves the port (`kubectl get service {} -n {}`), and that no NetworkPolicy drops traffic from {ns}; the operator reads only namespace {ns}.",
+                svc.namespace, svc.name, svc.name, svc.namespace
+            ),
+        ),
+        None => (
+            "a host outside the cluster".to_string(),
+            format!(
+                "Check that {endpoint} resolves and answers from the cluster, and that no egress NetworkPolicy in {ns} or firewall drops the traffic."
+            ),
+        ),
+    };
+    let happened = match how {
+        Unreachable::Lookup => "the name does not resolve".to_string(),
+        Unreachable::Refused => "nothing accepts the connection".to_string(),
+        Unreachable::TimedOut | Unreachable::LookupUnanswered => {
+            "nothing answers: the traffic is dropped on the way, or the host is down".to_string()
+        }
+    };
+    no_fix(
+        format!(
+            "Container {container} {}: it cannot reach {endpoint} ({}).",
+            fails(case, container),
+            how.what()
+        ),
+        format!(
+            "The application's dependency {endpoint} is {what_it_is}, outside namespace {ns}, and {happened}."
+        ),
+        evidence,
+        check,
+    )
 }
 
 /// A lookup the Pod's DNS server did not answer (or failed): the resolver is the cause, not the
