@@ -190,6 +190,13 @@ pub async fn cause_of(
                         "ServiceAccount {namespace}/{name}, which the workloads run as, does not exist"
                     ),
                 ),
+                // Down, not denying: every Pod it reviews is refused, whatever its template.
+                Refusal::WebhookUnavailable { webhook, .. } => (
+                    format!("webhook/{namespace}/{webhook}"),
+                    format!(
+                        "admission webhook {webhook} cannot be called, and the API server refuses the Pods it reviews"
+                    ),
+                ),
                 Refusal::PodSecurity { level, .. } => (
                     format!("podsecurity/{namespace}"),
                     format!(

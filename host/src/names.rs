@@ -191,7 +191,10 @@ mod tests {
             ("payments.shop", svc("shop", "payments", true)),
             ("payments.billing", svc("billing", "payments", false)),
             ("payments.billing.svc", svc("billing", "payments", true)),
-            ("payments.billing.svc.cluster.local", svc("billing", "payments", true)),
+            (
+                "payments.billing.svc.cluster.local",
+                svc("billing", "payments", true),
+            ),
             ("api.example.com", None),
             ("10.0.0.12", None),
             ("1payments", None),

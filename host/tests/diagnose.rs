@@ -865,3 +865,15 @@ fn workloads_whose_logins_one_service_rejects_are_one_incident() {
         "{cause}"
     );
 }
+
+/// Controllers whose Pods one admission webhook cannot review (it is down and fails closed)
+/// are one incident on the webhook, not two refusals of two templates.
+#[test]
+fn controllers_refused_by_a_webhook_that_is_down_are_one_incident() {
+    let dump = scenario_dump("failedcreate-webhook-unavailable");
+    let path = dump.path().to_str().unwrap();
+    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
+    let lead = the_incident(&reports, 2);
+    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
+    assert!(cause.contains("validate.kyverno.svc-fail"), "{cause}");
+}

@@ -3,7 +3,8 @@
 //! The API server refuses the rest (the ReplicaSets record FailedCreate); no Pod fails. The
 //! operator reports each workload once as `FailedCreate` (`QuotaExceeded`), one incident for
 //! the one quota, investigated once. A FailedCreate Event a tenant forges with a name that is
-//! no object name reaches no URL (the API server's audit log).
+//! no object name reaches no URL (the API server's audit log). An admission webhook that is
+//! down and fails closed refuses them too: one incident on the webhook.
 
 mod support;
 
@@ -79,37 +80,7 @@ async fn workloads_whose_pods_a_quota_refuses_are_reported_and_one_incident() ->
     let op = Operator::started(&cluster, "sre-operator-failedcreate-0", NS).await?;
 
     let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let list = reports.list(&Default::default()).await?.items;
-        let finished: Vec<DiagnosticReport> = list
-            .iter()
-            .filter(|r| {
-                r.status.as_ref().is_some_and(|s| {
-                    s.phase.is_some_and(|p| p.as_str() == "NoFix") && s.incident.is_some()
-                })
-            })
-            .cloned()
-            .collect();
-        let listed = list
-            .iter()
-            .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
-            .any(|d| d.members.len() == APPS.len());
-        if finished.len() == APPS.len() && listed {
-            break finished;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "not {} FailedCreate reports in one incident within 120 s: {:#?}\noperator log:\n{}",
-                APPS.len(),
-                list.iter()
-                    .map(|r| (&r.metadata.name, &r.spec.failure, &r.status))
-                    .collect::<Vec<_>>(),
-                op.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let done = await_one_incident(&reports, &op).await?;
     let mut names: Vec<&str> = done
         .iter()
         .map(|r| r.metadata.name.as_deref().unwrap())
@@ -175,5 +146,123 @@ async fn workloads_whose_pods_a_quota_refuses_are_reported_and_one_incident() ->
         .filter(|u| u.contains("secrets") || u.contains("%2F..") || u.contains("/.."))
         .collect();
     ensure!(forged.is_empty(), "a forged name reached a URL: {forged:?}");
+    Ok(())
+}
+
+/// Waits up to 120 s until each of [`APPS`] has a report concluded NoFix in one incident whose
+/// lead lists them all; those reports then.
+async fn await_one_incident(
+    reports: &Api<DiagnosticReport>,
+    op: &Operator,
+) -> Result<Vec<DiagnosticReport>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = reports.list(&Default::default()).await?.items;
+        let finished: Vec<DiagnosticReport> = list
+            .iter()
+            .filter(|r| {
+                r.status.as_ref().is_some_and(|s| {
+                    s.phase.is_some_and(|p| p.as_str() == "NoFix") && s.incident.is_some()
+                })
+            })
+            .cloned()
+            .collect();
+        let listed = list
+            .iter()
+            .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
+            .any(|d| d.members.len() == APPS.len());
+        if finished.len() == APPS.len() && listed {
+            return Ok(finished);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not {} FailedCreate reports in one incident within 120 s: {:#?}\noperator log:\n{}",
+                APPS.len(),
+                list.iter()
+                    .map(|r| (&r.metadata.name, &r.spec.failure, &r.status))
+                    .collect::<Vec<_>>(),
+                op.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An admission webhook for Pods whose Service has no backend (the policy engine is down), with
+/// `failurePolicy: Fail`: the API server refuses every Pod of namespace shop with its own words
+/// ("failed calling webhook ..."), and the ReplicaSets record them. Both workloads are reported
+/// `AdmissionWebhookUnavailable`, one incident on the webhook, its Service named, nothing
+/// patched; the operator writes no webhook configuration and no workload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_whose_pods_a_webhook_that_is_down_refuses_are_one_incident() -> Result<()> {
+    let Some(cluster) = support::cluster_with_policy("webhook-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    cluster.create_namespace("policy").await?;
+    let mut items = vec![
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "policy-webhook", "namespace": "policy"},
+               "spec": {"selector": {"app": "policy-webhook"}, "ports": [{"port": 443, "targetPort": 9443}]}}),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+               "metadata": {"name": "policy"},
+               "webhooks": [{
+                   "name": "pods.policy.example.com",
+                   "clientConfig": {"service": {"namespace": "policy", "name": "policy-webhook", "path": "/validate", "port": 443}},
+                   "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+                   "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
+                   "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                   "timeoutSeconds": 2}]}),
+    ];
+    for app in APPS {
+        let mut d = demo::deployment(app, json!({ "app": app }), None, json!([]), json!({}));
+        d["metadata"]["namespace"] = NS.into();
+        items.push(d);
+    }
+    support::apply_json(
+        &cluster,
+        "webhook",
+        json!({"apiVersion": "v1", "kind": "List", "items": items}),
+    )?;
+    let op = Operator::started(&cluster, "sre-operator-webhook-0", NS).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let done = await_one_incident(&reports, &op).await?;
+    for r in &done {
+        ensure!(
+            r.spec.failure.reason == "AdmissionWebhookUnavailable",
+            "{:?}",
+            r.spec.failure
+        );
+        let status = r.status.as_ref().unwrap();
+        ensure!(status.suggested_patch.is_none(), "nothing to patch");
+        let root = &status.findings.as_ref().context("findings")?.root_cause;
+        ensure!(
+            root.contains("pods.policy.example.com")
+                && root.contains("Service policy-webhook in namespace policy"),
+            "{root}"
+        );
+    }
+    let leads: Vec<_> = done
+        .iter()
+        .filter_map(|r| r.status.as_ref()?.incident_detail.as_ref())
+        .collect();
+    ensure!(leads.len() == 1, "one report leads the incident");
+    ensure!(
+        leads[0]
+            .cause
+            .contains("admission webhook pods.policy.example.com"),
+        "{}",
+        leads[0].cause
+    );
+    let writes = support::operator::operator_writes(
+        &cluster,
+        &[
+            "validatingwebhookconfigurations",
+            "deployments",
+            "replicasets",
+            "pods",
+        ],
+    )?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }

@@ -61,6 +61,16 @@ pub enum Refusal {
         webhook: String,
         message: String,
     },
+    /// `Internal error occurred: failed calling webhook "NAME": failed to call webhook: Post
+    /// "https://SVC.NS.svc:443/...": ERROR`: the webhook is down, and with `failurePolicy: Fail`
+    /// the API server refuses what it should review.
+    WebhookUnavailable {
+        webhook: String,
+        /// The webhook's Service (namespace, name), when the URL is one.
+        service: Option<(String, String)>,
+        /// What the call met: `connect: connection refused`, a timeout, an untrusted certificate.
+        error: String,
+    },
     Other,
 }
 
@@ -73,6 +83,7 @@ impl Refusal {
             Refusal::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
             Refusal::LimitRange { .. } => "LimitRangeViolation",
             Refusal::WebhookDenied { .. } => "AdmissionWebhookDenied",
+            Refusal::WebhookUnavailable { .. } => "AdmissionWebhookUnavailable",
             Refusal::Other => "FailedCreate",
         }
     }
@@ -103,6 +114,10 @@ impl Refusal {
         });
         static WEBHOOK: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(r#"admission webhook "([^"]+)" denied the request:?\s*([^\n]*)"#)
+                .expect("static regex")
+        });
+        static UNAVAILABLE: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(r#"failed calling webhook "([^"]+)":\s*(?:failed to call webhook:\s*)?(?:(?:Post|Get) "?https://([^/:"\s]+)[^"\s]*"?:\s*)?([^\n]*)"#)
                 .expect("static regex")
         });
         let trimmed = |s: &str| s.trim().trim_end_matches(['.', ',']).to_string();
@@ -142,6 +157,21 @@ impl Refusal {
                 message: trimmed(&c[2]),
             };
         }
+        if let Some(c) = UNAVAILABLE.captures(message) {
+            // `svc.ns.svc[:port]`: how the API server calls a webhook's Service.
+            let service = c.get(2).and_then(|host| {
+                let labels: Vec<&str> = host.as_str().split('.').collect();
+                match labels.as_slice() {
+                    [name, ns, "svc", ..] => Some((ns.to_string(), name.to_string())),
+                    _ => None,
+                }
+            });
+            return Refusal::WebhookUnavailable {
+                webhook: c[1].to_string(),
+                service,
+                error: trimmed(&c[3]),
+            };
+        }
         Refusal::Other
     }
 }
@@ -164,7 +194,11 @@ fn refusal_message(creator: &Value, events: &[&Event]) -> Option<String> {
                 .find(|e| e.reason.as_deref() == Some("FailedCreate"))
                 .and_then(|e| e.message.clone())
         })
-        .filter(|m| m.contains("forbidden") || m.contains("denied") || m.contains("quota"))
+        .filter(|m| {
+            ["forbidden", "denied", "quota", "failed calling webhook"]
+                .iter()
+                .any(|w| m.contains(w))
+        })
 }
 
 /// Whether `creator` (a ReplicaSet, DaemonSet, StatefulSet or Job) still wants Pods it does not
@@ -430,5 +464,48 @@ mod tests {
                 limited: "limits.memory=2Gi".into()
             }
         );
+    }
+
+    /// A webhook that is down (refused, timed out, no endpoints, an untrusted certificate), as
+    /// the API server words it in the controller's refusal: its name, its Service when it has
+    /// one, and what the call met.
+    #[test]
+    fn a_webhook_that_cannot_be_called_is_told_from_one_that_denies() {
+        let kyverno = |error: &str| {
+            format!(
+                "Internal error occurred: failed calling webhook \"validate.kyverno.svc-fail\": failed to call webhook: Post \"https://kyverno-svc.kyverno.svc:443/validate/fail?timeout=10s\": {error}"
+            )
+        };
+        for error in [
+            "dial tcp 10.96.112.40:443: connect: connection refused",
+            "context deadline exceeded",
+            "no endpoints available for service \"kyverno-svc\"",
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority",
+        ] {
+            assert_eq!(
+                Refusal::parse(&kyverno(error)),
+                Refusal::WebhookUnavailable {
+                    webhook: "validate.kyverno.svc-fail".into(),
+                    service: Some(("kyverno".into(), "kyverno-svc".into())),
+                    error: error.into(),
+                },
+                "{error}"
+            );
+        }
+        // A webhook configured with a URL has no Service to name.
+        let url = "Internal error occurred: failed calling webhook \"policy.example.com\": failed to call webhook: Post \"https://opa.example.com:8443/v1/admit?timeout=5s\": dial tcp: lookup opa.example.com: no such host";
+        assert_eq!(
+            Refusal::parse(url),
+            Refusal::WebhookUnavailable {
+                webhook: "policy.example.com".into(),
+                service: None,
+                error: "dial tcp: lookup opa.example.com: no such host".into(),
+            }
+        );
+        // Recorded without "forbidden" or "denied", it is still a refusal the controller keeps
+        // meeting: a report, not silence.
+        let refused = kyverno("dial tcp 10.96.112.40:443: connect: connection refused");
+        let (_, d) = detect_failed_create(&replica_set(Some(&refused), 3, 0), &[]).unwrap();
+        assert_eq!(d.reason, "AdmissionWebhookUnavailable");
     }
 }

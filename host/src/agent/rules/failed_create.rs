@@ -5,6 +5,12 @@
 use super::{AgentError, Case, Conclusion, Session, no_fix};
 use crate::failure::Refusal;
 
+/// Names read from a refusal that may go into a command to paste.
+fn names_ok(namespace: &str, name: &str) -> bool {
+    crate::names::NameRule::Dns1123Label.allows(namespace)
+        && crate::names::NameRule::Dns1035Label.allows(name)
+}
+
 pub(super) async fn failed_create(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
     let failure = &case.report.spec.failure;
     let evidence: Vec<String> = failure.evidence.iter().take(4).cloned().collect();
@@ -73,6 +79,31 @@ pub(super) async fn failed_create(case: &Case, s: &mut Session) -> Result<Conclu
                 "Change the Pod template to satisfy the policy behind {webhook}, or ask its owners for an exception."
             ),
         ),
+        Refusal::WebhookUnavailable {
+            webhook,
+            service,
+            error,
+        } => {
+            let backend = match &service {
+                Some((namespace, name)) => format!("its Service {name} in namespace {namespace}"),
+                None => "its endpoint".to_string(),
+            };
+            let check = match &service {
+                Some((namespace, name)) if names_ok(namespace, name) => format!(
+                    "Bring back the webhook's backend (`kubectl get pods,endpointslices -n {namespace}` and the logs of what serves Service {name}); "
+                ),
+                _ => "Bring back the webhook's backend; ".to_string(),
+            };
+            (
+                format!("{workload} cannot create Pods: admission webhook {webhook} cannot be called."),
+                format!(
+                    "The API server cannot call admission webhook {webhook} ({backend}: {error}); the webhook fails closed (failurePolicy: Fail), so every Pod it should review is refused, whatever the Pod template says."
+                ),
+                format!(
+                    "{check}until it answers, the webhook's configuration (`kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations`) can exclude {ns} with its namespaceSelector or fail open (failurePolicy: Ignore), if its owners accept that. {workload} needs no change."
+                ),
+            )
+        }
         Refusal::Other => (
             format!("{workload} cannot create Pods: the API server refuses them."),
             evidence.first().cloned().unwrap_or_default(),
