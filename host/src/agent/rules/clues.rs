@@ -271,6 +271,7 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
                     "timed out",
                     "connection refused",
                     "no route to host",
+                    "network is unreachable",
                 ]
                 .iter()
                 .any(|m| lower.contains(m)))

@@ -81,6 +81,13 @@ fn clues_from_real_shaped_logs() {
             },
         ),
         (
+            "dial tcp: lookup orders-db on 10.96.0.10:53: dial udp 10.96.0.10:53: connect: network is unreachable",
+            Clue::DnsUnanswered {
+                host: "orders-db".into(),
+                port: None,
+            },
+        ),
+        (
             "redis.exceptions.ConnectionError: Error -3 connecting to sessions-redis:6379. Temporary failure in name resolution.",
             Clue::DnsUnanswered {
                 host: "sessions-redis".into(),
