@@ -445,19 +445,14 @@ async fn service_cause(
     how: Unreachable,
     cluster: &dyn Cluster,
 ) -> Option<Cause> {
-    let (service_namespace, service) = service_of(host, namespace, cluster).await?;
-    let exists = cluster
-        .get(ResourceKind::Service, Some(&service_namespace), &service)
-        .await
-        .ok()?
-        .is_some();
+    let (service_namespace, service, exists) = service_of(host, namespace, cluster).await?;
     let (what, description) = match (exists, how) {
-        (false, Unreachable::Lookup) => ("missing", "does not exist"),
-        (true, Unreachable::Refused) => (
+        (Some(false) | None, Unreachable::Lookup) => ("missing", "does not resolve"),
+        (Some(true) | None, Unreachable::Refused) => (
             "refused",
             "refuses connections (no ready backend on the port)",
         ),
-        (true, Unreachable::TimedOut) => (
+        (Some(true) | None, Unreachable::TimedOut) => (
             "unanswered",
             "does not answer: connections to it time out (traffic dropped, as by a NetworkPolicy)",
         ),
@@ -472,7 +467,7 @@ async fn service_cause(
     })
 }
 
-/// A Service that exists and turns the workloads away (`what`: credentials, privileges, a
+/// A Service that turns the workloads away (`what`: credentials, privileges, a
 /// certificate): one incident per caller namespace, as a Service that refuses connections.
 async fn refusing_service(
     namespace: &str,
@@ -481,11 +476,10 @@ async fn refusing_service(
     description: &str,
     cluster: &dyn Cluster,
 ) -> Option<Cause> {
-    let (service_namespace, service) = service_of(host, namespace, cluster).await?;
-    cluster
-        .get(ResourceKind::Service, Some(&service_namespace), &service)
-        .await
-        .ok()??;
+    let (service_namespace, service, exists) = service_of(host, namespace, cluster).await?;
+    if exists == Some(false) {
+        return None;
+    }
     Some(Cause {
         key: format!("service/{namespace}/{service_namespace}/{service}/{what}"),
         description: format!(
@@ -495,26 +489,26 @@ async fn refusing_service(
 }
 
 /// The Service a host name in a log means, as cluster DNS resolves it from a Pod in
-/// `namespace`: `name`, `name.ns`, `name.ns.svc` or `name.ns.svc.<cluster domain>`. A
-/// two-label name counts only when its second label is a Namespace that exists (`example.com`
-/// is not Service `example` in namespace `com`); anything else is outside the cluster.
+/// `namespace` ([`crate::names::service_host`]), and whether it exists: read for a Service of
+/// `namespace` only (None for another's). What a tenant's log names must not make the operator
+/// look into other namespaces for it, nor tell it what is there; `name.x` counts only for
+/// `x` = `namespace` (`example.com` is no Service of namespace `com`, and which namespaces
+/// exist is not read either).
 async fn service_of(
     host: &str,
     namespace: &str,
     cluster: &dyn Cluster,
-) -> Option<(String, String)> {
-    let service = crate::names::service_host(host, namespace)?;
-    if !service.certain
-        && !matches!(
-            cluster
-                .get(ResourceKind::Namespace, None, &service.namespace)
-                .await,
-            Ok(Some(_))
-        )
-    {
-        return None;
+) -> Option<(String, String, Option<bool>)> {
+    let service = crate::names::service_host(host, namespace).filter(|s| s.certain)?;
+    if service.namespace != namespace {
+        return Some((service.namespace, service.name, None));
     }
-    Some((service.namespace, service.name))
+    let exists = cluster
+        .get(ResourceKind::Service, Some(namespace), &service.name)
+        .await
+        .ok()?
+        .is_some();
+    Some((service.namespace, service.name, Some(exists)))
 }
 
 /// The image of the failing container, as the Pod spec writes it.
@@ -1110,10 +1104,13 @@ mod tests {
         );
     }
 
-    /// Test objects plus one log, for every container asked for.
+    /// Test objects plus one log, for every container asked for. Reading anything of another
+    /// namespace than the failing Pod's, or which Namespaces exist, fails the test: a tenant's
+    /// log must not send the operator looking there.
     struct WithLog {
         objects: crate::cluster::testing::Objects,
         log: String,
+        namespace: String,
     }
 
     #[async_trait::async_trait]
@@ -1127,6 +1124,12 @@ mod tests {
             namespace: Option<&str>,
             name: &str,
         ) -> crate::cluster::Result<Option<crate::cluster::Object>> {
+            assert!(
+                kind != ResourceKind::Namespace
+                    && kind.scope(namespace).is_none_or(|ns| ns == self.namespace),
+                "read {kind} {namespace:?}/{name} for a Pod of {}",
+                self.namespace
+            );
             self.objects.get(kind, namespace, name).await
         }
         async fn list(
@@ -1170,6 +1173,7 @@ mod tests {
                 held: vec![ResourceKind::Service, ResourceKind::Namespace],
             },
             log: log.into(),
+            namespace: namespace.into(),
         };
         (r, cluster)
     }
@@ -1188,11 +1192,15 @@ mod tests {
         let lookup = |host: &str| {
             format!("started\nerror: dial tcp: lookup {host} on 10.96.0.10:53: no such host\n")
         };
-        // The forms cluster DNS resolves, from the Pod's namespace.
+        // The forms cluster DNS resolves, from the Pod's namespace. Another namespace's
+        // Service is named from the log alone: nothing there is read.
         for (host, want) in [
             ("payments-api", "service/shop/shop/payments-api/missing"),
             ("Payments-API.", "service/shop/shop/payments-api/missing"),
-            ("ledger.data", "service/shop/data/ledger/missing"),
+            (
+                "payments-api.shop",
+                "service/shop/shop/payments-api/missing",
+            ),
             ("ledger.data.svc", "service/shop/data/ledger/missing"),
             (
                 "ledger.data.svc.cluster.local",
@@ -1205,32 +1213,42 @@ mod tests {
                 "{host}"
             );
         }
-        // Outside the cluster: a domain whose second label is no Namespace, more labels
-        // without svc, an address.
-        for host in ["api.example", "api.example.com", "10.0.0.12"] {
+        // Outside the cluster, or not known to be in it without reading which Namespaces
+        // exist: `name.x` for another x, more labels without svc, an address.
+        for host in ["ledger.data", "api.example", "api.example.com", "10.0.0.12"] {
             assert_eq!(key("shop", &lookup(host), &[]).await, None, "{host}");
         }
         // The name resolves (the Service exists): a lookup failure is something else.
         let exists = [service("shop", "payments-api")];
         assert_eq!(key("shop", &lookup("payments-api"), &exists).await, None);
         // Refused by a Service that exists: its backends are down; every caller waits on them.
-        let refused = "dial tcp 10.96.4.2:5432: connect: connection refused (postgres.data:5432)";
-        let log = format!("connecting to postgres.data:5432\nFATAL: {refused}\n");
+        let refused = |host: &str| {
+            format!(
+                "connecting to {host}:5432\nFATAL: dial tcp 10.96.4.2:5432: connect: connection refused ({host}:5432)\n"
+            )
+        };
         assert_eq!(
-            key("shop", &log, &[service("data", "postgres")])
+            key("shop", &refused("postgres"), &[service("shop", "postgres")])
+                .await
+                .as_deref(),
+            Some("service/shop/shop/postgres/refused")
+        );
+        assert_eq!(
+            key("shop", &refused("postgres"), &[]).await,
+            None,
+            "refused without a Service"
+        );
+        // Another namespace's, by its full name: grouped on the name, whether it exists or not.
+        assert_eq!(
+            key("shop", &refused("postgres.data.svc"), &[])
                 .await
                 .as_deref(),
             Some("service/shop/data/postgres/refused")
         );
-        assert_eq!(
-            key("shop", &log, &[]).await,
-            None,
-            "refused without a Service"
-        );
         // A log in another namespace that names the same Service is another incident: a
         // tenant's log cannot make it lead (or join) shop's.
         assert_eq!(
-            key("checkout", &lookup("ledger.data"), &[])
+            key("checkout", &lookup("ledger.data.svc"), &[])
                 .await
                 .as_deref(),
             Some("service/checkout/data/ledger/missing")
@@ -1263,7 +1281,7 @@ mod tests {
             key("shop", revoked, &exists).await.as_deref(),
             Some("service/shop/shop/orders-db/privileges")
         );
-        let expired = "Post \"https://payments.data:8443/charge\": tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2026-12-07T09:12:02Z is after 2026-12-06T00:00:00Z\n";
+        let expired = "Post \"https://payments.data.svc:8443/charge\": tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2026-12-07T09:12:02Z is after 2026-12-06T00:00:00Z\n";
         assert_eq!(
             key("shop", expired, &exists).await.as_deref(),
             Some("service/shop/data/payments/certificate")

@@ -416,6 +416,63 @@ async fn workloads_whose_lookups_go_unanswered_are_one_incident_on_the_dns() -> 
     Ok(())
 }
 
+/// A client whose env names a Service of another namespace by its full name
+/// (`ledger.billing.svc.cluster.local`), which does not resolve. Its own namespace has a
+/// Service a few letters away (ledger-v2) on the same port: it is not offered in place of the
+/// other namespace's, no patch is proposed, and the operator reads nothing of namespace
+/// billing (the audit log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_of_another_namespace_is_named_never_replaced_by_one_of_this() -> Result<()> {
+    let Some(cluster) = support::cluster_with_policy("fqdn-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client_api = cluster.client();
+    cluster.create_namespace("billing").await?;
+    let log = "time=2026-12-07T09:12:02Z level=ERROR msg=\"cannot start\" err=\"Get \\\"http://ledger.billing.svc.cluster.local:8080/health\\\": dial tcp: lookup ledger.billing.svc.cluster.local on 10.96.0.10:53: no such host\"";
+    cluster.set_logs(NS, None, "checkout", "", log).await?;
+    let mut checkout = client("checkout-api", "checkout");
+    checkout["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "LEDGER_URL", "value": "http://ledger.billing.svc.cluster.local:8080"}
+    ]);
+    support::apply_json(
+        &cluster,
+        "fqdn",
+        json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "ledger-v2", "namespace": NS},
+             "spec": {"selector": {"app": "ledger-v2"}, "ports": [{"name": "http", "port": 8080}]}},
+            checkout,
+        ]}),
+    )?;
+    let op = Operator::started(&cluster, "sre-operator-fqdn-0", NS).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
+    let done = await_concluded(&reports, &["checkout-api"], &op).await?;
+    let status = done[0].status.clone().unwrap_or_default();
+    ensure!(
+        status.suggested_patch.is_none(),
+        "patch {:?}",
+        status.suggested_patch
+    );
+    let findings = status.findings.clone().unwrap_or_default();
+    ensure!(
+        findings
+            .root_cause
+            .contains("Service ledger of namespace billing")
+            && !findings.root_cause.contains("ledger-v2"),
+        "root cause: {}",
+        findings.root_cause
+    );
+    let audit = cluster.audited_requests_of(support::operator::OPERATOR_USER)?;
+    let billing: Vec<&str> = audit
+        .iter()
+        .filter_map(|e| e["requestURI"].as_str())
+        .filter(|u| u.contains("/namespaces/billing/"))
+        .collect();
+    ensure!(billing.is_empty(), "read namespace billing: {billing:?}");
+    wrote_nothing(&cluster)?;
+    Ok(())
+}
+
 /// Checks in the audit log that the operator wrote no Service, Pod or workload: a Service's
 /// mistake is a person's to fix, and a patch waits for approval.
 fn wrote_nothing(cluster: &sre_e2e::TestCluster) -> Result<()> {
