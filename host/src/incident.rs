@@ -447,7 +447,9 @@ async fn service_cause(
 ) -> Option<Cause> {
     let (service_namespace, service, exists) = service_of(host, namespace, cluster).await?;
     let (what, description) = match (exists, how) {
-        (Some(false) | None, Unreachable::Lookup) => ("missing", "does not resolve"),
+        (Some(false), Unreachable::Lookup) => ("missing", "does not exist"),
+        // Not read (another namespace's): what the logs say.
+        (None, Unreachable::Lookup) => ("missing", "does not resolve"),
         (Some(true) | None, Unreachable::Refused) => (
             "refused",
             "refuses connections (no ready backend on the port)",
