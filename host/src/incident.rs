@@ -27,8 +27,8 @@ use crate::crd::{
     IncidentMember, Phase, condition,
 };
 use crate::failure::{
-    EvictionCause, ImagePullCause, LOST_NODE_TAINTS, PendingReason, Refusal, SandboxFailure,
-    config_source, missing_config, registry_of,
+    EvictionCause, ImagePullCause, LOST_NODE_TAINTS, PendingReason, Refusal, Resolver,
+    SandboxFailure, config_source, missing_config, registry_of,
 };
 
 /// A cause several failures can share.
@@ -409,19 +409,17 @@ async fn crash_cause(report: &DiagnosticReport, pod: &Pod, cluster: &dyn Cluster
 /// resolver, the cluster DNS for Pods of the default `dnsPolicy`. Read from a tenant's log, so
 /// per namespace, as a Service's.
 fn resolver_cause(namespace: &str, pod: &Pod) -> Option<Cause> {
-    let spec = pod.spec.as_ref()?;
-    let (resolver, description) = match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
-        "ClusterFirst" | "ClusterFirstWithHostNet" => (
+    let (resolver, description) = match crate::failure::Resolver::of(pod.spec.as_ref()?) {
+        Resolver::Cluster => (
             "cluster".to_string(),
             "the cluster DNS does not answer the workloads' lookups".to_string(),
         ),
-        "Default" => (
+        Resolver::Node => (
             "node".to_string(),
             "the nodes' DNS servers do not answer the workloads' lookups".to_string(),
         ),
-        _ => {
-            let server = spec.dns_config.as_ref()?.nameservers.as_ref()?.first()?;
-            let server: std::net::IpAddr = server.parse().ok()?;
+        Resolver::Servers(servers) => {
+            let server = servers.first()?;
             (
                 server.to_string(),
                 format!("DNS server {server} does not answer the workloads' lookups"),

@@ -7,6 +7,7 @@ mod exec;
 mod failed_create;
 mod gate;
 mod image_pull;
+mod resolver;
 mod scheduling;
 mod starting;
 
@@ -21,6 +22,7 @@ pub use failed_create::{
 };
 pub use gate::{awaits_scheduler, may_be_failing};
 pub use image_pull::{ImagePullCause, quoted_marker, registry_of, repository_of};
+pub use resolver::Resolver;
 pub use scheduling::{
     Obstacle, PendingReason, SchedulingFailure, SchedulingReason, parse_scheduling_message,
 };

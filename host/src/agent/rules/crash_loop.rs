@@ -17,7 +17,7 @@ use super::{
     pod_container, waiting_message,
 };
 use crate::cluster::ResourceKind;
-use crate::failure::{ExecFailure, PendingReason, config_source};
+use crate::failure::{ExecFailure, PendingReason, Resolver, config_source};
 use crate::names::NameRule;
 
 /// The env var of the container whose value names `host`, with the value it should have.
@@ -681,9 +681,8 @@ pub(super) async fn dependency(
         .map(|svc| svc.name.clone())
     else {
         if how == Unreachable::LookupUnanswered {
-            let unknown = ServiceCheck::default();
             return Ok(lookup_unanswered(
-                case, container, host, &endpoint, &unknown, evidence,
+                case, container, host, &endpoint, evidence,
             ));
         }
         return Ok(outside_namespace(
@@ -708,8 +707,14 @@ pub(super) async fn dependency(
     };
     let ns = case.namespace();
     if how == Unreachable::LookupUnanswered {
+        if let Some(found) = svc.found.as_ref().filter(|_| svc.exists) {
+            evidence.push(format!(
+                "Service {service_name} exists in {ns} with {} ready endpoint(s): the name is right",
+                found.ready_endpoints
+            ));
+        }
         return Ok(lookup_unanswered(
-            case, container, host, &endpoint, &svc, evidence,
+            case, container, host, &endpoint, evidence,
         ));
     }
     // The name resolved (a lookup that fails says so), so it is no Service of this namespace
@@ -1029,48 +1034,23 @@ fn lookup_unanswered(
     container: &str,
     host: &str,
     endpoint: &str,
-    svc: &ServiceCheck,
-    mut evidence: Vec<String>,
+    evidence: Vec<String>,
 ) -> Conclusion {
     let ns = case.namespace();
-    let service_name = host.split('.').next().unwrap_or(host);
-    let spec = case.pod.spec.as_ref();
-    let policy = spec
-        .and_then(|s| s.dns_policy.as_deref())
-        .unwrap_or("ClusterFirst");
-    let resolver = match policy {
-        "Default" => "the node's DNS server (dnsPolicy Default)".to_string(),
-        "None" => {
-            let servers: Vec<String> = spec
-                .and_then(|s| s.dns_config.as_ref())
-                .and_then(|c| c.nameservers.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|n| is_ip(n))
-                .collect();
-            format!(
-                "the DNS server(s) the Pod's dnsConfig names ({})",
-                if servers.is_empty() {
-                    "none".into()
-                } else {
-                    servers.join(", ")
-                }
-            )
-        }
-        _ => "the cluster DNS (Service kube-dns in kube-system, usually CoreDNS)".to_string(),
-    };
-    if let Some(found) = svc.found.as_ref().filter(|_| svc.exists) {
-        evidence.push(format!(
-            "Service {service_name} exists in {ns} with {} ready endpoint(s): the name is right",
-            found.ready_endpoints
-        ));
-    }
-    let check = if policy == "ClusterFirst" || policy == "ClusterFirstWithHostNet" {
-        format!(
+    let resolver = case
+        .pod
+        .spec
+        .as_ref()
+        .map(Resolver::of)
+        .unwrap_or(Resolver::Cluster);
+    let described = resolver.describe();
+    let check = match resolver {
+        Resolver::Cluster => format!(
             "Check the cluster DNS: `kubectl -n kube-system get pods -l k8s-app=kube-dns`, their logs, and the endpoints of Service kube-dns; check that egress NetworkPolicies in {ns} admit UDP and TCP port 53 to kube-system."
-        )
-    } else {
-        format!("Check that {resolver} is up and reachable from the Pod on UDP and TCP port 53.")
+        ),
+        _ => format!(
+            "Check that {described} is up and reachable from the Pod on UDP and TCP port 53."
+        ),
     };
     no_fix(
         format!(
@@ -1079,7 +1059,7 @@ fn lookup_unanswered(
         ),
         // Not the name's: workloads that look up other names share this cause (one incident).
         format!(
-            "DNS lookups go unanswered: {resolver} does not answer the Pod's lookups (they time out or fail with a server error), so the application cannot reach its dependencies by name (here {endpoint}), whether or not the names are right. The DNS server is down or overloaded, or a NetworkPolicy drops the Pod's DNS traffic."
+            "DNS lookups go unanswered: {described} does not answer the Pod's lookups (they time out or fail with a server error), so the application cannot reach its dependencies by name (here {endpoint}), whether or not the names are right. The DNS server is down or overloaded, or a NetworkPolicy drops the Pod's DNS traffic."
         ),
         evidence,
         format!("{check} The workload needs no change: it recovers once its lookups are answered."),
