@@ -258,6 +258,22 @@ fn read_list(path: &Path, kind: ResourceKind, namespace: &str) -> Result<Vec<Ite
         .collect()
 }
 
+/// The objects of `kind` in `namespace` (all when None, or for a cluster-scoped kind) of an
+/// index by kind and namespace, in order.
+fn in_namespace<'a>(
+    index: &'a HashMap<ResourceKind, BTreeMap<String, Vec<Stored>>>,
+    kind: ResourceKind,
+    namespace: Option<&str>,
+) -> Vec<&'a Stored> {
+    let Some(by_ns) = index.get(&kind) else {
+        return Vec::new();
+    };
+    match namespace.filter(|_| kind.namespaced()) {
+        Some(ns) => by_ns.get(ns).into_iter().flatten().collect(),
+        None => by_ns.values().flatten().collect(),
+    }
+}
+
 /// A list file being read.
 struct Source<'a> {
     path: &'a Path,
@@ -1004,13 +1020,7 @@ impl Cluster for DumpCluster {
 
     async fn list(&self, kind: ResourceKind, namespace: Option<&str>) -> Result<Vec<Object>> {
         self.holds(kind, namespace.filter(|_| kind.namespaced()))?;
-        let Some(by_ns) = self.objects.get(&kind) else {
-            return Ok(Vec::new());
-        };
-        let stored: Vec<&Stored> = match namespace.filter(|_| kind.namespaced()) {
-            Some(ns) => by_ns.get(ns).into_iter().flatten().collect(),
-            None => by_ns.values().flatten().collect(),
-        };
+        let stored = in_namespace(&self.objects, kind, namespace);
         Ok(stored_texts(kind, &stored)?
             .iter()
             .map(|t| parse(t))
@@ -1024,13 +1034,7 @@ impl Cluster for DumpCluster {
         namespace: Option<&str>,
     ) -> Result<Vec<Object>> {
         self.holds(kind, namespace.filter(|_| kind.namespaced()))?;
-        let Some(by_ns) = self.maybe_short.get(&kind) else {
-            return Ok(Vec::new());
-        };
-        let stored: Vec<&Stored> = match namespace.filter(|_| kind.namespaced()) {
-            Some(ns) => by_ns.get(ns).into_iter().flatten().collect(),
-            None => by_ns.values().flatten().collect(),
-        };
+        let stored = in_namespace(&self.maybe_short, kind, namespace);
         let mut creators: Vec<Object> = stored_texts(kind, &stored)?
             .iter()
             .map(|t| parse(t))

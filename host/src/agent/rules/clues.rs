@@ -261,10 +261,23 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             found.sort_by_key(|(h, _)| is_ip(h));
             found.into_iter().next()
         };
+        // The name a lookup was for, and the port of that name (not the DNS server's).
+        let looked_up = || {
+            let host = DNS_HOST
+                .captures(line)
+                .map(|c| c[1].trim_end_matches(['.', ':']).to_string())
+                .or_else(|| host_port().map(|(h, _)| h))?;
+            let host = host.split(':').next().unwrap_or(&host).to_string();
+            let port = HOST_PORT
+                .captures_iter(line)
+                .find(|c| c[1] == *host)
+                .and_then(|c| c[2].parse().ok());
+            Some((host, port))
+        };
         // The resolver failed, not the name: before a refused or timed-out connection, which
         // a lookup's line also says when it was the DNS server's (Go's `lookup db on
         // 10.96.0.10:53: read udp ...: i/o timeout`).
-        if DNS_UNANSWERED.iter().any(|m| lower.contains(m))
+        if (DNS_UNANSWERED.iter().any(|m| lower.contains(m))
             || (lower.contains("lookup ")
                 && [
                     "i/o timeout",
@@ -274,20 +287,11 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
                     "network is unreachable",
                 ]
                 .iter()
-                .any(|m| lower.contains(m)))
+                .any(|m| lower.contains(m))))
+            && let Some((host, port)) = looked_up().filter(|(h, _)| !is_ip(h))
         {
-            let host = DNS_HOST
-                .captures(line)
-                .map(|c| c[1].trim_end_matches(['.', ':']).to_string())
-                .or_else(|| host_port().map(|(h, _)| h));
-            if let Some(host) = host.filter(|h| !is_ip(h)) {
-                let port = HOST_PORT
-                    .captures_iter(line)
-                    .find(|c| c[1] == *host)
-                    .and_then(|c| c[2].parse().ok());
-                clues.push((Clue::DnsUnanswered { host, port }, line.to_string()));
-                continue;
-            }
+            clues.push((Clue::DnsUnanswered { host, port }, line.to_string()));
+            continue;
         }
         if (lower.contains("connection refused")
             || lower.contains("econnrefused")
@@ -318,7 +322,6 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             "no such host",
             "nxdomain",
             "name or service not known",
-            "temporary failure in name resolution",
             "enotfound",
             "could not translate host name",
             "unknownhostexception",
@@ -330,20 +333,10 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
         ]
         .iter()
         .any(|p| lower.contains(p))
+            && let Some((host, port)) = looked_up()
         {
-            let host = DNS_HOST
-                .captures(line)
-                .map(|c| c[1].trim_end_matches(['.', ':']).to_string());
-            if let Some(host) = host.or_else(|| host_port().map(|(h, _)| h)) {
-                let host = host.split(':').next().unwrap_or(&host).to_string();
-                // The port of the name that failed, not of the DNS server that answered.
-                let port = HOST_PORT
-                    .captures_iter(line)
-                    .find(|c| c[1] == *host)
-                    .and_then(|c| c[2].parse().ok());
-                clues.push((Clue::DnsFailure { host, port }, line.to_string()));
-                continue;
-            }
+            clues.push((Clue::DnsFailure { host, port }, line.to_string()));
+            continue;
         }
         let names = |markers: &[&str]| markers.iter().any(|m| lower.contains(m));
         // Before rejected credentials: MySQL says "access denied for user" for both.
