@@ -323,6 +323,18 @@ fn dump_with_copies(
     dir
 }
 
+/// The reports `diagnose -o json` writes for a dump.
+fn diagnosed(dump: &tempfile::TempDir) -> Vec<DiagnosticReport> {
+    let path = dump.path().to_str().unwrap();
+    reports(&["diagnose", "--dump", path, "--output", "json"])
+}
+
+/// The cause of the one incident of `reports` ([`the_incident`]).
+fn incident_cause(reports: &[DiagnosticReport], members: usize) -> String {
+    let lead = the_incident(reports, members);
+    lead.status.clone().unwrap().incident_detail.unwrap().cause
+}
+
 /// The one incident of `reports`, checked to have `members` members and one lead (investigated
 /// once): its lead.
 fn the_incident(reports: &[DiagnosticReport], members: usize) -> &DiagnosticReport {
@@ -797,10 +809,8 @@ fn workloads_whose_connections_to_one_service_time_out_are_one_incident() {
         "session-api-sdt9drhm7d-kgcwn",
         2,
     );
-    let path = dump.path().to_str().unwrap();
-    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
-    let lead = the_incident(&reports, 3);
-    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
+    let reports = diagnosed(&dump);
+    let cause = incident_cause(&reports, 3);
     assert!(
         cause.contains("Service web/sessions-redis") && cause.contains("time out"),
         "{cause}"
@@ -817,10 +827,8 @@ fn health_endpoints_failing_on_one_missing_service_are_one_incident() {
         "suggest-lqkh47bbw-tl549",
         1,
     );
-    let path = dump.path().to_str().unwrap();
-    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
-    let lead = the_incident(&reports, 2);
-    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
+    let reports = diagnosed(&dump);
+    let cause = incident_cause(&reports, 2);
     assert!(
         cause.contains("Service search/search-es") && cause.contains("does not exist"),
         "{cause}"
@@ -833,10 +841,8 @@ fn health_endpoints_failing_on_one_missing_service_are_one_incident() {
 #[test]
 fn workloads_whose_lookups_go_unanswered_are_one_incident_on_the_dns() {
     let dump = scenario_dump("crashloop-dns-unanswered");
-    let path = dump.path().to_str().unwrap();
-    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
-    let lead = the_incident(&reports, 2);
-    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
+    let reports = diagnosed(&dump);
+    let cause = incident_cause(&reports, 2);
     assert!(cause.contains("cluster DNS"), "{cause}");
     for report in &reports {
         let status = report.status.clone().unwrap();
@@ -856,10 +862,8 @@ fn workloads_whose_lookups_go_unanswered_are_one_incident_on_the_dns() {
 #[test]
 fn workloads_whose_logins_one_service_rejects_are_one_incident() {
     let dump = scenario_dump("crashloop-db-password-rotated");
-    let path = dump.path().to_str().unwrap();
-    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
-    let lead = the_incident(&reports, 2);
-    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
+    let reports = diagnosed(&dump);
+    let cause = incident_cause(&reports, 2);
     assert!(
         cause.contains("Service shop/orders-db") && cause.contains("credentials"),
         "{cause}"
@@ -871,9 +875,7 @@ fn workloads_whose_logins_one_service_rejects_are_one_incident() {
 #[test]
 fn controllers_refused_by_a_webhook_that_is_down_are_one_incident() {
     let dump = scenario_dump("failedcreate-webhook-unavailable");
-    let path = dump.path().to_str().unwrap();
-    let reports = reports(&["diagnose", "--dump", path, "--output", "json"]);
-    let lead = the_incident(&reports, 2);
-    let cause = lead.status.clone().unwrap().incident_detail.unwrap().cause;
+    let reports = diagnosed(&dump);
+    let cause = incident_cause(&reports, 2);
     assert!(cause.contains("validate.kyverno.svc-fail"), "{cause}");
 }
