@@ -28,7 +28,8 @@ pub enum Clue {
         port: Option<u16>,
     },
     /// The resolver did not answer the lookup of `host`, or failed it (a timeout, SERVFAIL,
-    /// `EAI_AGAIN`): the DNS server, not the name.
+    /// `EAI_AGAIN`): the DNS server, not the name. `host` is empty when the line does not name
+    /// it (busybox's `;; connection timed out; no servers could be reached`).
     DnsUnanswered {
         host: String,
         port: Option<u16>,
@@ -290,6 +291,13 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
                 .any(|m| lower.contains(m))))
             && let Some((host, port)) = looked_up().filter(|(h, _)| !is_ip(h))
         {
+            clues.push((Clue::DnsUnanswered { host, port }, line.to_string()));
+            continue;
+        }
+        // busybox's nslookup, as init containers that wait for a Service run it: the name is
+        // on another line, the resolver's silence on this one.
+        if lower.contains("no servers could be reached") {
+            let (host, port) = (String::new(), None);
             clues.push((Clue::DnsUnanswered { host, port }, line.to_string()));
             continue;
         }

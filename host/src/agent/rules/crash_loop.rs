@@ -662,6 +662,11 @@ pub(super) async fn dependency(
         None => host.to_string(),
     };
     let what = how.what();
+    if how == Unreachable::LookupUnanswered && host.is_empty() {
+        return Ok(lookup_unanswered(
+            case, container, host, &endpoint, evidence,
+        ));
+    }
     if is_ip(host) {
         return Ok(no_fix(
             format!("Container {container} cannot reach {endpoint} ({what})."),
@@ -1052,14 +1057,18 @@ fn lookup_unanswered(
             "Check that {described} is up and reachable from the Pod on UDP and TCP port 53."
         ),
     };
+    let (of, here) = match host {
+        "" => (String::new(), String::new()),
+        _ => (format!(" of {host}"), format!(" (here {endpoint})")),
+    };
     no_fix(
         format!(
-            "Container {container} {}: its DNS lookups of {host} go unanswered.",
+            "Container {container} {}: its DNS lookups{of} go unanswered.",
             fails(case, container)
         ),
         // Not the name's: workloads that look up other names share this cause (one incident).
         format!(
-            "DNS lookups go unanswered: {described} does not answer the Pod's lookups (they time out or fail with a server error), so the application cannot reach its dependencies by name (here {endpoint}), whether or not the names are right. The DNS server is down or overloaded, or a NetworkPolicy drops the Pod's DNS traffic."
+            "DNS lookups go unanswered: {described} does not answer the Pod's lookups (they time out or fail with a server error), so the application cannot reach its dependencies by name{here}, whether or not the names are right. The DNS server is down or overloaded, or a NetworkPolicy drops the Pod's DNS traffic."
         ),
         evidence,
         format!("{check} The workload needs no change: it recovers once its lookups are answered."),

@@ -81,6 +81,13 @@ fn clues_from_real_shaped_logs() {
             },
         ),
         (
+            ";; connection timed out; no servers could be reached",
+            Clue::DnsUnanswered {
+                host: String::new(),
+                port: None,
+            },
+        ),
+        (
             "dial tcp: lookup orders-db on 10.96.0.10:53: dial udp 10.96.0.10:53: connect: network is unreachable",
             Clue::DnsUnanswered {
                 host: "orders-db".into(),
