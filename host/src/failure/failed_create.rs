@@ -158,14 +158,13 @@ impl Refusal {
             };
         }
         if let Some(c) = UNAVAILABLE.captures(message) {
-            // `svc.ns.svc[:port]`: how the API server calls a webhook's Service.
-            let service = c.get(2).and_then(|host| {
-                let labels: Vec<&str> = host.as_str().split('.').collect();
-                match labels.as_slice() {
-                    [name, ns, "svc", ..] => Some((ns.to_string(), name.to_string())),
-                    _ => None,
-                }
-            });
+            // `svc.ns.svc[:port]`: how the API server calls a webhook's Service. The message can
+            // be a tenant's (a forged event): only names the API accepts.
+            let service = c
+                .get(2)
+                .and_then(|host| crate::names::service_host(host.as_str(), ""))
+                .filter(|s| s.certain && !s.namespace.is_empty())
+                .map(|s| (s.namespace, s.name));
             return Refusal::WebhookUnavailable {
                 webhook: c[1].to_string(),
                 service,
@@ -492,7 +491,13 @@ mod tests {
                 "{error}"
             );
         }
-        // A webhook configured with a URL has no Service to name.
+        // A webhook configured with a URL has no Service to name, nor one whose name the API
+        // would refuse (a forged event's).
+        let forged = "failed calling webhook \"w\": failed to call webhook: Post \"https://$(curl.evil.svc:443/x\": EOF";
+        assert!(matches!(
+            Refusal::parse(forged),
+            Refusal::WebhookUnavailable { service: None, .. }
+        ));
         let url = "Internal error occurred: failed calling webhook \"policy.example.com\": failed to call webhook: Post \"https://opa.example.com:8443/v1/admit?timeout=5s\": dial tcp: lookup opa.example.com: no such host";
         assert_eq!(
             Refusal::parse(url),

@@ -5,12 +5,6 @@
 use super::{AgentError, Case, Conclusion, Session, no_fix};
 use crate::failure::Refusal;
 
-/// Names read from a refusal that may go into a command to paste.
-fn names_ok(namespace: &str, name: &str) -> bool {
-    crate::names::NameRule::Dns1123Label.allows(namespace)
-        && crate::names::NameRule::Dns1035Label.allows(name)
-}
-
 pub(super) async fn failed_create(case: &Case, s: &mut Session) -> Result<Conclusion, AgentError> {
     let failure = &case.report.spec.failure;
     let evidence: Vec<String> = failure.evidence.iter().take(4).cloned().collect();
@@ -89,7 +83,8 @@ pub(super) async fn failed_create(case: &Case, s: &mut Session) -> Result<Conclu
                 None => "its endpoint".to_string(),
             };
             let check = match &service {
-                Some((namespace, name)) if names_ok(namespace, name) => format!(
+                // Names the API accepts (Refusal::parse checks them): safe to paste.
+                Some((namespace, name)) => format!(
                     "Bring back the webhook's backend (`kubectl get pods,endpointslices -n {namespace}` and the logs of what serves Service {name}); "
                 ),
                 _ => "Bring back the webhook's backend; ".to_string(),
