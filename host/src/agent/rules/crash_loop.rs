@@ -131,6 +131,9 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
     let Some((clue, line)) = clues.first().cloned() else {
         let tail = last_lines(&log_text, 3);
         evidence.extend(tail.iter().map(|l| format!("log: {l}")));
+        if exited_successfully(case, &container) {
+            return Ok(completes(case, &container, evidence));
+        }
         let exit = failure.reason.clone();
         return Ok(no_fix(
             format!(
@@ -577,6 +580,43 @@ fn fails(case: &Case, container: &str) -> &'static str {
     } else {
         "failed"
     }
+}
+
+/// Whether the container's last run ended with exit code 0: it finished, nothing failed.
+fn exited_successfully(case: &Case, container: &str) -> bool {
+    container_status(case, container)
+        .and_then(|cs| cs.last_state.as_ref()?.terminated.as_ref())
+        .is_some_and(|t| t.exit_code == 0)
+}
+
+/// A container of a long-running workload whose process ends with success, and is restarted for
+/// it: a task (a script, a migration) run as a server, or a server that daemonizes and returns.
+/// Which command it should run is the owner's to say, so nothing is patched.
+fn completes(case: &Case, container: &str, mut evidence: Vec<String>) -> Conclusion {
+    let w = &case.report.spec.workload;
+    let spec = pod_container(case, container);
+    let command: Vec<String> = spec
+        .into_iter()
+        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
+        .cloned()
+        .collect();
+    if !command.is_empty() {
+        let shown: String = command.join(" ").chars().take(200).collect();
+        evidence.push(format!("container {container} runs: {shown}"));
+    }
+    no_fix(
+        format!(
+            "Container {container} exits successfully (exit code 0) and {} {} restarts it: it crash-loops although nothing fails.",
+            w.kind, w.name
+        ),
+        format!(
+            "Container {container}'s main process ends with exit code 0: it runs a task that finishes (a script, a migration, a one-off command), or starts its server in the background and returns (a server that daemonizes, a shell that starts it with &). The Pod restarts containers that end, whatever their exit code, so a finished task is started again with a growing back-off."
+        ),
+        evidence,
+        format!(
+            "If container {container} runs a one-off task, run it as a Job (or as an init container of the workload it prepares); if it should serve, keep its server in the foreground (its command and args, or the image's entrypoint)."
+        ),
+    )
 }
 
 /// What the kubelet and the runtime said about the container: its waiting message and its
