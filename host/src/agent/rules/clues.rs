@@ -126,7 +126,7 @@ static PG_HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?:host|server at) "([^"]+)".*?port (\d{2,5})"#).expect("static regex")
 });
 static DNS_HOST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)(?:lookup|ENOTFOUND|EAI_AGAIN|host name|UnknownHostException:|resolve host|resolve|can't find|bad address)\s+["']?([a-zA-Z0-9][a-zA-Z0-9.\-]*)["']?"#).expect("static regex")
+    Regex::new(r#"(?i)(?:lookup|ENOTFOUND|EAI_AGAIN|host name|UnknownHostException:|resolve host:?|resolve|can't find|bad address)\s+["']?([a-zA-Z0-9][a-zA-Z0-9.\-]*)["']?"#).expect("static regex")
 });
 static MISSING_SETTING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)(?:environment variable|env var(?:iable)?|missing required (?:env(?:ironment)?(?: variable)?|config(?:uration)?(?: key)?|setting)|KeyError:)\s*[:=]?\s*["'`]?([A-Za-z_][A-Za-z0-9_.]{2,})"#)
@@ -234,6 +234,9 @@ static PORT_IN_USE: LazyLock<Regex> = LazyLock::new(|| {
 /// `EAI_AGAIN` wording, Node's code, Go's SERVFAIL (`server misbehaving`), dig's status.
 const DNS_UNANSWERED: &[&str] = &[
     "temporary failure in name resolution",
+    // EAI_AGAIN as Python and redis-py number it: musl words it only "Try again".
+    "[errno -3]",
+    "error -3 connecting",
     "eai_again",
     "server misbehaving",
     "servfail",
@@ -330,6 +333,10 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             "no such host",
             "nxdomain",
             "name or service not known",
+            // musl's (Alpine images), curl's, glibc's EAI_NODATA.
+            "name does not resolve",
+            "could not resolve host",
+            "no address associated with hostname",
             "enotfound",
             "could not translate host name",
             "unknownhostexception",

@@ -122,6 +122,35 @@ fn clues_from_real_shaped_logs() {
                 port: None,
             },
         ),
+        // musl (Alpine images) words them its own way.
+        (
+            "redis.exceptions.ConnectionError: Error -2 connecting to sessions-redis:6379. Name does not resolve.",
+            Clue::DnsFailure {
+                host: "sessions-redis".into(),
+                port: Some(6379),
+            },
+        ),
+        (
+            "redis.exceptions.ConnectionError: Error -3 connecting to sessions-redis:6379. Try again.",
+            Clue::DnsUnanswered {
+                host: "sessions-redis".into(),
+                port: Some(6379),
+            },
+        ),
+        (
+            "curl: (6) Could not resolve host: orders-db",
+            Clue::DnsFailure {
+                host: "orders-db".into(),
+                port: None,
+            },
+        ),
+        (
+            "socket.gaierror: [Errno -5] No address associated with hostname (inventory:8080)",
+            Clue::DnsFailure {
+                host: "inventory".into(),
+                port: Some(8080),
+            },
+        ),
         // A name that does not exist is still the name's, whatever server answered.
         (
             "psycopg2.OperationalError: could not translate host name \"orders-db\" to address: Name or service not known",
