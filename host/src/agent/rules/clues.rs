@@ -122,6 +122,13 @@ static HOST_PORT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|[^A-Za-z0-9.\-])((?:[a-zA-Z][a-zA-Z0-9\-]*(?:\.[a-zA-Z0-9\-]+)*)|(?:\d{1,3}(?:\.\d{1,3}){3})):(\d{2,5})(?:$|[^\d:]|:[^\d]|:$)")
         .expect("static regex")
 });
+/// Java's `InetSocketAddress` as its exceptions print it: `orders-db/10.96.1.2:5432`.
+static JAVA_HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\b([a-zA-Z][a-zA-Z0-9\-]*(?:\.[a-zA-Z0-9\-]+)*)/\d{1,3}(?:\.\d{1,3}){3}:(\d{2,5})\b",
+    )
+    .expect("static regex")
+});
 static PG_HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?:host|server at) "([^"]+)".*?port (\d{2,5})"#).expect("static regex")
 });
@@ -259,8 +266,10 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
                 .captures_iter(line)
                 .map(|c| (c[1].to_string(), c[2].parse().ok()))
                 .collect();
-            if let Some(c) = PG_HOST.captures(line) {
-                found.insert(0, (c[1].to_string(), c[2].parse().ok()));
+            for named in [&PG_HOST, &JAVA_HOST] {
+                if let Some(c) = named.captures(line) {
+                    found.insert(0, (c[1].to_string(), c[2].parse().ok()));
+                }
             }
             found.sort_by_key(|(h, _)| is_ip(h));
             found.into_iter().next()
@@ -317,6 +326,8 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             "i/o timeout",
             "connection timed out",
             "connect timed out",
+            // musl's ETIMEDOUT, and curl's.
+            "operation timed out",
             "etimedout",
             "connecttimeoutexception",
             "timeout expired",

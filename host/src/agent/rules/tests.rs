@@ -122,6 +122,21 @@ fn clues_from_real_shaped_logs() {
                 port: None,
             },
         ),
+        // Java names the host before the address it resolved to.
+        (
+            "io.netty.channel.AbstractChannel$AnnotatedConnectException: Connection refused: orders-db/10.96.1.2:5432",
+            Clue::ConnectionRefused {
+                host: "orders-db".into(),
+                port: Some(5432),
+            },
+        ),
+        (
+            "redis.exceptions.TimeoutError: Error 110 connecting to sessions-redis:6379. Operation timed out.",
+            Clue::ConnectTimeout {
+                host: "sessions-redis".into(),
+                port: Some(6379),
+            },
+        ),
         // musl (Alpine images) words them its own way.
         (
             "redis.exceptions.ConnectionError: Error -2 connecting to sessions-redis:6379. Name does not resolve.",
