@@ -66,6 +66,9 @@ pub enum Clue {
     DiskFull {
         path: Option<String>,
     },
+    /// CoreDNS's loop plugin saw its own queries come back: its upstream (the node's
+    /// resolv.conf) is a local stub resolver, so it stops, and the cluster's lookups with it.
+    ResolverLoop,
     /// The port the application binds is taken.
     PortInUse {
         port: Option<u16>,
@@ -407,6 +410,10 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
             clues.push((Clue::DiskFull { path }, line.to_string()));
             continue;
         }
+        if lower.contains("plugin/loop: loop (") && lower.contains("detected for zone") {
+            clues.push((Clue::ResolverLoop, line.to_string()));
+            continue;
+        }
         if names(&["address already in use", "eaddrinuse"]) {
             let port = PORT_IN_USE
                 .captures(line)
@@ -459,7 +466,7 @@ pub fn read_clues(log: &str) -> Vec<(Clue, String)> {
         | Clue::PrivilegesDenied { .. }
         | Clue::BadConfigFile { .. }
         | Clue::CertificateRejected { .. } => 1,
-        Clue::DiskFull { .. } | Clue::PortInUse { .. } => 2,
+        Clue::DiskFull { .. } | Clue::PortInUse { .. } | Clue::ResolverLoop => 2,
         Clue::CannotExec(_) | Clue::MissingFile { .. } => 2,
         Clue::PermissionDenied { .. } => 3,
         Clue::Crash { .. } => 4,

@@ -238,6 +238,15 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                 "Grow the volume (resize its PersistentVolumeClaim) or free it; for an emptyDir, raise its sizeLimit and the container's ephemeral-storage.".into(),
             ))
         }
+        Clue::ResolverLoop => Ok(no_fix(
+            format!(
+                "Container {container} {}: CoreDNS stops on a forwarding loop, and the cluster's DNS lookups with it.",
+                fails(case, &container)
+            ),
+            "CoreDNS's loop plugin found its own queries coming back: its Corefile forwards to the node's /etc/resolv.conf, which names a local stub resolver (127.0.0.53 of systemd-resolved, or another 127.0.0.x), that is CoreDNS itself as seen from its Pod. Every workload that looks up a name fails while it crash-loops.".into(),
+            evidence,
+            "Give CoreDNS a real upstream: set the kubelet's resolvConf to /run/systemd/resolve/resolv.conf on the nodes (systemd-resolved), or forward to upstream servers in the Corefile (ConfigMap coredns in kube-system) instead of /etc/resolv.conf; do not remove the loop plugin, which only reports the loop.".into(),
+        )),
         Clue::PortInUse { port } => {
             let which = port
                 .map(|p| format!("port {p}"))

@@ -122,6 +122,10 @@ fn clues_from_real_shaped_logs() {
                 port: None,
             },
         ),
+        (
+            "[FATAL] plugin/loop: Loop (127.0.0.1:46617 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO 4547991504243258144.3688648895315093531.\"",
+            Clue::ResolverLoop,
+        ),
         // Java names the host before the address it resolved to.
         (
             "io.netty.channel.AbstractChannel$AnnotatedConnectException: Connection refused: orders-db/10.96.1.2:5432",
