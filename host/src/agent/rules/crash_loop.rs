@@ -200,7 +200,7 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                 ),
                 evidence,
                 format!(
-                    "Compare the credentials container {container} reads (its env and the Secret behind it) with the ones the dependency{at} expects, and rotate both together; the operator does not read or write Secret values."
+                    "Compare the credentials the workload reads (its env and the Secret behind it) with the ones the dependency{at} expects, and rotate both together; the operator does not read or write Secret values."
                 ),
             ))
         }
@@ -216,7 +216,7 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                 ),
                 evidence,
                 format!(
-                    "Grant the user container {container} logs in as the privilege the log names (or restore the role that was revoked), in the database itself; the password is not at fault, and nothing in the workload's spec can fix it."
+                    "Grant the user the workload logs in as the privilege the log names (or restore the role that was revoked), in the database itself; the password is not at fault, and nothing in the workload's spec can fix it."
                 ),
             ))
         }
