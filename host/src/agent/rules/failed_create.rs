@@ -95,7 +95,7 @@ pub(super) async fn failed_create(case: &Case, s: &mut Session) -> Result<Conclu
                     "The API server cannot call admission webhook {webhook} ({backend}: {error}); the webhook fails closed (failurePolicy: Fail), so every Pod it should review is refused, whatever the Pod template says."
                 ),
                 format!(
-                    "{check}until it answers, the webhook's configuration (`kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations`) can exclude {ns} with its namespaceSelector or fail open (failurePolicy: Ignore), if its owners accept that. {workload} needs no change."
+                    "{check}until it answers, the webhook's configuration (`kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations`) can exclude {ns} with its namespaceSelector or fail open (failurePolicy: Ignore), if its owners accept that. The workloads it refuses need no change."
                 ),
             )
         }
