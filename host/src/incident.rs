@@ -94,6 +94,21 @@ pub async fn cause_of(
                 ImagePullCause::Unreachable => "is unreachable",
                 ImagePullCause::ServerError => "answers with server errors",
                 ImagePullCause::RateLimited => "rate-limits pulls",
+                // The node's disk, not the registry: the Pods of that node. Per namespace: no
+                // Node condition says which filesystem is full, and an event saying so can be a
+                // tenant's.
+                ImagePullCause::NodeDiskFull => {
+                    let node = pod
+                        .spec
+                        .as_ref()?
+                        .node_name
+                        .as_deref()
+                        .filter(|n| is_name(n))?;
+                    return Some(Cause {
+                        key: format!("node/{node}/imagefs-full/{namespace}"),
+                        description: format!("node {node} has no space left to unpack images"),
+                    });
+                }
                 // Each image's own builds, not the registry.
                 ImagePullCause::PlatformMismatch | ImagePullCause::Unknown => return None,
             };
@@ -1397,6 +1412,30 @@ mod tests {
         }
         assert_eq!(key("Rejected", "ready-1").await, None, "says too little");
         assert_eq!(key("OutOf$(x)", "ready-1").await, None, "no kubelet reason");
+    }
+
+    /// Pods whose images a Node cannot unpack (its disk is full) share that Node, within their
+    /// namespace: no Node condition confirms which filesystem is full, and events can be forged.
+    #[tokio::test]
+    async fn pulls_a_full_node_cannot_unpack_share_it_per_namespace() {
+        let cluster = crate::cluster::testing::Objects {
+            objects: vec![],
+            held: vec![],
+        };
+        let key = |on: &str| {
+            node_key(
+                &cluster,
+                FailureClass::ImagePullBackOff,
+                "NodeDiskFull".into(),
+                Vec::new(),
+                on.into(),
+            )
+        };
+        assert_eq!(
+            key("node-a").await.as_deref(),
+            Some("node/node-a/imagefs-full/shop")
+        );
+        assert_eq!(key("Node A").await, None, "no node name");
     }
 
     /// Pods whose sandboxes fail share a failing CNI plugin across Nodes, or one Node.

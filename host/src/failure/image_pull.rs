@@ -23,6 +23,9 @@ pub enum ImagePullCause {
     /// The image exists, but not for the node's OS and CPU architecture (a manifest list
     /// without `linux/arm64`, a single-architecture image).
     PlatformMismatch,
+    /// The image was fetched, but the node has no room to unpack it (`failed to extract layer
+    /// ...: no space left on device`): the node's image filesystem, not the image or registry.
+    NodeDiskFull,
     /// None of the above can be told from the message.
     Unknown,
 }
@@ -86,14 +89,19 @@ const PLATFORM_MISMATCH: &[&str] = &[
     "does not match the specified platform",
 ];
 
+/// The node's own disk, in any runtime's words: tried first, since the same error names the
+/// registry's URL and layer digests too.
+const NODE_DISK_FULL: &[&str] = &["no space left on device"];
+
 impl ImagePullCause {
-    const ALL: [ImagePullCause; 7] = [
+    const ALL: [ImagePullCause; 8] = [
         ImagePullCause::NotFound,
         ImagePullCause::PlatformMismatch,
         ImagePullCause::Unauthorized,
         ImagePullCause::Unreachable,
         ImagePullCause::ServerError,
         ImagePullCause::RateLimited,
+        ImagePullCause::NodeDiskFull,
         ImagePullCause::Unknown,
     ];
 
@@ -102,7 +110,9 @@ impl ImagePullCause {
         let status = server_error_status(text);
         let text = text.to_ascii_lowercase();
         let any = |markers: &[&str]| markers.iter().any(|m| text.contains(m));
-        if any(RATE_LIMITED) {
+        if any(NODE_DISK_FULL) {
+            ImagePullCause::NodeDiskFull
+        } else if any(RATE_LIMITED) {
             ImagePullCause::RateLimited
         } else if any(UNREACHABLE) {
             ImagePullCause::Unreachable
@@ -128,6 +138,7 @@ impl ImagePullCause {
             ImagePullCause::ServerError => Some("RegistryServerError"),
             ImagePullCause::RateLimited => Some("RegistryRateLimited"),
             ImagePullCause::PlatformMismatch => Some("ImagePlatformMismatch"),
+            ImagePullCause::NodeDiskFull => Some("NodeDiskFull"),
             ImagePullCause::Unknown => None,
         }
     }
@@ -176,6 +187,7 @@ pub fn quoted_marker(cause: ImagePullCause, text: &str) -> Option<String> {
         ImagePullCause::Unauthorized => UNAUTHORIZED,
         ImagePullCause::NotFound => NOT_FOUND,
         ImagePullCause::PlatformMismatch => PLATFORM_MISMATCH,
+        ImagePullCause::NodeDiskFull => NODE_DISK_FULL,
         ImagePullCause::Unknown => &[],
     };
     let marker = markers
@@ -266,6 +278,15 @@ mod tests {
     #[test]
     fn kubelet_pull_errors_are_told_apart() {
         for (message, cause) in [
+            // The node's disk, whatever else the error names (a registry host, a 5xx-like digest).
+            (
+                "failed to pull and unpack image \"registry.example.com/app:v2\": failed to extract layer sha256:503f1c4e: write /var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/1123/fs/usr/lib/libicudata.so.72: no space left on device: unknown",
+                ImagePullCause::NodeDiskFull,
+            ),
+            (
+                "writing blob: storing blob to file \"/var/tmp/storage1234/1\": write /var/tmp/storage1234/1: no space left on device",
+                ImagePullCause::NodeDiskFull,
+            ),
             (
                 "rpc error: code = NotFound desc = failed to pull and unpack image \"registry.example.com/app:v2\": no match for platform in manifest: not found",
                 ImagePullCause::PlatformMismatch,

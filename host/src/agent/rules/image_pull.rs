@@ -35,6 +35,21 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
             evidence,
         ));
     }
+    if cause == ImagePullCause::NodeDiskFull {
+        let node = on_node(pod_node(case));
+        return Ok(no_fix(
+            format!(
+                "Image {image} cannot be unpacked: {node} has no space left on its image filesystem."
+            ),
+            format!(
+                "The kubelet fetched {image} but could not unpack it: {node}'s disk where the container runtime keeps images is full (no space left on device). The image and the registry are fine; every Pod that needs a new image on {node} fails the same way."
+            ),
+            evidence,
+            format!(
+                "Free {node}'s image filesystem (remove unused images: `crictl rmi --prune`; check the kubelet's image garbage collection thresholds and the node's DiskPressure condition) or grow its disk; cordon it meanwhile so new Pods go elsewhere."
+            ),
+        ));
+    }
     if cause == ImagePullCause::Unauthorized {
         let secrets: Vec<String> = case
             .pod
