@@ -215,9 +215,7 @@ pub(super) async fn crash_loop(case: &Case, s: &mut Session) -> Result<Conclusio
                     "The application logs in{at}, but its user lacks the privilege for what it does: a role or grant was revoked, or it uses a database, schema or table it was never granted."
                 ),
                 evidence,
-                format!(
-                    "Grant the user the workload logs in as the privilege the log names (or restore the role that was revoked), in the database itself; the password is not at fault, and nothing in the workload's spec can fix it."
-                ),
+                "Grant the user the workload logs in as the privilege the log names (or restore the role that was revoked), in the database itself; the password is not at fault, and nothing in the workload's spec can fix it.".to_string(),
             ))
         }
         Clue::CertificateRejected { host } => {
