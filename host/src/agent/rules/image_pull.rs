@@ -202,6 +202,32 @@ pub(super) async fn image_pull(case: &Case, s: &mut Session) -> Result<Conclusio
             "the pull fails"
         }
     );
+    if !not_found {
+        // Not told apart: say what the kubelet said, not that the tag is missing. Its end
+        // says why; its start repeats the image.
+        let message = waiting_message(case, &container);
+        let chars: Vec<char> = message.trim().chars().collect();
+        let error: String = match chars.len().checked_sub(300) {
+            Some(cut) if cut > 0 => format!("...{}", chars[cut..].iter().collect::<String>()),
+            _ => chars.iter().collect(),
+        };
+        let root_cause = format!(
+            "The kubelet cannot pull container {container}'s image {image}, and its error is none of a missing tag, refused credentials, an unreachable or failing registry, another platform or a full disk: {error}"
+        );
+        return roll_back_or(
+            case,
+            s,
+            &container,
+            &image,
+            format!("Container {container} waits on image {image}, which cannot be pulled."),
+            findings(summary, root_cause, evidence),
+            (
+                "fix what the pull error names".into(),
+                format!("Read the whole pull error (`kubectl describe pod` Events) and fix what it names for {image} on {registry}."),
+            ),
+        )
+        .await;
+    }
     let root_cause = format!(
         "The rollout changed container {container}'s image to {image}, a tag the registry does not have."
     );
