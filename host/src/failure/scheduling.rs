@@ -22,6 +22,9 @@ pub enum Obstacle {
     TooManyPods,
     PortsInUse,
     NoNodes,
+    /// `node(s) didn't match pod topology spread constraints` (with `(missing required label)`
+    /// when the nodes lack the constraint's topologyKey).
+    TopologySpread,
     Other,
 }
 
@@ -94,6 +97,9 @@ fn classify(text: &str) -> Obstacle {
     }
     if lower.contains("free ports") {
         return Obstacle::PortsInUse;
+    }
+    if lower.contains("topology spread constraints") {
+        return Obstacle::TopologySpread;
     }
     if lower.contains("no nodes available") {
         return Obstacle::NoNodes;
@@ -210,6 +216,8 @@ pub enum PendingReason {
     TooManyPods,
     HostPortsInUse,
     NoNodes,
+    /// A topologySpreadConstraint with `whenUnsatisfiable: DoNotSchedule` that no node meets.
+    TopologySpreadConstraints,
     /// No obstacle the operator knows.
     Unschedulable,
     /// Scheduled, but the kubelet cannot set up the Pod's network (its CNI plugin fails).
@@ -226,7 +234,7 @@ pub enum PendingReason {
 }
 
 impl PendingReason {
-    pub const ALL: [PendingReason; 20] = [
+    pub const ALL: [PendingReason; 21] = [
         PendingReason::InsufficientMemory,
         PendingReason::InsufficientCpu,
         PendingReason::InsufficientEphemeralStorage,
@@ -242,6 +250,7 @@ impl PendingReason {
         PendingReason::TooManyPods,
         PendingReason::HostPortsInUse,
         PendingReason::NoNodes,
+        PendingReason::TopologySpreadConstraints,
         PendingReason::Unschedulable,
         PendingReason::NetworkSetupFailed,
         PendingReason::PodSandboxFailed,
@@ -266,6 +275,7 @@ impl PendingReason {
             PendingReason::TooManyPods => "TooManyPods",
             PendingReason::HostPortsInUse => "HostPortsInUse",
             PendingReason::NoNodes => "NoNodes",
+            PendingReason::TopologySpreadConstraints => "TopologySpreadConstraints",
             PendingReason::Unschedulable => "Unschedulable",
             PendingReason::NetworkSetupFailed => "NetworkSetupFailed",
             PendingReason::PodSandboxFailed => "PodSandboxFailed",
@@ -323,6 +333,7 @@ impl Obstacle {
             Obstacle::TooManyPods => PendingReason::TooManyPods,
             Obstacle::PortsInUse => PendingReason::HostPortsInUse,
             Obstacle::NoNodes => PendingReason::NoNodes,
+            Obstacle::TopologySpread => PendingReason::TopologySpreadConstraints,
             Obstacle::Other => PendingReason::Unschedulable,
         }
     }
@@ -331,6 +342,22 @@ impl Obstacle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_topology_spread_the_nodes_cannot_meet() {
+        let f = parse_scheduling_message(
+            "0/6 nodes are available: 3 node(s) didn't match pod topology spread constraints (missing required label), 3 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. preemption: 0/6 nodes are available: 6 Preemption is not helpful for scheduling.",
+        );
+        assert_eq!(f.reasons[0].obstacle, Obstacle::TopologySpread);
+        assert_eq!(
+            f.reasons[0].obstacle.pending_reason().as_str(),
+            "TopologySpreadConstraints"
+        );
+        let f = parse_scheduling_message(
+            "0/3 nodes are available: 3 node(s) didn't match pod topology spread constraints.",
+        );
+        assert_eq!(f.reasons[0].obstacle, Obstacle::TopologySpread);
+    }
 
     #[test]
     fn reads_insufficient_memory() {

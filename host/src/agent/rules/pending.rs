@@ -246,6 +246,21 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
         return Ok(no_fix(summary, facts.join("; "), evidence, recommendation));
     }
 
+    match cause {
+        Some(PendingReason::TopologySpreadConstraints) => {
+            return Ok(topology_spread(case, &nodes, evidence));
+        }
+        // Resources: the numbers below. A reason of another kind is no shortage of them.
+        None
+        | Some(
+            PendingReason::InsufficientMemory
+            | PendingReason::InsufficientCpu
+            | PendingReason::InsufficientEphemeralStorage
+            | PendingReason::InsufficientResources,
+        ) => {}
+        Some(other) => return Ok(scheduler_explains(case, other, evidence)),
+    }
+
     // Insufficient resources: state the numbers.
     let (requests, _) = pod_requests(&case.pod);
     let memory = cause == Some(PendingReason::InsufficientMemory)
@@ -380,6 +395,114 @@ pub(super) async fn pending(case: &Case, s: &mut Session) -> Result<Conclusion, 
         )
     };
     Ok(no_fix(summary, root_cause, evidence, recommendation))
+}
+
+/// A topologySpreadConstraint that no node meets (`whenUnsatisfiable: DoNotSchedule`): the nodes
+/// lack its topologyKey (the scheduler skips a node without it), or every domain the Pod may
+/// go to already holds maxSkew more of its Pods than the emptiest one.
+fn topology_spread(case: &Case, nodes: &[NodeUsage], mut evidence: Vec<String>) -> Conclusion {
+    let pod = &case.report.spec.pod.name;
+    let constraints = case
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.clone())
+        .unwrap_or_default();
+    let mut unlabelled = Vec::new();
+    for c in constraints
+        .iter()
+        .filter(|c| c.when_unsatisfiable == "DoNotSchedule")
+    {
+        let key = &c.topology_key;
+        let domains: std::collections::BTreeSet<&str> = nodes
+            .iter()
+            .filter_map(|n| n.labels.get(key).map(String::as_str))
+            .collect();
+        let carry = nodes.iter().filter(|n| n.labels.contains_key(key)).count();
+        evidence.push(format!(
+            "topologySpreadConstraint on {key} (maxSkew {}, DoNotSchedule): {carry} of {} nodes carry the label{}",
+            c.max_skew,
+            nodes.len(),
+            if domains.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} domain(s): {}",
+                    domains.len(),
+                    domains.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            }
+        ));
+        if carry == 0 {
+            unlabelled.push(key.clone());
+        }
+    }
+    if let Some(key) = unlabelled.first() {
+        return no_fix(
+            format!(
+                "Pod {pod} cannot be scheduled: no node carries the label {key} its topologySpreadConstraint spreads over."
+            ),
+            format!(
+                "The Pod's topologySpreadConstraint on {key} is whenUnsatisfiable: DoNotSchedule, and no node has the label {key}: the scheduler leaves out every node without it (missing required label), so none is left."
+            ),
+            evidence,
+            format!(
+                "Spread over a label the nodes carry (kubernetes.io/hostname, or topology.kubernetes.io/zone where the nodes have it), label the nodes with {key}, or make the constraint whenUnsatisfiable: ScheduleAnyway."
+            ),
+        );
+    }
+    no_fix(
+        format!("Pod {pod} cannot be scheduled: placing it would break its topologySpreadConstraints."),
+        "Every node the Pod may use is in a domain that already holds maxSkew more of its Pods than the emptiest domain, and the constraint is whenUnsatisfiable: DoNotSchedule: the spread waits for room in the domains that lag (a zone without capacity or schedulable nodes).".into(),
+        evidence,
+        "Add capacity (or schedulable nodes) in the domains that lag, raise maxSkew, or make the constraint whenUnsatisfiable: ScheduleAnyway.".into(),
+    )
+}
+
+/// What the scheduler says for an obstacle that is no shortage of resources, with where to look:
+/// the numbers of the capacity playbook would explain nothing here.
+fn scheduler_explains(case: &Case, reason: PendingReason, evidence: Vec<String>) -> Conclusion {
+    let pod = &case.report.spec.pod.name;
+    let (why, advice) = match reason {
+        PendingReason::PodAffinity => (
+            "no node satisfies its podAffinity: the Pods it must run next to are not where its topologyKey allows (or do not run)",
+            "Check the podAffinity's labelSelector and topologyKey against where those Pods run, or make it preferred rather than required.",
+        ),
+        PendingReason::PodAntiAffinity => (
+            "every node already runs a Pod its podAntiAffinity keeps it away from: more replicas than nodes (or zones) for a one-per-node rule",
+            "Add nodes (or zones), lower the replicas, or make the anti-affinity preferred rather than required.",
+        ),
+        PendingReason::VolumeNodeAffinityConflict => (
+            "its PersistentVolume can only be used in a zone or on nodes it may not run on",
+            "Run the Pod where its volume is (its nodeSelector or affinity against the volume's zone), or recreate the volume where the nodes are (a StorageClass with volumeBindingMode: WaitForFirstConsumer).",
+        ),
+        PendingReason::NodesUnschedulable => (
+            "the nodes it could use are cordoned (unschedulable)",
+            "Uncordon the nodes (`kubectl uncordon`) once their maintenance is done, or add schedulable nodes.",
+        ),
+        PendingReason::TooManyPods => (
+            "the nodes it could use hold as many Pods as they allow (maxPods)",
+            "Add nodes, or raise the kubelet's maxPods where the Pod network has the addresses for it.",
+        ),
+        PendingReason::HostPortsInUse => (
+            "the hostPort it asks for is taken on every node it could use",
+            "Drop the hostPort (a Service reaches the Pod), or add nodes: a hostPort fits once per node.",
+        ),
+        PendingReason::NoNodes => (
+            "the cluster has no node to schedule it on",
+            "Add nodes, or check why the existing ones left the cluster.",
+        ),
+        _ => (
+            "the scheduler's reasons are none the operator knows",
+            "Read the scheduler's message (`kubectl describe pod`, Events) and fix what it names.",
+        ),
+    };
+    no_fix(
+        format!("Pod {pod} cannot be scheduled: {why}."),
+        format!("The scheduler finds no node for Pod {pod} ({reason}): {why}."),
+        evidence,
+        advice.into(),
+    )
 }
 
 /// A Pod scheduled to a Node whose kubelet cannot create its sandbox: the Node's network (CNI)
