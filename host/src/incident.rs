@@ -98,12 +98,7 @@ pub async fn cause_of(
                 // Node condition says which filesystem is full, and an event saying so can be a
                 // tenant's.
                 ImagePullCause::NodeDiskFull => {
-                    let node = pod
-                        .spec
-                        .as_ref()?
-                        .node_name
-                        .as_deref()
-                        .filter(|n| is_name(n))?;
+                    let node = node_of(pod)?;
                     return Some(Cause {
                         key: format!("node/{node}/imagefs-full/{namespace}"),
                         description: format!("node {node} has no space left to unpack images"),
@@ -238,18 +233,22 @@ async fn lost_node_taint(pod: &Pod, cluster: &dyn Cluster) -> Option<&'static st
         .find(|key| taints.iter().any(|t| t["key"].as_str() == Some(key)))
 }
 
+/// The name of the Node `pod` is bound to, when it is a name (it reaches keys and requests).
+fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| is_name(n))
+}
+
 /// The Node `pod` is bound to, read (one request): its name checked before it reaches the
 /// API, and None when it does not exist.
 async fn pods_node(
     pod: &Pod,
     cluster: &dyn Cluster,
 ) -> Option<(String, std::sync::Arc<serde_json::Value>)> {
-    let node = pod
-        .spec
-        .as_ref()?
-        .node_name
-        .as_deref()
-        .filter(|n| is_name(n))?;
+    let node = node_of(pod)?;
     let object = cluster.get(ResourceKind::Node, None, node).await.ok()??;
     Some((node.to_string(), object))
 }
@@ -257,12 +256,7 @@ async fn pods_node(
 /// Pods whose sandboxes cannot be created share the cause: a CNI plugin that fails wherever it
 /// runs (one incident across Nodes), or one Node (its Pod addresses used up, its runtime).
 fn sandbox_cause(sandbox: &SandboxFailure, pod: &Pod) -> Option<Cause> {
-    let node = pod
-        .spec
-        .as_ref()?
-        .node_name
-        .as_deref()
-        .filter(|n| is_name(n));
+    let node = node_of(pod);
     let (key, description) = match (&sandbox.plugin, sandbox.addresses_exhausted) {
         (_, true) => {
             let node = node?;
