@@ -709,11 +709,6 @@ pub(super) async fn dependency(
         None => host.to_string(),
     };
     let what = how.what();
-    if how == Unreachable::LookupUnanswered && host.is_empty() {
-        return Ok(lookup_unanswered(
-            case, container, host, &endpoint, evidence,
-        ));
-    }
     if is_ip(host) {
         return Ok(no_fix(
             format!("Container {container} cannot reach {endpoint} ({what})."),
@@ -725,7 +720,8 @@ pub(super) async fn dependency(
         ));
     }
     // Only a Service of the Pod's own namespace is checked, or offered in its place: the
-    // operator reads no other namespace's Services for a tenant.
+    // operator reads no other namespace's Services for a tenant. An unnamed host (busybox's
+    // unanswered lookup) is none either.
     let service = crate::names::service_host(host, case.namespace());
     let Some(service_name) = service
         .as_ref()
