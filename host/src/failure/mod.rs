@@ -379,7 +379,11 @@ fn describe_termination(cs: &ContainerStatus, current: bool) -> Option<String> {
     let ran = match (&t.started_at, &t.finished_at) {
         (Some(s), Some(f)) => {
             let secs = f.0.as_second() - s.0.as_second();
-            format!(" after {secs}s")
+            // kubectl's way: `45s`, `3m5s`, `10h`.
+            format!(
+                " after {}",
+                crate::kubectl_sre::age(k8s_openapi::jiff::SignedDuration::from_secs(secs))
+            )
         }
         _ => String::new(),
     };
