@@ -6,6 +6,7 @@
 //! begins with `test` operations on the values it replaces.
 
 mod alert;
+mod climb;
 mod clues;
 mod config;
 mod crash_loop;

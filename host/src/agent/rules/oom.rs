@@ -2,17 +2,20 @@
 //! own. With Prometheus (the `container_memory_history` tool) the new limit is the observed
 //! working-set peak plus headroom, and a working set that climbs steadily in every run is called a
 //! leak, the raise offered only as a stop-gap; without it, twice the old limit. Either way above a
-//! JVM heap the settings or log name, and the report says which sizing it used.
+//! JVM heap the settings or log name, and the report says which sizing it used. Without
+//! Prometheus, a run that lasted hours before the kill while a memory figure the application logs
+//! climbed steadily (climb.rs) is called a leak the same way.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::json;
 
+use super::climb::memory_climb;
 use super::workload::{fixed, guarded_replace, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{answer, failed_run_is_previous, failure_container, findings, no_fix, pod_container};
-use super::{memory_limit, memory_request};
+use super::{container_status, memory_limit, memory_request};
 use crate::cluster::{NodeUsage, format_bytes, memory_bytes};
 use tool_shapes::{ContainerMemory, MemoryHistory};
 
@@ -27,6 +30,10 @@ const HISTORY_MINUTES: u32 = 60;
 /// A peak below this share of the limit did not reach it: the allocation that killed the
 /// container fell between scrapes, and the peak says nothing about the size needed.
 const PEAK_REACHED_LIMIT: f64 = 0.9;
+/// A killed run at least this long grew into its limit: it did not need that much at start. A
+/// leak that kills only this rarely gets no larger limit: the restart is its own stop-gap, and a
+/// larger limit would only move the next kill later, holding memory the node reserves.
+const LONG_RUN_SECONDS: i64 = 60 * 60;
 
 /// What Prometheus says of the container's memory.
 enum Observed {
@@ -90,6 +97,26 @@ static HEAP: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"-Xmx(\d+)([kKmMgG])").expect("static regex"));
 
 /// Rounds up to a multiple of 64Mi, so that a suggested limit reads like one a person writes.
+/// What to do about a leak that `growth` describes.
+fn fix_the_leak(container: &str, growth: &str) -> String {
+    format!(
+        "Find and fix the leak: container {container}'s {growth} (a heap profile or the application's own memory metrics show what grows; a release that started it can be rolled back)."
+    )
+}
+
+/// How long the run the kernel killed for memory lasted, from the container's status.
+fn killed_run_seconds(case: &Case, container: &str) -> Option<i64> {
+    let status = container_status(case, container)?;
+    [status.state.as_ref(), status.last_state.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.terminated.as_ref())
+        .find(|t| t.reason.as_deref() == Some("OOMKilled"))
+        .and_then(|t| {
+            Some(t.finished_at.as_ref()?.0.as_second() - t.started_at.as_ref()?.0.as_second())
+        })
+}
+
 pub(super) fn mebibytes_rounded_up(bytes: i64) -> i64 {
     let mi = 1 << 20;
     ((bytes + 64 * mi - 1) / (64 * mi)) * 64 * mi
@@ -169,7 +196,8 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
     );
     let doubled = format!("{OOM_FACTOR}x the old limit");
     let (mut wanted, mut basis) = (limit * OOM_FACTOR, doubled.clone());
-    let mut leak = None;
+    // How the memory grows, for the stop-gap's recommendation, once a leak is seen.
+    let mut leak: Option<String> = None;
     match observed_memory(s, &pod, &container).await? {
         Observed::NotConfigured => evidence.push(format!(
             "sizing: {doubled} (Prometheus is not configured: no container_memory_history tool)"
@@ -207,8 +235,41 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
                     mib_per_minute(l.slope_bytes_per_minute),
                     limit_q.0
                 );
-                leak = Some(l.slope_bytes_per_minute);
+                leak = Some(format!(
+                    "working set grows about {} in every run",
+                    mib_per_minute(l.slope_bytes_per_minute)
+                ));
             }
+        }
+    }
+    let long_run = killed_run_seconds(case, &container)
+        .filter(|ran| *ran >= LONG_RUN_SECONDS)
+        .map(|ran| crate::kubectl_sre::age(k8s_openapi::jiff::SignedDuration::from_secs(ran)));
+    if let Some(ran) = &long_run {
+        evidence.push(format!(
+            "the killed run lasted {ran}: the memory grew into the limit during the run, it was not short at start"
+        ));
+        // A figure the application prints about its own memory, in the killed run's log or (a
+        // dump has only the current log) the run after it: the same container either way.
+        if let Some(climb) = memory_climb(&logs.text).filter(|_| leak.is_none()) {
+            let what = if climb.goroutines {
+                "goroutine count"
+            } else {
+                "memory"
+            };
+            evidence.push(format!(
+                "the application's own figures in its log climb steadily: {}",
+                climb.describe()
+            ));
+            root_cause = format!(
+                "Container {container}'s {what} climbs steadily through each run (its log: {}) until it passes the {} limit and is OOM-killed after {ran}: a leak. A larger limit only delays the kill.",
+                climb.describe(),
+                limit_q.0
+            );
+            leak = Some(format!(
+                "{what} climbs steadily through each {ran} run ({})",
+                climb.describe()
+            ));
         }
     }
     if let Some((heap_bytes, flag)) = &heap {
@@ -254,6 +315,18 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
         "Container {container} is OOM-killed: its memory limit {} is too low.",
         limit_q.0
     );
+    if let (Some(growth), Some(ran)) = (&leak, &long_run) {
+        return Ok(no_fix(
+            format!("Container {container} leaks memory and is OOM-killed after each {ran} run."),
+            root_cause,
+            evidence,
+            format!(
+                "{} The container restarts on its own after each kill; a larger limit ({}) would only move the next kill later.",
+                fix_the_leak(&container, growth),
+                as_quantity(new_limit.max(limit))
+            ),
+        ));
+    }
     if new_limit <= limit {
         return Ok(no_fix(
             summary,
@@ -318,9 +391,11 @@ pub(super) async fn oom_killed(case: &Case, s: &mut Session) -> Result<Conclusio
         operations,
         explanation,
     );
-    conclusion.recommendation = leak.map(|slope| format!(
-        "Find and fix the leak: container {container}'s working set grows about {} in every run (a heap profile or the application's own memory metrics show what grows). The raised limit buys time; it is not the fix.",
-        mib_per_minute(slope)
-    ));
+    conclusion.recommendation = leak.map(|growth| {
+        format!(
+            "{} The raised limit buys time; it is not the fix.",
+            fix_the_leak(&container, &growth)
+        )
+    });
     Ok(conclusion)
 }
