@@ -32,8 +32,9 @@ const MAX_KEY: usize = 40;
 pub(super) struct Climb {
     /// The key as the application logs it (`heap_inuse_mb`), or `heap after GC`.
     pub key: String,
-    pub first: f64,
-    pub last: f64,
+    /// The first and last figures as logged (`61`, `210.5MB`).
+    pub first: String,
+    pub last: String,
     pub samples: usize,
     /// Whether the figure counts goroutines rather than memory.
     pub goroutines: bool,
@@ -44,33 +45,22 @@ impl Climb {
     pub fn describe(&self) -> String {
         format!(
             "{} {} → {} over {} samples",
-            self.key,
-            number(self.first),
-            number(self.last),
-            self.samples
+            self.key, self.first, self.last, self.samples
         )
     }
 }
 
-fn number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n:.1}")
-    }
-}
-
-/// `key: 123`, `"key":123`, `key=123MB`: a key naming memory or goroutines, then its number. A key
+/// `key: 123`, `"key":123`, `key=123MB`, `memory usage: 512 MB`: a key (one or two words) naming memory or goroutines, then its number. A key
 /// naming a limit, a maximum or a total is a setting, not a use.
 static FIGURE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)(?:^|[^\w.])"?(?P<key>[a-z][a-z0-9_.]{0,60})"?\s*[:=]\s*"?(?P<value>\d+(?:\.\d+)?)(?P<unit>\s?(?:[kmgt]i?b?|bytes?)\b)?"#,
+        r#"(?i)(?:^|[^\w.])"?(?P<prefix>[a-z][a-z0-9_.]{0,30} )?(?P<key>[a-z][a-z0-9_.]{0,60})"?\s*[:=]\s*"?(?P<figure>(?P<value>\d+(?:\.\d+)?)(?P<unit>\s?(?:[kmgt]i?b?|bytes?)\b)?)"#,
     )
     .expect("a valid pattern")
 });
 /// The JVM's `before->after(committed)` heap figures of one collection.
 static GC: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\bGC\b.*?\b\d+(?:\.\d+)?[KMG]->(?P<after>\d+(?:\.\d+)?)(?P<unit>[KMG])\(\d+(?:\.\d+)?[KMG]\)")
+    Regex::new(r"\bGC\b.*?\b\d+(?:\.\d+)?[KMG]->(?P<figure>(?P<after>\d+(?:\.\d+)?)(?P<unit>[KMG]))\(\d+(?:\.\d+)?[KMG]\)")
         .expect("a valid pattern")
 });
 
@@ -139,21 +129,30 @@ fn scale(unit: &str) -> f64 {
 /// The figure of `log` that climbs steadily, if one does: memory before goroutines, then the one
 /// with the most samples.
 pub(super) fn memory_climb(log: &str) -> Option<Climb> {
-    // key → (goroutines, samples in log order, in one unit: a figure logged with units is scaled)
-    let mut series: BTreeMap<String, (bool, Vec<f64>)> = BTreeMap::new();
+    // key → its samples in log order: the figure in one unit (a figure logged with a unit is
+    // scaled) and as logged
+    let mut series: BTreeMap<String, Series> = BTreeMap::new();
     let mut load: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for line in log.lines() {
         if let Some(c) = GC.captures(line) {
             let value: f64 = c["after"].parse().unwrap_or(0.0);
             series
                 .entry("heap after GC".into())
-                .or_insert((false, Vec::new()))
-                .1
-                .push(value * scale(&c["unit"]));
+                .or_default()
+                .samples
+                .push((value * scale(&c["unit"]), c["figure"].to_string()));
             continue;
         }
         for c in FIGURE.captures_iter(line) {
-            let key = c.name("key").map_or("", |m| m.as_str());
+            // `stats rss=1`: the last word names the figure; `memory usage: 1`: both words do.
+            let named = c.name("key").map_or(0..0, |m| m.range());
+            let last = &line[named.clone()];
+            let key = match c.name("prefix") {
+                Some(prefix) if memory_key(last).is_none() && !load_key(last) => {
+                    &line[prefix.start()..named.end]
+                }
+                _ => last,
+            };
             if key.len() > MAX_KEY {
                 continue;
             }
@@ -166,11 +165,11 @@ pub(super) fn memory_climb(log: &str) -> Option<Climb> {
                 continue;
             };
             let unit = c.name("unit").map_or("", |u| u.as_str());
-            series
-                .entry(key.to_string())
-                .or_insert((goroutines, Vec::new()))
-                .1
-                .push(value * scale(unit));
+            let entry = series.entry(key.to_string()).or_default();
+            entry.goroutines = goroutines;
+            entry
+                .samples
+                .push((value * scale(unit), c["figure"].trim().to_string()));
         }
     }
     let load_grows = load
@@ -181,22 +180,25 @@ pub(super) fn memory_climb(log: &str) -> Option<Climb> {
     }
     series
         .into_iter()
-        .filter_map(|(key, (goroutines, values))| {
+        .filter_map(|(key, s)| {
+            let values: Vec<f64> = s.samples.iter().map(|(v, _)| *v).collect();
+            let (first, last) = (s.samples.first()?, s.samples.last()?);
             climbs(&values).then(|| Climb {
-                first: values[0],
-                last: values[values.len() - 1],
+                first: first.1.clone(),
+                last: last.1.clone(),
                 samples: values.len(),
-                goroutines,
+                goroutines: s.goroutines,
                 key,
             })
         })
         .max_by_key(|c| (!c.goroutines, c.samples))
-        .map(|mut c| {
-            // Quoted as logged: the first and last figures are shown in the unit of the key.
-            c.first = c.first.round();
-            c.last = c.last.round();
-            c
-        })
+}
+
+/// One key's samples: each figure scaled to one unit, and as logged.
+#[derive(Default)]
+struct Series {
+    goroutines: bool,
+    samples: Vec<(f64, String)>,
 }
 
 /// Whether `values` climb steadily: enough samples, most steps rising, no large dip, and the
@@ -234,9 +236,26 @@ mod tests {
 {"level":"warn","msg":"heap close to GOMEMLIMIT","heap_inuse_mb":339}"#;
         let climb = memory_climb(log).expect("a climb");
         assert_eq!(climb.key, "heap_inuse_mb");
-        assert_eq!((climb.first, climb.last, climb.samples), (61.0, 339.0, 5));
+        assert_eq!(
+            (climb.first.as_str(), climb.last.as_str(), climb.samples),
+            ("61", "339", 5)
+        );
         assert!(!climb.goroutines);
         assert_eq!(climb.describe(), "heap_inuse_mb 61 → 339 over 5 samples");
+    }
+
+    #[test]
+    fn two_word_keys_and_the_old_jvm_gc_lines() {
+        let log = "memory usage: 120.5 MB\nmemory usage: 180 MB\nmemory usage: 240.2 MB\nmemory usage: 330 MB\n";
+        let climb = memory_climb(log).expect("a climb");
+        assert_eq!((climb.key.as_str(), climb.samples), ("memory usage", 4));
+        let log = "\
+[GC (Allocation Failure)  524288K->212345K(1006592K), 0.0456 secs]
+[GC (Allocation Failure)  624288K->312345K(1006592K), 0.0456 secs]
+[GC (Allocation Failure)  724288K->412345K(1006592K), 0.0456 secs]
+[Full GC (Ergonomics)  924288K->612345K(1006592K), 0.9 secs]
+";
+        assert_eq!(memory_climb(log).expect("a climb").key, "heap after GC");
     }
 
     #[test]
@@ -251,12 +270,15 @@ mod tests {
     fn key_value_lines_with_units_and_node_memory_usage() {
         let log = "mem rss=210.5MB heapUsed=150MB\nmem rss=260MB heapUsed=190MB\nmem rss=330MB heapUsed=250MB\nmem rss=420MB heapUsed=330MB\n";
         let climb = memory_climb(log).expect("a climb");
-        // Both climb with four samples; the first in key order is quoted.
+        // Both climb with four samples; either is quoted, as logged.
         assert!(
             ["rss", "heapUsed"].contains(&climb.key.as_str()),
             "{climb:?}"
         );
         assert_eq!(climb.samples, 4);
+        if climb.key == "rss" {
+            assert_eq!(climb.describe(), "rss 210.5MB → 420MB over 4 samples");
+        }
     }
 
     #[test]
@@ -270,7 +292,7 @@ mod tests {
         let climb = memory_climb(log).expect("a climb");
         assert_eq!(climb.key, "heap after GC");
         assert_eq!(climb.samples, 4);
-        assert!(climb.last > 2.5 * climb.first);
+        assert_eq!(climb.describe(), "heap after GC 210M → 610M over 4 samples");
     }
 
     #[test]
