@@ -51,6 +51,7 @@ async fn the_built_in_tools_answer_from_the_bundled_dump() {
     assert_eq!(
         tools,
         [
+            "check_network_policies",
             "check_service",
             "fetch_logs",
             "get_resource_usage",
@@ -147,6 +148,20 @@ async fn the_built_in_tools_answer_from_the_bundled_dump() {
     )
     .unwrap();
     assert_eq!(nodes.as_array().unwrap().len(), 3);
+    // kubectl cluster-info dump writes no NetworkPolicies: the tool says so, never "none".
+    let policies = call(
+        &set,
+        "check_network_policies",
+        json!({"pod": "critical-app-7d4b9c6f5-h8x2m", "service": "redis-master"}),
+        &default,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        policies.contains("the dump holds no networkpolicies"),
+        "{policies}"
+    );
     let payment_pod = "payment-6d5f7c9b8-7xk2p";
     let events: Value = serde_json::from_str(
         &call(
@@ -653,7 +668,7 @@ fn compiled_components_are_cached_and_a_broken_cache_entry_is_recompiled() {
     // A restart loads from the cache.
     let second = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
     let set = PluginSet::from_dir(&second, dir.path()).unwrap();
-    assert_eq!(set.tools().count(), 7);
+    assert_eq!(set.tools().count(), 8);
 
     // Overwritten in place while the set above still runs from it.
     std::fs::write(&artifacts[0], b"garbage").unwrap();

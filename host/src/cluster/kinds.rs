@@ -19,10 +19,12 @@ pub enum ResourceKind {
     DaemonSet,
     Job,
     CronJob,
+    /// Read to tell whether a policy drops a Pod's connections (`check_network_policies`).
+    NetworkPolicy,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 17] = [
+    pub const ALL: [ResourceKind; 18] = [
         ResourceKind::Node,
         ResourceKind::Namespace,
         ResourceKind::Pod,
@@ -40,6 +42,7 @@ impl ResourceKind {
         ResourceKind::DaemonSet,
         ResourceKind::Job,
         ResourceKind::CronJob,
+        ResourceKind::NetworkPolicy,
     ];
 
     pub fn kind(self) -> &'static str {
@@ -61,6 +64,7 @@ impl ResourceKind {
             ResourceKind::DaemonSet => "DaemonSet",
             ResourceKind::Job => "Job",
             ResourceKind::CronJob => "CronJob",
+            ResourceKind::NetworkPolicy => "NetworkPolicy",
         }
     }
 
@@ -71,6 +75,7 @@ impl ResourceKind {
             | ResourceKind::StatefulSet
             | ResourceKind::DaemonSet => "apps/v1",
             ResourceKind::Job | ResourceKind::CronJob => "batch/v1",
+            ResourceKind::NetworkPolicy => "networking.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -94,6 +99,7 @@ impl ResourceKind {
             ResourceKind::DaemonSet => "daemonsets",
             ResourceKind::Job => "jobs",
             ResourceKind::CronJob => "cronjobs",
+            ResourceKind::NetworkPolicy => "networkpolicies",
         }
     }
 
@@ -141,6 +147,7 @@ impl ResourceKind {
             ResourceKind::StatefulSet => &["sts"],
             ResourceKind::DaemonSet => &["ds"],
             ResourceKind::CronJob => &["cj"],
+            ResourceKind::NetworkPolicy => &["netpol"],
             ResourceKind::Secret | ResourceKind::Job => &[],
         }
     }

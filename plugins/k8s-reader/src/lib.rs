@@ -3,6 +3,8 @@
 
 wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 
+mod netpol;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -93,6 +95,18 @@ impl Guest for Reader {
                 }}),
             ),
             spec(
+                "check_network_policies",
+                "Whether the NetworkPolicies of the namespace under investigation let a Pod's \
+                 connections reach a Service's Pods on a port: the policies that isolate the \
+                 Service's Pods (ingress) and the Pod (egress), which of them admit the traffic, \
+                 and which cannot be judged from the objects (an ipBlock).",
+                json!({"type": "object", "required": ["pod", "service"], "additionalProperties": false, "properties": {
+                    "pod": string_param("The Pod that connects"),
+                    "service": string_param("Service name, as the application uses it as a host name"),
+                    "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "The Service port the Pod connects to; defaults to the Service's only port"}
+                }}),
+            ),
+            spec(
                 "rollout_history",
                 "The ReplicaSets of a Deployment, newest revision first, with each revision's \
                  images, resource requests and how many of its Pods are ready: which revision \
@@ -124,6 +138,7 @@ impl Guest for Reader {
             "get_resource_usage" => get_resource_usage(&args),
             "list_events" => list_events(&args),
             "check_service" => check_service(&args),
+            "check_network_policies" => netpol::check_network_policies(&args),
             "rollout_history" => rollout_history(&args),
             "list_nodes_capacity" => list_nodes_capacity(),
             other => Err(ToolError::UnknownTool(other.to_string())),

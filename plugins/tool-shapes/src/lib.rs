@@ -132,6 +132,45 @@ pub enum IntOrString {
     String(String),
 }
 
+/// `check_network_policies`: whether the NetworkPolicies of the namespace under investigation
+/// let one Pod's connections reach the Pods behind a Service of that namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkPolicyCheck {
+    pub namespace: String,
+    /// The Pod that connects.
+    pub pod: String,
+    pub service: String,
+    /// The Pod port the connections reach (the Service port's targetPort), when it is known.
+    pub target_port: Option<i32>,
+    /// The Service Pod whose labels and ports were judged (its first ready one).
+    pub service_pod: Option<String>,
+    /// The policies isolating the Service's Pods for ingress, and what they do with the traffic.
+    pub ingress: PolicyVerdict,
+    /// The policies isolating the connecting Pod for egress.
+    pub egress: PolicyVerdict,
+}
+
+/// The policies of one direction that select a Pod: any one isolates it, and traffic passes
+/// only if one of them admits it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PolicyVerdict {
+    pub policies: Vec<String>,
+    /// Those with a rule that admits the traffic.
+    pub admitted_by: Vec<String>,
+    /// Those with a rule that cannot be judged from the objects (an `ipBlock`, a named port no
+    /// container declares): they may admit it.
+    pub undecided: Vec<String>,
+}
+
+impl PolicyVerdict {
+    /// Whether these policies drop the traffic: they isolate the Pod and none admits it.
+    pub fn drops(&self) -> bool {
+        !self.policies.is_empty() && self.admitted_by.is_empty() && self.undecided.is_empty()
+    }
+}
+
 /// One entry of `list_events`: an Event about the object, reduced to what a reader needs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
