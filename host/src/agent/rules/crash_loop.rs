@@ -10,6 +10,7 @@ use tool_shapes::{
 };
 
 use super::clues::{Clue, Unreachable, is_ip, last_lines, read_clues};
+use super::netpol::{OnTheWay, on_the_way};
 use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{
@@ -973,11 +974,45 @@ pub(super) async fn dependency(
         ports
     ));
     if how == Unreachable::TimedOut {
+        let summary = format!(
+            "Container {container} {}: connections to {endpoint} time out although Service {service_name} has ready endpoints.",
+            fails(case, container)
+        );
+        match on_the_way(case, s, &service_name, port, &found.selector).await? {
+            OnTheWay::Dropped {
+                policy,
+                evidence: why,
+                root_cause,
+                recommendation,
+            } => {
+                evidence.push(why);
+                return Ok(no_fix(
+                    format!(
+                        "Container {container} {}: NetworkPolicy {policy} drops its connections to {endpoint}.",
+                        fails(case, container)
+                    ),
+                    root_cause,
+                    evidence,
+                    recommendation,
+                ));
+            }
+            OnTheWay::Admitted(read) => {
+                evidence.push(read);
+                return Ok(no_fix(
+                    summary,
+                    format!(
+                        "Service {service_name} has {ready} ready endpoint(s) on the port the application uses, yet its connections to {endpoint} go unanswered, and no NetworkPolicy of {ns} drops them: the Service's Pods accept no connections on that port (a process bound to localhost, a full accept queue), or a firewall or the CNI drops them."
+                    ),
+                    evidence,
+                    format!(
+                        "From another Pod of {ns}, connect to a Pod of Service {service_name} directly on its port; check what it listens on (localhost or all addresses) and the nodes' firewall and CNI."
+                    ),
+                ));
+            }
+            OnTheWay::Unknown => {}
+        }
         return Ok(no_fix(
-            format!(
-                "Container {container} {}: connections to {endpoint} time out although Service {service_name} has ready endpoints.",
-                fails(case, container)
-            ),
+            summary,
             format!(
                 "Service {service_name} has {ready} ready endpoint(s) on the port the application uses, yet its connections to {endpoint} go unanswered: traffic is dropped on the way, most often by a NetworkPolicy that selects {service_name}'s Pods and admits nothing from this one (or an egress policy on this Pod)."
             ),

@@ -13,6 +13,7 @@ mod crash_loop;
 mod evicted;
 mod failed_create;
 mod image_pull;
+mod netpol;
 mod oom;
 mod pending;
 mod probe;

@@ -1,0 +1,191 @@
+//! Connections that time out to a Service with ready endpoints are dropped on the way: this asks
+//! `check_network_policies` whether a NetworkPolicy of the namespace drops them, and names it.
+//! Without the tool, or where the cluster holds no NetworkPolicies to read (a dump: `kubectl
+//! cluster-info dump` writes none), nothing is claimed either way.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tool_shapes::{NetworkPolicyCheck, PolicyVerdict};
+
+use super::{AgentError, Case, Session, answer};
+use crate::cluster::ResourceKind;
+use crate::names::check_name;
+
+/// What the NetworkPolicies do with the Pod's connections.
+pub(super) enum OnTheWay {
+    /// Not known: no tool, or no policies the cluster could show.
+    Unknown,
+    /// Policies drop them.
+    Dropped {
+        /// The first policy that drops them, to name in the summary.
+        policy: String,
+        evidence: String,
+        root_cause: String,
+        recommendation: String,
+    },
+    /// The policies read admit them, or may: the evidence says which.
+    Admitted(String),
+}
+
+/// `NetworkPolicy a` or `NetworkPolicies a, b`.
+fn named(names: &[String]) -> String {
+    match names {
+        [one] => format!("NetworkPolicy {one}"),
+        many => format!("NetworkPolicies {}", many.join(", ")),
+    }
+}
+
+/// `NetworkPolicy a selects` or `NetworkPolicies a, b select`.
+fn policies_do(names: &[String], verb: &str) -> String {
+    let s = if names.len() == 1 { "s" } else { "" };
+    format!("{} {verb}{s}", named(names))
+}
+
+/// Of one policy `it does not admit`, of several `none of them admits`.
+fn none_admits(names: &[String]) -> &'static str {
+    if names.len() == 1 {
+        "it does not admit"
+    } else {
+        "none of them admits"
+    }
+}
+
+/// `{key: value}` of the one label most likely to name a workload, as a podSelector's
+/// matchLabels; a value that is not a valid label value is not quoted.
+fn workload_label(labels: &BTreeMap<String, String>) -> Option<String> {
+    let valid = |v: &str| {
+        v.len() <= 63
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    ["app.kubernetes.io/name", "app", "k8s-app", "name"]
+        .iter()
+        .find_map(|k| {
+            let v = labels.get(*k).filter(|v| valid(v))?;
+            Some(format!("{{{k}: {v}}}"))
+        })
+}
+
+/// Whether the NetworkPolicies of the namespace drop connections from the failing Pod to Service
+/// `service` (`port` as the application uses it; `selector`, the Service's).
+pub(super) async fn on_the_way(
+    case: &Case,
+    s: &mut Session,
+    service: &str,
+    port: Option<u16>,
+    selector: &BTreeMap<String, String>,
+) -> Result<OnTheWay, AgentError> {
+    if !s.has_tool("check_network_policies") {
+        return Ok(OnTheWay::Unknown);
+    }
+    let pod = case.report.spec.pod.name.clone();
+    let mut arguments = json!({"pod": pod, "service": service});
+    if let Some(port) = port {
+        arguments["port"] = json!(port);
+    }
+    let outcome = s
+        .act(
+            format!("Connections to Service {service} time out although it has ready endpoints."),
+            "A NetworkPolicy that isolates either end and admits nothing drops them: read the namespace's policies.",
+            "check_network_policies",
+            arguments,
+        )
+        .await?;
+    // Names go into the report and a pasteable command: an answer naming a policy by anything
+    // but a valid name is not quoted at all.
+    let valid = |names: &[String]| {
+        names
+            .iter()
+            .all(|n| check_name(ResourceKind::NetworkPolicy, "metadata.name", n).is_ok())
+    };
+    let Some(check) = answer::<NetworkPolicyCheck>(&outcome).filter(|c| {
+        [&c.ingress, &c.egress]
+            .iter()
+            .all(|v| valid(&v.policies) && valid(&v.admitted_by) && valid(&v.undecided))
+    }) else {
+        return Ok(OnTheWay::Unknown);
+    };
+    let ns = case.namespace();
+    let port_text = check
+        .target_port
+        .map_or_else(|| "its port".to_string(), |p| format!("port {p}"));
+    let pod_labels = case.pod.metadata.labels.clone().unwrap_or_default();
+    let rule = |peer: Option<String>, key: &str| {
+        let peer = peer.map_or_else(
+            || format!("a {key} peer matching the other end's labels"),
+            |labels| format!("`{key}: [{{podSelector: {{matchLabels: {labels}}}}}]`"),
+        );
+        let ports = check
+            .target_port
+            .map(|p| format!(" and `ports: [{{port: {p}}}]`"))
+            .unwrap_or_default();
+        format!("{peer}{ports}")
+    };
+    let dropped =
+        |verdict: &PolicyVerdict, selected: String, root_cause: String, recommendation: String| {
+            OnTheWay::Dropped {
+                policy: verdict.policies[0].clone(),
+                evidence: format!(
+                    "{} {selected}, and {} the connections on {port_text}",
+                    policies_do(&verdict.policies, "select"),
+                    none_admits(&verdict.policies)
+                ),
+                root_cause,
+                recommendation,
+            }
+        };
+    if check.ingress.drops() {
+        let first = &check.ingress.policies[0];
+        return Ok(dropped(
+            &check.ingress,
+            format!("Service {service}'s Pods for ingress"),
+            format!(
+                "{} Service {service}'s Pods{} for ingress, and {} Pod {pod} on {port_text}: its connections are dropped, so they time out.",
+                policies_do(&check.ingress.policies, "isolate"),
+                check
+                    .service_pod
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
+                none_admits(&check.ingress.policies)
+            ),
+            format!(
+                "Admit this workload in NetworkPolicy {first}: add an ingress rule with {} (`kubectl -n {ns} edit networkpolicy {first}`), or a policy of its own that selects Service {service}'s Pods and admits it.",
+                rule(workload_label(&pod_labels), "from")
+            ),
+        ));
+    }
+    if check.egress.drops() {
+        let first = &check.egress.policies[0];
+        return Ok(dropped(
+            &check.egress,
+            format!("Pod {pod} for egress"),
+            format!(
+                "{} Pod {pod} for egress, and {} its connections to Service {service}'s Pods on {port_text}: they are dropped, so they time out.",
+                policies_do(&check.egress.policies, "isolate"),
+                none_admits(&check.egress.policies)
+            ),
+            format!(
+                "Let this workload reach Service {service} in NetworkPolicy {first}: add an egress rule with {} (`kubectl -n {ns} edit networkpolicy {first}`).",
+                rule(workload_label(selector), "to")
+            ),
+        ));
+    }
+    let judged =
+        |what: &str, v: &PolicyVerdict| match (v.policies.is_empty(), v.undecided.is_empty()) {
+            (true, _) => format!("no NetworkPolicy isolates {what}"),
+            (false, true) => policies_do(&v.admitted_by, "admit") + " them",
+            (false, false) => format!(
+                "{} may admit them (a rule the objects cannot settle: an ipBlock or a named port)",
+                named(&v.undecided)
+            ),
+        };
+    Ok(OnTheWay::Admitted(format!(
+        "NetworkPolicies of {ns}: {} for ingress; {} for egress",
+        judged(&format!("Service {service}'s Pods"), &check.ingress),
+        judged(&format!("Pod {pod}"), &check.egress)
+    )))
+}
