@@ -3,6 +3,7 @@
 //! on the bundled dump sizes the OOM-killed worker's limit from its observed working-set peak and
 //! calls its steady climb a leak (the raise offered as a stop-gap), and blames the failing
 //! liveness probe of a CPU-limited container on throttling, with the queries in the evidence.
+//! The same climb in runs of hours gets no larger limit (the restart is its own stop-gap).
 //! Without Prometheus the same dump is sized by doubling, and the report says so.
 
 mod support;
@@ -213,6 +214,39 @@ async fn metrics_size_the_oom_fix_spot_a_leak_and_blame_throttling() {
     assert!(
         root_cause.contains("throttled by its 500m CPU limit"),
         "{root_cause}"
+    );
+
+    // The same climb in runs of hours: the restart is the stop-gap, so no larger limit.
+    let hours = test_dump();
+    let pods = hours.path().join("batch/pods.json");
+    let text = std::fs::read_to_string(&pods).unwrap();
+    let started = "\"startedAt\": \"2026-11-25T09:43:55Z\"";
+    assert_eq!(text.matches(started).count(), 1, "the worker's killed run");
+    std::fs::write(
+        &pods,
+        text.replace(started, "\"startedAt\": \"2026-11-25T06:43:55Z\""),
+    )
+    .unwrap();
+    let reports = tokio::task::spawn_blocking({
+        let (dump, plugins) = (hours.path().to_path_buf(), plugins.path().to_path_buf());
+        move || diagnose(&dump, Some(&plugins))
+    })
+    .await
+    .unwrap();
+    let worker = report(&reports, WORKER.1);
+    assert_eq!(worker["status"]["phase"], "NoFix", "{worker:#}");
+    assert!(worker["status"]["suggestedPatch"].is_null(), "{worker:#}");
+    let root_cause = worker["status"]["findings"]["rootCause"].as_str().unwrap();
+    assert!(root_cause.contains("a leak"), "{root_cause}");
+    let message = worker["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Find and fix the leak")
+            && message.contains("would only move the next kill later"),
+        "{worker:#}"
+    );
+    assert!(
+        evidence(worker).contains("the killed run lasted 3h"),
+        "{worker:#}"
     );
 
     // Without Prometheus: the same dump, sized by doubling, and the report says which it used.
