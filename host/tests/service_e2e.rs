@@ -7,7 +7,8 @@
 //! exist never complete: their Pods are reported once they have run past `--init-timeout`. A
 //! health endpoint that answers 503 because its log cannot resolve a renamed Service gets the
 //! env fix. Lookups the cluster DNS leaves unanswered are one incident on the DNS, per
-//! namespace.
+//! namespace. Connections that time out to a ready Service are blamed on the NetworkPolicy that
+//! drops them, read in the Pod's namespace only.
 
 mod support;
 
@@ -470,6 +471,86 @@ async fn a_service_of_another_namespace_is_named_never_replaced_by_one_of_this()
         .collect();
     ensure!(billing.is_empty(), "read namespace billing: {billing:?}");
     wrote_nothing(&cluster)?;
+    Ok(())
+}
+
+/// A NetworkPolicy admits only storefront to the cache, so session-api's connections time out.
+/// The report names the policy and the rule to add, suggests no patch, and the audit log shows
+/// the policies read in namespace web only (another namespace's policy that would admit it is
+/// not the cache's) and nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_policy_that_drops_the_connections_is_named_and_left_to_a_person() -> Result<()> {
+    let Some(cluster) = support::cluster_with_policy("netpol-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client_api = cluster.client();
+    cluster.create_namespace("shared").await?;
+    let log = "\
+[2026-12-07 09:12:01 +0000] [7] [INFO] Booting worker with pid: 7
+redis.exceptions.ConnectionError: Error 110 connecting to sessions-redis:6379. Connection timed out.";
+    cluster.set_logs(NS, None, "session-api", "", log).await?;
+    let policy = |namespace: &str, name: &str, from: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": name, "namespace": namespace},
+               "spec": {"podSelector": {"matchLabels": {"app": "sessions-redis"}},
+                        "policyTypes": ["Ingress"],
+                        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": from}}}],
+                                     "ports": [{"port": 6379, "protocol": "TCP"}]}]}})
+    };
+    support::apply_json(
+        &cluster,
+        "netpol",
+        json!({"apiVersion": "v1", "kind": "List", "items": [
+            redis("sessions-redis"),
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "sessions-redis", "namespace": NS},
+             "spec": {"selector": {"app": "sessions-redis"},
+                      "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}]}},
+            policy(NS, "sessions-redis-ingress", "storefront"),
+            policy("shared", "sessions-redis-from-api", "session-api"),
+            client("session-api", "session-api"),
+        ]}),
+    )?;
+    let op = Operator::started(&cluster, "sre-operator-netpol-0", NS).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
+    let done = await_concluded(&reports, &["session-api"], &op).await?;
+    let status = done[0].status.clone().unwrap_or_default();
+    ensure!(
+        status.suggested_patch.is_none(),
+        "patch {:?}",
+        status.suggested_patch
+    );
+    let findings = status.findings.clone().unwrap_or_default();
+    ensure!(
+        findings
+            .summary
+            .contains("NetworkPolicy sessions-redis-ingress drops")
+            && findings.root_cause.contains("for ingress")
+            && !findings.root_cause.contains("sessions-redis-from-api"),
+        "findings: {findings:?}"
+    );
+    let message = status.message.clone().unwrap_or_default();
+    ensure!(
+        message.contains("{app: session-api}")
+            && message.contains("kubectl -n web edit networkpolicy sessions-redis-ingress"),
+        "message: {message}"
+    );
+    let audit = cluster.audited_requests_of(support::operator::OPERATOR_USER)?;
+    let policy_reads: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["objectRef"]["resource"] == "networkpolicies")
+        .filter_map(|e| e["requestURI"].as_str())
+        .collect();
+    ensure!(!policy_reads.is_empty(), "no NetworkPolicy was read");
+    ensure!(
+        policy_reads
+            .iter()
+            .all(|u| u.starts_with("/apis/networking.k8s.io/v1/namespaces/web/networkpolicies")),
+        "NetworkPolicies read outside namespace web: {policy_reads:?}"
+    );
+    wrote_nothing(&cluster)?;
+    let writes = operator_writes(&cluster, &["networkpolicies"])?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }
 
