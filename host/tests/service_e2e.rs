@@ -554,6 +554,73 @@ redis.exceptions.ConnectionError: Error 110 connecting to sessions-redis:6379. C
     Ok(())
 }
 
+/// An egress policy of namespace web lets its Pods reach only each other: every DNS lookup is
+/// dropped. The report names the policy (not the cluster DNS) and the rule to add; a policy of
+/// another namespace that would admit the lookups is neither read nor counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_egress_policy_that_drops_dns_lookups_is_named() -> Result<()> {
+    let Some(cluster) = support::cluster_with_policy("netpol-dns-e2e", NS, json!({})).await? else {
+        return Ok(());
+    };
+    let client_api = cluster.client();
+    cluster.create_namespace("shared").await?;
+    let log = "time=2026-12-07T09:12:12Z level=ERROR msg=\"cannot open database\" err=\"dial tcp: lookup orders-db on 10.96.0.10:53: read udp 10.244.1.23:52114->10.96.0.10:53: i/o timeout\"";
+    cluster.set_logs(NS, None, "checkout", "", log).await?;
+    let egress = |namespace: &str, name: &str, to: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": name, "namespace": namespace},
+               "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": to}]}})
+    };
+    support::apply_json(
+        &cluster,
+        "netpol-dns",
+        json!({"apiVersion": "v1", "kind": "List", "items": [
+            egress(NS, "web-egress", json!([{"podSelector": {}}])),
+            egress("shared", "allow-everything", json!([{"namespaceSelector": {}}])),
+            client("checkout-api", "checkout"),
+        ]}),
+    )?;
+    let op = Operator::started(&cluster, "sre-operator-netpol-dns-0", NS).await?;
+    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
+    let done = await_concluded(&reports, &["checkout-api"], &op).await?;
+    let status = done[0].status.clone().unwrap_or_default();
+    ensure!(
+        status.suggested_patch.is_none(),
+        "patch {:?}",
+        status.suggested_patch
+    );
+    let findings = status.findings.clone().unwrap_or_default();
+    ensure!(
+        findings
+            .summary
+            .contains("NetworkPolicy web-egress drops its DNS lookups")
+            && findings.root_cause.contains("UDP port 53"),
+        "findings: {findings:?}"
+    );
+    let message = status.message.clone().unwrap_or_default();
+    ensure!(
+        message.contains("k8s-app: kube-dns")
+            && message.contains("kubectl -n web edit networkpolicy web-egress"),
+        "message: {message}"
+    );
+    let audit = cluster.audited_requests_of(support::operator::OPERATOR_USER)?;
+    let policy_reads: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["objectRef"]["resource"] == "networkpolicies")
+        .filter_map(|e| e["requestURI"].as_str())
+        .collect();
+    ensure!(
+        !policy_reads.is_empty()
+            && policy_reads
+                .iter()
+                .all(|u| u.starts_with("/apis/networking.k8s.io/v1/namespaces/web/networkpolicies")),
+        "NetworkPolicy reads: {policy_reads:?}"
+    );
+    let writes = operator_writes(&cluster, &["networkpolicies", "deployments", "pods"])?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
+    Ok(())
+}
+
 /// Checks in the audit log that the operator wrote no Service, Pod or workload: a Service's
 /// mistake is a person's to fix, and a patch waits for approval.
 fn wrote_nothing(cluster: &sre_e2e::TestCluster) -> Result<()> {

@@ -99,10 +99,11 @@ impl Guest for Reader {
                 "Whether the NetworkPolicies of the namespace under investigation let a Pod's \
                  connections reach a Service's Pods on a port: the policies that isolate the \
                  Service's Pods (ingress) and the Pod (egress), which of them admit the traffic, \
-                 and which cannot be judged from the objects (an ipBlock).",
-                json!({"type": "object", "required": ["pod", "service"], "additionalProperties": false, "properties": {
+                 and which cannot be judged from the objects (an ipBlock). Without a service: \
+                 whether the Pod's egress policies let its DNS lookups reach the cluster DNS.",
+                json!({"type": "object", "required": ["pod"], "additionalProperties": false, "properties": {
                     "pod": string_param("The Pod that connects"),
-                    "service": string_param("Service name, as the application uses it as a host name"),
+                    "service": string_param("Service name, as the application uses it as a host name; leave out to judge the Pod's DNS lookups"),
                     "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "The Service port the Pod connects to; defaults to the Service's only port"}
                 }}),
             ),

@@ -3,6 +3,12 @@
 //! API defines them (networking.k8s.io/v1): a policy selecting a Pod for a direction isolates it,
 //! and traffic passes only if some such policy has a rule whose peers and ports admit it.
 //!
+//! Without a Service, it judges the Pod's DNS lookups instead: egress on UDP port 53 to the
+//! cluster DNS, the Pods labelled `k8s-app: kube-dns` in kube-system that every distribution
+//! runs. Those Pods are not read (another namespace), so a rule that reaches kube-system on
+//! port 53 but selects other Pod labels is undecided; only a policy with no rule that could
+//! admit the lookups drops them.
+//!
 //! Only this namespace's objects are read (the Pods, the Service, the policies, and the
 //! Namespace's own labels for `namespaceSelector`). A peer given by `ipBlock` (Pod IPs are the
 //! CNI's to match) or a named port no container declares is undecided, never "dropped".
@@ -60,6 +66,11 @@ enum Rule {
 struct Peer<'a> {
     labels: &'a BTreeMap<String, String>,
     namespace_labels: &'a BTreeMap<String, String>,
+    /// Whether it is in the policy's namespace (what a podSelector alone selects).
+    same_namespace: bool,
+    /// Whether its labels were read, or only assumed (a podSelector that misses them may still
+    /// select it).
+    labels_read: bool,
 }
 
 /// Whether `peers` (a rule's `from` or `to`) take in `peer`; none or an empty list takes all.
@@ -73,25 +84,32 @@ fn peers_admit(peers: Option<&Value>, peer: &Peer) -> Rule {
             if p.get("ipBlock").is_some() {
                 return Rule::Undecided;
             }
-            // Both the Pod's namespace: a podSelector alone means the policy's own namespace.
+            // A podSelector alone selects in the policy's own namespace.
             let namespace = p.get("namespaceSelector");
             let pods = p.get("podSelector");
-            let namespace_ok = namespace.is_none_or(|n| matches(n, peer.namespace_labels));
+            if namespace.is_none() && pods.is_none() {
+                return Rule::Misses;
+            }
+            let namespace_ok = match namespace {
+                Some(n) => matches(n, peer.namespace_labels),
+                None => peer.same_namespace,
+            };
             let pods_ok = pods.is_none_or(|s| matches(s, peer.labels));
-            if (namespace.is_some() || pods.is_some()) && namespace_ok && pods_ok {
-                Rule::Admits
-            } else {
-                Rule::Misses
+            match (namespace_ok, pods_ok) {
+                (true, true) => Rule::Admits,
+                (true, false) if !peer.labels_read => Rule::Undecided,
+                _ => Rule::Misses,
             }
         })
         .max()
         .unwrap_or(Rule::Misses)
 }
 
-/// Whether `ports` (a rule's) take in TCP port `target` of a Pod declaring `declared` (name →
-/// number); none or an empty list takes every port.
+/// Whether `ports` (a rule's) take in port `target` over `protocol` of a Pod declaring `declared`
+/// (name → number); none or an empty list takes every port.
 fn ports_admit(
     ports: Option<&Value>,
+    protocol: &str,
     target: Option<i32>,
     declared: &BTreeMap<String, i32>,
 ) -> Rule {
@@ -101,7 +119,7 @@ fn ports_admit(
     ports
         .iter()
         .map(|p| {
-            if p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") != "TCP" {
+            if p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") != protocol {
                 return Rule::Misses;
             }
             let number = match p.get("port") {
@@ -148,7 +166,7 @@ fn verdict(
     direction: &str,
     selected: &BTreeMap<String, String>,
     peer: &Peer,
-    target: Option<i32>,
+    (protocol, target): (&str, Option<i32>),
     declared: &BTreeMap<String, i32>,
 ) -> PolicyVerdict {
     let (rules_key, peers_key) = match direction {
@@ -174,6 +192,7 @@ fn verdict(
             .map(|rule| {
                 peers_admit(rule.get(peers_key), peer).min(ports_admit(
                     rule.get("ports"),
+                    protocol,
                     target,
                     declared,
                 ))
@@ -195,8 +214,10 @@ fn labels(object: &Value) -> BTreeMap<String, String> {
 
 pub(super) fn check_network_policies(args: &Value) -> Result<String, ToolError> {
     let pod_name = required(args, "pod")?;
+    let Some(service_name) = super::optional(args, "service") else {
+        return dns_lookups(pod_name);
+    };
     // A host name may be written as svc.namespace or a full cluster DNS name.
-    let service_name = required(args, "service")?;
     let service_name = service_name.split('.').next().unwrap_or(service_name);
     let port = args
         .get("port")
@@ -205,8 +226,7 @@ pub(super) fn check_network_policies(args: &Value) -> Result<String, ToolError> 
     let namespace = cluster::namespace();
     let pod = parse(cluster::get_object("Pod", None, pod_name).map_err(host_error)?)?;
     let service = parse(cluster::get_object("Service", None, service_name).map_err(host_error)?)?;
-    let policies = parse(cluster::list_objects("NetworkPolicy", None, None).map_err(host_error)?)?;
-    let policies = policies.as_array().cloned().unwrap_or_default();
+    let policies = namespace_policies()?;
     // The Namespace's labels; at least the one the API server sets on every Namespace.
     let mut namespace_labels = cluster::get_object("Namespace", None, &namespace)
         .ok()
@@ -257,8 +277,10 @@ pub(super) fn check_network_policies(args: &Value) -> Result<String, ToolError> 
             &Peer {
                 labels: &client_labels,
                 namespace_labels: &namespace_labels,
+                same_namespace: true,
+                labels_read: true,
             },
-            target,
+            ("TCP", target),
             &declared,
         ),
         egress: verdict(
@@ -268,10 +290,58 @@ pub(super) fn check_network_policies(args: &Value) -> Result<String, ToolError> 
             &Peer {
                 labels: &server_labels,
                 namespace_labels: &namespace_labels,
+                same_namespace: true,
+                labels_read: server.is_some(),
             },
-            target,
+            ("TCP", target),
             &declared,
         ),
+        dns: false,
+    };
+    super::answer(&check)
+}
+
+fn namespace_policies() -> Result<Vec<Value>, ToolError> {
+    let policies = parse(cluster::list_objects("NetworkPolicy", None, None).map_err(host_error)?)?;
+    Ok(policies.as_array().cloned().unwrap_or_default())
+}
+
+/// The cluster DNS as the API server and every distribution label it.
+const DNS_NAMESPACE: &str = "kube-system";
+const DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+
+/// Whether the namespace's egress policies let Pod `pod_name` look names up in the cluster DNS
+/// (UDP port 53 to kube-system's kube-dns Pods).
+fn dns_lookups(pod_name: &str) -> Result<String, ToolError> {
+    let pod = parse(cluster::get_object("Pod", None, pod_name).map_err(host_error)?)?;
+    let policies = namespace_policies()?;
+    let dns_labels = BTreeMap::from([(DNS_LABEL.0.to_string(), DNS_LABEL.1.to_string())]);
+    let dns_namespace = BTreeMap::from([(
+        "kubernetes.io/metadata.name".to_string(),
+        DNS_NAMESPACE.to_string(),
+    )]);
+    let check = NetworkPolicyCheck {
+        namespace: cluster::namespace(),
+        pod: pod_name.to_string(),
+        service: format!("{}.{DNS_NAMESPACE}", DNS_LABEL.1),
+        target_port: Some(53),
+        service_pod: None,
+        // The DNS Pods' own policies are kube-system's, which this namespace's tools do not read.
+        ingress: PolicyVerdict::default(),
+        egress: verdict(
+            &policies,
+            "Egress",
+            &labels(&pod),
+            &Peer {
+                labels: &dns_labels,
+                namespace_labels: &dns_namespace,
+                same_namespace: cluster::namespace() == DNS_NAMESPACE,
+                labels_read: false,
+            },
+            ("UDP", Some(53)),
+            &BTreeMap::new(),
+        ),
+        dns: true,
     };
     super::answer(&check)
 }
@@ -333,8 +403,10 @@ mod tests {
             &Peer {
                 labels: &client,
                 namespace_labels: &ns,
+                same_namespace: true,
+                labels_read: true,
             },
-            target,
+            ("TCP", target),
             &declared,
         );
         let egress = verdict(
@@ -344,8 +416,10 @@ mod tests {
             &Peer {
                 labels: &server,
                 namespace_labels: &ns,
+                same_namespace: true,
+                labels_read: true,
             },
-            target,
+            ("TCP", target),
             &declared,
         );
         (ingress, egress)
@@ -457,6 +531,60 @@ mod tests {
             json!({"matchExpressions": [{"key": "app", "operator": "Near", "values": ["x"]}]});
         assert!(!matches(&bad_operator, &map(&[("app", "x")])));
         assert!(matches(&json!({}), &map(&[])));
+    }
+
+    /// The Pod's egress to the cluster DNS, whose Pods' labels are assumed, not read.
+    fn dns(policies: Value) -> PolicyVerdict {
+        let policies = policies.as_array().cloned().unwrap();
+        let dns_labels = map(&[("k8s-app", "kube-dns")]);
+        let kube_system = map(&[("kubernetes.io/metadata.name", "kube-system")]);
+        verdict(
+            &policies,
+            "Egress",
+            &map(&[("app", "session-api")]),
+            &Peer {
+                labels: &dns_labels,
+                namespace_labels: &kube_system,
+                same_namespace: false,
+                labels_read: false,
+            },
+            ("UDP", Some(53)),
+            &BTreeMap::new(),
+        )
+    }
+
+    #[test]
+    fn dns_lookups_under_egress_policies() {
+        // Egress only within the namespace: a podSelector alone never reaches kube-system.
+        let in_namespace = policy(
+            "default-deny-egress",
+            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"podSelector": {}}]}]}),
+        );
+        assert!(dns(json!([in_namespace.clone()])).drops());
+        // TCP 53 only: UDP lookups are dropped.
+        let tcp_only = policy(
+            "dns-tcp",
+            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"namespaceSelector": {}}], "ports": [{"port": 53, "protocol": "TCP"}]}]}),
+        );
+        assert!(dns(json!([tcp_only])).drops());
+        let allowed = policy(
+            "allow-dns",
+            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}], "ports": [{"port": 53, "protocol": "UDP"}]}]}),
+        );
+        assert_eq!(
+            dns(json!([in_namespace.clone(), allowed])).admitted_by,
+            ["allow-dns"]
+        );
+        // DNS Pods labelled otherwise (not read): may admit, never "dropped".
+        let other_labels = policy(
+            "allow-coredns",
+            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "coredns"}}}], "ports": [{"port": 53, "protocol": "UDP"}]}]}),
+        );
+        let verdict = dns(json!([in_namespace, other_labels]));
+        assert!(!verdict.drops());
+        assert_eq!(verdict.undecided, ["allow-coredns"]);
+        // Not isolated for egress at all.
+        assert!(dns(json!([])).policies.is_empty());
     }
 
     #[test]

@@ -133,7 +133,8 @@ pub enum IntOrString {
 }
 
 /// `check_network_policies`: whether the NetworkPolicies of the namespace under investigation
-/// let one Pod's connections reach the Pods behind a Service of that namespace.
+/// let one Pod's connections reach the Pods behind a Service of that namespace, or (without a
+/// Service) its DNS lookups reach the cluster DNS.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct NetworkPolicyCheck {
@@ -149,6 +150,9 @@ pub struct NetworkPolicyCheck {
     pub ingress: PolicyVerdict,
     /// The policies isolating the connecting Pod for egress.
     pub egress: PolicyVerdict,
+    /// Whether this judges the Pod's DNS lookups (UDP port 53 to the cluster DNS) rather than a
+    /// Service of the namespace.
+    pub dns: bool,
 }
 
 /// The policies of one direction that select a Pod: any one isolates it, and traffic passes

@@ -10,7 +10,7 @@ use tool_shapes::{
 };
 
 use super::clues::{Clue, Unreachable, is_ip, last_lines, read_clues};
-use super::netpol::{OnTheWay, on_the_way};
+use super::netpol::{OnTheWay, dns_on_the_way, on_the_way};
 use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{
@@ -730,9 +730,7 @@ pub(super) async fn dependency(
         .map(|svc| svc.name.clone())
     else {
         if how == Unreachable::LookupUnanswered {
-            return Ok(lookup_unanswered(
-                case, container, host, &endpoint, evidence,
-            ));
+            return lookup_unanswered(case, s, container, host, &endpoint, evidence).await;
         }
         return Ok(outside_namespace(
             case, container, &endpoint, how, service, evidence,
@@ -762,9 +760,7 @@ pub(super) async fn dependency(
                 found.ready_endpoints
             ));
         }
-        return Ok(lookup_unanswered(
-            case, container, host, &endpoint, evidence,
-        ));
+        return lookup_unanswered(case, s, container, host, &endpoint, evidence).await;
     }
     // The name resolved (a lookup that fails says so), so it is no Service of this namespace
     // but a host elsewhere, and the way to it drops the connection.
@@ -1112,13 +1108,14 @@ fn outside_namespace(
 /// A lookup the Pod's DNS server did not answer (or failed): the resolver is the cause, not the
 /// name, so no similar Service is suggested and nothing of the workload is patched. Which
 /// server that is follows from the Pod's `dnsPolicy`.
-fn lookup_unanswered(
+async fn lookup_unanswered(
     case: &Case,
+    s: &mut Session,
     container: &str,
     host: &str,
     endpoint: &str,
-    evidence: Vec<String>,
-) -> Conclusion {
+    mut evidence: Vec<String>,
+) -> Result<Conclusion, AgentError> {
     let ns = case.namespace();
     let resolver = case
         .pod
@@ -1126,6 +1123,31 @@ fn lookup_unanswered(
         .as_ref()
         .map(Resolver::of)
         .unwrap_or(Resolver::Cluster);
+    // The cluster DNS is reached through the namespace's egress policies: one that admits no
+    // lookup is the cause, whatever the DNS server does.
+    if resolver == Resolver::Cluster {
+        match dns_on_the_way(case, s).await? {
+            OnTheWay::Dropped {
+                policy,
+                evidence: why,
+                root_cause,
+                recommendation,
+            } => {
+                evidence.push(why);
+                return Ok(no_fix(
+                    format!(
+                        "Container {container} {}: NetworkPolicy {policy} drops its DNS lookups.",
+                        fails(case, container)
+                    ),
+                    root_cause,
+                    evidence,
+                    recommendation,
+                ));
+            }
+            OnTheWay::Admitted(read) => evidence.push(read),
+            OnTheWay::Unknown => {}
+        }
+    }
     let described = resolver.describe();
     let check = match resolver {
         Resolver::Cluster => format!(
@@ -1139,7 +1161,7 @@ fn lookup_unanswered(
         "" => (String::new(), String::new()),
         _ => (format!(" of {host}"), format!(" (here {endpoint})")),
     };
-    no_fix(
+    Ok(no_fix(
         format!(
             "Container {container} {}: its DNS lookups{of} go unanswered.",
             fails(case, container)
@@ -1150,7 +1172,7 @@ fn lookup_unanswered(
         ),
         evidence,
         format!("{check} The workload needs no change: it recovers once its lookups are answered."),
-    )
+    ))
 }
 
 /// A Service whose selector misses ready Pods by one label: it has no endpoints, so its clients

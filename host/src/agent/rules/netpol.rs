@@ -1,5 +1,6 @@
-//! Connections that time out to a Service with ready endpoints are dropped on the way: this asks
-//! `check_network_policies` whether a NetworkPolicy of the namespace drops them, and names it.
+//! Connections that time out to a Service with ready endpoints are dropped on the way, and DNS
+//! lookups that go unanswered may be too: this asks `check_network_policies` whether a
+//! NetworkPolicy of the namespace drops them, and names it.
 //! Without the tool, or where the cluster holds no NetworkPolicies to read (a dump: `kubectl
 //! cluster-info dump` writes none), nothing is claimed either way.
 
@@ -69,27 +70,19 @@ fn workload_label(labels: &BTreeMap<String, String>) -> Option<String> {
         })
 }
 
-/// Whether the NetworkPolicies of the namespace drop connections from the failing Pod to Service
-/// `service` (`port` as the application uses it; `selector`, the Service's).
-pub(super) async fn on_the_way(
-    case: &Case,
+/// `check_network_policies` with `arguments`, when it is loaded and answers.
+async fn ask(
     s: &mut Session,
-    service: &str,
-    port: Option<u16>,
-    selector: &BTreeMap<String, String>,
-) -> Result<OnTheWay, AgentError> {
+    observation: String,
+    arguments: serde_json::Value,
+) -> Result<Option<NetworkPolicyCheck>, AgentError> {
     if !s.has_tool("check_network_policies") {
-        return Ok(OnTheWay::Unknown);
-    }
-    let pod = case.report.spec.pod.name.clone();
-    let mut arguments = json!({"pod": pod, "service": service});
-    if let Some(port) = port {
-        arguments["port"] = json!(port);
+        return Ok(None);
     }
     let outcome = s
         .act(
-            format!("Connections to Service {service} time out although it has ready endpoints."),
-            "A NetworkPolicy that isolates either end and admits nothing drops them: read the namespace's policies.",
+            observation,
+            "A NetworkPolicy that isolates either end and admits nothing drops the traffic: read the namespace's policies.",
             "check_network_policies",
             arguments,
         )
@@ -101,11 +94,85 @@ pub(super) async fn on_the_way(
             .iter()
             .all(|n| check_name(ResourceKind::NetworkPolicy, "metadata.name", n).is_ok())
     };
-    let Some(check) = answer::<NetworkPolicyCheck>(&outcome).filter(|c| {
+    Ok(answer::<NetworkPolicyCheck>(&outcome).filter(|c| {
         [&c.ingress, &c.egress]
             .iter()
             .all(|v| valid(&v.policies) && valid(&v.admitted_by) && valid(&v.undecided))
-    }) else {
+    }))
+}
+
+/// Whether the egress policies of the namespace drop the failing Pod's lookups to the cluster
+/// DNS (UDP port 53 to kube-system's kube-dns Pods).
+pub(super) async fn dns_on_the_way(case: &Case, s: &mut Session) -> Result<OnTheWay, AgentError> {
+    let pod = case.report.spec.pod.name.clone();
+    let Some(check) = ask(
+        s,
+        "The Pod's DNS lookups go unanswered.".into(),
+        json!({"pod": pod}),
+    )
+    .await?
+    .filter(|c| c.dns) else {
+        return Ok(OnTheWay::Unknown);
+    };
+    let ns = case.namespace();
+    let egress = &check.egress;
+    if egress.drops() {
+        let first = &egress.policies[0];
+        return Ok(OnTheWay::Dropped {
+            policy: first.clone(),
+            evidence: format!(
+                "{} Pod {pod} for egress, and {} its DNS lookups (UDP port 53 to the cluster DNS in kube-system)",
+                policies_do(&egress.policies, "isolate"),
+                none_admits(&egress.policies)
+            ),
+            root_cause: format!(
+                "{} Pod {pod} for egress, and {} UDP port 53 to the cluster DNS in kube-system: every DNS lookup is dropped and times out, so the application cannot reach its dependencies by name, whether or not the names are right.",
+                policies_do(&egress.policies, "isolate"),
+                none_admits(&egress.policies)
+            ),
+            recommendation: format!(
+                "Let this workload's Pods reach the cluster DNS in NetworkPolicy {first}: add an egress rule with `to: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kube-system}}}}, podSelector: {{matchLabels: {{k8s-app: kube-dns}}}}}}]` and `ports: [{{port: 53, protocol: UDP}}, {{port: 53, protocol: TCP}}]` (`kubectl -n {ns} edit networkpolicy {first}`). The workload needs no change."
+            ),
+        });
+    }
+    Ok(OnTheWay::Admitted(
+        match (egress.policies.is_empty(), egress.undecided.is_empty()) {
+            (true, _) => format!(
+                "no NetworkPolicy of {ns} isolates Pod {pod} for egress: its DNS lookups are not dropped by a policy"
+            ),
+            (false, true) => format!(
+                "{} its DNS lookups",
+                policies_do(&egress.admitted_by, "admit")
+            ),
+            (false, false) => format!(
+                "{} may admit its DNS lookups (a rule the objects cannot settle)",
+                named(&egress.undecided)
+            ),
+        },
+    ))
+}
+
+/// Whether the NetworkPolicies of the namespace drop connections from the failing Pod to Service
+/// `service` (`port` as the application uses it; `selector`, the Service's).
+pub(super) async fn on_the_way(
+    case: &Case,
+    s: &mut Session,
+    service: &str,
+    port: Option<u16>,
+    selector: &BTreeMap<String, String>,
+) -> Result<OnTheWay, AgentError> {
+    let pod = case.report.spec.pod.name.clone();
+    let mut arguments = json!({"pod": pod, "service": service});
+    if let Some(port) = port {
+        arguments["port"] = json!(port);
+    }
+    let Some(check) = ask(
+        s,
+        format!("Connections to Service {service} time out although it has ready endpoints."),
+        arguments,
+    )
+    .await?
+    else {
         return Ok(OnTheWay::Unknown);
     };
     let ns = case.namespace();
