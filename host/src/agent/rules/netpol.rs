@@ -135,21 +135,10 @@ pub(super) async fn dns_on_the_way(case: &Case, s: &mut Session) -> Result<OnThe
             ),
         });
     }
-    Ok(OnTheWay::Admitted(
-        match (egress.policies.is_empty(), egress.undecided.is_empty()) {
-            (true, _) => format!(
-                "no NetworkPolicy of {ns} isolates Pod {pod} for egress: its DNS lookups are not dropped by a policy"
-            ),
-            (false, true) => format!(
-                "{} its DNS lookups",
-                policies_do(&egress.admitted_by, "admit")
-            ),
-            (false, false) => format!(
-                "{} may admit its DNS lookups (a rule the objects cannot settle)",
-                named(&egress.undecided)
-            ),
-        },
-    ))
+    Ok(OnTheWay::Admitted(format!(
+        "NetworkPolicies of {ns}: {} for egress",
+        passes(egress, &format!("Pod {pod}"), "its DNS lookups")
+    )))
 }
 
 /// Whether the NetworkPolicies of the namespace drop connections from the failing Pod to Service
@@ -241,18 +230,24 @@ pub(super) async fn on_the_way(
             ),
         ));
     }
-    let judged =
-        |what: &str, v: &PolicyVerdict| match (v.policies.is_empty(), v.undecided.is_empty()) {
-            (true, _) => format!("no NetworkPolicy isolates {what}"),
-            (false, true) => policies_do(&v.admitted_by, "admit") + " them",
-            (false, false) => format!(
-                "{} may admit them (a rule the objects cannot settle: an ipBlock or a named port)",
-                named(&v.undecided)
-            ),
-        };
     Ok(OnTheWay::Admitted(format!(
         "NetworkPolicies of {ns}: {} for ingress; {} for egress",
-        judged(&format!("Service {service}'s Pods"), &check.ingress),
-        judged(&format!("Pod {pod}"), &check.egress)
+        passes(&check.ingress, &format!("Service {service}'s Pods"), "them"),
+        passes(&check.egress, &format!("Pod {pod}"), "them")
     )))
+}
+
+/// How traffic that `verdict` does not drop passes: no policy isolates `isolated`, or which
+/// admit `traffic`, or which may.
+fn passes(verdict: &PolicyVerdict, isolated: &str, traffic: &str) -> String {
+    if verdict.policies.is_empty() {
+        format!("no NetworkPolicy isolates {isolated}")
+    } else if !verdict.admitted_by.is_empty() {
+        format!("{} {traffic}", policies_do(&verdict.admitted_by, "admit"))
+    } else {
+        format!(
+            "{} may admit {traffic} (a rule the objects cannot settle: an ipBlock or a named port)",
+            named(&verdict.undecided)
+        )
+    }
 }
