@@ -446,14 +446,7 @@ async fn a_service_of_another_namespace_is_named_never_replaced_by_one_of_this()
         ]}),
     )?;
     let op = Operator::started(&cluster, "sre-operator-fqdn-0", NS).await?;
-    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
-    let done = await_concluded(&reports, &["checkout-api"], &op).await?;
-    let status = done[0].status.clone().unwrap_or_default();
-    ensure!(
-        status.suggested_patch.is_none(),
-        "patch {:?}",
-        status.suggested_patch
-    );
+    let status = concluded_without_a_patch(&client_api, &op, "checkout-api").await?;
     let findings = status.findings.clone().unwrap_or_default();
     ensure!(
         findings
@@ -512,14 +505,7 @@ redis.exceptions.ConnectionError: Error 110 connecting to sessions-redis:6379. C
         ]}),
     )?;
     let op = Operator::started(&cluster, "sre-operator-netpol-0", NS).await?;
-    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
-    let done = await_concluded(&reports, &["session-api"], &op).await?;
-    let status = done[0].status.clone().unwrap_or_default();
-    ensure!(
-        status.suggested_patch.is_none(),
-        "patch {:?}",
-        status.suggested_patch
-    );
+    let status = concluded_without_a_patch(&client_api, &op, "session-api").await?;
     let findings = status.findings.clone().unwrap_or_default();
     ensure!(
         findings
@@ -535,19 +521,7 @@ redis.exceptions.ConnectionError: Error 110 connecting to sessions-redis:6379. C
             && message.contains("kubectl -n web edit networkpolicy sessions-redis-ingress"),
         "message: {message}"
     );
-    let audit = cluster.audited_requests_of(support::operator::OPERATOR_USER)?;
-    let policy_reads: Vec<&str> = audit
-        .iter()
-        .filter(|e| e["objectRef"]["resource"] == "networkpolicies")
-        .filter_map(|e| e["requestURI"].as_str())
-        .collect();
-    ensure!(!policy_reads.is_empty(), "no NetworkPolicy was read");
-    ensure!(
-        policy_reads
-            .iter()
-            .all(|u| u.starts_with("/apis/networking.k8s.io/v1/namespaces/web/networkpolicies")),
-        "NetworkPolicies read outside namespace web: {policy_reads:?}"
-    );
+    read_policies_only_in(&cluster, NS)?;
     wrote_nothing(&cluster)?;
     let writes = operator_writes(&cluster, &["networkpolicies"])?;
     ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
@@ -581,14 +555,7 @@ async fn an_egress_policy_that_drops_dns_lookups_is_named() -> Result<()> {
         ]}),
     )?;
     let op = Operator::started(&cluster, "sre-operator-netpol-dns-0", NS).await?;
-    let reports: Api<DiagnosticReport> = Api::namespaced(client_api.clone(), NS);
-    let done = await_concluded(&reports, &["checkout-api"], &op).await?;
-    let status = done[0].status.clone().unwrap_or_default();
-    ensure!(
-        status.suggested_patch.is_none(),
-        "patch {:?}",
-        status.suggested_patch
-    );
+    let status = concluded_without_a_patch(&client_api, &op, "checkout-api").await?;
     let findings = status.findings.clone().unwrap_or_default();
     ensure!(
         findings
@@ -603,21 +570,42 @@ async fn an_egress_policy_that_drops_dns_lookups_is_named() -> Result<()> {
             && message.contains("kubectl -n web edit networkpolicy web-egress"),
         "message: {message}"
     );
+    read_policies_only_in(&cluster, NS)?;
+    let writes = operator_writes(&cluster, &["networkpolicies", "deployments", "pods"])?;
+    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
+    Ok(())
+}
+
+/// The report of `app`'s workload once concluded, checked to suggest no patch.
+async fn concluded_without_a_patch(
+    client: &kube::Client,
+    op: &Operator,
+    app: &str,
+) -> Result<sre_operator::crd::DiagnosticReportStatus> {
+    let reports: Api<DiagnosticReport> = Api::namespaced(client.clone(), NS);
+    let done = await_concluded(&reports, &[app], op).await?;
+    let status = done[0].status.clone().unwrap_or_default();
+    ensure!(
+        status.suggested_patch.is_none(),
+        "patch {:?}",
+        status.suggested_patch
+    );
+    Ok(status)
+}
+
+/// Checks in the audit log that the operator read NetworkPolicies, and only namespace `ns`'s.
+fn read_policies_only_in(cluster: &sre_e2e::TestCluster, ns: &str) -> Result<()> {
     let audit = cluster.audited_requests_of(support::operator::OPERATOR_USER)?;
-    let policy_reads: Vec<&str> = audit
+    let reads: Vec<&str> = audit
         .iter()
         .filter(|e| e["objectRef"]["resource"] == "networkpolicies")
         .filter_map(|e| e["requestURI"].as_str())
         .collect();
+    let prefix = format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies");
     ensure!(
-        !policy_reads.is_empty()
-            && policy_reads
-                .iter()
-                .all(|u| u.starts_with("/apis/networking.k8s.io/v1/namespaces/web/networkpolicies")),
-        "NetworkPolicy reads: {policy_reads:?}"
+        !reads.is_empty() && reads.iter().all(|u| u.starts_with(&prefix)),
+        "NetworkPolicy reads (all must be namespace {ns}'s): {reads:?}"
     );
-    let writes = operator_writes(&cluster, &["networkpolicies", "deployments", "pods"])?;
-    ensure!(writes.is_empty(), "the operator wrote: {writes:?}");
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use tool_shapes::{
 };
 
 use super::clues::{Clue, Unreachable, is_ip, last_lines, read_clues};
-use super::netpol::{OnTheWay, dns_on_the_way, on_the_way};
+use super::netpol::{Dropped, OnTheWay, dns_on_the_way, on_the_way};
 use super::workload::{Template, fixed, guarded_replace, last_working_image, workload_template};
 use super::{AgentError, Case, Conclusion, Session};
 use super::{
@@ -975,21 +975,13 @@ pub(super) async fn dependency(
             fails(case, container)
         );
         match on_the_way(case, s, &service_name, port, &found.selector).await? {
-            OnTheWay::Dropped {
-                policy,
-                evidence: why,
-                root_cause,
-                recommendation,
-            } => {
-                evidence.push(why);
-                return Ok(no_fix(
-                    format!(
-                        "Container {container} {}: NetworkPolicy {policy} drops its connections to {endpoint}.",
-                        fails(case, container)
-                    ),
-                    root_cause,
+            OnTheWay::Dropped(dropped) => {
+                return Ok(dropped_by_policy(
+                    case,
+                    container,
+                    &format!("its connections to {endpoint}"),
+                    dropped,
                     evidence,
-                    recommendation,
                 ));
             }
             OnTheWay::Admitted(read) => {
@@ -1105,6 +1097,28 @@ fn outside_namespace(
     )
 }
 
+/// The conclusion when a NetworkPolicy drops `what` (its connections to X, its DNS lookups): the
+/// policy named, no patch (opening traffic is a person's decision, and not this workload's).
+fn dropped_by_policy(
+    case: &Case,
+    container: &str,
+    what: &str,
+    dropped: Dropped,
+    mut evidence: Vec<String>,
+) -> Conclusion {
+    evidence.push(dropped.evidence);
+    no_fix(
+        format!(
+            "Container {container} {}: NetworkPolicy {} drops {what}.",
+            fails(case, container),
+            dropped.policy
+        ),
+        dropped.root_cause,
+        evidence,
+        dropped.recommendation,
+    )
+}
+
 /// A lookup the Pod's DNS server did not answer (or failed): the resolver is the cause, not the
 /// name, so no similar Service is suggested and nothing of the workload is patched. Which
 /// server that is follows from the Pod's `dnsPolicy`.
@@ -1127,21 +1141,13 @@ async fn lookup_unanswered(
     // lookup is the cause, whatever the DNS server does.
     if resolver == Resolver::Cluster {
         match dns_on_the_way(case, s).await? {
-            OnTheWay::Dropped {
-                policy,
-                evidence: why,
-                root_cause,
-                recommendation,
-            } => {
-                evidence.push(why);
-                return Ok(no_fix(
-                    format!(
-                        "Container {container} {}: NetworkPolicy {policy} drops its DNS lookups.",
-                        fails(case, container)
-                    ),
-                    root_cause,
+            OnTheWay::Dropped(dropped) => {
+                return Ok(dropped_by_policy(
+                    case,
+                    container,
+                    "its DNS lookups",
+                    dropped,
                     evidence,
-                    recommendation,
                 ));
             }
             OnTheWay::Admitted(read) => evidence.push(read),

@@ -13,18 +13,20 @@ use super::{AgentError, Case, Session, answer};
 use crate::cluster::ResourceKind;
 use crate::names::check_name;
 
+/// Policies that drop the traffic: the first to name in the summary, and what the report says.
+pub(super) struct Dropped {
+    pub policy: String,
+    pub evidence: String,
+    pub root_cause: String,
+    pub recommendation: String,
+}
+
 /// What the NetworkPolicies do with the Pod's connections.
 pub(super) enum OnTheWay {
     /// Not known: no tool, or no policies the cluster could show.
     Unknown,
     /// Policies drop them.
-    Dropped {
-        /// The first policy that drops them, to name in the summary.
-        policy: String,
-        evidence: String,
-        root_cause: String,
-        recommendation: String,
-    },
+    Dropped(Dropped),
     /// The policies read admit them, or may: the evidence says which.
     Admitted(String),
 }
@@ -118,7 +120,7 @@ pub(super) async fn dns_on_the_way(case: &Case, s: &mut Session) -> Result<OnThe
     let egress = &check.egress;
     if egress.drops() {
         let first = &egress.policies[0];
-        return Ok(OnTheWay::Dropped {
+        return Ok(OnTheWay::Dropped(Dropped {
             policy: first.clone(),
             evidence: format!(
                 "{} Pod {pod} for egress, and {} its DNS lookups (UDP port 53 to the cluster DNS in kube-system)",
@@ -133,7 +135,7 @@ pub(super) async fn dns_on_the_way(case: &Case, s: &mut Session) -> Result<OnThe
             recommendation: format!(
                 "Let this workload's Pods reach the cluster DNS in NetworkPolicy {first}: add an egress rule with `to: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kube-system}}}}, podSelector: {{matchLabels: {{k8s-app: kube-dns}}}}}}]` and `ports: [{{port: 53, protocol: UDP}}, {{port: 53, protocol: TCP}}]` (`kubectl -n {ns} edit networkpolicy {first}`). The workload needs no change."
             ),
-        });
+        }));
     }
     Ok(OnTheWay::Admitted(format!(
         "NetworkPolicies of {ns}: {} for egress",
@@ -182,7 +184,7 @@ pub(super) async fn on_the_way(
     };
     let dropped =
         |verdict: &PolicyVerdict, selected: String, root_cause: String, recommendation: String| {
-            OnTheWay::Dropped {
+            OnTheWay::Dropped(Dropped {
                 policy: verdict.policies[0].clone(),
                 evidence: format!(
                     "{} {selected}, and {} the connections on {port_text}",
@@ -191,7 +193,7 @@ pub(super) async fn on_the_way(
                 ),
                 root_cause,
                 recommendation,
-            }
+            })
         };
     if check.ingress.drops() {
         let first = &check.ingress.policies[0];
