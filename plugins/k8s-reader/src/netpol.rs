@@ -150,12 +150,18 @@ fn ports_admit(
 }
 
 /// The directions `policy` isolates: its `policyTypes`, or Ingress (and Egress when it has
-/// egress rules) when it names none.
+/// egress rules: an empty list is none) when it names none.
 fn isolates(policy: &Value, direction: &str) -> bool {
     let spec = &policy["spec"];
     match spec.get("policyTypes").and_then(Value::as_array) {
         Some(types) => types.iter().any(|t| t == direction),
-        None => direction == "Ingress" || spec.get("egress").is_some_and(|e| !e.is_null()),
+        None => {
+            direction == "Ingress"
+                || spec
+                    .get("egress")
+                    .and_then(Value::as_array)
+                    .is_some_and(|rules| !rules.is_empty())
+        }
     }
 }
 
@@ -511,6 +517,9 @@ mod tests {
             "it selects the caller, not the cache"
         );
         assert_eq!(egress.admitted_by, ["api-to-cache"]);
+        // An empty egress list without policyTypes: no egress rules, so not an egress policy.
+        let empty = policy("empty", json!({"podSelector": {}, "egress": []}));
+        assert!(judge(json!([empty]), Some(6379)).1.policies.is_empty());
     }
 
     #[test]
