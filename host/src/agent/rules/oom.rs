@@ -96,7 +96,6 @@ async fn observed_memory(
 static HEAP: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"-Xmx(\d+)([kKmMgG])").expect("static regex"));
 
-/// Rounds up to a multiple of 64Mi, so that a suggested limit reads like one a person writes.
 /// What to do about a leak that `growth` describes.
 fn fix_the_leak(container: &str, growth: &str) -> String {
     format!(
@@ -117,6 +116,7 @@ fn killed_run_seconds(case: &Case, container: &str) -> Option<i64> {
         })
 }
 
+/// Rounds up to a multiple of 64Mi, so that a suggested limit reads like one a person writes.
 pub(super) fn mebibytes_rounded_up(bytes: i64) -> i64 {
     let mi = 1 << 20;
     ((bytes + 64 * mi - 1) / (64 * mi)) * 64 * mi
