@@ -311,13 +311,25 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     // Reports are stored without managedFields: the operator's status writes make them 1.7 of
     // the 5.6 MB the store held in the burst benchmark, and nothing reads them.
     let (reports_synced, report_writer) = reflector::store();
-    let report_events = watcher(
-        Api::<DiagnosticReport>::all(client.clone()),
-        watcher::Config::default().page_size(500),
-    )
-    .modify(|report| report.managed_fields_mut().clear())
-    .reflect(report_writer)
-    .applied_objects();
+    // Whether the DebugPolicies were listed (false if their watch went away).
+    let policies_known = {
+        let store = policies.clone();
+        async move { listed(&store).await }.boxed().shared()
+    };
+    // Reports are watched once the policies are known, as Pods are: before that a report's
+    // policy cannot be told from a deleted one, and a restart would fail an approved report
+    // ("policy no longer exists") or leave an auto-approved one waiting for its next change.
+    let reports_api = Api::<DiagnosticReport>::all(client.clone());
+    let report_events = futures::stream::once(policies_known.clone())
+        .flat_map(move |_| {
+            watcher(
+                reports_api.clone(),
+                watcher::Config::default().page_size(500),
+            )
+        })
+        .modify(|report| report.managed_fields_mut().clear())
+        .reflect(report_writer)
+        .applied_objects();
     let reports = Controller::for_stream(report_events, reports_synced.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         .shutdown_on_signal();
@@ -358,10 +370,6 @@ pub async fn run(ctx_parts: RunParts) -> anyhow::Result<()> {
     // Only Pods that may be failing, in the watched namespaces, that a policy selects are stored
     // (`store_event`), listed in small pages: a page of full Pods is parsed before it is dropped.
     // The watch starts once the policies are known, or its first list would keep nothing.
-    let policies_known = {
-        let store = ctx.policies.clone();
-        async move { listed(&store).await }.boxed().shared()
-    };
     let filter_ctx = ctx.clone();
     let (watch_api, watch_scope) = (pod_api.clone(), scope.clone());
     let pod_watch = futures::stream::once(policies_known.clone())

@@ -634,6 +634,8 @@ pub struct Mock {
     pod_index: HashMap<String, usize>,
     events: Mutex<HashMap<String, Vec<Value>>>,
     pub reports: Mutex<BTreeMap<String, Value>>,
+    /// Every report as a PATCH left it, in order.
+    pub report_writes: Mutex<Vec<Value>>,
     pub created: Mutex<Created>,
     watchers: Mutex<Vec<Watcher>>,
     pub pod_watch_opened: Mutex<Option<Instant>>,
@@ -645,6 +647,8 @@ pub struct Mock {
     /// How many [`large_replicaset`]s a list of ReplicaSets returns, and how often one was asked.
     large_replicasets: usize,
     pub replicaset_lists: AtomicU64,
+    /// How long a LIST of DebugPolicies takes to answer (a loaded API server's).
+    pub policy_list_delay: Duration,
 }
 
 impl Mock {
@@ -659,6 +663,7 @@ impl Mock {
             pod_index,
             events: Mutex::new(HashMap::new()),
             reports: Mutex::new(BTreeMap::new()),
+            report_writes: Mutex::new(Vec::new()),
             created: Mutex::new(HashMap::new()),
             watchers: Mutex::new(Vec::new()),
             pod_watch_opened: Mutex::new(None),
@@ -672,6 +677,7 @@ impl Mock {
             bench_pods: n,
             large_replicasets: 0,
             replicaset_lists: AtomicU64::new(0),
+            policy_list_delay: Duration::ZERO,
         }
     }
 
@@ -897,6 +903,7 @@ impl Mock {
         report["metadata"]["resourceVersion"] = self.next_rv().to_string().into();
         let report = report.clone();
         drop(reports);
+        self.report_writes.lock().unwrap().push(report.clone());
         self.broadcast("diagnosticreports", "MODIFIED", &report);
         json_response(StatusCode::OK, report.to_string())
     }
@@ -1124,6 +1131,12 @@ pub async fn serve(mock: Arc<Mock>, listener: tokio::net::TcpListener) {
                         Ok(b) => b.to_bytes(),
                         Err(_) => Bytes::new(),
                     };
+                    if method == Method::GET
+                        && path.ends_with("/debugpolicies")
+                        && !query.contains_key("watch")
+                    {
+                        tokio::time::sleep(mock.policy_list_delay).await;
+                    }
                     Ok::<_, Infallible>(mock.route(&method, &path, &query, &content_type, &body))
                 }
             });
