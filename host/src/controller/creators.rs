@@ -23,6 +23,11 @@ const CONCURRENCY: usize = 4;
 
 /// Watches the `FailedCreate` Events in the operator's namespaces until the stream ends.
 pub async fn watch(ctx: Arc<Context>) {
+    // A refusal read before the policies are would select nothing and be lost until its
+    // controller next says it (its back-off reaches minutes).
+    if !super::listed(&ctx.policies).await {
+        return;
+    }
     let api: Api<Event> = match ctx.settings.namespaces.as_slice() {
         [one] => Api::namespaced(ctx.client.clone(), one),
         _ => Api::all(ctx.client.clone()),
