@@ -14,7 +14,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 tool="${1:-}"
-# module, main package, and the -X flag that stamps the version, per tool.
+# module, main package, the -X flag that stamps the version, and build tags, per tool.
+tags=
 case "$tool" in
     helm)
         module=helm.sh/helm/v4
@@ -23,7 +24,10 @@ case "$tool" in
     prometheus)
         module=github.com/prometheus/prometheus
         package=github.com/prometheus/prometheus/cmd/prometheus
-        stamp=github.com/prometheus/common/version.Version ;;
+        stamp=github.com/prometheus/common/version.Version
+        # The tests scrape static targets only: without the bundled service discoveries (AWS,
+        # Azure, GCE, Kubernetes...) the cold build took 141 s instead of about 290 here.
+        tags=remove_all_sd ;;
     alertmanager)
         module=github.com/prometheus/alertmanager
         package=github.com/prometheus/alertmanager/cmd/alertmanager
@@ -83,7 +87,7 @@ if [[ "$tool" == alertmanager ]]; then
     package=./cmd/alertmanager
 fi
 (cd "$dir" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath" \
-    go build -ldflags "-s -w -X $stamp=$version" -o "$root/bin/.$tool.partial" "$package")
+    go build -tags "$tags" -ldflags "-s -w -X $stamp=$version" -o "$root/bin/.$tool.partial" "$package")
 mv -f "$root/bin/.$tool.partial" "$binary"
 echo "build-tool.sh: $tool $version built in $((SECONDS - t0)) s" >&2
 echo "$binary"
