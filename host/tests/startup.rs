@@ -1,12 +1,14 @@
-//! `sre-operator run` starting with reports already open, as after a restart, against the
-//! in-process API server of support/fake_api.rs: one whose DebugPolicy LIST answers after the
-//! report LIST does, as a loaded API server may. A report is judged against its policy only
-//! once the policies are listed; before, its policy could not be told from a deleted one.
+//! `sre-operator run` starting (or restarting) against the in-process API server of
+//! support/fake_api.rs, one whose DebugPolicy LIST answers seconds after the others, as a loaded
+//! API server's may. What the operator reads at start-up is judged against the policies only
+//! once they are listed: before, a report's policy cannot be told from a deleted one, and a
+//! failure would be selected by no policy at all.
 
 #[path = "support/fake_api.rs"]
 mod fake_api;
 
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_api::{Mock, NS, deployment, pod_name, serve_mock, workload};
@@ -66,6 +68,64 @@ fn approved_report() -> Value {
     })
 }
 
+/// `sre-operator run --namespace bench` against `kubeconfig`, its output in `dir`/operator.log;
+/// killed on drop.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(kubeconfig: &Path, dir: &Path) -> Operator {
+        let log = dir.join("operator.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sre-operator"))
+            .args(["--log", "warn,sre_operator=info", "run", "--namespace", NS])
+            .args(["--http-addr", "127.0.0.1:0"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("NO_COLOR", "1")
+            .env("SRE_OPERATOR_CACHE", dir.join("plugin-cache"))
+            .env_remove("SRE_OPERATOR_BRAIN")
+            .env_remove("SRE_OPERATOR_NAMESPACES")
+            .env_remove("SRE_OPERATOR_PLUGIN_DIR")
+            .env_remove("SRE_OPERATOR_LEADER_ELECTION")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("the sre-operator binary runs");
+        Operator { child, log }
+    }
+
+    /// What `found` returns first, checked every 50 ms for `within`; the test fails, with the
+    /// operator's log, if the operator exits or the time runs out.
+    async fn until<T>(&mut self, what: &str, within: Duration, found: impl Fn() -> Option<T>) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(t) = found() {
+                return t;
+            }
+            let log = || std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sre-operator exited ({status}) before {what}:\n{}", log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not within {within:?}: {what}\n{}",
+                log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approved_report_is_applied_after_a_restart_even_when_the_policies_list_late() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,46 +136,15 @@ async fn an_approved_report_is_applied_after_a_restart_even_when_the_policies_li
         .unwrap()
         .insert(REPORT.into(), approved_report());
     let (mock, kubeconfig, _server) = serve_mock(mock, "startup", dir.path()).await;
-    let log = dir.path().join("operator.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let mut operator = Command::new(env!("CARGO_BIN_EXE_sre-operator"))
-        .args(["--log", "warn,sre_operator=info", "run", "--namespace", NS])
-        .args(["--http-addr", "127.0.0.1:0"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("NO_COLOR", "1")
-        .env("SRE_OPERATOR_CACHE", dir.path().join("plugin-cache"))
-        .env_remove("SRE_OPERATOR_BRAIN")
-        .env_remove("SRE_OPERATOR_NAMESPACES")
-        .env_remove("SRE_OPERATOR_PLUGIN_DIR")
-        .env_remove("SRE_OPERATOR_LEADER_ELECTION")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("the sre-operator binary runs");
-
+    let mut operator = Operator::start(&kubeconfig, dir.path());
     // The operator's first word on the report: the intent to apply, or a failure.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let first = loop {
-        let written = mock.report_writes.lock().unwrap().first().cloned();
-        if let Some(report) = written {
-            break report;
-        }
-        if let Ok(Some(status)) = operator.try_wait() {
-            panic!(
-                "sre-operator exited ({status}):\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the operator did not act on the approved report within 120 s:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let _ = operator.kill();
-    let _ = operator.wait();
+    let first = operator
+        .until(
+            "the operator writes the approved report",
+            Duration::from_secs(120),
+            || mock.report_writes.lock().unwrap().first().cloned(),
+        )
+        .await;
     let status = &first["status"];
     assert_eq!(
         status["phase"], "Approved",
@@ -124,5 +153,35 @@ async fn an_approved_report_is_applied_after_a_restart_even_when_the_policies_li
     assert!(
         status["apply"]["startedAt"].is_string(),
         "the intent to apply is the first write: {status:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_refusal_listed_before_the_policies_opens_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mock = Mock::new(1);
+    mock.policy_list_delay = Duration::from_secs(2);
+    // The replicaset-controller said it once, before the operator started; it says it again
+    // only after its back-off, minutes later.
+    mock.refuse_pods(0);
+    let (mock, kubeconfig, _server) = serve_mock(mock, "startup", dir.path()).await;
+    let mut operator = Operator::start(&kubeconfig, dir.path());
+    let report = operator
+        .until(
+            "a report for svc-000's refused Pods",
+            Duration::from_secs(60),
+            || mock.reports.lock().unwrap().values().next().cloned(),
+        )
+        .await;
+    assert_eq!(
+        report["spec"]["failure"]["class"], "FailedCreate",
+        "{report:#}"
+    );
+    assert_eq!(report["spec"]["workload"]["name"], "svc-000", "{report:#}");
+    assert!(
+        report["spec"]["failure"]["evidence"]
+            .to_string()
+            .contains("exceeded quota"),
+        "{report:#}"
     );
 }

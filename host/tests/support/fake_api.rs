@@ -391,6 +391,13 @@ pub fn replicaset(w: &Workload) -> Value {
     })
 }
 
+/// What the API server answers a Pod create that a ResourceQuota refuses.
+fn quota_refusal(replicaset: &str) -> String {
+    format!(
+        "pods \"{replicaset}-x7k2p\" is forbidden: exceeded quota: compute, requested: limits.memory=512Mi, used: limits.memory=2Gi, limited: limits.memory=2Gi"
+    )
+}
+
 pub fn deployment(w: &Workload) -> Value {
     let mut template_labels = labels(w);
     template_labels
@@ -649,6 +656,8 @@ pub struct Mock {
     pub replicaset_lists: AtomicU64,
     /// How long a LIST of DebugPolicies takes to answer (a loaded API server's).
     pub policy_list_delay: Duration,
+    /// The workload whose ReplicaSet a ResourceQuota keeps from creating its Pods.
+    refused: Option<usize>,
 }
 
 impl Mock {
@@ -678,7 +687,33 @@ impl Mock {
             large_replicasets: 0,
             replicaset_lists: AtomicU64::new(0),
             policy_list_delay: Duration::ZERO,
+            refused: None,
         }
+    }
+
+    /// Makes workload `w`'s ReplicaSet one a ResourceQuota refuses, as the replicaset-controller
+    /// leaves it: no Pods, a `ReplicaFailure` condition and a `FailedCreate` Event.
+    pub fn refuse_pods(&mut self, w: usize) {
+        self.refused = Some(w);
+        let rs = replicaset(&workload(w));
+        let name = rs["metadata"]["name"].as_str().unwrap().to_string();
+        let event = json!({
+            "metadata": { "name": format!("{name}.{:x}", mix(w as u64) >> 16), "namespace": NS,
+                          "uid": uid(w as u64 + 6_000_000), "resourceVersion": "1" },
+            "involvedObject": { "kind": "ReplicaSet", "namespace": NS, "name": name,
+                                "uid": rs["metadata"]["uid"], "apiVersion": "apps/v1", "resourceVersion": "100" },
+            "reason": "FailedCreate",
+            "message": format!("Error creating: {}", quota_refusal(&name)),
+            "source": { "component": "replicaset-controller" },
+            "firstTimestamp": "2026-11-25T09:40:30Z", "lastTimestamp": "2026-11-25T09:41:08Z",
+            "count": 12, "type": "Warning", "reportingComponent": "replicaset-controller",
+        });
+        self.events
+            .get_mut()
+            .unwrap()
+            .entry(name)
+            .or_default()
+            .push(event);
     }
 
     /// The same `n` Pods plus `pods` [`hostile_pod`]s and `replicasets` [`large_replicaset`]s.
@@ -1034,13 +1069,16 @@ impl Mock {
                 };
                 json_response(status, event.to_string())
             }
+            ("", "events") if get && t.name.is_none() && watch => self.watch("events"),
             ("", "events") if get && t.name.is_none() => {
                 let fields = selector_terms(query.get("fieldSelector"));
-                let pod = fields
-                    .iter()
-                    .find(|(k, _)| k == "involvedObject.name")
-                    .map(|(_, v)| v.clone());
-                let items = match pod {
+                let field = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                };
+                let mut items: Vec<Value> = match field("involvedObject.name") {
                     Some(pod) => self
                         .events
                         .lock()
@@ -1050,6 +1088,9 @@ impl Mock {
                         .unwrap_or_default(),
                     None => self.events.lock().unwrap().values().flatten().cloned().collect(),
                 };
+                if let Some(reason) = field("reason") {
+                    items.retain(|e| e["reason"] == reason.as_str());
+                }
                 self.list("v1", "EventList", items)
             }
             ("apps", "replicasets") if get && t.name.is_none() && !watch => {
@@ -1069,7 +1110,16 @@ impl Mock {
                     .map(workload)
                     .filter(|w| format!("{}-{}", w.name, w.hash) == name);
                 match found {
-                    Some(w) => json_response(StatusCode::OK, replicaset(&w).to_string()),
+                    Some(w) => {
+                        let mut rs = replicaset(&w);
+                        if self.refused.is_some_and(|r| workload(r).name == w.name) {
+                            rs["status"] = json!({ "replicas": 0, "observedGeneration": 1,
+                                "conditions": [{ "type": "ReplicaFailure", "status": "True",
+                                    "reason": "FailedCreate", "lastTransitionTime": T_STARTED,
+                                    "message": quota_refusal(name) }] });
+                        }
+                        json_response(StatusCode::OK, rs.to_string())
+                    }
                     None => not_found(&t),
                 }
             }
