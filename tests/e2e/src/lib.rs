@@ -397,6 +397,17 @@ async fn client_for(kubeconfig: &Path) -> Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// Whether a failed start lost a race that a second start does not repeat: a free port taken by
+/// someone else between choosing and binding it, or kwok v0.8.0 crashing as it starts (two of
+/// its goroutines build CEL environments at once, one its node controller's first stage match,
+/// and easycel registers types in unguarded global maps: "fatal error: concurrent map writes",
+/// seen once in CI).
+fn start_race(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("address already in use")
+        || (text.contains("kwok exited during start-up") && text.contains("concurrent map writes"))
+}
+
 /// The kwok configuration: options plus every stage.
 fn kwok_config(extra_stages: &[String]) -> Result<String> {
     let mut out = String::from(
@@ -520,9 +531,8 @@ impl TestCluster {
     /// Starts a cluster of its own on loopback, whatever the environment says.
     pub async fn start_local(opts: ClusterOptions) -> Result<TestCluster> {
         match Self::start_local_once(&opts).await {
-            // A free port was taken by someone else between choosing and binding it: once more.
-            Err(e) if format!("{e:#}").contains("address already in use") => {
-                eprintln!("sre-e2e: a port was taken meanwhile, starting again: {e:#}");
+            Err(e) if start_race(&e) => {
+                eprintln!("sre-e2e: the start lost a race, starting again: {e:#}");
                 Self::start_local_once(&opts).await
             }
             other => other,
@@ -1067,5 +1077,36 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         self.stop_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_start_that_lost_a_race_is_tried_again() {
+        // As CI printed it (process::check_alive's error, kwok's log tail abridged).
+        let crash = anyhow!(
+            "kwok exited during start-up (exit status: 2); last lines of /tmp/sre-e2e-L8SGWB/logs/kwok.log:\n\
+             {{\"level\":\"INFO\",\"msg\":\"Creating lease\",\"node\":\"kwok-node-1\"}}\n\
+             fatal error: concurrent map writes\n\ngoroutine 69 [running]:\n\
+             github.com/wzshiming/easycel.getTypeValue({{0x2889238, 0x25f8280}})"
+        )
+        .context("waiting for nodes [\"kwok-node-0\", \"kwok-node-1\"] to be Ready");
+        assert!(start_race(&crash));
+        let port = anyhow!("listen tcp 127.0.0.1:41235: bind: address already in use")
+            .context("etcd exited during start-up (exit status: 1)");
+        assert!(start_race(&port));
+        // A kwok that refuses its configuration refuses it again: said at once.
+        let refused = anyhow!(
+            "kwok exited during start-up (exit status: 1); last lines of kwok.log:\n\
+             playStageParallelism must be greater than 0"
+        );
+        assert!(!start_race(&refused));
+        let apiserver = anyhow!(
+            "kube-apiserver exited during start-up (exit status: 1): fatal error: concurrent map writes"
+        );
+        assert!(!start_race(&apiserver));
     }
 }
