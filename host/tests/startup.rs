@@ -4,12 +4,15 @@
 //! once they are listed: before, a report's policy cannot be told from a deleted one, and a
 //! failure would be selected by no policy at all.
 
+#[path = "../benches/common/mod.rs"]
+mod common;
 #[path = "support/fake_api.rs"]
 mod fake_api;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use common::operator::Operator;
 
 use fake_api::{Mock, NS, deployment, pod_name, serve_mock, workload};
 use serde_json::{Value, json};
@@ -68,61 +71,37 @@ fn approved_report() -> Value {
     })
 }
 
-/// `sre-operator run --namespace bench` against `kubeconfig`, its output in `dir`/operator.log;
-/// killed on drop.
-struct Operator {
-    child: Child,
-    log: PathBuf,
+/// `sre-operator run --namespace bench` against `kubeconfig`, with its plugin cache and log in
+/// `dir`; killed on drop.
+fn start_operator(kubeconfig: &Path, dir: &Path) -> Operator {
+    Operator::start(
+        kubeconfig,
+        dir.join("operator.log"),
+        &["--namespace", NS, "--http-addr", "127.0.0.1:0"],
+        &[("SRE_OPERATOR_CACHE", &dir.join("plugin-cache"))],
+    )
 }
 
-impl Operator {
-    fn start(kubeconfig: &Path, dir: &Path) -> Operator {
-        let log = dir.join("operator.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sre-operator"))
-            .args(["--log", "warn,sre_operator=info", "run", "--namespace", NS])
-            .args(["--http-addr", "127.0.0.1:0"])
-            .env("KUBECONFIG", kubeconfig)
-            .env("NO_COLOR", "1")
-            .env("SRE_OPERATOR_CACHE", dir.join("plugin-cache"))
-            .env_remove("SRE_OPERATOR_BRAIN")
-            .env_remove("SRE_OPERATOR_NAMESPACES")
-            .env_remove("SRE_OPERATOR_PLUGIN_DIR")
-            .env_remove("SRE_OPERATOR_LEADER_ELECTION")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("the sre-operator binary runs");
-        Operator { child, log }
-    }
-
-    /// What `found` returns first, checked every 50 ms for `within`; the test fails, with the
-    /// operator's log, if the operator exits or the time runs out.
-    async fn until<T>(&mut self, what: &str, within: Duration, found: impl Fn() -> Option<T>) -> T {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(t) = found() {
-                return t;
-            }
-            let log = || std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sre-operator exited ({status}) before {what}:\n{}", log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not within {within:?}: {what}\n{}",
-                log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// What `found` returns first, checked every 50 ms for `within`; the test fails, with the
+/// operator's log, if the operator exits or the time runs out.
+async fn until<T>(
+    operator: &mut Operator,
+    what: &str,
+    within: Duration,
+    found: impl Fn() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(t) = found() {
+            return t;
         }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        operator.check_alive();
+        assert!(
+            Instant::now() < deadline,
+            "not within {within:?}: {what}\n{}",
+            operator.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -136,15 +115,15 @@ async fn an_approved_report_is_applied_after_a_restart_even_when_the_policies_li
         .unwrap()
         .insert(REPORT.into(), approved_report());
     let (mock, kubeconfig, _server) = serve_mock(mock, "startup", dir.path()).await;
-    let mut operator = Operator::start(&kubeconfig, dir.path());
+    let mut operator = start_operator(&kubeconfig, dir.path());
     // The operator's first word on the report: the intent to apply, or a failure.
-    let first = operator
-        .until(
-            "the operator writes the approved report",
-            Duration::from_secs(120),
-            || mock.report_writes.lock().unwrap().first().cloned(),
-        )
-        .await;
+    let first = until(
+        &mut operator,
+        "the operator writes the approved report",
+        Duration::from_secs(120),
+        || mock.report_writes.lock().unwrap().first().cloned(),
+    )
+    .await;
     let status = &first["status"];
     assert_eq!(
         status["phase"], "Approved",
@@ -165,14 +144,14 @@ async fn a_quota_refusal_listed_before_the_policies_opens_its_report() {
     // only after its back-off, minutes later.
     mock.refuse_pods(0);
     let (mock, kubeconfig, _server) = serve_mock(mock, "startup", dir.path()).await;
-    let mut operator = Operator::start(&kubeconfig, dir.path());
-    let report = operator
-        .until(
-            "a report for svc-000's refused Pods",
-            Duration::from_secs(60),
-            || mock.reports.lock().unwrap().values().next().cloned(),
-        )
-        .await;
+    let mut operator = start_operator(&kubeconfig, dir.path());
+    let report = until(
+        &mut operator,
+        "a report for svc-000's refused Pods",
+        Duration::from_secs(60),
+        || mock.reports.lock().unwrap().values().next().cloned(),
+    )
+    .await;
     assert_eq!(
         report["spec"]["failure"]["class"], "FailedCreate",
         "{report:#}"
