@@ -107,17 +107,19 @@ async fn metrics_size_the_oom_fix_spot_a_leak_and_blame_throttling() {
         container_labels(WORKER.0, WORKER.1, WORKER.2),
         Box::new(|t| (200.0 + (t.floor() % 6.0) * 180.0) * MI),
     );
-    // search is throttled in 70% of its CFS periods, using half a core.
+    // search is throttled in 70% of its CFS periods, using half a core. Both counters step once
+    // a second, together: any two scrapes then see 7 throttled periods in every 10, where counters
+    // rounded apart would read 65% or 75% over the few samples the start of the window holds.
     let search = container_labels(SEARCH.0, SEARCH.1, SEARCH.2);
     exporter.add(
         "container_cpu_cfs_periods_total",
         search.clone(),
-        Box::new(|t| (t * 10.0).floor()),
+        Box::new(|t| t.floor() * 10.0),
     );
     exporter.add(
         "container_cpu_cfs_throttled_periods_total",
         search.clone(),
-        Box::new(|t| (t * 7.0).floor()),
+        Box::new(|t| t.floor() * 7.0),
     );
     exporter.add(
         "container_cpu_usage_seconds_total",

@@ -54,11 +54,11 @@ pub fn container_labels(namespace: &str, pod: &str, container: &str) -> Vec<(Str
     .collect()
 }
 
-fn now() -> f64 {
+fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Exporter {
@@ -99,8 +99,12 @@ impl Exporter {
     }
 }
 
+/// Every sample carries the time its value was computed at, as cAdvisor's do: Prometheus then
+/// stores it at that time rather than when its scrape began, so a rate over the series is the
+/// rate the test wrote however late a loaded machine answers the scrape.
 fn render(series: &[Series]) -> String {
-    let t = now();
+    let t_ms = now_ms();
+    let t = t_ms as f64 / 1000.0;
     let mut out = String::new();
     for s in series {
         let labels: Vec<String> = s
@@ -109,7 +113,7 @@ fn render(series: &[Series]) -> String {
             .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
             .collect();
         out.push_str(&format!(
-            "{}{{{}}} {}\n",
+            "{}{{{}}} {} {t_ms}\n",
             s.name,
             labels.join(","),
             (s.value)(t)
