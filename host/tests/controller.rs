@@ -173,11 +173,7 @@ fn report_object(
         phase: Some(phase),
         patch_digest: Some(suggestion.digest()),
         suggested_patch: Some(suggestion),
-        safety: Some(SafetyVerdict {
-            verdict: Verdict::Allowed,
-            filter: "patch-safety".into(),
-            reason: None,
-        }),
+        safety: Some(SafetyVerdict::allowed("patch-safety")),
         target_resource_version: target_rv,
         apply: intent.then(|| ApplyRecord {
             started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(

@@ -148,11 +148,7 @@ fn report(name: &str, namespace: &str, phase: Phase) -> DiagnosticReport {
             ],
             explanation: "point REDIS_HOST at redis-master".into(),
         }),
-        safety: Some(SafetyVerdict {
-            verdict: Verdict::Allowed,
-            filter: "patch-safety".into(),
-            reason: None,
-        }),
+        safety: Some(SafetyVerdict::allowed("patch-safety")),
         target_resource_version: Some("100".into()),
         ..Default::default()
     });

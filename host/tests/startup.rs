@@ -18,7 +18,7 @@ use fake_api::{Mock, NS, deployment, pod_name, serve_mock, workload};
 use serde_json::{Value, json};
 use sre_operator::crd::{
     DiagnosticReportStatus, PatchOp, PatchOperation, Phase, SafetyVerdict, SuggestedPatch,
-    TargetRef, Verdict,
+    TargetRef,
 };
 
 const REPORT: &str = "deployment-svc-000-crashloopbackoff";
@@ -46,11 +46,7 @@ fn approved_report() -> Value {
         phase: Some(Phase::Approved),
         patch_digest: Some(suggestion.digest()),
         suggested_patch: Some(suggestion),
-        safety: Some(SafetyVerdict {
-            verdict: Verdict::Allowed,
-            filter: "patch-safety".into(),
-            reason: None,
-        }),
+        safety: Some(SafetyVerdict::allowed("patch-safety")),
         target_resource_version: target["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_string),

@@ -352,6 +352,17 @@ pub struct SafetyVerdict {
     pub reason: Option<String>,
 }
 
+impl SafetyVerdict {
+    /// The patch passed `filter` (the filters' names, joined) unchanged.
+    pub fn allowed(filter: impl Into<String>) -> SafetyVerdict {
+        SafetyVerdict {
+            verdict: Verdict::Allowed,
+            filter: filter.into(),
+            reason: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Verdict {
     Allowed,

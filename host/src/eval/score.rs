@@ -386,11 +386,7 @@ patch:
                 patch: vec![op(PatchOp::Test, "redis"), op(PatchOp::Replace, "redis-master")],
                 explanation: "e".into(),
             }),
-            safety: Some(SafetyVerdict {
-                verdict: Verdict::Allowed,
-                filter: "patch-safety".into(),
-                reason: None,
-            }),
+            safety: Some(SafetyVerdict::allowed("patch-safety")),
             ..Default::default()
         })
     }

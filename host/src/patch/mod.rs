@@ -228,14 +228,7 @@ pub async fn review(
                 .by_world(World::PatchFilter)
                 .map(|p| p.name.clone())
                 .collect();
-            (
-                SafetyVerdict {
-                    verdict: Verdict::Allowed,
-                    filter: names.join(","),
-                    reason: None,
-                },
-                None,
-            )
+            (SafetyVerdict::allowed(names.join(",")), None)
         }
     }
 }
